@@ -1,0 +1,35 @@
+"""Outcomes into HTTP answers: the one place where the table of spec section 4 is written."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import WebhookError
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def json_response(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    all_headers = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
+    all_headers.update(headers or {})
+    return Response(status, body, all_headers)
+
+
+def success(status: int = 200, **fields: Any) -> Response:
+    return json_response(status, {"success": True, **{k: v for k, v in fields.items() if v is not None}})
+
+
+def failure(err: WebhookError) -> Response:
+    payload: dict[str, Any] = {"success": False, "error": err.error, "message": err.message}
+    if err.formcall_error_code is not None:
+        payload["formcall_error_code"] = err.formcall_error_code
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    return json_response(err.status, payload, headers)

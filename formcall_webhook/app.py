@@ -1,0 +1,243 @@
+"""The request pipeline: parse, authenticate, normalize, validate, deliver, answer."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from . import config as config_module
+from . import mapping, parsing, phones
+from .answers import Response, failure, success
+from .config import Config, Route
+from .errors import (
+    ConfigError,
+    FormCallMisconfigured,
+    MethodNotAllowed,
+    Misconfigured,
+    PayloadTooLarge,
+    UnknownRoute,
+    WebhookError,
+)
+from .formcall import INVALID_TOKEN, FormCallClient, Placed
+from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
+from .secret_store import SecretStore
+
+MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
+_MISCONFIGURED = "The function is not configured correctly; its log says why."
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the pipeline needs of an HTTP request; the body is read through `read_body(limit)`."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    query_string: bytes
+    read_body: Callable[[int], bytes]
+    content_length: int | None = None
+    remote_addr: str = ""
+
+
+@dataclass
+class Outcome:
+    """What the request line of the log will say; filled in as the pipeline goes."""
+
+    route: str = ""
+    outcome: str = ""
+    phone: str | None = None
+    uuid: str | None = None
+    popup_uuid: str | None = None
+    formcall_error_code: int | None = None
+    reason: str | None = None
+    adicional_keys: list[str] = field(default_factory=list)
+
+
+def route_name(path: str) -> str:
+    name = path.strip("/")
+    return name or "default"
+
+
+class App:
+    """One per process: the config, the secret cache and the FormCall session live here."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+        self._lock = threading.Lock()
+        self._config: Config | None = None
+        self._config_error: ConfigError | None = None
+        self._loaded = False
+        self.secrets = SecretStore(self.environ)
+        self._client: FormCallClient | None = None
+        level = level_from_env(self.environ)
+        self.logger = RequestLogger(level, project_id(self.environ))
+        setup_library_logging(level)
+
+    # -- configuration, loaded once; a broken one answers 500 to every request, never crashes --
+
+    def config(self) -> Config:
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    try:
+                        self._config = config_module.load(self.environ)
+                        self.secrets.ttl = self._config.secret_ttl_seconds
+                        self._client = FormCallClient(
+                            self._config.api_url, self._config.timeout_seconds, self._config.ca_bundle
+                        )
+                    except ConfigError as err:
+                        self._config_error = err
+                    self._loaded = True
+        if self._config is None:
+            raise Misconfigured(_MISCONFIGURED, reason=f"config error: {self._config_error}")
+        return self._config
+
+    # -- the pipeline --
+
+    def handle(self, request: Request) -> Response:
+        started = time.perf_counter()
+        outcome = Outcome(route=route_name(request.path))
+        try:
+            response = self._handle(request, outcome)
+        except WebhookError as err:
+            outcome.outcome = err.error
+            outcome.formcall_error_code = err.formcall_error_code
+            outcome.reason = err.reason
+            response = failure(err)
+        except Exception as err:  # a bug: answer like the table's 500, log where, never the data
+            frame = traceback.extract_tb(err.__traceback__)[-1]
+            outcome.outcome = "misconfigured"
+            outcome.reason = f"internal error {type(err).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
+            response = failure(Misconfigured(_MISCONFIGURED))
+        self._log(request, response, outcome, started)
+        return response
+
+    def _handle(self, request: Request, outcome: Outcome) -> Response:
+        config = self.config()
+        route = config.routes.get(outcome.route)
+        if route is None:
+            raise UnknownRoute(f"There is no route named {outcome.route!r}.")
+        method = request.method.upper()
+        if method == "OPTIONS":
+            outcome.outcome = "preflight"
+            return Response(204, b"", {"Allow": _allowed_methods(route)})
+        if method not in ("POST", "GET") or (method == "GET" and not route.allow_get):
+            raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
+
+        raw = _read_limited(request, route.max_body_bytes)
+        query = parsing.parse_query(request.query_string)
+        # A GET webhook (HubSpot, Zapier) carries the submission in the query string.
+        body = dict(query) if method == "GET" else parsing.parse_body(request.headers.get("content-type"), raw)
+        body["query"] = query
+
+        context = mapping.template_context(body, query, request.headers, route.name)
+        lead = phones.normalize(
+            mapping.typed_phone(route, context), route.region, route.allowed_regions, route.allowed_number_types
+        )
+        outcome.phone = lead.masked
+        context["lead"] = mapping.lead_context(lead)
+        payload = self._payload(route, context, lead, outcome)
+
+        if route.dry_run:
+            outcome.outcome = "dry_run"
+            return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
+        placed = self._deliver(config, payload)
+        outcome.uuid = placed.uuid
+        if placed.pending:
+            outcome.outcome = "pending"
+            return success(202, pending=True)
+        outcome.outcome = "placed"
+        return success(uuid=placed.uuid)
+
+    def _payload(self, route: Route, context: Mapping[str, Any], lead: phones.Lead, outcome: Outcome) -> dict[str, Any]:
+        assert route.popup_uuid is not None
+        popup = route.popup_uuid.render(context)
+        if not config_module.is_uuid(popup):
+            raise Misconfigured(
+                _MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"
+            )
+        outcome.popup_uuid = popup
+        payload: dict[str, Any] = {
+            "popup_uuid": popup,
+            "country_code": lead.country_code,
+            "areacode": lead.areacode,
+            "phonenumber": lead.phonenumber,
+            "security_token": "",
+        }
+        extra = mapping.adicional(route, context)
+        outcome.adicional_keys = sorted(extra)
+        if extra:
+            payload["adicional"] = extra
+        return payload
+
+    def _deliver(self, config: Config, payload: dict[str, Any]) -> Placed:
+        if config.security_token is None:
+            raise Misconfigured(
+                _MISCONFIGURED,
+                reason="no FormCall token: set FORMCALL_SECURITY_TOKEN, FORMCALL_SECURITY_TOKEN_SECRET "
+                "or formcall.security_token",
+            )
+        assert self._client is not None
+        token = self.secrets.resolve(config.security_token)
+        try:
+            return self._client.place_call({**payload, "security_token": token})
+        except FormCallMisconfigured as err:
+            if err.formcall_error_code != INVALID_TOKEN:
+                raise
+            # The token may have been rotated: fetch it again and, if it changed, try once more.
+            # Error 8 means nothing was queued, so this retry cannot ring anyone twice.
+            self.secrets.invalidate(config.security_token)
+            fresh = self.secrets.resolve(config.security_token)
+            if fresh == token:
+                raise
+            return self._client.place_call({**payload, "security_token": fresh})
+
+    def _log(self, request: Request, response: Response, outcome: Outcome, started: float) -> None:
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        fields = {
+            "route": outcome.route,
+            "outcome": outcome.outcome,
+            "status": response.status,
+            "uuid": outcome.uuid,
+            "phone": outcome.phone,
+            "popup_uuid": outcome.popup_uuid,
+            "formcall_error_code": outcome.formcall_error_code,
+            "reason": outcome.reason,
+            "adicional_keys": outcome.adicional_keys or None,
+            "duration_ms": duration_ms,
+            "method": request.method,
+        }
+        message = f"{outcome.route}: {outcome.outcome} ({response.status})"
+        self.logger.write(severity_for(response.status), message, fields, request.headers)
+
+
+def _allowed_methods(route: Route) -> str:
+    return "POST, GET, OPTIONS" if route.allow_get else "POST, OPTIONS"
+
+
+def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 before parsing when it is over the route's limit."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    raw = request.read_body(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
+    return raw
+
+
+def read_stream(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes; WSGI streams may return short reads before the end."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = stream.read(min(65536, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)

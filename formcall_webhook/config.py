@@ -1,0 +1,474 @@
+"""The configuration: environment only, or a TOML file; loaded and checked once (spec section 2)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from jinja2 import TemplateSyntaxError
+
+from .errors import ConfigError
+from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
+from .secret_store import DEFAULT_TTL_SECONDS, is_reference, is_version_name
+from .templates import Template
+
+DEFAULT_API_URL = "https://clickandtalk.medularis.com/calls/manage/api"
+DEFAULT_TIMEOUT_SECONDS = 8.0
+DEFAULT_MAX_BODY_BYTES = 65536
+DEFAULT_ADICIONAL_MAX_LENGTH = 200
+DEFAULT_REGION = "CL"
+APP_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_NAME = "formcall.toml"
+ENV_SOURCE = "environment"
+
+AUTH_TYPES = ("none", "token", "basic", "hubspot", "standard_webhooks")
+CAPTCHA_PROVIDERS = {
+    "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+    "recaptcha": "https://www.google.com/recaptcha/api/siteverify",
+    "hcaptcha": "https://api.hcaptcha.com/siteverify",
+}
+CAPTCHA_FIELDS = {
+    "turnstile": "cf-turnstile-response",
+    "recaptcha": "g-recaptcha-response",
+    "hcaptcha": "h-captcha-response",
+}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_RATE_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Auth:
+    type: str = "none"
+    secret: str | None = None
+    header: str = "X-Webhook-Token"
+    username: str | None = None
+    password: str | None = None
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Captcha:
+    provider: str
+    secret: str
+    field: str
+    min_score: float
+    verify_url: str
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    popup_uuid: Template | None
+    phone: Template | None
+    phone_parts: tuple[Template, Template, Template] | None
+    region: str
+    allowed_regions: frozenset[str]
+    allowed_number_types: frozenset[str]
+    # None: the built-in Nombre / Email mapping.
+    adicional: tuple[tuple[str, Template], ...] | None
+    adicional_max_length: int
+    auth: Auth
+    honeypot: str | None
+    captcha: Captcha | None
+    dedupe_key: Template | None
+    dedupe_window_seconds: int
+    rate_per_ip: Rate | None
+    rate_per_phone: Rate | None
+    redirect_success: str | None
+    redirect_failure: str | None
+    cors_origins: tuple[str, ...]
+    allow_get: bool
+    max_body_bytes: int
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    api_url: str
+    # A secret reference (env:, file:, secret:), or None when no token is configured.
+    security_token: str | None
+    timeout_seconds: float
+    ca_bundle: str | None
+    secret_ttl_seconds: float
+    store_url: str
+    routes: Mapping[str, Route] = field(default_factory=dict)
+
+
+def env_flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(ENV_SOURCE, name, f"must be true or false, not {value!r}")
+
+
+def config_path(environ: Mapping[str, str]) -> Path | None:
+    """The config file in use: FORMCALL_CONFIG, else formcall.toml beside main.py when present."""
+    named = environ.get("FORMCALL_CONFIG", "").strip()
+    if named:
+        path = Path(named)
+        if not path.is_absolute() and not path.exists() and (APP_ROOT / path).exists():
+            path = APP_ROOT / path
+        return path
+    default = APP_ROOT / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
+    """The checked configuration; ConfigError names the file, the key and what is wrong."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = config_path(env)
+    if path is None:
+        return _build(ENV_SOURCE, {}, env)
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as err:
+        raise ConfigError(source, "FORMCALL_CONFIG", "file not found") from err
+    except OSError as err:
+        raise ConfigError(source, "FORMCALL_CONFIG", f"cannot be read ({err.strerror})") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(source, "(syntax)", f"not valid TOML: {err}") from err
+    return _build(source, data, env)
+
+
+class _Reader:
+    """Typed access to one table of the file, naming the key in every error."""
+
+    def __init__(self, source: str, prefix: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+        self.source = source
+        self.prefix = prefix
+        self.data = data
+        for key in data:
+            if key not in allowed:
+                hint = ", ".join(sorted(allowed))
+                raise ConfigError(source, self.key(key), f"unknown key; known keys here: {hint}")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), problem)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        # TOML booleans are ints to isinstance; refuse them where a number is wanted.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not a boolean")
+        if not isinstance(value, kind):
+            raise self.fail(name, f"must be {_kind_name(kind)}, not {type(value).__name__}")
+        return value
+
+    def template(self, name: str, value: Any = None) -> Template | None:
+        text = self.data.get(name) if value is None else value
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise self.fail(name, f"must be a template string, not {type(text).__name__}")
+        return compile_or_fail(self.source, self.key(name), text)
+
+    def secret(self, name: str, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(
+                name, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
+            )
+        return check_secret_reference(self.source, self.key(name), value)
+
+    def table(self, name: str) -> Mapping[str, Any] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(name, 'must be a table, e.g. { key = "value" }')
+        return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def compile_or_fail(source: str, key: str, text: str) -> Template:
+    try:
+        return Template(text)
+    except TemplateSyntaxError as err:
+        raise ConfigError(source, key, f"template syntax error: {err.message} (line {err.lineno})") from err
+
+
+def check_secret_reference(source: str, key: str, value: str) -> str:
+    if not is_reference(value):
+        raise ConfigError(
+            source,
+            key,
+            "a literal secret is not allowed here; use env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V",
+        )
+    if value.startswith("secret:") and not is_version_name(value[len("secret:") :]):
+        raise ConfigError(source, key, "a secret: reference must be projects/P/secrets/S/versions/V (V may be latest)")
+    return value
+
+
+ROUTE_KEYS = {
+    "popup_uuid", "phone", "phone_parts", "region", "allowed_regions", "allowed_number_types",
+    "adicional", "adicional_max_length", "auth", "honeypot", "captcha", "dedupe", "rate_limit",
+    "redirect", "cors_origins", "allow_get", "max_body_bytes", "dry_run",
+}  # fmt: skip
+# Table-valued keys: a route's table is merged over the one in [defaults], key by key.
+_MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redirect", "phone_parts"}
+
+
+def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
+    top = _Reader(source, "", data, {"formcall", "defaults", "routes"})
+    formcall = _Reader(source, "formcall", top.table("formcall") or {}, {
+        "api_url", "security_token", "timeout_seconds", "ca_bundle", "secret_ttl_seconds",
+    })  # fmt: skip
+    api_url = env.get("FORMCALL_API_URL", "").strip() or formcall.get("api_url", str, DEFAULT_API_URL)
+    if not api_url.startswith(("https://", "http://")):
+        raise ConfigError(source, "formcall.api_url", "must be an http(s) URL")
+    timeout = float(formcall.get("timeout_seconds", (int, float), DEFAULT_TIMEOUT_SECONDS))
+    if not 0 < timeout <= 60:
+        raise formcall.fail("timeout_seconds", "must be more than 0 and at most 60")
+    ttl = float(formcall.get("secret_ttl_seconds", (int, float), DEFAULT_TTL_SECONDS))
+    if ttl < 0:
+        raise formcall.fail("secret_ttl_seconds", "must not be negative")
+    ca_bundle = env.get("FORMCALL_CA_BUNDLE", "").strip() or formcall.get("ca_bundle", str)
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ConfigError(source, "FORMCALL_CA_BUNDLE" if env.get("FORMCALL_CA_BUNDLE") else "formcall.ca_bundle",
+                          f"no CA bundle file at {ca_bundle}")  # fmt: skip
+
+    token: str | None = None
+    if env.get("FORMCALL_SECURITY_TOKEN", "").strip():
+        token = "env:FORMCALL_SECURITY_TOKEN"  # noqa: S105 - a reference, resolved per request
+    elif env.get("FORMCALL_SECURITY_TOKEN_SECRET", "").strip():
+        name = env["FORMCALL_SECURITY_TOKEN_SECRET"].strip().removeprefix("secret:")
+        token = check_secret_reference(ENV_SOURCE, "FORMCALL_SECURITY_TOKEN_SECRET", "secret:" + name)
+    elif "security_token" in formcall.data:
+        token = formcall.secret("security_token", formcall.data["security_token"])
+
+    region_default = env.get("FORMCALL_DEFAULT_REGION", "").strip().upper() or DEFAULT_REGION
+    if region_default not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(ENV_SOURCE, "FORMCALL_DEFAULT_REGION", f"{region_default!r} is not a region code such as CL")
+    dry_run_all = env_flag(env, "FORMCALL_DRY_RUN")
+    defaults = top.table("defaults") or {}
+    _Reader(source, "defaults", defaults, ROUTE_KEYS)
+    routes_data = top.table("routes")
+    if routes_data is None:
+        routes_data = {"default": {}}
+    elif not routes_data:
+        raise ConfigError(source, "routes", "no route is defined; add [routes.default]")
+    routes: dict[str, Route] = {}
+    for name, route_data in routes_data.items():
+        key = f"routes.{name}"
+        if not isinstance(route_data, dict):
+            raise ConfigError(source, key, "must be a table, e.g. [routes.default]")
+        if not _ROUTE_NAME.match(name):
+            raise ConfigError(source, key, "route names are letters, digits, '-', '_' and '.'")
+        merged: dict[str, Any] = dict(defaults)
+        for k, v in route_data.items():
+            if k in _MERGED_TABLES and isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **v}
+            else:
+                merged[k] = v
+        routes[name] = _route(source, name, merged, env, region_default, dry_run_all)
+    store_url = env.get("FORMCALL_STORE_URL", "").strip() or "memory://"
+    if not store_url.startswith(("memory://", "redis://", "rediss://")):
+        raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", "must be memory:// or redis://HOST:PORT/DB")
+    return Config(source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes)
+
+
+def _route(
+    source: str, name: str, data: Mapping[str, Any], env: Mapping[str, str], region_default: str, dry_run_all: bool
+) -> Route:
+    r = _Reader(source, f"routes.{name}", data, ROUTE_KEYS)
+    popup = r.template("popup_uuid")
+    if popup is None and env.get("FORMCALL_POPUP_UUID", "").strip():
+        popup = compile_or_fail(ENV_SOURCE, "FORMCALL_POPUP_UUID", env["FORMCALL_POPUP_UUID"].strip())
+    if popup is None:
+        raise ConfigError(
+            source, r.key("popup_uuid"), "missing: set it here, in [defaults], or set FORMCALL_POPUP_UUID"
+        )
+    if "{" not in popup.source and not is_uuid(popup.source):
+        raise ConfigError(source, r.key("popup_uuid"), f"{popup.source!r} is not a UUID")
+
+    parts = r.table("phone_parts")
+    phone_parts = None
+    if parts is not None:
+        if "phone" in r.data:
+            raise r.fail("phone_parts", "set either phone or phone_parts, not both")
+        pr = _Reader(source, r.key("phone_parts"), parts, {"country_code", "areacode", "phonenumber"})
+        templates = tuple(pr.template(k) for k in ("country_code", "areacode", "phonenumber"))
+        if templates[2] is None:
+            raise pr.fail("phonenumber", "missing: phone_parts needs at least phonenumber")
+        empty = Template("")
+        phone_parts = (templates[0] or empty, templates[1] or empty, templates[2])
+
+    region = r.get("region", str, region_default).strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise r.fail("region", f"{region!r} is not a region code such as CL")
+    allowed_regions = frozenset(_str_list(r, "allowed_regions", [region], upper=True))
+    for code in allowed_regions:
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise r.fail("allowed_regions", f"{code!r} is not a region code such as CL")
+    types = frozenset(_str_list(r, "allowed_number_types", sorted(DEFAULT_NUMBER_TYPES), upper=True))
+    for type_name in types:
+        if type_name in FORBIDDEN_NUMBER_TYPES:
+            raise r.fail("allowed_number_types", f"{type_name} numbers are never called (toll fraud)")
+        if type_name not in NUMBER_TYPE_NAMES:
+            raise r.fail(
+                "allowed_number_types",
+                f"{type_name!r} is not one of {', '.join(sorted(NUMBER_TYPE_NAMES - FORBIDDEN_NUMBER_TYPES))}",
+            )
+
+    adicional_table = r.table("adicional")
+    adicional = None
+    if adicional_table is not None:
+        ar = _Reader(source, r.key("adicional"), adicional_table, set(adicional_table))
+        adicional = tuple((k, _required(ar.template(k), ar, k)) for k in adicional_table)
+    max_len = _positive(r, "adicional_max_length", DEFAULT_ADICIONAL_MAX_LENGTH)
+
+    dedupe = _Reader(source, r.key("dedupe"), r.table("dedupe") or {}, {"key", "window_seconds"})
+    rate = _Reader(source, r.key("rate_limit"), r.table("rate_limit") or {}, {"per_ip", "per_phone"})
+    redirect = _Reader(source, r.key("redirect"), r.table("redirect") or {}, {"success", "failure"})
+    for k in ("success", "failure"):
+        url = redirect.get(k, str)
+        if url is not None and not url.startswith(("https://", "http://", "/")):
+            raise redirect.fail(k, "must be an http(s) URL or a path")
+    honeypot = (r.get("honeypot", str) or "").strip() or None
+    return Route(
+        name=name,
+        popup_uuid=popup,
+        phone=r.template("phone"),
+        phone_parts=phone_parts,
+        region=region,
+        allowed_regions=allowed_regions,
+        allowed_number_types=types,
+        adicional=adicional,
+        adicional_max_length=max_len,
+        auth=_auth(source, r),
+        honeypot=honeypot,
+        captcha=_captcha(source, r),
+        dedupe_key=dedupe.template("key"),
+        dedupe_window_seconds=_positive(dedupe, "window_seconds", 600),
+        rate_per_ip=_rate(rate, "per_ip"),
+        rate_per_phone=_rate(rate, "per_phone"),
+        redirect_success=redirect.get("success", str),
+        redirect_failure=redirect.get("failure", str),
+        cors_origins=tuple(_str_list(r, "cors_origins", [])),
+        allow_get=r.get("allow_get", bool, False),
+        max_body_bytes=_positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
+        dry_run=dry_run_all or r.get("dry_run", bool, False),
+    )
+
+
+def _required(value: Template | None, reader: _Reader, key: str) -> Template:
+    if value is None:
+        raise reader.fail(key, "missing")
+    return value
+
+
+def _positive(reader: _Reader, key: str, default: int) -> int:
+    value: int = reader.get(key, int, default)
+    if value <= 0:
+        raise reader.fail(key, "must be a whole number above 0")
+    return value
+
+
+def _str_list(reader: _Reader, key: str, default: list[str], *, upper: bool = False) -> list[str]:
+    value = reader.get(key, list, default)
+    if not all(isinstance(v, str) and v.strip() for v in value):
+        raise reader.fail(key, "must be a list of non-empty strings")
+    return [v.strip().upper() if upper else v.strip() for v in value]
+
+
+def _rate(reader: _Reader, key: str) -> Rate | None:
+    text = reader.get(key, str)
+    if text is None:
+        return None
+    match = _RATE.match(text)
+    if not match or int(match.group(1)) <= 0:
+        raise reader.fail(key, f'{text!r} is not COUNT/second|minute|hour|day, e.g. "10/minute"')
+    return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
+
+
+def _auth(source: str, route: _Reader) -> Auth:
+    table = route.table("auth")
+    if table is None:
+        return Auth()
+    a = _Reader(source, route.key("auth"), table, {"type", "secret", "header", "username", "password", "public_url"})
+    kind = a.get("type", str, "none")
+    if kind not in AUTH_TYPES:
+        raise a.fail("type", f"{kind!r} is not one of {', '.join(AUTH_TYPES)}")
+    secret = a.secret("secret", a.data["secret"]) if "secret" in a.data else None
+    password = a.secret("password", a.data["password"]) if "password" in a.data else None
+    if kind in ("token", "hubspot", "standard_webhooks") and secret is None:
+        raise a.fail("secret", f"missing: auth type {kind} needs a secret reference")
+    username = a.get("username", str)
+    if kind == "basic" and (not username or password is None):
+        raise a.fail("username" if not username else "password", "missing: auth type basic needs username and password")
+    public_url = a.get("public_url", str)
+    if public_url is not None and not public_url.startswith(("https://", "http://")):
+        raise a.fail("public_url", "must be the full URL of the route as entered in HubSpot")
+    header = a.get("header", str, "X-Webhook-Token").strip()
+    if not header:
+        raise a.fail("header", "must not be empty")
+    return Auth(kind, secret, header, username, password, public_url)
+
+
+def _captcha(source: str, route: _Reader) -> Captcha | None:
+    table = route.table("captcha")
+    if table is None:
+        return None
+    c = _Reader(source, route.key("captcha"), table, {"provider", "secret", "field", "min_score", "verify_url"})
+    provider = c.get("provider", str)
+    if provider not in CAPTCHA_PROVIDERS:
+        raise c.fail("provider", f"must be one of {', '.join(CAPTCHA_PROVIDERS)}")
+    if "secret" not in c.data:
+        raise c.fail("secret", "missing: the captcha provider's secret key, as a secret reference")
+    min_score = float(c.get("min_score", (int, float), 0.5))
+    if not 0 <= min_score <= 1:
+        raise c.fail("min_score", "must be between 0 and 1")
+    return Captcha(
+        provider=provider,
+        secret=c.secret("secret", c.data["secret"]),
+        field=c.get("field", str, CAPTCHA_FIELDS[provider]),
+        min_score=min_score,
+        verify_url=c.get("verify_url", str, CAPTCHA_PROVIDERS[provider]),
+    )
+
+
+def is_uuid(text: str) -> bool:
+    """The 8-4-4-4-12 form FormCall uses; uuid.UUID alone would also take braces and URNs."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return len(text) == 36

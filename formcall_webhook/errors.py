@@ -1,0 +1,112 @@
+"""One family of exceptions, each knowing the answer it becomes (spec section 4)."""
+
+from __future__ import annotations
+
+# Seconds a sender is asked to wait before retrying a 429, 502 or 503.
+RETRY_AFTER_SECONDS = 30
+
+
+class WebhookError(Exception):
+    """A submission that ends in a failure answer; turned into JSON in exactly one place."""
+
+    status = 500
+    error = "misconfigured"
+    retry_after: int | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        formcall_error_code: int | None = None,
+        retry_after: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.formcall_error_code = formcall_error_code
+        if retry_after is not None:
+            self.retry_after = retry_after
+        # For the log line only: never shown to the sender.
+        self.reason = reason
+
+
+class BadRequest(WebhookError):
+    status, error = 400, "bad_request"
+
+
+class Unauthorized(WebhookError):
+    status, error = 401, "unauthorized"
+
+
+class CaptchaFailed(WebhookError):
+    status, error = 403, "captcha_failed"
+
+
+class UnknownRoute(WebhookError):
+    status, error = 404, "unknown_route"
+
+
+class MethodNotAllowed(WebhookError):
+    status, error = 405, "method_not_allowed"
+
+
+class OutOfServiceHours(WebhookError):
+    status, error = 409, "out_of_service_hours"
+
+
+class PayloadTooLarge(WebhookError):
+    status, error = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(WebhookError):
+    status, error = 415, "unsupported_media_type"
+
+
+class PhoneMissing(WebhookError):
+    status, error = 422, "phone_missing"
+
+
+class InvalidPhone(WebhookError):
+    status, error = 422, "invalid_phone"
+
+
+class RegionNotAllowed(WebhookError):
+    status, error = 422, "region_not_allowed"
+
+
+class NumberTypeNotAllowed(WebhookError):
+    status, error = 422, "number_type_not_allowed"
+
+
+class FormCallRejected(WebhookError):
+    status, error = 422, "formcall_rejected"
+
+
+class RateLimited(WebhookError):
+    status, error, retry_after = 429, "rate_limited", RETRY_AFTER_SECONDS
+
+
+class Misconfigured(WebhookError):
+    status, error = 500, "misconfigured"
+
+
+class OriginationFailed(WebhookError):
+    status, error, retry_after = 502, "origination_failed", RETRY_AFTER_SECONDS
+
+
+class FormCallMisconfigured(WebhookError):
+    status, error, retry_after = 502, "formcall_misconfigured", RETRY_AFTER_SECONDS
+
+
+class FormCallUnavailable(WebhookError):
+    status, error, retry_after = 503, "formcall_unavailable", RETRY_AFTER_SECONDS
+
+
+class ConfigError(Exception):
+    """A config that cannot work: names the file, the key and what is wrong."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem

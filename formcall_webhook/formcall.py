@@ -1,0 +1,149 @@
+"""The FormCall API client: one POST, never retried blind, every answer mapped (spec section 4)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from .errors import (
+    FormCallMisconfigured,
+    FormCallRejected,
+    FormCallUnavailable,
+    OriginationFailed,
+    OutOfServiceHours,
+    WebhookError,
+)
+
+_UUID = re.compile(r"^[0-9a-fA-F]{32}$")
+# FormCall's answers are a few dozen bytes; anything this large is an error page.
+_MAX_ANSWER_BYTES = 64 * 1024
+_CONNECT_TIMEOUT = 3.05
+
+_ERRORS: dict[int, tuple[type[WebhookError], str]] = {
+    1: (FormCallRejected, "FormCall refused the phone number."),
+    2: (OutOfServiceHours, "The call centre is outside its service hours."),
+    3: (OriginationFailed, "FormCall could not start the call; try again later."),
+    4: (FormCallMisconfigured, "The FormCall popup was not found."),
+    5: (FormCallRejected, "FormCall does not call that country."),
+    6: (FormCallRejected, "FormCall refused the call's parameters."),
+    7: (FormCallMisconfigured, "The FormCall security token is missing."),
+    8: (FormCallMisconfigured, "The FormCall security token was refused."),
+}
+INVALID_TOKEN = 8
+
+
+@dataclass(frozen=True)
+class Placed:
+    """FormCall accepted the call: placed (uuid) or left pending."""
+
+    uuid: str | None
+    pending: bool = False
+
+
+class FormCallClient:
+    """One instance per process: a pooled session, TLS verified against the CA bundle if given."""
+
+    def __init__(self, api_url: str, timeout: float, ca_bundle: str | None = None) -> None:
+        self.api_url = api_url
+        self.timeout = timeout
+        self.session = requests.Session()
+        # No automatic retries: a POST that may have reached FormCall could ring a lead twice.
+        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=32)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.verify = ca_bundle if ca_bundle else True
+        self.session.trust_env = False  # HTTPS_PROXY or REQUESTS_CA_BUNDLE in the env must not bypass ours
+
+    def place_call(self, payload: dict[str, Any]) -> Placed:
+        """Placed or pending; a WebhookError naming the answer otherwise."""
+        deadline = time.monotonic() + self.timeout
+        try:
+            response = self.session.post(
+                self.api_url,
+                json=payload,
+                # total: the wait for the answer's head counts the connect time too.
+                timeout=urllib3.Timeout(connect=min(_CONNECT_TIMEOUT, self.timeout), total=self.timeout),  # type: ignore[arg-type]
+                stream=True,
+                allow_redirects=False,
+            )
+            try:
+                raw = _read_until(response, deadline)
+            finally:
+                response.close()
+        except requests.Timeout as err:
+            raise FormCallUnavailable("FormCall did not answer in time.", reason="timeout") from err
+        except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as err:
+            raise FormCallUnavailable("FormCall could not be reached.", reason=type(err).__name__) from err
+        return parse_answer(response.status_code, raw)
+
+
+def _read_until(response: requests.Response, deadline: float) -> bytes:
+    """The body, read in pieces so a server that drips bytes cannot hold us past the deadline."""
+    chunks: list[bytes] = []
+    size = 0
+    raw = response.raw
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise requests.Timeout("FormCall's answer took longer than the timeout")
+        _set_read_timeout(raw, remaining)
+        chunk = raw.read1(8192) if hasattr(raw, "read1") else raw.read(8192)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_ANSWER_BYTES:
+            return b"".join(chunks)
+
+
+def _set_read_timeout(raw: Any, seconds: float) -> None:
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def parse_answer(status: int, raw: bytes) -> Placed:
+    """FormCall's answer, judged by its body: its HTTP statuses are not documented."""
+    try:
+        answer = json.loads(raw)
+    except (ValueError, RecursionError):
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("success"), bool):
+        raise FormCallUnavailable(
+            "FormCall answered something unexpected; try again later.",
+            reason=f"undocumented answer: HTTP {status}, {len(raw)} bytes",
+        )
+    if answer["success"]:
+        uuid = answer.get("uuid")
+        if isinstance(uuid, str) and _UUID.match(uuid):
+            return Placed(uuid.lower())
+        if answer.get("pending") is True:
+            return Placed(None, pending=True)
+        # success without a uuid: the call may exist, so this must not invite a retry.
+        return Placed(None)
+    code = _error_code(answer.get("error_code"))
+    if code not in _ERRORS:
+        raise FormCallUnavailable(
+            "FormCall answered an unknown error; try again later.",
+            formcall_error_code=code,
+            reason=f"undocumented error_code {answer.get('error_code')!r}",
+        )
+    error_class, message = _ERRORS[code]
+    raise error_class(message, formcall_error_code=code, reason=f"FormCall error {code}")
+
+
+def _error_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None

@@ -1,0 +1,124 @@
+"""Phone numbers as people type them, checked and split the way FormCall wants (spec section 3)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
+
+from .errors import InvalidPhone, NumberTypeNotAllowed, PhoneMissing, RegionNotAllowed
+
+DEFAULT_NUMBER_TYPES = frozenset({"MOBILE", "FIXED_LINE", "FIXED_LINE_OR_MOBILE"})
+# Never called, whatever a config says: premium-rate numbers are how toll fraud pays.
+FORBIDDEN_NUMBER_TYPES = frozenset({"PREMIUM_RATE"})
+NUMBER_TYPE_NAMES = frozenset(name for name in vars(PhoneNumberType) if name.isupper() and name not in {"UNKNOWN"})
+_TYPE_NAMES = {value: name for name, value in vars(PhoneNumberType).items() if name.isupper()}
+
+_KEEP = re.compile(r"[^\d+]")
+# Longest input worth handing to phonenumbers; the library itself caps at 250.
+_MAX_TYPED = 64
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A normalized number and its FormCall split."""
+
+    e164: str
+    country_code: str
+    areacode: str
+    phonenumber: str
+    region: str
+    number_type: str
+
+    @property
+    def masked(self) -> str:
+        return mask(self.e164)
+
+
+def mask(e164: str, country_code: str | None = None) -> str:
+    """+56961234567 -> +56*****567: enough to tell leads apart in logs, not to call them."""
+    if not e164:
+        return ""
+    cc = country_code if country_code is not None else _country_code_of(e164)
+    return f"+{cc}*****{e164[-3:]}"
+
+
+def _country_code_of(e164: str) -> str:
+    try:
+        return str(phonenumbers.parse(e164).country_code)
+    except NumberParseException:
+        return ""
+
+
+def _candidates(typed: str, region: str) -> Iterator[PhoneNumber]:
+    """Readings of what was typed, most literal first."""
+    cleaned = _KEEP.sub("", typed)
+    if cleaned.startswith("00"):
+        cleaned = "+" + cleaned[2:]
+    if not cleaned.strip("+"):
+        return
+    digits = cleaned.lstrip("+")
+    texts = [cleaned] if cleaned.startswith("+") else [cleaned, "+" + digits]
+    if not cleaned.startswith("+") and digits.startswith("0"):
+        # A leftover trunk 0 ("09 6123 4567") that the region does not use.
+        texts.insert(1, digits.lstrip("0"))
+    for text in texts:
+        try:
+            number = phonenumbers.parse(text, region)
+        except NumberParseException:
+            continue
+        yield number
+        if number.italian_leading_zero:
+            # "+56 09 6123 4567": a trunk 0 written after the country code.
+            number = PhoneNumber(country_code=number.country_code, national_number=number.national_number)
+            yield number
+
+
+def parse(typed: str, region: str) -> PhoneNumber:
+    """The first valid reading of `typed`, else InvalidPhone / PhoneMissing."""
+    typed = typed.strip()
+    if not typed:
+        raise PhoneMissing("No phone number was found in the submission.")
+    if len(typed) > _MAX_TYPED:
+        raise InvalidPhone("The phone number is not a valid number.")
+    for number in _candidates(typed, region):
+        if phonenumbers.is_valid_number(number):
+            return number
+    raise InvalidPhone("The phone number is not a valid number.")
+
+
+def normalize(
+    typed: str,
+    region: str,
+    allowed_regions: frozenset[str],
+    allowed_types: frozenset[str],
+) -> Lead:
+    """Parse, check region and type, and split for FormCall."""
+    number = parse(typed, region)
+    number_region = phonenumbers.region_code_for_number(number) or ""
+    cc = str(number.country_code)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if number_region not in allowed_regions:
+        raise RegionNotAllowed(
+            f"Numbers from {number_region or 'that country'} are not accepted here.",
+            reason=f"region {number_region} not in allowed_regions ({mask(e164, cc)})",
+        )
+    type_name = _TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN")
+    if type_name in FORBIDDEN_NUMBER_TYPES or type_name not in allowed_types:
+        raise NumberTypeNotAllowed(
+            "This kind of phone number is not accepted here.",
+            reason=f"number type {type_name} not allowed ({mask(e164, cc)})",
+        )
+    nsn = phonenumbers.national_significant_number(number)
+    ndc_length = phonenumbers.length_of_national_destination_code(number)
+    return Lead(
+        e164=e164,
+        country_code=cc,
+        areacode=nsn[:ndc_length],
+        phonenumber=nsn[ndc_length:],
+        region=number_region,
+        number_type=type_name,
+    )

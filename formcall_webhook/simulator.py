@@ -1,0 +1,871 @@
+"""A local fake of the FormCall API (formcall-api.md), for `make run` and the tests.
+
+Standard library plus phonenumbers only, so it runs wherever the function runs. It listens on loopback
+only: it accepts made-up tokens and must never be reachable from outside the machine.
+
+    with Simulator() as sim:
+        requests.post(sim.api_url, json={...})
+        sim.placed()
+
+Run it on its own with `python -m formcall_webhook.simulator [--port 8081] [--token TOKEN ...]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import copy
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import random
+import re
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+import uuid as uuid_module
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import phonenumbers
+
+__all__ = ["API_PATH", "ERROR_MESSAGES", "FAULT_KINDS", "LIST_PATH", "Simulator", "main"]
+
+API_PATH = "/calls/manage/api"
+LIST_PATH = "/calls/list"
+
+ERROR_MESSAGES: dict[int, str] = {
+    1: "Invalid phone number",
+    2: "Popup not in service hours",
+    3: "Call origination failed",
+    4: "Popup not found",
+    5: "Country not found",
+    6: "Wrong parameters",
+    7: "Security Token Missing",
+    8: "Invalid Security Token",
+}
+
+FAULT_KINDS = frozenset(
+    {
+        "slow",
+        "reset",
+        "reset_mid_answer",
+        "http500_html",
+        "html_200",
+        "malformed_json",
+        "error",
+        "drip",
+        "placed_then_reset",
+    }
+)
+
+# Defaults for faults named without parameters (mostly by set_fault_rate's string kinds).
+DEFAULT_FAULT_SECONDS = 2.0
+DEFAULT_FAULT_ERROR_CODE = 3
+# The pause before the RST in reset_mid_answer, so the client has surely read the headers and the
+# partial body first: otherwise the kernel may throw them away and it looks like a plain reset.
+MID_ANSWER_PAUSE_SECONDS = 0.2
+MAX_BODY_BYTES = 1 << 20
+# The company leg's number in /calls/list: the one in the documentation's example.
+COMPANY_NUMBER = "56223456789"
+
+_REQUIRED_FIELDS = ("popup_uuid", "country_code", "areacode", "phonenumber")
+_UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_DIGITS_RE = re.compile(r"[0-9]*")
+_COUNTRY_CODE_RE = re.compile(r"[1-9][0-9]{0,2}")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+_HTML_500 = (
+    b"<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n"
+    b"<body><h1>Internal Server Error</h1><p>The server encountered an internal error and was unable "
+    b"to complete your request.</p><hr><address>Apache Server at clickandtalk.medularis.com Port 443"
+    b"</address></body></html>\n"
+)
+_HTML_PORTAL = (
+    b"<!DOCTYPE html>\n<html><head><title>Wi-Fi login</title></head>\n<body><h1>Welcome!</h1>"
+    b"<p>Please accept the terms of use to continue browsing.</p><form method=post action=/login>"
+    b"<button>Accept</button></form></body></html>\n"
+)
+
+
+class _Stopped(Exception):
+    """The simulator is stopping while a fault was sleeping."""
+
+
+@dataclass(frozen=True)
+class _Fault:
+    kind: str
+    seconds: float = 0.0
+    code: int = DEFAULT_FAULT_ERROR_CODE
+
+
+@dataclass
+class _Popup:
+    exists: bool = True
+    in_service_hours: bool = True
+    keep_pending: bool = False
+
+
+@dataclass
+class _Call:
+    seq: int
+    received_at: dt.datetime
+    payload: Any
+    raw: str | None
+    fault: str | None
+    outcome: str | None = None
+    error_code: int | None = None
+    uuid: str | None = None
+    response: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "received_at": self.received_at.isoformat(timespec="milliseconds"),
+            "payload": copy.deepcopy(self.payload),
+            "raw": self.raw,
+            "fault": self.fault,
+            "outcome": self.outcome,
+            "error_code": self.error_code,
+            "uuid": self.uuid,
+            "response": copy.deepcopy(self.response),
+        }
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What the normal flow decided for one request."""
+
+    outcome: str  # "placed", "pending" or "error"
+    response: dict[str, Any]
+    error_code: int | None = None
+    uuid: str | None = None
+
+
+def _error(code: int) -> dict[str, Any]:
+    return {"success": False, "error_code": code, "error_msg": ERROR_MESSAGES[code]}
+
+
+def _parse_fault(fault: Mapping[str, Any] | str) -> _Fault:
+    """Validate a fault as given by a test or over HTTP; ValueError says what is wrong."""
+    spec: Mapping[str, Any] = {"kind": fault} if isinstance(fault, str) else fault
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a fault is an object with a kind, not {type(spec).__name__}")
+    kind = spec.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(FAULT_KINDS))}")
+    seconds = spec.get("seconds", DEFAULT_FAULT_SECONDS if kind in ("slow", "drip") else 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 3600:
+        raise ValueError(f"fault {kind}: seconds must be a number from 0 to 3600, not {seconds!r}")
+    code = spec.get("code", DEFAULT_FAULT_ERROR_CODE)
+    if isinstance(code, bool) or not isinstance(code, int) or code not in ERROR_MESSAGES:
+        raise ValueError(f"fault {kind}: code must be a FormCall error code 1-8, not {code!r}")
+    return _Fault(kind=str(kind), seconds=float(seconds), code=code)
+
+
+def _normalize_popup_uuid(value: str) -> str:
+    if not _UUID_RE.fullmatch(value):
+        raise ValueError(f"not a popup UUID: {value!r}")
+    return value.lower()
+
+
+def _check_loopback(host: str) -> str:
+    """The address to bind; anything but IPv4 loopback is refused."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"the simulator binds to a 127.x.x.x address only, not {host!r}") from None
+    if address.version != 4 or not address.is_loopback:
+        raise ValueError(f"the simulator binds to a 127.x.x.x address only, not {host!r}")
+    return host
+
+
+class _State:
+    """Everything the handlers share; every access goes through the lock."""
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.default_tokens = frozenset(tokens)
+        self.tokens = set(self.default_tokens)
+        self.popups: dict[str, _Popup] = {}
+        self.faults: collections.deque[_Fault] = collections.deque()
+        self.fault_rate = 0.0
+        self.fault_kinds: list[_Fault] = []
+        self.rng = random.Random()  # noqa: S311 - picks faults, guards nothing
+        self.calls: list[_Call] = []
+        self.changed = threading.Condition(self.lock)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.tokens = set(self.default_tokens)
+            self.popups.clear()
+            self.faults.clear()
+            self.fault_rate = 0.0
+            self.fault_kinds = []
+            self.calls.clear()
+            self.changed.notify_all()
+
+    def receive(self, payload: Any, raw: str | None) -> tuple[_Call, _Fault | None]:
+        """Record an incoming place-call request and pick the fault it gets, if any."""
+        with self.lock:
+            fault: _Fault | None = None
+            if self.faults:
+                fault = self.faults.popleft()
+            elif self.fault_rate > 0 and self.fault_kinds and self.rng.random() < self.fault_rate:
+                fault = self.rng.choice(self.fault_kinds)
+            call = _Call(
+                seq=len(self.calls) + 1,
+                received_at=dt.datetime.now().astimezone(),
+                payload=payload,
+                raw=raw,
+                fault=fault.kind if fault else None,
+            )
+            self.calls.append(call)
+            self.changed.notify_all()
+            return call, fault
+
+    def settle(
+        self,
+        call: _Call,
+        outcome: str,
+        response: dict[str, Any] | None,
+        error_code: int | None = None,
+        uuid: str | None = None,
+    ) -> None:
+        with self.lock:
+            call.outcome = outcome
+            call.response = response
+            call.error_code = error_code
+            call.uuid = uuid
+            self.changed.notify_all()
+
+    def judge(self, payload: Any) -> _Verdict:
+        """The documented validation, in the order the documentation implies, then the call."""
+        if not isinstance(payload, dict):
+            return _Verdict("error", _error(6), 6)
+        if any(not isinstance(payload.get(field), str) for field in _REQUIRED_FIELDS):
+            return _Verdict("error", _error(6), 6)
+        if "adicional" in payload:
+            extra = payload["adicional"]
+            if not isinstance(extra, dict) or any(isinstance(v, (dict, list)) for v in extra.values()):
+                return _Verdict("error", _error(6), 6)
+        token = payload.get("security_token")
+        if token is None or token == "":
+            return _Verdict("error", _error(7), 7)
+        with self.lock:
+            token_ok = isinstance(token, str) and token in self.tokens
+        if not token_ok:
+            return _Verdict("error", _error(8), 8)
+
+        popup_uuid: str = payload["popup_uuid"]
+        if not _UUID_RE.fullmatch(popup_uuid):
+            return _Verdict("error", _error(4), 4)
+        with self.lock:
+            popup = copy.copy(self.popups.get(popup_uuid.lower(), _Popup()))
+        if not popup.exists:
+            return _Verdict("error", _error(4), 4)
+
+        country_code: str = payload["country_code"]
+        if (
+            not _COUNTRY_CODE_RE.fullmatch(country_code)
+            or phonenumbers.region_code_for_country_code(int(country_code)) == "ZZ"
+        ):
+            return _Verdict("error", _error(5), 5)
+
+        areacode: str = payload["areacode"]
+        number: str = payload["phonenumber"]
+        if not _valid_number(country_code, areacode, number):
+            return _Verdict("error", _error(1), 1)
+
+        if not popup.in_service_hours:
+            if popup.keep_pending:
+                return _Verdict("pending", {"success": True, "pending": True})
+            return _Verdict("error", _error(2), 2)
+
+        call_uuid = uuid_module.uuid4().hex
+        return _Verdict("placed", {"success": True, "uuid": call_uuid}, uuid=call_uuid)
+
+    def listed(self, day: dt.date, popup_uuid: str | None) -> list[dict[str, Any]]:
+        """Placed calls shaped like the documentation's /calls/list example."""
+        with self.lock:
+            placed = [c for c in self.calls if c.outcome == "placed"]
+        rows: list[dict[str, Any]] = []
+        for call in placed:
+            payload = call.payload
+            if call.received_at.date() != day:
+                continue
+            if popup_uuid is not None and payload["popup_uuid"].lower() != popup_uuid.lower():
+                continue
+            assert call.uuid is not None
+            # Stable made-up durations, so a listing does not change between two reads.
+            digest = hashlib.sha256(call.uuid.encode()).digest()
+            customer = 25 + digest[0] % 200
+            rows.append(
+                {
+                    "uuid": call.uuid,
+                    "status": "Conectada",
+                    "call_number_company": COMPANY_NUMBER,
+                    "call_number_customer": payload["country_code"] + payload["areacode"] + payload["phonenumber"],
+                    "retry": "1",
+                    "duration_company": str(customer + 10 + digest[1] % 30),
+                    "duration_customer": str(customer),
+                    "call_at": call.received_at.strftime("%Y/%m/%d %H:%M:%S %z"),
+                    "enqueued": False,
+                    "popup_uuid": payload["popup_uuid"],
+                }
+            )
+        return rows
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep that stop() cuts short, so a slow fault never holds a test run hostage."""
+        if self.stopping.wait(seconds):
+            raise _Stopped
+
+
+def _valid_number(country_code: str, areacode: str, number: str) -> bool:
+    # Digits only: the documented examples are bare digits, and a fake that tolerated "9 5631-1283"
+    # would hide a client that forgot to normalize.
+    if not _DIGITS_RE.fullmatch(areacode) or not number or not _DIGITS_RE.fullmatch(number):
+        return False
+    try:
+        parsed = phonenumbers.parse("+" + country_code + areacode + number, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return parsed.country_code == int(country_code) and phonenumbers.is_valid_number(parsed)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    state: _State
+    quiet: bool
+    connections: set[socket.socket]
+    connections_lock: threading.Lock
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """End idle keep-alive connections, whose handler threads would otherwise wait on them."""
+        with self.connections_lock:
+            connections = list(self.connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "FormCallSimulator/1.0"
+    # Idle keep-alive connections are dropped after this, so threads do not pile up.
+    timeout = 30
+
+    _note = ""
+    _status = 0
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle's algorithm and delayed
+        # ACKs add 40 ms to every answer on a kept-alive connection.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @property
+    def state(self) -> _State:
+        return self.server.state
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self._status = int(code) if isinstance(code, int) or str(code).isdigit() else 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.server.quiet:
+            sys.stderr.write(f"formcall-sim {self.address_string()} {format % args}\n")
+
+    def _access_log(self) -> None:
+        # Method, path and outcome only: the body carries the security token.
+        self.log_message("%s %s %s %s", self.command, self.path, self._status or "-", self._note or "-")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            # Said out loud, so a client's pool does not send its next request into a closing socket.
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _send_json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value).encode(), "application/json")
+
+    def _send_html(self, status: int, html: bytes) -> None:
+        self._send(status, html, "text/html; charset=utf-8")
+
+    def _read_body(self) -> bytes | None:
+        """The request body; None after answering when it cannot be read."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._note = "unreadable body"
+            self._send_html(400 if length < 0 else 413, b"<html><body><h1>Request refused</h1></body></html>\n")
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes | None:
+        body = b""
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                size = -1
+            if size < 0 or len(body) + size > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._note = "unreadable body"
+                self._send_html(400, b"<html><body><h1>Bad Request</h1></body></html>\n")
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def _reset(self) -> None:
+        """Close with an RST and no answer."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+        # SO_LINGER 0 makes close() send RST instead of FIN. The socket is only really closed once
+        # rfile (which holds a reference) is closed too, and before the server's own shutdown(SHUT_WR),
+        # which would otherwise send a polite FIN first.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()
+        self.connection.close()
+
+    def _not_found(self) -> None:
+        self._note = "unknown path"
+        self._send_html(404, b"<html><body><h1>Not Found</h1></body></html>\n")
+
+    def _wrong_method(self) -> None:
+        self._note = "wrong method"
+        self._send_html(405, b"<html><body><h1>Method Not Allowed</h1></body></html>\n")
+
+    def _route(self, method: str) -> None:
+        self._note = ""
+        self._status = 0
+        path = urlsplit(self.path).path
+        try:
+            if path == API_PATH and method == "POST":
+                self._place_call()
+            elif path == LIST_PATH and method == "GET":
+                self._list_calls()
+            elif path in (API_PATH, LIST_PATH):
+                self._wrong_method()
+            elif path.startswith("/_sim/"):
+                self._control(method, path)
+            else:
+                self._not_found()
+        except _Stopped:
+            self._note = "simulator stopping"
+            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (a timeout, usually); its request was still handled.
+            self.close_connection = True
+        self._access_log()
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    # ---- POST /calls/manage/api ----------------------------------------------------------------
+
+    def _place_call(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        payload: Any = None
+        raw: str | None = None
+        if self.headers.get_content_type() == "application/json":
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raw = body.decode("utf-8", "replace")
+        else:
+            # Like a web framework that only parses JSON bodies sent as JSON: the fields are absent.
+            raw = body.decode("utf-8", "replace")
+        call, fault = self.state.receive(payload, raw)
+        kind = fault.kind if fault else None
+        self._note = f"#{call.seq}"
+
+        if fault is None or kind in ("slow", "placed_then_reset"):
+            if fault is not None and kind == "slow":
+                self.state.sleep(fault.seconds)
+            verdict = self.state.judge(payload)
+            self.state.settle(call, verdict.outcome, verdict.response, verdict.error_code, verdict.uuid)
+            self._note += f" {verdict.outcome}" + (f" {verdict.error_code}" if verdict.error_code else "")
+            if verdict.uuid:
+                self._note += f" uuid={verdict.uuid}"
+            if kind == "placed_then_reset":
+                self._note += " then reset"
+                self._reset()
+            else:
+                self._send_json(200, verdict.response)
+            if kind:
+                self._note += f" (fault {kind})"
+            return
+
+        assert fault is not None
+        self._note += f" fault {kind}"
+        if kind == "error":
+            answer = _error(fault.code)
+            self.state.settle(call, "error", answer, fault.code)
+            self._send_json(200, answer)
+        elif kind == "drip":
+            # Bytes arrive often enough that a per-read timeout never fires: only a total deadline
+            # on the client's side ends this early.
+            answer = _error(fault.code)
+            self.state.settle(call, "error", answer, fault.code)
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.flush()
+            pause = fault.seconds / max(len(data) - 1, 1)
+            for i in range(len(data)):
+                if i:
+                    self.state.sleep(pause)
+                self.wfile.write(data[i : i + 1])
+        else:
+            self.state.settle(call, "fault", None)
+            if kind == "reset":
+                self._reset()
+            elif kind == "reset_mid_answer":
+                data = json.dumps(_error(3)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.state.sleep(MID_ANSWER_PAUSE_SECONDS)
+                self._reset()
+            elif kind == "http500_html":
+                self._send_html(500, _HTML_500)
+            elif kind == "html_200":
+                self._send_html(200, _HTML_PORTAL)
+            elif kind == "malformed_json":
+                self._send(200, b'{"success": true, "uuid": "80b5fc503f24', "application/json")
+
+    # ---- GET /calls/list ---------------------------------------------------------------------
+
+    def _list_calls(self) -> None:
+        token = self.headers.get("security-token")
+        if not token:
+            self._note = "error 7"
+            self._send_json(200, _error(7))
+            return
+        with self.state.lock:
+            token_ok = token in self.state.tokens
+        if not token_ok:
+            self._note = "error 8"
+            self._send_json(200, _error(8))
+            return
+        query = parse_qs(urlsplit(self.path).query)
+        date_text = query.get("date", [""])[-1]
+        popup_uuid = query.get("popup_uuid", [""])[-1] or None
+        if date_text:
+            try:
+                if not _DATE_RE.fullmatch(date_text):
+                    raise ValueError(date_text)
+                day = dt.date.fromisoformat(date_text)
+            except ValueError:
+                self._note = "error 6"
+                self._send_json(200, _error(6))
+                return
+        else:
+            day = dt.datetime.now().astimezone().date()
+        rows = self.state.listed(day, popup_uuid)
+        self._note = f"{len(rows)} calls"
+        self._send_json(200, rows)
+
+    # ---- /_sim/... control -------------------------------------------------------------------
+
+    def _control(self, method: str, path: str) -> None:
+        action = path.removeprefix("/_sim/")
+        if action == "calls":
+            if method != "GET":
+                return self._wrong_method()
+            with self.state.lock:
+                calls = [c.as_dict() for c in self.state.calls]
+            self._note = f"{len(calls)} calls"
+            return self._send_json(200, calls)
+        if action not in ("reset", "faults", "fault_rate", "popup", "tokens"):
+            return self._not_found()
+        if method != "POST":
+            return self._wrong_method()
+        body = self._read_body()
+        if body is None:
+            return None
+        try:
+            value: Any = json.loads(body) if body.strip() else None
+            self._apply_control(action, value)
+        except (ValueError, TypeError, KeyError) as err:
+            self._note = f"control {action} refused"
+            return self._send_json(400, {"ok": False, "error": str(err)})
+        self._note = f"control {action}"
+        return self._send_json(200, {"ok": True})
+
+    def _apply_control(self, action: str, value: Any) -> None:
+        sim = Simulator._for_state(self.state)
+        if action == "reset":
+            sim.reset()
+        elif action == "faults":
+            faults = value if isinstance(value, list) else [value]
+            sim.inject(*faults)
+        elif action == "fault_rate":
+            if not isinstance(value, dict):
+                raise ValueError("fault_rate takes {rate, kinds, seed}")
+            sim.set_fault_rate(value["rate"], value["kinds"], value.get("seed"))
+        elif action == "popup":
+            if not isinstance(value, dict) or not isinstance(value.get("uuid"), str):
+                raise ValueError("popup takes {uuid, exists, in_service_hours, keep_pending}")
+            flags = {
+                k: value.get(k, d) for k, d in (("exists", True), ("in_service_hours", True), ("keep_pending", False))
+            }
+            if not all(isinstance(v, bool) for v in flags.values()):
+                raise ValueError("exists, in_service_hours and keep_pending are booleans")
+            sim.set_popup(value["uuid"], **flags)
+        elif action == "tokens":
+            if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+                raise ValueError("tokens takes a list of non-empty strings")
+            sim.set_tokens(*value)
+
+
+class Simulator:
+    """The FormCall API on 127.0.0.1, with state that tests can read and faults they can inject."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tokens: Iterable[str] = ("dev-token",),
+        *,
+        quiet: bool = False,
+    ) -> None:
+        self.host = _check_loopback(host)
+        self.port = port
+        self.quiet = quiet
+        self._state = _State(tokens)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def _for_state(cls, state: _State) -> Simulator:
+        """A handle on existing state, so the HTTP control endpoints reuse the Python API's checks."""
+        sim = cls.__new__(cls)
+        sim._state = state
+        return sim
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Simulator:
+        """Listen and serve from a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        server = _Server((self.host, self.port), _Handler)
+        server.state = self._state
+        server.quiet = self.quiet
+        server.connections = set()
+        server.connections_lock = threading.Lock()
+        self._state.stopping.clear()
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name="formcall-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, wake sleeping faults and drop open connections."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._state.stopping.set()
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Simulator:
+        return self.start() if self._server is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:8081."""
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The place-call endpoint, what FORMCALL_API_URL should be set to."""
+        return self.url + API_PATH
+
+    @property
+    def list_url(self) -> str:
+        return self.url + LIST_PATH
+
+    # ---- what was received -------------------------------------------------------------------
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every place-call request received, in order (copies).
+
+        Keys: seq, received_at, payload (the parsed JSON as sent, token included; None if the body was
+        not JSON), raw (the body text when it was not JSON, else None), fault (kind or None), outcome
+        ("placed", "pending", "error", "fault" for a fault that answered nothing usable, or None while
+        still being handled), error_code, uuid (when placed), response (the JSON answer, even if a
+        fault then lost it).
+        """
+        with self._state.lock:
+            return [c.as_dict() for c in self._state.calls]
+
+    def placed(self) -> list[dict[str, Any]]:
+        """Only the requests that placed a call (including placed_then_reset ones)."""
+        return [c for c in self.calls() if c["outcome"] == "placed"]
+
+    def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Wait until `count` requests were received and handled (slow faults finish late)."""
+
+        def done() -> bool:
+            calls = self._state.calls
+            return len(calls) >= count and all(c.outcome is not None for c in calls[:count])
+
+        with self._state.changed:
+            if not self._state.changed.wait_for(done, timeout):
+                raise TimeoutError(f"fewer than {count} handled place-call requests after {timeout} s")
+        return self.calls()
+
+    # ---- configuration -------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget calls, faults, fault rate and popup settings; restore the initial tokens."""
+        self._state.reset()
+
+    def set_tokens(self, *tokens: str) -> None:
+        """Replace the accepted security tokens (e.g. to simulate a rotated token)."""
+        with self._state.lock:
+            self._state.tokens = set(tokens)
+
+    def set_popup(
+        self, uuid: str, *, exists: bool = True, in_service_hours: bool = True, keep_pending: bool = False
+    ) -> None:
+        """Configure one popup; any other well-formed UUID is an existing popup within service hours."""
+        key = _normalize_popup_uuid(uuid)
+        with self._state.lock:
+            self._state.popups[key] = _Popup(exists, in_service_hours, keep_pending)
+
+    def inject(self, *faults: Mapping[str, Any]) -> None:
+        """Queue faults; each incoming place-call request takes the next one (first in, first out)."""
+        parsed = [_parse_fault(f) for f in faults]
+        with self._state.lock:
+            self._state.faults.extend(parsed)
+
+    def set_fault_rate(self, rate: float, kinds: Sequence[str | Mapping[str, Any]], seed: int | None = None) -> None:
+        """Give each request (not taken by the inject queue) a random fault from `kinds` with
+        probability `rate`; kinds are fault dicts or bare kind names (slow/drip last 2 s, error is 3)."""
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ValueError(f"rate must be between 0 and 1, not {rate!r}")
+        if isinstance(kinds, (str, Mapping)):
+            kinds = [kinds]
+        parsed = [_parse_fault(k) for k in kinds]
+        if rate > 0 and not parsed:
+            raise ValueError("a fault rate needs at least one fault kind")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer, not {seed!r}")
+        with self._state.lock:
+            self._state.fault_rate = float(rate)
+            self._state.fault_kinds = parsed
+            self._state.rng = random.Random(seed)  # noqa: S311 - seeded on purpose, for replayable soaks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until Ctrl-C (or SIGTERM)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m formcall_webhook.simulator", description="Serve a local fake of the FormCall API."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8081, help="port (default 8081; 0 picks a free one)")
+    parser.add_argument(
+        "--token",
+        action="append",
+        dest="tokens",
+        metavar="TOKEN",
+        help="accepted security token, repeatable (default: dev-token)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    args = parser.parse_args(argv)
+    tokens: list[str] = args.tokens or ["dev-token"]
+    try:
+        sim = Simulator(args.host, args.port, tokens, quiet=args.quiet).start()
+    except (ValueError, OSError) as err:
+        print(f"formcall-sim: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
+        return 1
+
+    def stop_on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    print(f"FormCall simulator listening on {sim.api_url} ({len(tokens)} token(s) accepted; Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Loopback fakes of the services the function talks to, for the tests."""

@@ -1,0 +1,116 @@
+"""The function as it really runs: a functions-framework process on loopback, its stdout kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def coverage_env() -> dict[str, str]:
+    """Coverage measures a child process too when pytest runs under --cov."""
+    return {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+
+
+class FunctionProcess:
+    """`functions-framework --target formcall_webhook` with exactly the environment given."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.cwd = cwd
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> FunctionProcess:
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tempfile.gettempdir()), **self.env}
+        env.update(coverage_env())
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop()
+        self.process = subprocess.Popen(
+            [
+                str(_BIN / "functions-framework"),
+                "--target",
+                "formcall_webhook",
+                "--source",
+                str(ROOT / "main.py"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=self.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"functions-framework exited: {self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("functions-framework did not start listening in time")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def post(self, route: str = "", **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 30)
+        return requests.post(f"{self.url}/{route}", **kwargs)
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        """The JSON lines our code wrote (gunicorn's own start-up lines are not JSON)."""
+        entries = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    continue
+        return entries
+
+    def __enter__(self) -> FunctionProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def forbidden_in_logs(log_text: str, forbidden: set[str]) -> list[str]:
+    """The forbidden strings (tokens, secrets, whole numbers, adicional values) found in a log."""
+    return sorted(value for value in forbidden if value and value in log_text)

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from formcall_webhook import config
+from formcall_webhook.errors import ConfigError
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+ENV = {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN": "t"}
+
+
+def load_text(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> config.Config:
+    path = tmp_path / "formcall.toml"
+    path.write_text(text, encoding="utf-8")
+    return config.load(env if env is not None else {}, path)
+
+
+def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, text, env)
+    return caught.value
+
+
+def test_zero_config_from_environment() -> None:
+    cfg = config.load(ENV)
+    route = cfg.routes["default"]
+    assert list(cfg.routes) == ["default"]
+    assert route.popup_uuid is not None and route.popup_uuid.source == POPUP
+    assert route.region == "CL" and route.allowed_regions == {"CL"}
+    assert route.adicional is None and route.phone is None
+    assert cfg.security_token == "env:FORMCALL_SECURITY_TOKEN"
+    assert cfg.api_url == config.DEFAULT_API_URL
+    assert cfg.store_url == "memory://"
+
+
+def test_environment_overrides() -> None:
+    cfg = config.load(
+        {
+            **ENV,
+            "FORMCALL_API_URL": "http://127.0.0.1:1/calls/manage/api",
+            "FORMCALL_DEFAULT_REGION": "ar",
+            "FORMCALL_DRY_RUN": "true",
+        }
+    )
+    assert cfg.api_url == "http://127.0.0.1:1/calls/manage/api"
+    assert cfg.routes["default"].region == "AR"
+    assert cfg.routes["default"].dry_run
+
+
+def test_token_secret_name_from_environment() -> None:
+    cfg = config.load(
+        {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN_SECRET": "projects/p/secrets/s/versions/3"}
+    )
+    assert cfg.security_token == "secret:projects/p/secrets/s/versions/3"
+
+
+def test_spec_example_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "examples" / "formcall.toml").read_text(encoding="utf-8")
+    cfg = load_text(tmp_path, text)
+    assert set(cfg.routes) >= {"default", "hubspot"}
+    assert cfg.routes["hubspot"].auth.type == "hubspot"
+    assert cfg.routes["default"].redirect_success == "https://acme.cl/gracias"
+
+
+def test_defaults_are_inherited_and_tables_merged(tmp_path: Path) -> None:
+    cfg = load_text(
+        tmp_path,
+        f"""
+[defaults]
+popup_uuid = "{POPUP}"
+region = "AR"
+allowed_regions = ["AR", "CL"]
+adicional = {{ Origen = "web", Email = "{{{{ email }}}}" }}
+
+[routes.a]
+[routes.b]
+region = "CL"
+adicional = {{ Origen = "b" }}
+""",
+    )
+    a, b = cfg.routes["a"], cfg.routes["b"]
+    assert a.region == "AR" and b.region == "CL"
+    assert a.allowed_regions == b.allowed_regions == {"AR", "CL"}
+    assert dict(b.adicional or ())["Origen"].source == "b"
+    assert "Email" in dict(b.adicional or ())
+
+
+def test_popup_from_environment_when_file_omits_it(tmp_path: Path) -> None:
+    cfg = load_text(tmp_path, "[routes.default]\n", {"FORMCALL_POPUP_UUID": POPUP})
+    assert cfg.routes["default"].popup_uuid is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("[routes.default]\npopup_uuid = 'not-a-uuid'", "routes.default.popup_uuid", "not a UUID"),
+        ("[routes.default]\n", "routes.default.popup_uuid", "missing"),
+        (f"[routes.default]\npopup_uuid = '{POPUP}'\nphone = '{{{{ x '", "routes.default.phone", "syntax"),
+        (f"[routes.default]\npopup_uuid = '{POPUP}'\nphon = 'x'", "routes.default.phon", "unknown key"),
+        (
+            f"[formcall]\nsecurity_token = 'abc123'\n[routes.default]\npopup_uuid = '{POPUP}'",
+            "formcall.security_token",
+            "literal",
+        ),
+        (
+            f"[formcall]\nsecurity_token = 'secret:foo'\n[routes.default]\npopup_uuid = '{POPUP}'",
+            "formcall.security_token",
+            "versions",
+        ),
+        (f"[routes.default]\npopup_uuid = '{POPUP}'\nregion = 'XX'", "routes.default.region", "region code"),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nallowed_number_types = ['PREMIUM_RATE']",
+            "routes.default.allowed_number_types",
+            "never",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nallowed_number_types = ['CELL']",
+            "routes.default.allowed_number_types",
+            "not one of",
+        ),
+        (f"[routes.default]\npopup_uuid = '{POPUP}'\nmax_body_bytes = 0", "routes.default.max_body_bytes", "above 0"),
+        (f"[routes.default]\npopup_uuid = '{POPUP}'\nallow_get = 'yes'", "routes.default.allow_get", "true or false"),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nauth = {{ type = 'token' }}",
+            "routes.default.auth.secret",
+            "missing",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nauth = {{ type = 'hubspot', secret = 'shh' }}",
+            "routes.default.auth.secret",
+            "literal",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nauth = {{ type = 'magic' }}",
+            "routes.default.auth.type",
+            "not one of",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = {{ per_ip = '10/fortnight' }}",
+            "routes.default.rate_limit.per_ip",
+            "COUNT/",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\ncaptcha = {{ provider = 'turnstile', secret = 'x' }}",
+            "routes.default.captcha.secret",
+            "literal",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nphone = 'a'\nphone_parts = {{ phonenumber = 'b' }}",
+            "routes.default.phone_parts",
+            "either",
+        ),
+        ("[formcall]\ntimeout_seconds = 0", "formcall.timeout_seconds", "more than 0"),
+        ("[formcall]\napi_url = 'ftp://x'", "formcall.api_url", "http"),
+        ("[route.default]", "route", "unknown key"),
+        ("[routes]", "routes", "no route"),
+        ("not toml = = 1", "(syntax)", "TOML"),
+    ],
+)
+def test_errors_name_the_key_and_the_problem(tmp_path: Path, text: str, key: str, words: str) -> None:
+    err = error_of(tmp_path, text)
+    assert err.key == key
+    assert words in err.problem
+    assert err.source.endswith("formcall.toml")
+    assert str(err).startswith(err.source)
+
+
+def test_missing_named_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load({"FORMCALL_CONFIG": str(tmp_path / "nope.toml")})
+    assert "not found" in caught.value.problem
+
+
+def test_bad_environment_values_are_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load({**ENV, "FORMCALL_DRY_RUN": "maybe"})
+    assert caught.value.key == "FORMCALL_DRY_RUN"
+    with pytest.raises(ConfigError) as caught:
+        config.load({**ENV, "FORMCALL_STORE_URL": "mysql://x"})
+    assert caught.value.key == "FORMCALL_STORE_URL"
+    with pytest.raises(ConfigError) as caught:
+        config.load({**ENV, "FORMCALL_CA_BUNDLE": "/nonexistent.pem"})
+    assert caught.value.key == "FORMCALL_CA_BUNDLE"
+
+
+def test_zero_config_without_popup_is_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load({})
+    assert "FORMCALL_POPUP_UUID" in caught.value.problem

@@ -1,0 +1,483 @@
+"""The whole function through a real functions-framework process, FormCall simulated on loopback."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from formcall_webhook.simulator import Simulator
+from tests.fakes.secret_manager import FakeSecretManager
+from tests.harness import FunctionProcess, forbidden_in_logs
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+POPUP_B = "f0e1d2c3-0000-4000-8000-000000000001"
+TOKEN = "tok-Zx81-live-a9f3"
+SM_TOKEN_V1 = "sm-token-v1-77c2"
+SM_TOKEN_V2 = "sm-token-v2-91d4"
+SECRET_NAME = "projects/acme/secrets/formcall-token"
+HUBSPOT_SECRET = "hs-app-secret-5521"
+LEAD = {"telefono": "9 6123 4567", "nombre": "Ana", "apellido": "Pérez Cotapos", "email": "ana.perez@example.cl"}
+# Every form of the lead's number that must never reach a log.
+WHOLE_NUMBERS = {"+56961234567", "56961234567", "961234567", "61234567", "9 6123 4567"}
+TIMEOUT = 2.0
+
+# What every process of this module wrote; scanned at the end of the module.
+LOG_FILES: list[Path] = []
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    sim = Simulator(tokens=(TOKEN, SM_TOKEN_V1), quiet=True).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_simulator(simulator: Simulator) -> None:
+    simulator.reset()
+    simulator.set_tokens(TOKEN, SM_TOKEN_V1)
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("function-logs")
+
+
+def start(logdir: Path, name: str, env: dict[str, str]) -> FunctionProcess:
+    path = logdir / f"{name}.log"
+    LOG_FILES.append(path)
+    return FunctionProcess(env, path).start()
+
+
+@pytest.fixture(scope="module")
+def zero_config(simulator: Simulator, logdir: Path) -> Iterator[FunctionProcess]:
+    fn = start(
+        logdir,
+        "zero-config",
+        {
+            "FORMCALL_API_URL": simulator.api_url,
+            "FORMCALL_SECURITY_TOKEN": TOKEN,
+            "FORMCALL_POPUP_UUID": POPUP,
+            "GOOGLE_CLOUD_PROJECT": "acme-prod",
+        },
+    )
+    # The module-scoped simulator must not see the slow timeout of other modules' processes.
+    yield fn
+    fn.stop()
+
+
+CONFIG = f"""
+[formcall]
+timeout_seconds = {TIMEOUT}
+
+[defaults]
+region = "CL"
+allowed_regions = ["CL", "AR"]
+
+[routes.default]
+popup_uuid = "{POPUP}"
+phone = "{{{{ telefono or phone }}}}"
+
+[routes.default.adicional]
+Nombre = "{{{{ nombre }}}} {{{{ apellido }}}}"
+Email = "{{{{ email }}}}"
+Origen = "Landing verano"
+Vacio = "{{{{ nada }}}}"
+
+[routes.hubspot]
+popup_uuid = "{{{{ {{'santiago': '{POPUP}'}}.get(properties.sucursal.value, '{POPUP_B}') }}}}"
+phone = "{{{{ properties.mobilephone.value or properties.phone.value }}}}"
+allow_get = true
+adicional = {{ Nombre = "{{{{ properties.firstname.value }}}}", Lead = "{{{{ lead.e164 }}}}" }}
+
+[routes.partes]
+popup_uuid = "{POPUP}"
+phone_parts = {{ country_code = "{{{{ cc }}}}", areacode = "{{{{ area }}}}", phonenumber = "{{{{ numero }}}}" }}
+
+[routes.prueba]
+popup_uuid = "{POPUP}"
+dry_run = true
+max_body_bytes = 200
+"""
+
+
+@pytest.fixture(scope="module")
+def configured(simulator: Simulator, logdir: Path) -> Iterator[FunctionProcess]:
+    path = logdir / "formcall.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    fn = start(
+        logdir,
+        "configured",
+        {"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN},
+    )
+    yield fn
+    fn.stop()
+
+
+def answer(response: requests.Response) -> dict[str, Any]:
+    assert response.headers["Content-Type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# -- the common path --
+
+
+def test_json_lead_becomes_one_call(zero_config: FunctionProcess, simulator: Simulator) -> None:
+    response = zero_config.post(json=LEAD)
+    body = answer(response)
+    assert response.status_code == 200, body
+    assert body["success"] is True
+    placed = simulator.placed()
+    assert len(placed) == 1
+    payload = placed[0]["payload"]
+    assert body["uuid"] == placed[0]["uuid"]
+    assert payload == {
+        "popup_uuid": POPUP,
+        "country_code": "56",
+        "areacode": "9",
+        "phonenumber": "61234567",
+        "security_token": TOKEN,
+        "adicional": {"Nombre": "Ana Pérez Cotapos", "Email": "ana.perez@example.cl"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"data": {"phone": "+56 2 2123 4567", "name": "Bob"}}, ("2", "21234567")),
+        (
+            {
+                "data": b"fields[phone][value]=%2B56+32+212+3456",
+                "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+            },
+            ("32", "2123456"),
+        ),
+        ({"files": {"cv": ("cv.pdf", b"%PDF")}, "data": {"celular": "09 6123 4567"}}, ("9", "61234567")),
+        (
+            {"data": json.dumps({"whatsapp": "56974766123"}), "headers": {"Content-Type": "text/plain"}},
+            ("9", "74766123"),
+        ),
+    ],
+)
+def test_every_body_type(
+    zero_config: FunctionProcess, simulator: Simulator, kwargs: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    response = zero_config.post(**kwargs)
+    assert response.status_code == 200, response.text
+    payload = simulator.placed()[0]["payload"]
+    assert (payload["areacode"], payload["phonenumber"]) == expected
+
+
+def test_query_string_is_merged_under_query(configured: FunctionProcess, simulator: Simulator) -> None:
+    response = requests.get(
+        f"{configured.url}/hubspot",
+        params={"properties[phone][value]": "+56 9 7476 6123", "properties[firstname][value]": "Eva"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    payload = simulator.placed()[0]["payload"]
+    assert payload["popup_uuid"] == POPUP_B  # no sucursal: the template's default popup
+    assert payload["adicional"] == {"Nombre": "Eva", "Lead": "+56974766123"}
+
+
+def test_templates_defaults_and_adicional(configured: FunctionProcess, simulator: Simulator) -> None:
+    response = configured.post(json={"telefono": "+54 9 11 2345 6789", "nombre": "Ana"})
+    assert response.status_code == 200, response.text
+    payload = simulator.placed()[0]["payload"]
+    assert (payload["country_code"], payload["areacode"], payload["phonenumber"]) == ("54", "911", "23456789")
+    # Empty values are left out; the literal and the partly empty template stay.
+    assert payload["adicional"] == {"Nombre": "Ana", "Origen": "Landing verano"}
+
+
+def test_hubspot_shaped_body_picks_popup_by_template(configured: FunctionProcess, simulator: Simulator) -> None:
+    body = json.loads((Path(__file__).parent / "samples" / "hubspot_legacy_contact.json").read_text())
+    response = configured.post("hubspot", json=body)
+    assert response.status_code == 200, response.text
+    payload = simulator.placed()[0]["payload"]
+    assert payload["popup_uuid"] == POPUP
+    assert (payload["areacode"], payload["phonenumber"]) == ("9", "74766123")
+
+
+def test_phone_parts(configured: FunctionProcess, simulator: Simulator) -> None:
+    response = configured.post("partes", data={"cc": "56", "area": "2", "numero": "2123 4567"})
+    assert response.status_code == 200, response.text
+    payload = simulator.placed()[0]["payload"]
+    assert (payload["country_code"], payload["areacode"], payload["phonenumber"]) == ("56", "2", "21234567")
+
+
+def test_dry_run_masks_the_token_and_calls_no_one(configured: FunctionProcess, simulator: Simulator) -> None:
+    response = configured.post("prueba", json={"phone": "+56961234567"})
+    body = answer(response)
+    assert response.status_code == 200
+    assert body["dry_run"] is True
+    assert body["payload"]["security_token"] == "***"
+    assert body["payload"]["phonenumber"] == "61234567"
+    assert TOKEN not in response.text
+    assert simulator.calls() == []
+
+
+# -- bad input: a clear JSON answer from the table --
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "kwargs", "status", "word"),
+    [
+        ("POST", "nope", {"json": LEAD}, 404, "unknown_route"),
+        ("PUT", "", {"json": LEAD}, 405, "method_not_allowed"),
+        ("GET", "", {}, 405, "method_not_allowed"),
+        ("DELETE", "", {}, 405, "method_not_allowed"),
+        ("POST", "", {"data": "{bad", "headers": {"Content-Type": "application/json"}}, 400, "bad_request"),
+        ("POST", "", {"data": "[1]", "headers": {"Content-Type": "application/json"}}, 400, "bad_request"),
+        ("POST", "", {"data": "<x/>", "headers": {"Content-Type": "application/xml"}}, 415, "unsupported_media_type"),
+        ("POST", "", {"data": "x" * 70000, "headers": {"Content-Type": "text/plain"}}, 413, "payload_too_large"),
+        ("POST", "", {"json": {"nombre": "Ana"}}, 422, "phone_missing"),
+        ("POST", "", {"json": {"phone": "12345"}}, 422, "invalid_phone"),
+        ("POST", "", {"json": {"phone": "+54 9 11 2345 6789"}}, 422, "region_not_allowed"),
+        ("POST", "", {"json": {"phone": "+56 600 123 4567"}}, 422, "number_type_not_allowed"),
+    ],
+)
+def test_bad_input_answers(
+    zero_config: FunctionProcess,
+    simulator: Simulator,
+    method: str,
+    route: str,
+    kwargs: dict[str, Any],
+    status: int,
+    word: str,
+) -> None:
+    response = requests.request(method, f"{zero_config.url}/{route}", timeout=10, **kwargs)
+    body = answer(response)
+    assert response.status_code == status, body
+    assert body["success"] is False
+    assert body["error"] == word
+    assert body["message"]
+    assert "Traceback" not in response.text
+    assert simulator.calls() == []
+
+
+def test_body_limit_per_route_and_chunked_bodies(configured: FunctionProcess) -> None:
+    response = configured.post("prueba", data=iter([b'{"phone": "', b"1" * 300, b'"}']))
+    assert response.status_code == 413
+    assert answer(response)["error"] == "payload_too_large"
+
+
+def test_preflight(zero_config: FunctionProcess) -> None:
+    response = requests.options(f"{zero_config.url}/", timeout=10)
+    assert response.status_code == 204
+
+
+# -- what FormCall answers --
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "word"),
+    [
+        (1, 422, "formcall_rejected"),
+        (2, 409, "out_of_service_hours"),
+        (3, 502, "origination_failed"),
+        (4, 502, "formcall_misconfigured"),
+        (5, 422, "formcall_rejected"),
+        (6, 422, "formcall_rejected"),
+        (7, 502, "formcall_misconfigured"),
+        (8, 502, "formcall_misconfigured"),
+    ],
+)
+def test_formcall_error_codes(
+    configured: FunctionProcess, simulator: Simulator, code: int, status: int, word: str
+) -> None:
+    simulator.inject({"kind": "error", "code": code})
+    response = configured.post(json=LEAD)
+    body = answer(response)
+    assert response.status_code == status
+    assert body["error"] == word
+    assert body["formcall_error_code"] == code
+    assert ("Retry-After" in response.headers) == (status >= 500)
+    # Only error 8 is retried, and only when a refetched token differs; an env token does not.
+    assert len(simulator.calls()) == 1
+
+
+def test_pending_and_out_of_hours(configured: FunctionProcess, simulator: Simulator) -> None:
+    simulator.set_popup(POPUP, in_service_hours=False, keep_pending=True)
+    response = configured.post(json=LEAD)
+    assert response.status_code == 202
+    assert answer(response) == {"success": True, "pending": True}
+    simulator.set_popup(POPUP, in_service_hours=False, keep_pending=False)
+    response = configured.post(json=LEAD)
+    assert response.status_code == 409
+    assert answer(response)["error"] == "out_of_service_hours"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "slow", "seconds": TIMEOUT + 1.5},
+        {"kind": "drip", "seconds": TIMEOUT + 2},
+        {"kind": "reset"},
+        {"kind": "reset_mid_answer"},
+        {"kind": "http500_html"},
+        {"kind": "html_200"},
+        {"kind": "malformed_json"},
+    ],
+)
+def test_formcall_faults_are_503_within_the_timeout(
+    configured: FunctionProcess, simulator: Simulator, fault: dict[str, Any]
+) -> None:
+    simulator.inject(fault)
+    started = time.monotonic()
+    response = configured.post(json=LEAD)
+    elapsed = time.monotonic() - started
+    body = answer(response)
+    assert response.status_code == 503, body
+    assert body["error"] == "formcall_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    assert elapsed < TIMEOUT + 1
+    # Never retried: a POST that may have reached FormCall could ring the lead twice.
+    assert len(simulator.calls()) == 1
+
+
+def test_formcall_unreachable(logdir: Path) -> None:
+    env = {"FORMCALL_API_URL": "http://127.0.0.1:9/calls/manage/api", "FORMCALL_SECURITY_TOKEN": TOKEN}
+    with start(logdir, "unreachable", {**env, "FORMCALL_POPUP_UUID": POPUP}) as fn:
+        response = fn.post(json=LEAD)
+    assert response.status_code == 503
+    assert answer(response)["error"] == "formcall_unavailable"
+
+
+# -- configuration that cannot work --
+
+
+def test_broken_config_answers_misconfigured_and_keeps_serving(logdir: Path) -> None:
+    path = logdir / "broken.toml"
+    path.write_text(f'[routes.default]\npopup_uuid = "{POPUP}"\nphone = "{{{{ telefono "\n', encoding="utf-8")
+    with start(logdir, "broken", {"FORMCALL_CONFIG": str(path), "FORMCALL_SECURITY_TOKEN": TOKEN}) as fn:
+        for _ in range(3):
+            response = fn.post(json=LEAD)
+            assert response.status_code == 500
+            assert answer(response)["error"] == "misconfigured"
+            assert "telefono" not in response.text
+        reasons = [e.get("reason", "") for e in fn.log_entries() if e.get("outcome") == "misconfigured"]
+    assert len(reasons) == 3
+    assert str(path) in reasons[0]
+    assert "routes.default.phone" in reasons[0]
+
+
+def test_no_token_is_misconfigured(logdir: Path) -> None:
+    with start(logdir, "no-token", {"FORMCALL_POPUP_UUID": POPUP}) as fn:
+        response = fn.post(json=LEAD)
+        entries = fn.log_entries()
+    assert response.status_code == 500
+    assert answer(response)["error"] == "misconfigured"
+    assert any("FORMCALL_SECURITY_TOKEN" in e.get("reason", "") for e in entries)
+
+
+# -- the token from Secret Manager, through the real client --
+
+
+@pytest.fixture(scope="module")
+def secret_manager() -> Iterator[FakeSecretManager]:
+    fake = FakeSecretManager().start()
+    yield fake
+    fake.stop()
+
+
+def test_token_from_secret_manager_cached_and_refetched_on_error_8(
+    simulator: Simulator, secret_manager: FakeSecretManager, logdir: Path
+) -> None:
+    secret_manager.set(SECRET_NAME, SM_TOKEN_V1)
+    env = {
+        "FORMCALL_API_URL": simulator.api_url,
+        "FORMCALL_POPUP_UUID": POPUP,
+        "FORMCALL_SECURITY_TOKEN_SECRET": f"{SECRET_NAME}/versions/latest",
+        "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
+    }
+    with start(logdir, "secret-manager", env) as fn:
+        assert fn.post(json=LEAD).status_code == 200
+        assert fn.post(json=LEAD).status_code == 200
+        assert secret_manager.access_count(SECRET_NAME) == 1  # cached between requests
+        # The token is rotated: FormCall refuses the old one (error 8), Secret Manager has the new one.
+        secret_manager.set(SECRET_NAME, SM_TOKEN_V2)
+        simulator.set_tokens(SM_TOKEN_V2)
+        response = fn.post(json=LEAD)
+        assert response.status_code == 200, response.text
+        assert secret_manager.access_count(SECRET_NAME) == 2
+    tokens = [c["payload"]["security_token"] for c in simulator.calls()]
+    assert tokens == [SM_TOKEN_V1, SM_TOKEN_V1, SM_TOKEN_V1, SM_TOKEN_V2]
+    assert len(simulator.placed()) == 3
+
+
+def test_secret_manager_missing_secret_is_misconfigured(
+    simulator: Simulator, secret_manager: FakeSecretManager, logdir: Path
+) -> None:
+    env = {
+        "FORMCALL_API_URL": simulator.api_url,
+        "FORMCALL_POPUP_UUID": POPUP,
+        "FORMCALL_SECURITY_TOKEN_SECRET": "projects/acme/secrets/nothing-here/versions/latest",
+        "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
+    }
+    with start(logdir, "secret-missing", env) as fn:
+        response = fn.post(json=LEAD)
+        entries = fn.log_entries()
+    assert response.status_code == 500
+    assert answer(response)["error"] == "misconfigured"
+    assert any("NotFound" in e.get("reason", "") for e in entries)
+    assert simulator.calls() == []
+
+
+def test_secret_from_file_reference(simulator: Simulator, logdir: Path) -> None:
+    token_file = logdir / "token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
+    config = logdir / "file-ref.toml"
+    config.write_text(
+        f'[formcall]\nsecurity_token = "file:{token_file}"\n[routes.default]\npopup_uuid = "{POPUP}"\n',
+        encoding="utf-8",
+    )
+    with start(logdir, "file-ref", {"FORMCALL_CONFIG": str(config), "FORMCALL_API_URL": simulator.api_url}) as fn:
+        assert fn.post(json=LEAD).status_code == 200
+    assert simulator.placed()[0]["payload"]["security_token"] == TOKEN
+
+
+# -- logs --
+
+
+def test_one_structured_line_per_request(zero_config: FunctionProcess) -> None:
+    before = len(zero_config.log_entries())
+    trace = "105445aa7843bc8bf206b12000100000/1;o=1"
+    zero_config.post(json=LEAD, headers={"X-Cloud-Trace-Context": trace})
+    time.sleep(0.2)
+    entries = zero_config.log_entries()[before:]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry["severity"] == "INFO"
+    assert entry["logging.googleapis.com/trace"] == "projects/acme-prod/traces/105445aa7843bc8bf206b12000100000"
+    assert entry["route"] == "default"
+    assert entry["outcome"] == "placed"
+    assert entry["status"] == 200
+    assert len(entry["uuid"]) == 32
+    assert entry["phone"] == "+56*****567"
+    assert entry["adicional_keys"] == ["Email", "Nombre"]
+    assert isinstance(entry["duration_ms"], float)
+
+
+def test_logs_never_hold_tokens_numbers_bodies_or_adicional_values() -> None:
+    """Runs last in this module: scans everything every process above wrote."""
+    assert LOG_FILES, "no function process ran"
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in LOG_FILES if p.exists())
+    forbidden = {
+        TOKEN,
+        SM_TOKEN_V1,
+        SM_TOKEN_V2,
+        HUBSPOT_SECRET,
+        *WHOLE_NUMBERS,
+        "ana.perez@example.cl",
+        "Pérez Cotapos",
+    }
+    forbidden |= {"+56 2 2123 4567", "2123 4567", "+54 9 11 2345 6789", "camila.rojas@example.cl", "Landing verano"}
+    assert forbidden_in_logs(text, forbidden) == []
+    assert "Traceback" not in text

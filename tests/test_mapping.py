@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from formcall_webhook import config, mapping
+from formcall_webhook.parsing import parse_body
+
+SAMPLES = Path(__file__).parent / "samples"
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+FORM = "application/x-www-form-urlencoded"
+
+
+def sample(name: str) -> dict[str, object]:
+    raw = (SAMPLES / name).read_bytes()
+    return parse_body("application/json" if name.endswith(".json") else FORM, raw)
+
+
+@pytest.mark.parametrize(
+    ("name", "phone", "nombre", "email"),
+    [
+        ("hubspot_legacy_contact.json", "+56 2 2123 4567", "Camila Rojas", "camila.rojas@example.cl"),
+        ("elementor.form", "+56 9 5631 1283", "Diego Muñoz", "diego@example.cl"),
+        ("contact_form_7.form", "09 6123 4567", "Valentina Soto", "vsoto@example.cl"),
+        ("zapier.json", "56 9 8765 4321", "Tomás Fuentes", "tomas@example.cl"),
+        ("landing_form.form", "+56 32 212 3456", "Ignacia Vera", "ignacia@example.cl"),
+    ],
+)
+def test_builtin_mapping_finds_real_forms_fields(name: str, phone: str, nombre: str, email: str) -> None:
+    body = sample(name)
+    assert mapping.find_phone(body) == phone
+    assert mapping.builtin_adicional(body) == {"Nombre": nombre, "Email": email}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "phone",
+        "Teléfono",
+        "telefono",
+        "celular",
+        "Móvil",
+        "mobile",
+        "mobilephone",
+        "whatsapp",
+        "your-phone",
+        "PHONE_NUMBER",
+        "phone_1",
+    ],
+)
+def test_builtin_phone_names(key: str) -> None:
+    assert mapping.find_phone({key: "+56961234567", "other": "1"}) == "+56961234567"
+
+
+def test_exact_names_beat_decorated_ones_and_order_is_by_preference() -> None:
+    assert mapping.find_phone({"phone_2": "b", "telefono": "a"}) == "a"
+    assert mapping.find_phone({"mobile": "m", "phone": "p"}) == "p"
+
+
+def test_labelled_list_items() -> None:
+    body = {"data": {"fields": [{"label": "Teléfono", "value": "+56 9 1"}, {"label": "Email", "value": "x@y.cl"}]}}
+    assert mapping.find_phone(body) == "+56 9 1"
+    assert mapping.builtin_adicional(body)["Email"] == "x@y.cl"
+
+
+def test_empty_and_odd_values_are_skipped() -> None:
+    assert mapping.find_phone({"phone": "", "telefono": "+569"}) == "+569"
+    assert mapping.find_phone({"phone": None, "mobile": True, "celular": {"x": 1}}) == ""
+    assert mapping.find_phone({"phone": ["+569"]}) == "+569"
+    assert mapping.find_phone({"phone": 56961234567}) == "56961234567"
+
+
+def test_finder_is_bounded_on_huge_bodies() -> None:
+    wide: dict[str, object] = {f"k{i}": {"v": i} for i in range(5000)}
+    wide["phone"] = "+569"
+    assert mapping.find_phone(wide) == "+569"
+    deep: dict[str, object] = {"phone": "+1"}
+    for _ in range(500):
+        deep = {"a": deep}
+    # Past six levels nobody nests a form field: the search stops rather than walk forever.
+    assert mapping.find_phone(deep) == ""
+
+
+def route_from(tmp_path: Path, text: str) -> config.Route:
+    path = tmp_path / "f.toml"
+    path.write_text(f"[routes.default]\npopup_uuid = '{POPUP}'\n" + text, encoding="utf-8")
+    return config.load({}, path).routes["default"]
+
+
+def test_adicional_templates_drop_empty_and_cut_long(tmp_path: Path) -> None:
+    route = route_from(
+        tmp_path,
+        'adicional_max_length = 5\n[routes.default.adicional]\nNombre = "{{ nombre }} {{ apellido }}"\n'
+        'Email = "{{ email }}"\nOrigen = "Landing verano"\n',
+    )
+    context = mapping.template_context({"nombre": "Ana"}, {}, {}, "default")
+    assert mapping.adicional(route, context) == {"Nombre": "Ana", "Origen": "Landi"}
+
+
+def test_phone_parts(tmp_path: Path) -> None:
+    route = route_from(
+        tmp_path,
+        'phone_parts = { country_code = "{{ cc }}", areacode = "{{ area }}", phonenumber = "{{ num }}" }\n',
+    )
+    context = mapping.template_context({"cc": "+56", "area": "9", "num": "6123 4567"}, {}, {}, "default")
+    assert mapping.typed_phone(route, context) == "+56 9 6123 4567"
+    context = mapping.template_context({"area": "9", "num": "61234567"}, {}, {}, "default")
+    assert mapping.typed_phone(route, context) == "9 61234567"
+    assert mapping.typed_phone(route, mapping.template_context({}, {}, {}, "default")) == ""
+
+
+def test_template_context_names(tmp_path: Path) -> None:
+    route = route_from(tmp_path, "phone = \"{{ query.tel }}{{ headers['x-tel'] }}{{ body.a }}{{ route }}\"\n")
+    context = mapping.template_context({"a": "A"}, {"tel": "Q"}, {"x-tel": "H"}, "default")
+    assert mapping.typed_phone(route, context) == "QHAdefault"
+
+
+def test_fromjson_in_a_route(tmp_path: Path) -> None:
+    route = route_from(tmp_path, 'phone = "{{ (data_json | fromjson).telefono }}"\n')
+    body = {"data_json": json.dumps({"telefono": "+56961234567"})}
+    assert mapping.typed_phone(route, mapping.template_context(body, {}, {}, "default")) == "+56961234567"

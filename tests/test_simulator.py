@@ -1,0 +1,698 @@
+"""The bundled FormCall simulator and the Secret Manager fake, exercised through real HTTP clients."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from formcall_webhook.simulator import ERROR_MESSAGES, Simulator
+from tests.fakes.secret_manager import FakeSecretManager, crc32c
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+OTHER_POPUP = "f0e1d2c3-0000-4000-8000-000000000001"
+TOKEN = "dev-token"
+HEX32 = re.compile(r"[0-9a-f]{32}")
+TIMEOUT = 5.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    """A valid place-call body (the documented +56 9 5631 1283), with changes; None removes a key."""
+    data: dict[str, Any] = {
+        "popup_uuid": POPUP,
+        "country_code": "56",
+        "areacode": "9",
+        "phonenumber": "56311283",
+        "security_token": TOKEN,
+        "adicional": {"Nombre": "Juan", "Email": "juan@example.cl"},
+    }
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def error(code: int) -> dict[str, Any]:
+    return {"success": False, "error_code": code, "error_msg": ERROR_MESSAGES[code]}
+
+
+@pytest.fixture(scope="module")
+def shared_sim() -> Iterator[Simulator]:
+    with Simulator(quiet=True) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(shared_sim: Simulator) -> Simulator:
+    shared_sim.reset()
+    return shared_sim
+
+
+def post(sim: Simulator, data: Any, **kwargs: Any) -> requests.Response:
+    kwargs.setdefault("timeout", TIMEOUT)
+    return requests.post(sim.api_url, json=data, **kwargs)
+
+
+# ---- placing calls ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("areacode", "number"),
+    [("9", "56311283"), ("9", "74766123"), ("2", "21234567"), ("32", "2123456")],
+    ids=["mobile-doc-1", "mobile-doc-2", "santiago-landline", "regional-landline"],
+)
+def test_places_a_call_for_documented_chilean_numbers(sim: Simulator, areacode: str, number: str) -> None:
+    sent = body(areacode=areacode, phonenumber=number)
+    answer = post(sim, sent)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    data = answer.json()
+    assert set(data) == {"success", "uuid"}
+    assert data["success"] is True
+    assert HEX32.fullmatch(data["uuid"])
+    [call] = sim.placed()
+    assert call["payload"] == sent  # as sent, token included
+    assert call["uuid"] == data["uuid"]
+    assert call["outcome"] == "placed"
+    assert call["fault"] is None
+    assert call["response"] == data
+
+
+def test_each_call_gets_a_new_uuid(sim: Simulator) -> None:
+    uuids = {post(sim, body()).json()["uuid"] for _ in range(3)}
+    assert len(uuids) == 3
+    assert [c["seq"] for c in sim.calls()] == [1, 2, 3]
+
+
+def test_a_body_without_adicional_and_with_scalar_adicional_values_is_fine(sim: Simulator) -> None:
+    assert post(sim, body(adicional=None)).json()["success"] is True
+    assert post(sim, body(adicional={"Edad": 40, "Cliente": True, "Nota": None})).json()["success"] is True
+
+
+def test_areacode_may_be_empty_when_the_number_holds_it(sim: Simulator) -> None:
+    assert post(sim, body(areacode="", phonenumber="956311283")).json()["success"] is True
+
+
+# ---- error codes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "sent"),
+    [
+        (1, body(phonenumber="1234")),
+        (1, body(phonenumber="563112834")),
+        (1, body(phonenumber="5631-1283")),
+        (1, body(areacode="1", phonenumber="56311283")),
+        (4, body(popup_uuid="not-a-uuid")),
+        (4, body(popup_uuid="e5c98214d0f611e18c30001d09ef4a24")),
+        (5, body(country_code="999")),
+        (5, body(country_code="0")),
+        (5, body(country_code="056")),
+        (5, body(country_code="+56")),
+        (5, body(country_code="")),
+        (6, ["not", "an", "object"]),
+        (6, "just a string"),
+        (6, body(popup_uuid=None)),
+        (6, body(country_code=None)),
+        (6, body(areacode=None)),
+        (6, body(phonenumber=None)),
+        (6, body(country_code=56)),
+        (6, body(phonenumber=56311283)),
+        (6, body(adicional="Juan")),
+        (6, body(adicional=["Juan"])),
+        (6, body(adicional={"Contacto": {"Nombre": "Juan"}})),
+        (6, body(adicional={"Tags": ["a", "b"]})),
+        (7, body(security_token=None)),
+        (7, body(security_token="")),
+        (8, body(security_token="wrong-token")),
+        (8, body(security_token=12345)),
+    ],
+)
+def test_error_codes(sim: Simulator, code: int, sent: Any) -> None:
+    answer = post(sim, sent)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    assert answer.json() == error(code)
+    assert sim.placed() == []
+    [call] = sim.calls()
+    assert (call["outcome"], call["error_code"], call["uuid"]) == ("error", code, None)
+
+
+def test_a_body_that_is_not_json_is_error_6_and_kept_raw(sim: Simulator) -> None:
+    answer = requests.post(
+        sim.api_url, data=b"{not json", headers={"Content-Type": "application/json"}, timeout=TIMEOUT
+    )
+    assert answer.json() == error(6)
+    [call] = sim.calls()
+    assert call["payload"] is None
+    assert call["raw"] == "{not json"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_json_sent_without_a_json_content_type_is_error_6(sim: Simulator, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = requests.post(sim.api_url, data=json.dumps(body()), headers=headers, timeout=TIMEOUT)
+    assert answer.json() == error(6)
+
+
+def test_json_content_type_with_charset_is_accepted(sim: Simulator) -> None:
+    answer = requests.post(
+        sim.api_url,
+        data=json.dumps(body()).encode(),
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        timeout=TIMEOUT,
+    )
+    assert answer.json()["success"] is True
+
+
+def test_unknown_popup_and_out_of_hours_popup(sim: Simulator) -> None:
+    sim.set_popup(POPUP, exists=False)
+    assert post(sim, body()).json() == error(4)
+    sim.set_popup(POPUP.upper(), in_service_hours=False)
+    assert post(sim, body()).json() == error(2)
+    assert post(sim, body(popup_uuid=OTHER_POPUP)).json()["success"] is True
+    assert len(sim.placed()) == 1
+
+
+def test_pending_mode(sim: Simulator) -> None:
+    sim.set_popup(POPUP, in_service_hours=False, keep_pending=True)
+    answer = post(sim, body())
+    assert answer.json() == {"success": True, "pending": True}
+    assert sim.placed() == []
+    [call] = sim.calls()
+    assert (call["outcome"], call["uuid"]) == ("pending", None)
+
+
+def test_keep_pending_changes_nothing_within_service_hours(sim: Simulator) -> None:
+    sim.set_popup(POPUP, keep_pending=True)
+    assert HEX32.fullmatch(post(sim, body()).json()["uuid"])
+
+
+@pytest.mark.parametrize(
+    ("code", "sent"),
+    [
+        (6, body(security_token=None, phonenumber=None)),
+        (7, body(security_token="", popup_uuid="nope")),
+        (8, body(security_token="wrong", country_code="999", phonenumber="1")),
+        (4, body(popup_uuid="nope", country_code="999")),
+        (5, body(country_code="999", phonenumber="1")),
+        (1, body(popup_uuid=OTHER_POPUP, phonenumber="1")),
+    ],
+)
+def test_checks_run_in_the_documented_order(sim: Simulator, code: int, sent: dict[str, Any]) -> None:
+    sim.set_popup(OTHER_POPUP, in_service_hours=False)  # error 1 must win over error 2
+    assert post(sim, sent).json() == error(code)
+
+
+def test_token_rotation_and_reset(sim: Simulator) -> None:
+    sim.set_tokens("new-token", "other-token")
+    assert post(sim, body()).json() == error(8)
+    assert post(sim, body(security_token="new-token")).json()["success"] is True
+    sim.set_popup(POPUP, exists=False)
+    sim.inject({"kind": "reset"})
+    sim.reset()
+    assert sim.calls() == []
+    assert post(sim, body()).json()["success"] is True  # dev-token again, popup known, fault gone
+
+
+# ---- GET /calls/list -------------------------------------------------------------------------------
+
+
+def list_calls(sim: Simulator, token: str | None = TOKEN, **params: str) -> Any:
+    headers = {"security-token": token} if token is not None else {}
+    answer = requests.get(sim.url + "/calls/list", params=params, headers=headers, timeout=TIMEOUT)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    return answer.json()
+
+
+def test_list_shows_placed_calls_shaped_like_the_documentation(sim: Simulator) -> None:
+    first = post(sim, body()).json()["uuid"]
+    second = post(sim, body(areacode="2", phonenumber="21234567")).json()["uuid"]
+    third = post(sim, body(popup_uuid=OTHER_POPUP)).json()["uuid"]
+    post(sim, body(phonenumber="1"))  # an error: not a call
+    sim.set_popup(POPUP, in_service_hours=False, keep_pending=True)
+    post(sim, body())  # pending: not a call yet
+
+    rows = list_calls(sim)
+    assert [r["uuid"] for r in rows] == [first, second, third]
+    row = rows[0]
+    assert set(row) == {
+        "uuid",
+        "status",
+        "call_number_company",
+        "call_number_customer",
+        "retry",
+        "duration_company",
+        "duration_customer",
+        "call_at",
+        "enqueued",
+        "popup_uuid",
+    }
+    assert row["status"] == "Conectada"
+    assert row["enqueued"] is False
+    assert row["popup_uuid"] == POPUP
+    assert row["call_number_customer"] == "56956311283"
+    assert rows[1]["call_number_customer"] == "56221234567"
+    for key in ("call_number_company", "retry", "duration_company", "duration_customer"):
+        assert row[key].isdigit(), key
+    assert int(row["duration_customer"]) >= 25  # a successful call, by the glossary's definition
+    assert re.fullmatch(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}", row["call_at"])
+    assert list_calls(sim) == rows  # stable between reads
+
+
+def test_list_filters_by_popup_and_date(sim: Simulator) -> None:
+    post(sim, body())
+    post(sim, body(popup_uuid=OTHER_POPUP))
+    today = dt.datetime.now().astimezone().date()
+    assert len(list_calls(sim, date=today.isoformat())) == 2
+    assert list_calls(sim, date=(today - dt.timedelta(days=1)).isoformat()) == []
+    assert [r["popup_uuid"] for r in list_calls(sim, popup_uuid=OTHER_POPUP)] == [OTHER_POPUP]
+    assert list_calls(sim, popup_uuid=OTHER_POPUP.upper(), date=today.isoformat())[0]["popup_uuid"] == OTHER_POPUP
+    assert list_calls(sim, popup_uuid="11111111-2222-3333-4444-555555555555") == []
+
+
+def test_list_token_errors(sim: Simulator) -> None:
+    post(sim, body())
+    assert list_calls(sim, token=None) == error(7)
+    assert list_calls(sim, token="") == error(7)
+    assert list_calls(sim, token="wrong") == error(8)
+    assert list_calls(sim, date="02/04/2019") == error(6)
+
+
+def test_list_requests_do_not_consume_faults(sim: Simulator) -> None:
+    sim.inject({"kind": "reset"})
+    assert list_calls(sim) == []
+    with pytest.raises(requests.ConnectionError):
+        post(sim, body())
+
+
+# ---- faults ----------------------------------------------------------------------------------------
+
+
+def only_call(sim: Simulator) -> dict[str, Any]:
+    [call] = sim.wait_for_calls(1)
+    return call
+
+
+def test_fault_reset(sim: Simulator) -> None:
+    sim.inject({"kind": "reset"})
+    with pytest.raises(requests.ConnectionError):
+        post(sim, body())
+    call = only_call(sim)
+    assert (call["fault"], call["outcome"], call["uuid"]) == ("reset", "fault", None)
+    assert call["payload"] == body()  # the request was read before the reset
+    assert sim.placed() == []
+
+
+def test_fault_reset_mid_answer(sim: Simulator) -> None:
+    sim.inject({"kind": "reset_mid_answer"})
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+        post(sim, body())
+    assert only_call(sim)["fault"] == "reset_mid_answer"
+    assert sim.placed() == []
+
+
+def test_fault_reset_mid_answer_delivers_the_headers_first(sim: Simulator) -> None:
+    sim.inject({"kind": "reset_mid_answer"})
+    answer = requests.post(sim.api_url, json=body(), stream=True, timeout=TIMEOUT)
+    assert answer.status_code == 200
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+        _ = answer.content
+
+
+def test_fault_http500_html(sim: Simulator) -> None:
+    sim.inject({"kind": "http500_html"})
+    answer = post(sim, body())
+    assert answer.status_code == 500
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "<html>" in answer.text
+    with pytest.raises(requests.JSONDecodeError):
+        answer.json()
+    assert only_call(sim)["outcome"] == "fault"
+    assert sim.placed() == []
+
+
+def test_fault_html_200(sim: Simulator) -> None:
+    sim.inject({"kind": "html_200"})
+    answer = post(sim, body())
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "<html>" in answer.text
+    assert sim.placed() == []
+
+
+def test_fault_malformed_json(sim: Simulator) -> None:
+    sim.inject({"kind": "malformed_json"})
+    answer = post(sim, body())
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    with pytest.raises(requests.JSONDecodeError):
+        answer.json()
+    assert sim.placed() == []
+
+
+@pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6, 7, 8])
+def test_fault_error_answers_any_code_without_placing(sim: Simulator, code: int) -> None:
+    sim.inject({"kind": "error", "code": code})
+    assert post(sim, body()).json() == error(code)
+    call = only_call(sim)
+    assert (call["fault"], call["outcome"], call["error_code"]) == ("error", "error", code)
+    assert sim.placed() == []
+
+
+def test_fault_slow_outlasts_a_short_timeout_but_the_call_still_happens(sim: Simulator) -> None:
+    sim.inject({"kind": "slow", "seconds": 1.0})
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post(sim, body(), timeout=(2, 0.3))
+    assert time.monotonic() - started < 0.9
+    call = only_call(sim)  # waits for the slow handler to finish
+    assert (call["fault"], call["outcome"]) == ("slow", "placed")
+    assert len(sim.placed()) == 1
+
+
+def test_fault_slow_answers_normally_when_waited_for(sim: Simulator) -> None:
+    sim.inject({"kind": "slow", "seconds": 0.3})
+    started = time.monotonic()
+    answer = post(sim, body(phonenumber="1"))
+    assert time.monotonic() - started >= 0.3
+    assert answer.json() == error(1)  # the normal flow, validation included
+
+
+def test_fault_drip_defeats_a_per_read_timeout(sim: Simulator) -> None:
+    sim.inject({"kind": "drip", "seconds": 1.0})
+    started = time.monotonic()
+    answer = post(sim, body(), timeout=(2, 0.3))
+    assert time.monotonic() - started >= 0.9
+    assert answer.json() == error(3)
+    assert only_call(sim)["fault"] == "drip"
+    assert sim.placed() == []
+
+
+def test_fault_placed_then_reset_places_a_call_whose_answer_is_lost(sim: Simulator) -> None:
+    sim.inject({"kind": "placed_then_reset"})
+    with pytest.raises(requests.ConnectionError):
+        post(sim, body())
+    [call] = sim.placed()
+    assert call["fault"] == "placed_then_reset"
+    assert HEX32.fullmatch(call["uuid"])
+    assert call["response"] == {"success": True, "uuid": call["uuid"]}
+    assert [r["uuid"] for r in list_calls(sim)] == [call["uuid"]]
+
+
+def test_faults_are_consumed_in_order_one_per_request_on_a_kept_alive_session(sim: Simulator) -> None:
+    sim.inject({"kind": "http500_html"}, {"kind": "html_200"}, {"kind": "error", "code": 5}, {"kind": "malformed_json"})
+    with requests.Session() as session:
+        statuses = [session.post(sim.api_url, json=body(), timeout=TIMEOUT) for _ in range(5)]
+    assert [(a.status_code, a.headers["Content-Type"].split(";")[0]) for a in statuses] == [
+        (500, "text/html"),
+        (200, "text/html"),
+        (200, "application/json"),
+        (200, "application/json"),
+        (200, "application/json"),
+    ]
+    assert statuses[2].json() == error(5)
+    assert statuses[4].json()["success"] is True
+    assert [c["fault"] for c in sim.calls()] == ["http500_html", "html_200", "error", "malformed_json", None]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "explode"},
+        {},
+        {"kind": "error", "code": 9},
+        {"kind": "slow", "seconds": -1},
+        {"kind": "slow", "seconds": "1"},
+    ],
+)
+def test_invalid_faults_are_refused(sim: Simulator, fault: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="fault"):
+        sim.inject(fault)
+
+
+def test_fault_rate_is_random_but_replayable_with_a_seed(sim: Simulator) -> None:
+    def run() -> list[str | None]:
+        sim.reset()
+        sim.set_fault_rate(0.5, ["error", {"kind": "html_200"}], seed=7)
+        for _ in range(30):
+            post(sim, body())
+        return [c["fault"] for c in sim.calls()]
+
+    first = run()
+    assert first == run()
+    assert 5 < first.count(None) < 25
+    assert {"error", "html_200"} <= set(first)
+    assert len(sim.placed()) == first.count(None)
+
+
+def test_injected_faults_come_before_the_fault_rate(sim: Simulator) -> None:
+    sim.set_fault_rate(1.0, [{"kind": "error", "code": 3}])
+    sim.inject({"kind": "error", "code": 5})
+    assert post(sim, body()).json() == error(5)
+    assert post(sim, body()).json() == error(3)
+    sim.set_fault_rate(0, [])
+    assert post(sim, body()).json()["success"] is True
+
+
+def test_stop_cuts_a_slow_fault_short() -> None:
+    sim = Simulator(quiet=True).start()
+    sim.inject({"kind": "slow", "seconds": 30})
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post(sim, body(), timeout=(2, 0.2))
+    started = time.monotonic()
+    sim.stop()
+    assert time.monotonic() - started < 2
+    assert sim.placed() == []
+
+
+# ---- HTTP control endpoints, other paths, CLI ------------------------------------------------------
+
+
+def control(sim: Simulator, action: str, value: Any = None) -> requests.Response:
+    return requests.post(f"{sim.url}/_sim/{action}", json=value, timeout=TIMEOUT)
+
+
+def test_control_endpoints(sim: Simulator) -> None:
+    assert control(sim, "tokens", ["http-token"]).json() == {"ok": True}
+    assert post(sim, body()).json() == error(8)
+    assert control(sim, "popup", {"uuid": POPUP, "in_service_hours": False, "keep_pending": True}).status_code == 200
+    assert post(sim, body(security_token="http-token")).json() == {"success": True, "pending": True}
+    assert control(sim, "faults", [{"kind": "error", "code": 3}, {"kind": "reset"}]).status_code == 200
+    assert post(sim, body(security_token="http-token")).json() == error(3)
+    with pytest.raises(requests.ConnectionError):
+        post(sim, body(security_token="http-token"))
+    assert control(sim, "fault_rate", {"rate": 1.0, "kinds": ["html_200"], "seed": 1}).status_code == 200
+    assert post(sim, body()).headers["Content-Type"].startswith("text/html")
+
+    calls = requests.get(f"{sim.url}/_sim/calls", timeout=TIMEOUT).json()
+    assert calls == sim.calls()
+    assert [(c["outcome"], c["fault"]) for c in calls] == [
+        ("error", None),
+        ("pending", None),
+        ("error", "error"),
+        ("fault", "reset"),
+        ("fault", "html_200"),
+    ]
+    assert calls[1]["payload"]["security_token"] == "http-token"
+
+    assert control(sim, "reset").json() == {"ok": True}
+    assert requests.get(f"{sim.url}/_sim/calls", timeout=TIMEOUT).json() == []
+    assert post(sim, body()).json()["success"] is True
+
+
+@pytest.mark.parametrize(
+    ("action", "value"),
+    [
+        ("faults", [{"kind": "explode"}]),
+        ("faults", [42]),
+        ("tokens", "dev-token"),
+        ("tokens", [""]),
+        ("popup", {"uuid": "not-a-uuid"}),
+        ("popup", {"uuid": POPUP, "exists": "no"}),
+        ("fault_rate", {"rate": 2, "kinds": ["reset"]}),
+    ],
+)
+def test_control_endpoints_refuse_bad_input(sim: Simulator, action: str, value: Any) -> None:
+    answer = control(sim, action, value)
+    assert answer.status_code == 400
+    assert answer.json()["ok"] is False
+
+
+def test_unknown_paths_and_methods_get_html_errors(sim: Simulator) -> None:
+    assert requests.get(sim.url + "/nope", timeout=TIMEOUT).status_code == 404
+    wrong = requests.get(sim.api_url, timeout=TIMEOUT)
+    assert wrong.status_code == 405
+    assert wrong.headers["Content-Type"].startswith("text/html")
+    assert requests.post(sim.url + "/calls/list", timeout=TIMEOUT).status_code == 405
+    assert requests.get(sim.url + "/_sim/nope", timeout=TIMEOUT).status_code == 404
+    assert sim.calls() == []
+
+
+def test_binds_loopback_only() -> None:
+    for host in ("0.0.0.0", "192.168.1.10", "example.com", "::1"):
+        with pytest.raises(ValueError, match="127"):
+            Simulator(host=host)
+    with Simulator(host="localhost", quiet=True) as sim:
+        assert sim.url.startswith("http://127.0.0.1:")
+        assert sim.api_url == sim.url + "/calls/manage/api"
+
+
+def test_access_log_never_shows_the_token(capfd: pytest.CaptureFixture[str]) -> None:
+    secret = "s3cr3t-token-value"
+    with Simulator(tokens=(secret,)) as sim:
+        post(sim, body(security_token=secret))
+        post(sim, body(security_token=secret + "x"))
+        sim.inject({"kind": "reset"})
+        with pytest.raises(requests.ConnectionError):
+            post(sim, body(security_token=secret))
+        list_calls(sim, token=secret)
+    out, err = capfd.readouterr()
+    assert secret not in out + err
+    assert "POST /calls/manage/api" in err
+    assert "placed" in err
+    assert "error 8" in err
+
+
+def test_cli_serves_until_interrupted() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "formcall_webhook.simulator", "--port", "0", "--token", "cli-token", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/calls/manage/api)", line)
+        assert match, line
+        assert "cli-token" not in line
+        api_url = match[1]
+        assert requests.post(api_url, json=body(security_token="cli-token"), timeout=TIMEOUT).json()["success"]
+        assert requests.post(api_url, json=body(), timeout=TIMEOUT).json() == error(8)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# ---- the Secret Manager fake, read by the real client ----------------------------------------------
+
+SECRET = "projects/acme/secrets/formcall-token"
+
+
+@pytest.fixture(scope="module")
+def shared_sm() -> Iterator[FakeSecretManager]:
+    with FakeSecretManager() as sm:
+        yield sm
+
+
+@pytest.fixture
+def sm(shared_sm: FakeSecretManager) -> FakeSecretManager:
+    shared_sm.reset()
+    return shared_sm
+
+
+@pytest.fixture(scope="module")
+def sm_client(shared_sm: FakeSecretManager) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import secretmanager
+
+    return secretmanager.SecretManagerServiceClient(
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        transport="rest",
+        client_options={"api_endpoint": shared_sm.endpoint},
+    )
+
+
+def test_crc32c_matches_the_standard_check_value() -> None:
+    assert crc32c(b"123456789") == 0xE3069283
+
+
+def test_secret_manager_fake_serves_versions(sm: FakeSecretManager, sm_client: Any) -> None:
+    assert sm.set(SECRET, "token-1") == SECRET + "/versions/1"
+    answer = sm_client.access_secret_version(name=SECRET + "/versions/latest")
+    assert answer.name == SECRET + "/versions/1"
+    assert answer.payload.data == b"token-1"
+    assert answer.payload.data_crc32c == crc32c(b"token-1")
+
+    sm.set(SECRET + "/versions/latest", b"token-2\n")
+    assert sm_client.access_secret_version(name=SECRET + "/versions/latest").payload.data == b"token-2\n"
+    assert sm_client.access_secret_version(name=SECRET + "/versions/1").payload.data == b"token-1"
+    assert sm_client.access_secret_version(name=SECRET + "/versions/2").name == SECRET + "/versions/2"
+
+    assert sm.access_count(SECRET) == 4
+    assert sm.access_count(SECRET + "/versions/latest") == 2
+    assert sm.access_count(SECRET + "/versions/1") == 1
+    request = sm.requests()[0]
+    assert (request["method"], request["path"]) == ("GET", f"/v1/{SECRET}/versions/latest:access")
+
+
+def test_secret_manager_fake_supports_regional_secrets(sm: FakeSecretManager, sm_client: Any) -> None:
+    name = "projects/acme/locations/southamerica-west1/secrets/token"
+    sm.set(name, "regional")
+    assert sm_client.access_secret_version(name=name + "/versions/latest").payload.data == b"regional"
+
+
+def test_secret_manager_fake_not_found(sm: FakeSecretManager, sm_client: Any) -> None:
+    from google.api_core import exceptions
+
+    with pytest.raises(exceptions.NotFound, match="not found"):
+        sm_client.access_secret_version(name="projects/acme/secrets/missing/versions/latest")
+    sm.set(SECRET, "token-1")
+    with pytest.raises(exceptions.NotFound, match="Secret Version"):
+        sm_client.access_secret_version(name=SECRET + "/versions/7")
+    sm.delete(SECRET)
+    with pytest.raises(exceptions.NotFound):
+        sm_client.access_secret_version(name=SECRET + "/versions/1")
+
+
+def test_secret_manager_fake_injected_failures(sm: FakeSecretManager, sm_client: Any) -> None:
+    from google.api_core import exceptions
+
+    sm.set(SECRET, "token-1")
+    latest = SECRET + "/versions/latest"
+    sm.fail_next(403)
+    # Over REST a 403 becomes Forbidden, the parent class of the gRPC transport's PermissionDenied.
+    with pytest.raises(exceptions.Forbidden):
+        sm_client.access_secret_version(name=latest)
+    sm.fail_next(503)
+    with pytest.raises(exceptions.ServiceUnavailable):
+        sm_client.access_secret_version(name=latest, retry=None)
+    sm.fail_next(404, message="Secret [x] not found or has no versions.")
+    with pytest.raises(exceptions.NotFound):
+        sm_client.access_secret_version(name=latest)
+    sm.set_unreachable(True)
+    # A reset is not wrapped by google.api_core: the REST transport lets requests' error through.
+    with pytest.raises(requests.ConnectionError):
+        sm_client.access_secret_version(name=latest, retry=None)
+    sm.set_unreachable(False)
+    assert sm_client.access_secret_version(name=latest).payload.data == b"token-1"
+    assert sm.access_count(SECRET) == 5
+
+
+def test_secret_manager_fake_answers_errors_in_googles_json_shape(sm: FakeSecretManager) -> None:
+    answer = requests.get(f"{sm.endpoint}/v1/projects/p/secrets/s/versions/latest:access", timeout=TIMEOUT)
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": {
+            "code": 404,
+            "message": "Secret [projects/p/secrets/s] not found or has no versions.",
+            "status": "NOT_FOUND",
+        }
+    }
+    sm.fail_next(503)
+    assert requests.get(f"{sm.endpoint}/v1/x", timeout=TIMEOUT).json()["error"]["status"] == "UNAVAILABLE"
