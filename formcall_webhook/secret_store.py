@@ -95,7 +95,8 @@ class SecretStore:
         if not value:
             raise Misconfigured("The function is not configured correctly.", reason=f"secret {name} is empty")
         with self._lock:
-            self._cache[name] = (now, value)
+            # Timed from the answer, not the ask: the first fetch also pays for creating the client.
+            self._cache[name] = (time.monotonic(), value)
         return value
 
     def _get_client(self) -> Any:
