@@ -22,6 +22,7 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             read_body=lambda limit: read_stream(request.stream, limit),
             content_length=request.content_length,
             remote_addr=request.remote_addr or "",
+            url=request.url,
         )
     )
     return flask.Response(answer.body, status=answer.status, headers=answer.headers)

@@ -32,4 +32,5 @@ def failure(err: WebhookError) -> Response:
     if err.formcall_error_code is not None:
         payload["formcall_error_code"] = err.formcall_error_code
     headers = {"Retry-After": str(err.retry_after)} if err.retry_after is not None else {}
+    headers.update(err.headers)
     return json_response(err.status, payload, headers)

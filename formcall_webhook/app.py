@@ -10,22 +10,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+import requests
+
 from . import config as config_module
-from . import mapping, parsing, phones
+from . import guards, mapping, once, parsing, phones
 from .answers import Response, failure, success
-from .config import Config, Route
+from .auth import authenticate
+from .config import Config, Rate, Route
 from .errors import (
     ConfigError,
     FormCallMisconfigured,
     MethodNotAllowed,
     Misconfigured,
     PayloadTooLarge,
+    RateLimited,
     UnknownRoute,
     WebhookError,
 )
 from .formcall import INVALID_TOKEN, FormCallClient, Placed
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
 from .secret_store import SecretStore
+from .store import Store, StoreUnavailable, open_store
 
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 _MISCONFIGURED = "The function is not configured correctly; its log says why."
@@ -42,6 +47,8 @@ class Request:
     read_body: Callable[[int], bytes]
     content_length: int | None = None
     remote_addr: str = ""
+    # The full URL as received (HubSpot signs it when auth.public_url is not set).
+    url: str = ""
 
 
 @dataclass
@@ -56,6 +63,7 @@ class Outcome:
     formcall_error_code: int | None = None
     reason: str | None = None
     adicional_keys: list[str] = field(default_factory=list)
+    route_config: Route | None = None
 
 
 def route_name(path: str) -> str:
@@ -64,7 +72,7 @@ def route_name(path: str) -> str:
 
 
 class App:
-    """One per process: the config, the secret cache and the FormCall session live here."""
+    """One per process: the config, the secret cache, the store and the HTTP sessions live here."""
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
@@ -74,6 +82,8 @@ class App:
         self._loaded = False
         self.secrets = SecretStore(self.environ)
         self._client: FormCallClient | None = None
+        self._store: Store | None = None
+        self._captcha_session: requests.Session | None = None
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
         setup_library_logging(level)
@@ -90,12 +100,18 @@ class App:
                         self._client = FormCallClient(
                             self._config.api_url, self._config.timeout_seconds, self._config.ca_bundle
                         )
+                        self._store = open_store(self._config.store_url)
                     except ConfigError as err:
                         self._config_error = err
                     self._loaded = True
         if self._config is None:
             raise Misconfigured(_MISCONFIGURED, reason=f"config error: {self._config_error}")
         return self._config
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None
+        return self._store
 
     # -- the pipeline --
 
@@ -114,14 +130,30 @@ class App:
             outcome.outcome = "misconfigured"
             outcome.reason = f"internal error {type(err).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
             response = failure(Misconfigured(_MISCONFIGURED))
+        if outcome.route_config is not None:
+            response = self._dress(request, outcome.route_config, response, outcome)
         self._log(request, response, outcome, started)
         return response
+
+    def _dress(self, request: Request, route: Route, response: Response, outcome: Outcome) -> Response:
+        """CORS headers on every answer of a route; a 303 for browsers' plain form posts."""
+        preflight = request.method.upper() == "OPTIONS"
+        response.headers.update(guards.cors_headers(route, request.headers.get("origin"), preflight))
+        if preflight or not guards.prefers_html(request.headers.get("accept")):
+            return response
+        ok = response.status < 300
+        target = route.redirect_success if ok else route.redirect_failure
+        if target is None:
+            return response
+        location = guards.redirect_url(target, None if ok else outcome.outcome)
+        return Response(303, b"", {**response.headers, "Location": location, "Content-Type": "text/plain"})
 
     def _handle(self, request: Request, outcome: Outcome) -> Response:
         config = self.config()
         route = config.routes.get(outcome.route)
         if route is None:
             raise UnknownRoute(f"There is no route named {outcome.route!r}.")
+        outcome.route_config = route
         method = request.method.upper()
         if method == "OPTIONS":
             outcome.outcome = "preflight"
@@ -130,10 +162,31 @@ class App:
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
 
         raw = _read_limited(request, route.max_body_bytes)
+        authenticate(
+            route.auth,
+            method=method,
+            url=request.url,
+            query_string=request.query_string,
+            headers=request.headers,
+            body=raw,
+            resolve=self.secrets.resolve,
+        )
+        ip = guards.client_ip(request.headers, request.remote_addr)
+        if route.rate_per_ip is not None:
+            self._rate_limit(route, "ip", ip, route.rate_per_ip)
+
         query = parsing.parse_query(request.query_string)
+        if route.auth.type == "token":
+            query.pop("token", None)  # a credential, not data a template could copy out
         # A GET webhook (HubSpot, Zapier) carries the submission in the query string.
         body = dict(query) if method == "GET" else parsing.parse_body(request.headers.get("content-type"), raw)
         body["query"] = query
+
+        if guards.honeypot_filled(route, body):
+            outcome.outcome = "honeypot"
+            return success()
+        if route.captcha is not None:
+            guards.verify_captcha(route.captcha, body, ip, self.secrets.resolve, self._captcha())
 
         context = mapping.template_context(body, query, request.headers, route.name)
         lead = phones.normalize(
@@ -146,13 +199,74 @@ class App:
         if route.dry_run:
             outcome.outcome = "dry_run"
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
-        placed = self._deliver(config, payload)
+        return self._once(config, route, request, context, lead, payload, outcome)
+
+    def _once(
+        self,
+        config: Config,
+        route: Route,
+        request: Request,
+        context: Mapping[str, Any],
+        lead: phones.Lead,
+        payload: dict[str, Any],
+        outcome: Outcome,
+    ) -> Response:
+        """Place the call unless this lead, or this delivery, was already answered."""
+        keys = []
+        delivery_id = request.headers.get("idempotency-key") or request.headers.get("webhook-id")
+        if delivery_id:
+            keys.append(
+                (
+                    once.key(route.name, "delivery", delivery_id),
+                    max(route.dedupe_window_seconds, once.IDEMPOTENCY_SECONDS),
+                )
+            )
+        dedupe_value = route.dedupe_key.render(context) if route.dedupe_key is not None else ""
+        keys.append(
+            (
+                once.key(route.name, "lead", dedupe_value or f"{lead.e164}|{payload['popup_uuid']}"),
+                route.dedupe_window_seconds,
+            )
+        )
+        wait = config.timeout_seconds + 2
+        held = once.acquire(self.store, keys, pending_ttl=config.timeout_seconds + 30, wait=wait)
+        if isinstance(held, once.FirstAnswer):
+            outcome.outcome = "duplicate"
+            outcome.uuid = held.uuid
+            return success(duplicate=True, uuid=held.uuid)
+        placed: Placed | None = None
+        try:
+            if route.rate_per_phone is not None:
+                self._rate_limit(route, "phone", lead.e164, route.rate_per_phone)
+            placed = self._deliver(config, payload)
+        finally:
+            if placed is None:
+                once.release(self.store, held)
+        try:
+            once.complete(self.store, held, once.FirstAnswer(placed.uuid, placed.pending))
+        except StoreUnavailable as err:
+            # The call exists: answer it as placed. Its pending claim still expires on its own.
+            outcome.reason = err.reason
         outcome.uuid = placed.uuid
         if placed.pending:
             outcome.outcome = "pending"
             return success(202, pending=True)
         outcome.outcome = "placed"
         return success(uuid=placed.uuid)
+
+    def _rate_limit(self, route: Route, kind: str, value: str, rate: Rate) -> None:
+        count, seconds_left = self.store.hit(once.key(route.name, f"rate-{kind}", value), rate.seconds)
+        if count > rate.count:
+            raise RateLimited(
+                "Too many submissions; try again later.",
+                retry_after=seconds_left,
+                reason=f"rate limit per_{kind} {rate.count}/{rate.seconds}s exceeded",
+            )
+
+    def _captcha(self) -> requests.Session:
+        if self._captcha_session is None:
+            self._captcha_session = requests.Session()
+        return self._captcha_session
 
     def _payload(self, route: Route, context: Mapping[str, Any], lead: phones.Lead, outcome: Outcome) -> dict[str, Any]:
         assert route.popup_uuid is not None

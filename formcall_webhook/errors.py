@@ -20,8 +20,10 @@ class WebhookError(Exception):
         formcall_error_code: int | None = None,
         retry_after: int | None = None,
         reason: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.headers = headers or {}
         self.message = message
         self.formcall_error_code = formcall_error_code
         if retry_after is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -22,9 +23,19 @@ SM_TOKEN_V1 = "sm-token-v1-77c2"
 SM_TOKEN_V2 = "sm-token-v2-91d4"
 SECRET_NAME = "projects/acme/secrets/formcall-token"
 HUBSPOT_SECRET = "hs-app-secret-5521"
-LEAD = {"telefono": "9 6123 4567", "nombre": "Ana", "apellido": "Pérez Cotapos", "email": "ana.perez@example.cl"}
-# Every form of the lead's number that must never reach a log.
-WHOLE_NUMBERS = {"+56961234567", "56961234567", "961234567", "61234567", "9 6123 4567"}
+# Every form of every lead's number used here: none may reach a log.
+WHOLE_NUMBERS: set[str] = set()
+_serial = itertools.count()
+
+
+def fresh_lead() -> dict[str, str]:
+    """A lead with a number no other test used: dedupe would (rightly) suppress a repeat."""
+    local = str(61234567 + next(_serial) * 1013)
+    typed = f"9 {local[:4]} {local[4:]}"
+    WHOLE_NUMBERS.update({f"+569{local}", f"569{local}", f"9{local}", local, typed})
+    return {"telefono": typed, "nombre": "Ana", "apellido": "Pérez Cotapos", "email": "ana.perez@example.cl"}
+
+
 TIMEOUT = 2.0
 
 # What every process of this module wrote; scanned at the end of the module.
@@ -130,7 +141,8 @@ def answer(response: requests.Response) -> dict[str, Any]:
 
 
 def test_json_lead_becomes_one_call(zero_config: FunctionProcess, simulator: Simulator) -> None:
-    response = zero_config.post(json=LEAD)
+    lead = fresh_lead()
+    response = zero_config.post(json=lead)
     body = answer(response)
     assert response.status_code == 200, body
     assert body["success"] is True
@@ -142,7 +154,7 @@ def test_json_lead_becomes_one_call(zero_config: FunctionProcess, simulator: Sim
         "popup_uuid": POPUP,
         "country_code": "56",
         "areacode": "9",
-        "phonenumber": "61234567",
+        "phonenumber": lead["telefono"][2:].replace(" ", ""),
         "security_token": TOKEN,
         "adicional": {"Nombre": "Ana Pérez Cotapos", "Email": "ana.perez@example.cl"},
     }
@@ -159,7 +171,7 @@ def test_json_lead_becomes_one_call(zero_config: FunctionProcess, simulator: Sim
             },
             ("32", "2123456"),
         ),
-        ({"files": {"cv": ("cv.pdf", b"%PDF")}, "data": {"celular": "09 6123 4567"}}, ("9", "61234567")),
+        ({"files": {"cv": ("cv.pdf", b"%PDF")}, "data": {"celular": "09 5631 1283"}}, ("9", "56311283")),
         (
             {"data": json.dumps({"whatsapp": "56974766123"}), "headers": {"Content-Type": "text/plain"}},
             ("9", "74766123"),
@@ -178,13 +190,13 @@ def test_every_body_type(
 def test_query_string_is_merged_under_query(configured: FunctionProcess, simulator: Simulator) -> None:
     response = requests.get(
         f"{configured.url}/hubspot",
-        params={"properties[phone][value]": "+56 9 7476 6123", "properties[firstname][value]": "Eva"},
+        params={"properties[phone][value]": "+56 9 8111 2222", "properties[firstname][value]": "Eva"},
         timeout=10,
     )
     assert response.status_code == 200, response.text
     payload = simulator.placed()[0]["payload"]
     assert payload["popup_uuid"] == POPUP_B  # no sucursal: the template's default popup
-    assert payload["adicional"] == {"Nombre": "Eva", "Lead": "+56974766123"}
+    assert payload["adicional"] == {"Nombre": "Eva", "Lead": "+56981112222"}
 
 
 def test_templates_defaults_and_adicional(configured: FunctionProcess, simulator: Simulator) -> None:
@@ -229,8 +241,8 @@ def test_dry_run_masks_the_token_and_calls_no_one(configured: FunctionProcess, s
 @pytest.mark.parametrize(
     ("method", "route", "kwargs", "status", "word"),
     [
-        ("POST", "nope", {"json": LEAD}, 404, "unknown_route"),
-        ("PUT", "", {"json": LEAD}, 405, "method_not_allowed"),
+        ("POST", "nope", {"json": {"phone": "+56 9 4000 0001"}}, 404, "unknown_route"),
+        ("PUT", "", {"json": {"phone": "+56 9 4000 0002"}}, 405, "method_not_allowed"),
         ("GET", "", {}, 405, "method_not_allowed"),
         ("DELETE", "", {}, 405, "method_not_allowed"),
         ("POST", "", {"data": "{bad", "headers": {"Content-Type": "application/json"}}, 400, "bad_request"),
@@ -293,7 +305,7 @@ def test_formcall_error_codes(
     configured: FunctionProcess, simulator: Simulator, code: int, status: int, word: str
 ) -> None:
     simulator.inject({"kind": "error", "code": code})
-    response = configured.post(json=LEAD)
+    response = configured.post(json=fresh_lead())
     body = answer(response)
     assert response.status_code == status
     assert body["error"] == word
@@ -305,11 +317,11 @@ def test_formcall_error_codes(
 
 def test_pending_and_out_of_hours(configured: FunctionProcess, simulator: Simulator) -> None:
     simulator.set_popup(POPUP, in_service_hours=False, keep_pending=True)
-    response = configured.post(json=LEAD)
+    response = configured.post(json=fresh_lead())
     assert response.status_code == 202
     assert answer(response) == {"success": True, "pending": True}
     simulator.set_popup(POPUP, in_service_hours=False, keep_pending=False)
-    response = configured.post(json=LEAD)
+    response = configured.post(json=fresh_lead())
     assert response.status_code == 409
     assert answer(response)["error"] == "out_of_service_hours"
 
@@ -331,7 +343,7 @@ def test_formcall_faults_are_503_within_the_timeout(
 ) -> None:
     simulator.inject(fault)
     started = time.monotonic()
-    response = configured.post(json=LEAD)
+    response = configured.post(json=fresh_lead())
     elapsed = time.monotonic() - started
     body = answer(response)
     assert response.status_code == 503, body
@@ -345,7 +357,7 @@ def test_formcall_faults_are_503_within_the_timeout(
 def test_formcall_unreachable(logdir: Path) -> None:
     env = {"FORMCALL_API_URL": "http://127.0.0.1:9/calls/manage/api", "FORMCALL_SECURITY_TOKEN": TOKEN}
     with start(logdir, "unreachable", {**env, "FORMCALL_POPUP_UUID": POPUP}) as fn:
-        response = fn.post(json=LEAD)
+        response = fn.post(json=fresh_lead())
     assert response.status_code == 503
     assert answer(response)["error"] == "formcall_unavailable"
 
@@ -358,7 +370,7 @@ def test_broken_config_answers_misconfigured_and_keeps_serving(logdir: Path) -> 
     path.write_text(f'[routes.default]\npopup_uuid = "{POPUP}"\nphone = "{{{{ telefono "\n', encoding="utf-8")
     with start(logdir, "broken", {"FORMCALL_CONFIG": str(path), "FORMCALL_SECURITY_TOKEN": TOKEN}) as fn:
         for _ in range(3):
-            response = fn.post(json=LEAD)
+            response = fn.post(json=fresh_lead())
             assert response.status_code == 500
             assert answer(response)["error"] == "misconfigured"
             assert "telefono" not in response.text
@@ -370,7 +382,7 @@ def test_broken_config_answers_misconfigured_and_keeps_serving(logdir: Path) -> 
 
 def test_no_token_is_misconfigured(logdir: Path) -> None:
     with start(logdir, "no-token", {"FORMCALL_POPUP_UUID": POPUP}) as fn:
-        response = fn.post(json=LEAD)
+        response = fn.post(json=fresh_lead())
         entries = fn.log_entries()
     assert response.status_code == 500
     assert answer(response)["error"] == "misconfigured"
@@ -398,13 +410,13 @@ def test_token_from_secret_manager_cached_and_refetched_on_error_8(
         "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
     }
     with start(logdir, "secret-manager", env) as fn:
-        assert fn.post(json=LEAD).status_code == 200
-        assert fn.post(json=LEAD).status_code == 200
+        assert fn.post(json=fresh_lead()).status_code == 200
+        assert fn.post(json=fresh_lead()).status_code == 200
         assert secret_manager.access_count(SECRET_NAME) == 1  # cached between requests
         # The token is rotated: FormCall refuses the old one (error 8), Secret Manager has the new one.
         secret_manager.set(SECRET_NAME, SM_TOKEN_V2)
         simulator.set_tokens(SM_TOKEN_V2)
-        response = fn.post(json=LEAD)
+        response = fn.post(json=fresh_lead())
         assert response.status_code == 200, response.text
         assert secret_manager.access_count(SECRET_NAME) == 2
     tokens = [c["payload"]["security_token"] for c in simulator.calls()]
@@ -422,7 +434,7 @@ def test_secret_manager_missing_secret_is_misconfigured(
         "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
     }
     with start(logdir, "secret-missing", env) as fn:
-        response = fn.post(json=LEAD)
+        response = fn.post(json=fresh_lead())
         entries = fn.log_entries()
     assert response.status_code == 500
     assert answer(response)["error"] == "misconfigured"
@@ -439,7 +451,7 @@ def test_secret_from_file_reference(simulator: Simulator, logdir: Path) -> None:
         encoding="utf-8",
     )
     with start(logdir, "file-ref", {"FORMCALL_CONFIG": str(config), "FORMCALL_API_URL": simulator.api_url}) as fn:
-        assert fn.post(json=LEAD).status_code == 200
+        assert fn.post(json=fresh_lead()).status_code == 200
     assert simulator.placed()[0]["payload"]["security_token"] == TOKEN
 
 
@@ -449,7 +461,8 @@ def test_secret_from_file_reference(simulator: Simulator, logdir: Path) -> None:
 def test_one_structured_line_per_request(zero_config: FunctionProcess) -> None:
     before = len(zero_config.log_entries())
     trace = "105445aa7843bc8bf206b12000100000/1;o=1"
-    zero_config.post(json=LEAD, headers={"X-Cloud-Trace-Context": trace})
+    lead = fresh_lead()
+    zero_config.post(json=lead, headers={"X-Cloud-Trace-Context": trace})
     time.sleep(0.2)
     entries = zero_config.log_entries()[before:]
     assert len(entries) == 1
@@ -460,7 +473,7 @@ def test_one_structured_line_per_request(zero_config: FunctionProcess) -> None:
     assert entry["outcome"] == "placed"
     assert entry["status"] == 200
     assert len(entry["uuid"]) == 32
-    assert entry["phone"] == "+56*****567"
+    assert entry["phone"] == "+56*****" + lead["telefono"][-3:]
     assert entry["adicional_keys"] == ["Email", "Nombre"]
     assert isinstance(entry["duration_ms"], float)
 

@@ -1,0 +1,108 @@
+"""Abuse guards for public forms: honeypot, captcha, CORS, client address, HTML redirects."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import requests
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
+
+from .config import Captcha, Route
+from .errors import CaptchaFailed
+
+CAPTCHA_TIMEOUT_SECONDS = 5.0
+_CORS_HEADERS = "Content-Type, Authorization, Idempotency-Key, X-Webhook-Token"
+_CORS_MAX_AGE = "3600"
+
+
+def honeypot_filled(route: Route, body: Mapping[str, Any]) -> bool:
+    if route.honeypot is None:
+        return False
+    value = body.get(route.honeypot)
+    if isinstance(value, list):
+        return any(str(v).strip() for v in value)
+    return value is not None and str(value).strip() != ""
+
+
+def client_ip(headers: Mapping[str, str], remote_addr: str) -> str:
+    """The address Google's front end saw. It appends it as the LAST X-Forwarded-For entry;
+    anything before it is whatever the client chose to send, so it is never trusted."""
+    forwarded = headers.get("x-forwarded-for", "")
+    candidate = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    for value in (candidate, remote_addr):
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            continue
+    return "unknown"
+
+
+def verify_captcha(
+    captcha: Captcha,
+    body: Mapping[str, Any],
+    remote_ip: str,
+    resolve: Callable[[str], str],
+    session: requests.Session,
+) -> None:
+    """Siteverify server-side; CaptchaFailed (403) unless the provider says yes (and the score is enough)."""
+    token = body.get(captcha.field)
+    if isinstance(token, list):
+        token = token[0] if token else None
+    if not isinstance(token, str) or not token.strip():
+        raise CaptchaFailed("The captcha was not completed.", reason=f"no {captcha.field} in the submission")
+    form = {"secret": resolve(captcha.secret), "response": token.strip()}
+    if remote_ip != "unknown":
+        form["remoteip"] = remote_ip
+    try:
+        response = session.post(captcha.verify_url, data=form, timeout=CAPTCHA_TIMEOUT_SECONDS)
+        verdict = response.json()
+    except (requests.RequestException, ValueError) as err:
+        # Fail closed: an unverifiable captcha lets no call through.
+        raise CaptchaFailed(
+            "The captcha could not be verified; please try again.",
+            reason=f"{captcha.provider} siteverify failed: {type(err).__name__}",
+        ) from err
+    if not isinstance(verdict, dict) or verdict.get("success") is not True:
+        codes = verdict.get("error-codes") if isinstance(verdict, dict) else None
+        raise CaptchaFailed("The captcha was not accepted.", reason=f"{captcha.provider} said no: {codes}")
+    score = verdict.get("score")
+    # reCAPTCHA v3 (and hCaptcha Enterprise) answer a score; v2, Turnstile and hCaptcha do not.
+    if isinstance(score, (int, float)) and not isinstance(score, bool) and score < captcha.min_score:
+        raise CaptchaFailed(
+            "The captcha was not accepted.", reason=f"{captcha.provider} score {score} < {captcha.min_score}"
+        )
+
+
+def cors_headers(route: Route, origin: str | None, preflight: bool) -> dict[str, str]:
+    """CORS headers for an allowed origin only; Vary: Origin always, so caches keep them apart."""
+    headers = {"Vary": "Origin"}
+    if not origin or not route.cors_origins:
+        return headers
+    if "*" not in route.cors_origins and origin not in route.cors_origins:
+        return headers
+    headers["Access-Control-Allow-Origin"] = origin
+    if preflight:
+        headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS" if route.allow_get else "POST, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+        headers["Access-Control-Max-Age"] = _CORS_MAX_AGE
+    return headers
+
+
+def prefers_html(accept_header: str | None) -> bool:
+    """True for a browser's plain form post; fetch() and webhooks send */* or JSON."""
+    if not accept_header:
+        return False
+    accept = parse_accept_header(accept_header, MIMEAccept)
+    return accept.quality("text/html") > accept.quality("application/json")
+
+
+def redirect_url(base: str, error: str | None) -> str:
+    if error is None:
+        return base
+    parts = urlsplit(base)
+    query = f"{parts.query}&{urlencode({'error': error})}" if parts.query else urlencode({"error": error})
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,37 @@
+"""Signatures computed the way each sender documents them: never by patching our own code."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+
+def hubspot_v3(
+    secret: str, method: str, uri: str, body: bytes, timestamp_ms: int | str | None = None
+) -> dict[str, str]:
+    """HubSpot's v3 headers: base64 HMAC-SHA256 of method + URI + body + timestamp (milliseconds)."""
+    timestamp = str(int(time.time() * 1000)) if timestamp_ms is None else str(timestamp_ms)
+    message = f"{method}{uri}".encode() + body + timestamp.encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return {"X-HubSpot-Signature-v3": base64.b64encode(digest).decode(), "X-HubSpot-Request-Timestamp": timestamp}
+
+
+def whsec(raw_key: bytes) -> str:
+    return "whsec_" + base64.b64encode(raw_key).decode()
+
+
+def standard_webhooks(secrets: list[str], msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """Standard Webhooks headers, one v1 signature per secret (as a sender rotating keys sends)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signatures = []
+    for secret in secrets:
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        digest = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+        signatures.append("v1," + base64.b64encode(digest).decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": " ".join(signatures)}
+
+
+def basic(username: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}

@@ -1,0 +1,140 @@
+"""The state store, memory and a real Redis, and the exactly-once claim built on it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from formcall_webhook import once
+from formcall_webhook.errors import FormCallUnavailable
+from formcall_webhook.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
+from tests.fakes.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "memory":
+        return MemoryStore()
+    server: RedisServer = request.getfixturevalue("redis_server")
+    redis_store = RedisStore(server.url)
+    redis_store._redis.flushdb()
+    return redis_store
+
+
+def test_open_store_by_url(redis_server: RedisServer) -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+    assert isinstance(open_store(redis_server.url), RedisStore)
+
+
+def test_claim_put_release(store: Store) -> None:
+    assert store.claim("k", "mine", 5) is None
+    assert store.claim("k", "theirs", 5) == "mine"
+    store.release("k", "theirs")  # not ours: stays
+    assert store.claim("k", "x", 5) == "mine"
+    store.release("k", "mine")
+    assert store.claim("k", "theirs", 5) is None
+    store.put("k", "final", 5)
+    assert store.claim("k", "y", 5) == "final"
+
+
+def test_keys_expire(store: Store) -> None:
+    assert store.claim("short", "a", 0.2) is None
+    time.sleep(0.35)
+    assert store.claim("short", "b", 5) is None
+
+
+def test_hit_counts_in_a_fixed_window(store: Store) -> None:
+    counts = [store.hit("rate", 2)[0] for _ in range(4)]
+    assert counts == [1, 2, 3, 4]
+    _, left = store.hit("rate", 2)
+    assert 1 <= left <= 2
+    time.sleep(2.1)
+    assert store.hit("rate", 2)[0] == 1
+
+
+def test_memory_store_sweeps_expired_keys() -> None:
+    memory = MemoryStore()
+    for i in range(3000):
+        memory.put(f"k{i}", "v", 0.001)
+    time.sleep(0.01)
+    for i in range(1100):
+        memory.put(f"j{i}", "v", 60)
+    assert len(memory) < 2200
+
+
+def test_acquire_complete_and_duplicates(store: Store) -> None:
+    keys = [("delivery", 60), ("lead", 60)]
+    claim = once.acquire(store, keys, pending_ttl=10, wait=1)
+    assert isinstance(claim, once.Claim)
+    once.complete(store, claim, once.FirstAnswer("a" * 32))
+    assert once.acquire(store, keys, pending_ttl=10, wait=1) == once.FirstAnswer("a" * 32)
+    # A new delivery of the same lead: a duplicate, and its delivery id now remembers that answer.
+    assert once.acquire(store, [("delivery-2", 60), ("lead", 60)], pending_ttl=10, wait=1) == once.FirstAnswer("a" * 32)
+    assert once.acquire(store, [("delivery-2", 60)], pending_ttl=10, wait=1) == once.FirstAnswer("a" * 32)
+
+
+def test_release_lets_a_retry_through(store: Store) -> None:
+    claim = once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1)
+    assert isinstance(claim, once.Claim)
+    once.release(store, claim)
+    assert isinstance(once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1), once.Claim)
+
+
+def test_in_flight_is_waited_for_then_answered(store: Store) -> None:
+    claim = once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1)
+    assert isinstance(claim, once.Claim)
+    threading.Timer(0.3, once.complete, (store, claim, once.FirstAnswer("b" * 32))).start()
+    started = time.monotonic()
+    assert once.acquire(store, [("lead", 60)], pending_ttl=10, wait=3) == once.FirstAnswer("b" * 32)
+    assert 0.2 < time.monotonic() - started < 2
+
+
+def test_in_flight_too_long_is_503(store: Store) -> None:
+    assert isinstance(once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1), once.Claim)
+    with pytest.raises(FormCallUnavailable) as caught:
+        once.acquire(store, [("lead", 60)], pending_ttl=10, wait=0.2)
+    assert caught.value.status == 503
+
+
+def test_twenty_threads_one_claim(store: Store) -> None:
+    results: list[object] = []
+    barrier = threading.Barrier(20)
+
+    def submit() -> None:
+        barrier.wait()
+        held = once.acquire(store, [("same-lead", 60)], pending_ttl=10, wait=5)
+        if isinstance(held, once.Claim):
+            time.sleep(0.2)  # the FormCall round trip
+            once.complete(store, held, once.FirstAnswer("c" * 32))
+        results.append(held)
+
+    threads = [threading.Thread(target=submit) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claims = [r for r in results if isinstance(r, once.Claim)]
+    assert len(claims) == 1
+    assert results.count(once.FirstAnswer("c" * 32)) == 19
+
+
+def test_redis_down_is_store_unavailable() -> None:
+    dead = RedisServer()  # never started: nothing listens on its port
+    redis_store = RedisStore(dead.url)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        redis_store.claim("k", "v", 5)
+    assert caught.value.status == 503
+    assert time.monotonic() - started < 5
+    with pytest.raises(StoreUnavailable):
+        redis_store.hit("k", 5)
