@@ -189,12 +189,16 @@ class App:
             guards.verify_captcha(route.captcha, body, ip, self.secrets.resolve, self._captcha())
 
         context = mapping.template_context(body, query, request.headers, route.name)
+        finder = mapping.Finder(body)
         lead = phones.normalize(
-            mapping.typed_phone(route, context), route.region, route.allowed_regions, route.allowed_number_types
+            mapping.typed_phone(route, context, finder),
+            route.region,
+            route.allowed_regions,
+            route.allowed_number_types,
         )
         outcome.phone = lead.masked
         context["lead"] = mapping.lead_context(lead)
-        payload = self._payload(route, context, lead, outcome)
+        payload = self._payload(route, context, lead, finder, outcome)
 
         if route.dry_run:
             outcome.outcome = "dry_run"
@@ -268,7 +272,9 @@ class App:
             self._captcha_session = requests.Session()
         return self._captcha_session
 
-    def _payload(self, route: Route, context: Mapping[str, Any], lead: phones.Lead, outcome: Outcome) -> dict[str, Any]:
+    def _payload(
+        self, route: Route, context: Mapping[str, Any], lead: phones.Lead, finder: mapping.Finder, outcome: Outcome
+    ) -> dict[str, Any]:
         assert route.popup_uuid is not None
         popup = route.popup_uuid.render(context)
         if not config_module.is_uuid(popup):
@@ -283,7 +289,7 @@ class App:
             "phonenumber": lead.phonenumber,
             "security_token": "",
         }
-        extra = mapping.adicional(route, context)
+        extra = mapping.adicional(route, context, finder)
         outcome.adicional_keys = sorted(extra)
         if extra:
             payload["adicional"] = extra

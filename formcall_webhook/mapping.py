@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 import unicodedata
+from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,9 +27,15 @@ NAME_NAMES = (
 LAST_NAME_NAMES = ("lastname", "apellido", "apellidos", "last", "surname", "familyname")
 EMAIL_NAMES = ("email", "correo", "correoelectronico", "mail", "youremail", "emailaddress", "emailaddr")
 # Keys under which list items carry their own name (Typeform, Tally, WPForms, Gravity).
-_ITEM_NAME_KEYS = ("name", "label", "key", "title", "field", "ref", "id")
+_ITEM_NAME_KEYS = ("label", "name", "title", "field", "ref", "key", "id")
 _MAX_DEPTH = 6
 _MAX_VISITED = 2000
+_MAX_EMBEDDED = 64 * 1024
+_JOTFORM_PREFIX = re.compile(r"^q\d+_")
+# Children under which a sender puts the lead's fields; their parent describes the form.
+_CONTAINERS = frozenset({"data", "fields", "answers", "formresponse", "values"})
+# Objects that describe the form or page, not the lead (Elementor's form[name], meta[...]).
+_FORM_KEYS = frozenset({"form", "page", "site", "meta", "definition", "website"})
 
 
 def fold(key: str) -> str:
@@ -35,9 +44,18 @@ def fold(key: str) -> str:
 
 
 def _scalar(value: Any) -> str | None:
-    """A field's value as text; HubSpot and Elementor wrap it as {"value": ...}."""
-    if isinstance(value, Mapping) and "value" in value:
-        value = value["value"]
+    """A field's value as text, unwrapping how senders wrap it: HubSpot and Elementor as
+    {"value": ...}, Jotform as {"full": ...}, {"area", "phone"} or {"first", "last"}, Unbounce
+    as one-item lists."""
+    if isinstance(value, Mapping):
+        if "value" in value:
+            value = value["value"]
+        elif "full" in value:
+            value = value["full"]
+        elif "phone" in value and "area" in value:
+            value = f"{value.get('area') or ''} {value.get('phone') or ''}"
+        elif "first" in value or "last" in value:
+            value = f"{value.get('first') or ''} {value.get('last') or ''}"
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
     if isinstance(value, bool) or value is None:
@@ -48,67 +66,133 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
-def _fields(data: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """Every (folded key, value) in the submission, outermost first, breadth before depth."""
-    queue: list[tuple[Any, int]] = [(data, depth)]
+def _key_names(key: str) -> list[str]:
+    """The folded names a key stands for: Zapier's "properties__phone__value" is "phone";
+    Jotform's "q4_phoneNumber" is "phonenumber"."""
+    if "__" in key:
+        parts = [p for p in key.split("__") if p and p.lower() not in ("value", "values")]
+        key = parts[-1] if parts else key
+    return [fold(_JOTFORM_PREFIX.sub("", key))]
+
+
+def _embedded_json(value: str) -> Any:
+    """JSON a sender put inside a text field (Unbounce's data.json, Jotform's rawRequest)."""
+    if len(value) > _MAX_EMBEDDED or not value.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+
+
+class Finder:
+    """The submission's fields, walked once, searched by name for the built-in mapping."""
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.body = body
+        self._fields: list[tuple[str, Any, bool]] | None = None
+
+    @property
+    def fields(self) -> list[tuple[str, Any, bool]]:
+        if self._fields is None:
+            self._fields = list(_walk(self.body))
+        return self._fields
+
+    def find(self, names: tuple[str, ...], *, skip_meta: bool = False) -> str:
+        """The value of the best-named field, or "": exact names by preference, then prefixed ones."""
+        best: tuple[int, str] | None = None
+        rank = {name: index for index, name in enumerate(names)}
+        for key, value, meta in self.fields:
+            if skip_meta and meta:
+                continue
+            position = rank.get(key)
+            if position is None:
+                # "phone_1", "telefono2", "nombre_cliente": a known name with a suffix.
+                position = next(
+                    (len(names) + i for i, n in enumerate(names[:8]) if len(n) > 3 and key.startswith(n)), None
+                )
+            if position is None or (best is not None and position >= best[0]):
+                continue
+            text = _scalar(value)
+            if text is not None:
+                best = (position, text)
+                if position == 0:
+                    break
+        return best[1] if best else ""
+
+    def phone(self) -> str:
+        return self.find(PHONE_NAMES)
+
+    def adicional(self) -> dict[str, str]:
+        """Nombre and Email, as in FormCall's own example."""
+        # A form's own name ("Contacto Landing") sits beside its fields: not the lead's name.
+        name = self.find(NAME_NAMES, skip_meta=True)
+        last = self.find(LAST_NAME_NAMES, skip_meta=True)
+        if last and last not in name:
+            name = f"{name} {last}".strip()
+        return {"Nombre": name, "Email": self.find(EMAIL_NAMES)}
+
+
+def _walk(data: Any) -> Iterator[tuple[str, Any, bool]]:
+    """Every (folded name, value, is-form-metadata) in the submission, outermost first."""
+    queue: deque[tuple[Any, int, bool]] = deque([(data, 0, False)])
     visited = 0
     while queue and visited < _MAX_VISITED:
-        node, level = queue.pop(0)
+        node, level, meta = queue.popleft()
         visited += 1
         if isinstance(node, Mapping):
+            # {"name": "Contact form", "data": {...}}: this object describes the form, not the lead.
+            describes_form = meta or any(
+                isinstance(v, (Mapping, list)) and fold(k) in _CONTAINERS for k, v in node.items() if isinstance(k, str)
+            )
             for key, value in node.items():
-                if isinstance(key, str) and "[" not in key:
-                    yield fold(key), value
-                if level < _MAX_DEPTH and isinstance(value, (Mapping, list)):
-                    queue.append((value, level + 1))
+                if not isinstance(key, str) or "[" in key:
+                    continue
+                for name in _key_names(key):
+                    yield name, value, describes_form
+                if level >= _MAX_DEPTH:
+                    continue
+                if isinstance(value, (Mapping, list)):
+                    queue.append((value, level + 1, fold(key) in _FORM_KEYS))
+                elif isinstance(value, str):
+                    embedded = _embedded_json(value)
+                    if embedded is not None:
+                        queue.append((embedded, level + 1, False))
         elif isinstance(node, list):
             for item in node:
                 if isinstance(item, Mapping):
-                    label = next((item[k] for k in _ITEM_NAME_KEYS if isinstance(item.get(k), str)), None)
+                    label = _item_label(item)
                     item_value = _item_value(item)
                     if label is not None and item_value is not None:
-                        yield fold(label), item_value
+                        yield fold(label), item_value, False
                 if level < _MAX_DEPTH and isinstance(item, (Mapping, list)):
-                    queue.append((item, level + 1))
+                    queue.append((item, level + 1, meta))
+
+
+def _item_label(item: Mapping[str, Any]) -> str | None:
+    """A list item's own name: Tally's label, WPForms' name, Typeform's field.ref."""
+    for key in _ITEM_NAME_KEYS:
+        label = item.get(key)
+        if isinstance(label, Mapping):
+            label = next((label[k] for k in ("ref", "title", "label") if isinstance(label.get(k), str)), None)
+        if isinstance(label, str):
+            return label
+    return None
 
 
 def _item_value(item: Mapping[str, Any]) -> Any:
-    for key in ("value", "answer", "text", "phone_number", "email"):
+    for key in ("value", "answer", "text", "phone_number", "email", "number"):
         if key in item:
             return item[key]
     return None
 
 
-def find(body: Mapping[str, Any], names: tuple[str, ...]) -> str:
-    """The value of the best-named field in the submission, or ""."""
-    best: tuple[int, str] | None = None
-    rank = {name: index for index, name in enumerate(names)}
-    for key, value in _fields(body):
-        position = rank.get(key)
-        if position is None:
-            # "phone_1", "telefono2", "nombre_cliente": a known name with a suffix.
-            position = next((len(names) + i for i, n in enumerate(names[:8]) if len(n) > 3 and key.startswith(n)), None)
-        if position is None or (best is not None and position >= best[0]):
-            continue
-        text = _scalar(value)
-        if text is not None:
-            best = (position, text)
-            if position == 0:
-                break
-    return best[1] if best else ""
-
-
 def find_phone(body: Mapping[str, Any]) -> str:
-    return find(body, PHONE_NAMES)
+    return Finder(body).phone()
 
 
 def builtin_adicional(body: Mapping[str, Any]) -> dict[str, str]:
-    """Nombre and Email, as in FormCall's own example."""
-    name = find(body, NAME_NAMES)
-    last = find(body, LAST_NAME_NAMES)
-    if last and last not in name:
-        name = f"{name} {last}".strip()
-    return {"Nombre": name, "Email": find(body, EMAIL_NAMES)}
+    return Finder(body).adicional()
 
 
 def template_context(
@@ -119,7 +203,7 @@ def template_context(
     return context
 
 
-def typed_phone(route: Route, context: Mapping[str, Any]) -> str:
+def typed_phone(route: Route, context: Mapping[str, Any], finder: Finder | None = None) -> str:
     """The number as the lead typed it, from the route's phone, phone_parts or the finder."""
     if route.phone_parts is not None:
         cc, area, number = (t.render(context) for t in route.phone_parts)
@@ -129,13 +213,13 @@ def typed_phone(route: Route, context: Mapping[str, Any]) -> str:
         return f"+{cc_digits} {area} {number}" if cc_digits else f"{area} {number}"
     if route.phone is not None:
         return route.phone.render(context)
-    return find_phone(context["body"])
+    return (finder or Finder(context["body"])).phone()
 
 
-def adicional(route: Route, context: Mapping[str, Any]) -> dict[str, str]:
+def adicional(route: Route, context: Mapping[str, Any], finder: Finder | None = None) -> dict[str, str]:
     """The adicional object: empty values left out, each cut to the route's maximum length."""
     if route.adicional is None:
-        values = builtin_adicional(context["body"])
+        values = (finder or Finder(context["body"])).adicional()
     else:
         values = {key: template.render(context) for key, template in route.adicional}
     return {key: value[: route.adicional_max_length] for key, value in values.items() if value}

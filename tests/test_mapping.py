@@ -121,3 +121,29 @@ def test_fromjson_in_a_route(tmp_path: Path) -> None:
     route = route_from(tmp_path, 'phone = "{{ (data_json | fromjson).telefono }}"\n')
     body = {"data_json": json.dumps({"telefono": "+56961234567"})}
     assert mapping.typed_phone(route, mapping.template_context(body, {}, {}, "default")) == "+56961234567"
+
+
+def test_flattened_and_prefixed_keys() -> None:
+    assert mapping.find_phone({"properties__phone__value": "+569"}) == "+569"
+    assert mapping.find_phone({"q4_phoneNumber": {"full": "(32) 212-3456"}}) == "(32) 212-3456"
+    assert mapping.find_phone({"q4_phone": {"area": "32", "phone": "2123456"}}) == "32 2123456"
+    assert mapping.builtin_adicional({"q3_name": {"first": "Ana", "last": "Vera"}})["Nombre"] == "Ana Vera"
+
+
+def test_json_inside_a_text_field() -> None:
+    body = {"data.json": json.dumps({"phone_number": ["9-5631-1283"], "email": ["a@b.cl"]}), "page_id": "x"}
+    assert mapping.find_phone(body) == "9-5631-1283"
+    assert mapping.builtin_adicional(body)["Email"] == "a@b.cl"
+    assert mapping.find_phone({"note": "{not json", "phone": "1"}) == "1"
+
+
+def test_a_forms_own_name_is_not_the_leads() -> None:
+    webflow = {"payload": {"name": "Formulario Contacto", "data": {"Name": "Sofía", "Phone": "1"}}}
+    assert mapping.builtin_adicional(webflow)["Nombre"] == "Sofía"
+    elementor = {"form": {"id": "a1", "name": "Contacto Landing"}, "fields": {"name": {"value": "Diego"}}}
+    assert mapping.builtin_adicional(elementor)["Nombre"] == "Diego"
+
+
+def test_list_items_labelled_by_a_nested_field_ref() -> None:
+    answers = {"answers": [{"type": "text", "text": "Martina", "field": {"id": "x1", "ref": "nombre"}}]}
+    assert mapping.builtin_adicional(answers)["Nombre"] == "Martina"

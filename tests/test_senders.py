@@ -539,19 +539,9 @@ def test_hubspot_route_refuses_an_unsigned_or_missigned_body(simulator: Simulato
 
 
 # -- zero-config: only FORMCALL_POPUP_UUID, the built-in finder --
-# Cases the finder misses although a reasonable finder would not are xfail(strict=True): they turn
-# into failures once the finder learns them, so the marker gets removed.
-
-
-def finder_gap(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"built-in finder gap: {reason}")
-
-
-FLATTENED = finder_gap("'__'-flattened keys (properties__phone__value) are not read as a path")
-JSON_IN_FIELD = finder_gap("JSON held in a string field (Unbounce data.json) is not searched")
-JOTFORM = finder_gap("JSON in rawRequest, q<N>_ key prefixes, {'full'} / {'first','last'} values")
-FORM_NAME = finder_gap("the form's own name (payload.name, form[name]) is taken for the lead's name")
-TYPEFORM_REF = finder_gap("Typeform answers are labelled by field.ref, a key of a nested object")
+# Every sender here, including the shapes a finder has to work for: Zapier's "__"-flattened keys,
+# JSON inside a text field (Unbounce data.json, Jotform rawRequest), Jotform's q<N>_ prefixes and
+# {"full"} / {"first", "last"} values, a form's own name beside the lead's, Typeform's field.ref.
 
 ZERO_CONFIG = {
     "hubspot_legacy_contact.json": (JSON, ("56", "2", "21234567"), "Camila Rojas", "camila.rojas@example.cl"),
@@ -569,13 +559,6 @@ ZERO_CONFIG = {
     "jotform.multipart": (MULTIPART, ("56", "32", "2123456"), "Valentina Orellana", "vorellana@example.cl"),
     "webflow.json": (JSON, ("56", "9", "61234567"), "Sofía Contreras", "sofia.contreras@example.cl"),
 }
-PHONE_GAPS = {"zapier_nested.form": FLATTENED, "unbounce.form": JSON_IN_FIELD, "jotform.multipart": JOTFORM}
-NAME_GAPS = {
-    **PHONE_GAPS,
-    "elementor_advanced.form": FORM_NAME,
-    "webflow.json": FORM_NAME,
-    "typeform.json": TYPEFORM_REF,
-}
 
 
 def zero_config_call(simulator: Simulator, name: str) -> tuple[int, dict[str, Any]]:
@@ -585,7 +568,7 @@ def zero_config_call(simulator: Simulator, name: str) -> tuple[int, dict[str, An
     return status, (calls[0]["payload"] if calls else answer)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=PHONE_GAPS[n]) if n in PHONE_GAPS else n for n in ZERO_CONFIG])
+@pytest.mark.parametrize("name", list(ZERO_CONFIG))
 def test_zero_config_finds_the_phone(name: str, simulator: Simulator) -> None:
     status, payload = zero_config_call(simulator, name)
     assert status == 200, payload
@@ -593,7 +576,7 @@ def test_zero_config_finds_the_phone(name: str, simulator: Simulator) -> None:
     assert split == (POPUP, *ZERO_CONFIG[name][1])
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NAME_GAPS[n]) if n in NAME_GAPS else n for n in ZERO_CONFIG])
+@pytest.mark.parametrize("name", list(ZERO_CONFIG))
 def test_zero_config_finds_name_and_email(name: str, simulator: Simulator) -> None:
     _, cc_area_number, nombre, email = ZERO_CONFIG[name]
     status, payload = zero_config_call(simulator, name)
