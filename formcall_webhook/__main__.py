@@ -1,14 +1,25 @@
-"""Command line: `python -m formcall_webhook check [FILE]` validates a config before deploy."""
+"""Command line: `check [FILE]` validates a config before deploy; `try` shows how a sample maps."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import config as config_module
-from .errors import ConfigError
+from .answers import failure
+from .app import MASKED_TOKEN, map_submission, parse_submission
+from .errors import ConfigError, UnknownRoute, WebhookError
+
+_CONTENT_TYPES = {
+    ".json": "application/json",
+    ".form": "application/x-www-form-urlencoded",
+    ".urlencoded": "application/x-www-form-urlencoded",
+    ".txt": "text/plain",
+}
 
 
 def check(path_arg: str | None) -> int:
@@ -46,14 +57,81 @@ def _warnings(cfg: config_module.Config) -> list[str]:
     return found
 
 
+def try_sample(route_name: str, sample: str, content_type: str | None, headers: list[str], query: str,
+               method: str, config_file: str | None) -> int:  # fmt: skip
+    """Print what the function would send FormCall for this sample, without any network."""
+    path = Path(config_file) if config_file else config_module.config_path(os.environ)
+    try:
+        cfg = config_module.load(os.environ, path)
+    except ConfigError as err:
+        print(f"error: {err.source}: {err.key}: {err.problem}", file=sys.stderr)
+        return 1
+    raw = sys.stdin.buffer.read() if sample == "-" else Path(sample).read_bytes()
+    lowered = dict(_header(h) for h in headers)
+    lowered.setdefault("content-type", content_type or _guess_content_type(sample, raw))
+    result: dict[str, Any] = {"route": route_name}
+    try:
+        route = cfg.routes.get(route_name)
+        if route is None:
+            raise UnknownRoute(f"There is no route named {route_name!r}; routes: {', '.join(cfg.routes)}.")
+        # Auth, captcha, dedupe and rate limits need the sender and the network: not tried here.
+        body, parsed_query = parse_submission(route, method.upper(), lowered, query.encode(), raw)
+        mapped = map_submission(route, body, parsed_query, lowered)
+    except WebhookError as err:
+        result["answer"] = {"status": err.status, **json.loads(failure(err).body)}
+        if err.reason:
+            result["reason"] = err.reason
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 1
+    lead = mapped.lead
+    result["phone"] = {
+        "e164": lead.e164,
+        "region": lead.region,
+        "type": lead.number_type,
+        "split": f"{lead.country_code} / {lead.areacode} / {lead.phonenumber}",
+    }
+    result["payload"] = {**mapped.payload, "security_token": MASKED_TOKEN}
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise SystemExit(f"error: --header takes 'Name: value', not {text!r}")
+    return name.strip().lower(), value.strip()
+
+
+def _guess_content_type(sample: str, raw: bytes) -> str:
+    suffix = Path(sample).suffix.lower()
+    if suffix in _CONTENT_TYPES:
+        return _CONTENT_TYPES[suffix]
+    if raw.startswith(b"--"):
+        boundary = raw.split(b"\r\n", 1)[0][2:].decode("latin-1")
+        return f"multipart/form-data; boundary={boundary}"
+    return "application/json" if raw.lstrip().startswith((b"{", b"[")) else "application/x-www-form-urlencoded"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m formcall_webhook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     check_parser = commands.add_parser("check", help="validate a config file and list its routes")
     check_parser.add_argument("file", nargs="?", help="the TOML file (default: FORMCALL_CONFIG or formcall.toml)")
+    try_parser = commands.add_parser(
+        "try", help="show the FormCall payload a sample body maps to (no network, token masked)"
+    )
+    try_parser.add_argument("sample", help="a body as the sender posts it (.json, .form, multipart), or - for stdin")
+    try_parser.add_argument("--route", default="default", help="the route's name (default: default)")
+    try_parser.add_argument("--config", help="the TOML file (default: FORMCALL_CONFIG or formcall.toml)")
+    try_parser.add_argument("--content-type", help="default: from the file's extension or its first bytes")
+    try_parser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
+    try_parser.add_argument("--query", default="", help="the query string, e.g. 'utm_source=ads&vid=3751'")
+    try_parser.add_argument("--method", default="POST", choices=["POST", "GET"])
     args = parser.parse_args(argv)
     if args.command == "check":
         return check(args.file)
+    if args.command == "try":
+        return try_sample(args.route, args.sample, args.content_type, args.header, args.query, args.method, args.config)
     return 2  # pragma: no cover - argparse refuses unknown commands first
 
 

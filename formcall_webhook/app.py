@@ -175,30 +175,18 @@ class App:
         if route.rate_per_ip is not None:
             self._rate_limit(route, "ip", ip, route.rate_per_ip)
 
-        query = parsing.parse_query(request.query_string)
-        if route.auth.type == "token":
-            query.pop("token", None)  # a credential, not data a template could copy out
-        # A GET webhook (HubSpot, Zapier) carries the submission in the query string.
-        body = dict(query) if method == "GET" else parsing.parse_body(request.headers.get("content-type"), raw)
-        body["query"] = query
-
+        body, query = parse_submission(route, method, request.headers, request.query_string, raw)
         if guards.honeypot_filled(route, body):
             outcome.outcome = "honeypot"
             return success()
         if route.captcha is not None:
             guards.verify_captcha(route.captcha, body, ip, self.secrets.resolve, self._captcha())
 
-        context = mapping.template_context(body, query, request.headers, route.name)
-        finder = mapping.Finder(body)
-        lead = phones.normalize(
-            mapping.typed_phone(route, context, finder),
-            route.region,
-            route.allowed_regions,
-            route.allowed_number_types,
-        )
+        mapped = map_submission(route, body, query, request.headers)
+        context, lead, payload = mapped.context, mapped.lead, mapped.payload
         outcome.phone = lead.masked
-        context["lead"] = mapping.lead_context(lead)
-        payload = self._payload(route, context, lead, finder, outcome)
+        outcome.popup_uuid = payload["popup_uuid"]
+        outcome.adicional_keys = sorted(payload.get("adicional", {}))
 
         if route.dry_run:
             outcome.outcome = "dry_run"
@@ -272,29 +260,6 @@ class App:
             self._captcha_session = requests.Session()
         return self._captcha_session
 
-    def _payload(
-        self, route: Route, context: Mapping[str, Any], lead: phones.Lead, finder: mapping.Finder, outcome: Outcome
-    ) -> dict[str, Any]:
-        assert route.popup_uuid is not None
-        popup = route.popup_uuid.render(context)
-        if not config_module.is_uuid(popup):
-            raise Misconfigured(
-                _MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"
-            )
-        outcome.popup_uuid = popup
-        payload: dict[str, Any] = {
-            "popup_uuid": popup,
-            "country_code": lead.country_code,
-            "areacode": lead.areacode,
-            "phonenumber": lead.phonenumber,
-            "security_token": "",
-        }
-        extra = mapping.adicional(route, context, finder)
-        outcome.adicional_keys = sorted(extra)
-        if extra:
-            payload["adicional"] = extra
-        return payload
-
     def _deliver(self, config: Config, payload: dict[str, Any]) -> Placed:
         if config.security_token is None:
             raise Misconfigured(
@@ -334,6 +299,59 @@ class App:
         }
         message = f"{outcome.route}: {outcome.outcome} ({response.status})"
         self.logger.write(severity_for(response.status), message, fields, request.headers)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A submission mapped for FormCall: the template context, the lead and the payload."""
+
+    context: dict[str, Any]
+    lead: phones.Lead
+    payload: dict[str, Any]
+
+
+def parse_submission(
+    route: Route, method: str, headers: Mapping[str, str], query_string: bytes, raw: bytes
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The submission (body with the query merged in under "query") and the query itself."""
+    query = parsing.parse_query(query_string)
+    if route.auth.type == "token":
+        query.pop("token", None)  # a credential, not data a template could copy out
+    # A GET webhook (HubSpot, Zapier) carries the submission in the query string.
+    body = dict(query) if method == "GET" else parsing.parse_body(headers.get("content-type"), raw)
+    body["query"] = query
+    return body, query
+
+
+def map_submission(
+    route: Route,
+    body: dict[str, Any],
+    query: dict[str, Any],
+    headers: Mapping[str, str],
+) -> Mapped:
+    """Phone, popup and adicional from the route's templates (or the built-in finder). Pure: no I/O."""
+    context = mapping.template_context(body, query, headers, route.name)
+    finder = mapping.Finder(body)
+    typed = mapping.typed_phone(route, context, finder)
+    lead = phones.normalize(typed, route.region, route.allowed_regions, route.allowed_number_types)
+    context["lead"] = mapping.lead_context(lead)
+    assert route.popup_uuid is not None
+    popup = route.popup_uuid.render(context)
+    if not config_module.is_uuid(popup):
+        raise Misconfigured(
+            _MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"
+        )
+    payload: dict[str, Any] = {
+        "popup_uuid": popup,
+        "country_code": lead.country_code,
+        "areacode": lead.areacode,
+        "phonenumber": lead.phonenumber,
+        "security_token": "",
+    }
+    extra = mapping.adicional(route, context, finder)
+    if extra:
+        payload["adicional"] = extra
+    return Mapped(context, lead, payload)
 
 
 def _allowed_methods(route: Route) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,67 @@ def test_check_warns_when_the_token_variable_is_unset_here() -> None:
     done = run("check", env={"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN": "t"})
     assert done.returncode == 0
     assert done.stderr == ""
+
+
+def try_(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "formcall_webhook", "try", *args],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **coverage_env(), **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stderr == "", done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_try_zero_config_form_sample() -> None:
+    code, result = try_("tests/samples/elementor.form", env={"FORMCALL_POPUP_UUID": POPUP})
+    assert code == 0
+    assert result["phone"] == {
+        "e164": "+56956311283", "region": "CL", "type": "FIXED_LINE_OR_MOBILE", "split": "56 / 9 / 56311283"
+    }  # fmt: skip
+    assert result["payload"] == {
+        "popup_uuid": POPUP, "country_code": "56", "areacode": "9", "phonenumber": "56311283",
+        "security_token": "***", "adicional": {"Nombre": "Diego Muñoz", "Email": "diego@example.cl"},
+    }  # fmt: skip
+
+
+def test_try_a_route_of_a_config_never_shows_the_token() -> None:
+    env = {"FORMCALL_SECURITY_TOKEN": "real-token-value"}
+    code, result = try_("--config", "examples/formcall.toml", "--route", "hubspot",
+                        "tests/samples/hubspot_legacy_contact.json", env=env)  # fmt: skip
+    assert code == 0
+    assert result["payload"]["security_token"] == "***"  # type: ignore[index]
+    assert "real-token-value" not in json.dumps(result)
+
+
+def test_try_multipart_get_and_headers(tmp_path: Path) -> None:
+    config = tmp_path / "f.toml"
+    config.write_text(
+        f"[routes.default]\npopup_uuid = '{POPUP}'\nphone = \"{{{{ headers['x-tel'] or query.tel or phone }}}}\"\n"
+        "allow_get = true\n",
+        encoding="utf-8",
+    )
+    code, result = try_(
+        "--config", str(config), "--header", "X-Tel: +56 2 2123 4567", "tests/samples/jotform.multipart"
+    )
+    assert code == 0
+    assert result["phone"]["split"] == "56 / 2 / 21234567"  # type: ignore[index]
+    code, result = try_("--config", str(config), "--method", "GET", "--query", "tel=%2B56961234567", "-", stdin="")
+    assert result["phone"]["split"] == "56 / 9 / 61234567"  # type: ignore[index]
+
+
+def test_try_shows_the_answer_the_function_would_give() -> None:
+    code, result = try_("--config", "examples/formcall.toml", "-", stdin='{"telefono": "123"}')
+    assert code == 1
+    assert result["answer"] == {  # type: ignore[comparison-overlap]
+        "status": 422, "success": False, "error": "invalid_phone", "message": "The phone number is not a valid number."
+    }  # fmt: skip
+    code, result = try_("--config", "examples/formcall.toml", "--route", "nope", "-", stdin="{}")
+    assert result["answer"]["error"] == "unknown_route"  # type: ignore[index]
+    code, result = try_("--config", "examples/formcall.toml", "-", stdin="{not json")
+    assert result["answer"]["error"] == "bad_request"  # type: ignore[index]
