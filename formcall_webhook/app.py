@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from .config import Config, Rate, Route
 from .errors import (
     ConfigError,
     FormCallMisconfigured,
+    FormCallUnavailable,
     MethodNotAllowed,
     Misconfigured,
     PayloadTooLarge,
@@ -27,13 +29,15 @@ from .errors import (
     UnknownRoute,
     WebhookError,
 )
-from .formcall import INVALID_TOKEN, FormCallClient, Placed
+from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, Placed, ReconcileUnknown
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
 from .secret_store import SecretStore
 from .store import Store, StoreUnavailable, open_store
 
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 _MISCONFIGURED = "The function is not configured correctly; its log says why."
+# A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
+SETTLE_TIMEOUTS = 2
 
 
 @dataclass(frozen=True)
@@ -220,20 +224,33 @@ class App:
                 route.dedupe_window_seconds,
             )
         )
-        wait = config.timeout_seconds + 2
-        held = once.acquire(self.store, keys, pending_ttl=config.timeout_seconds + 30, wait=wait)
+        pending_ttl = config.timeout_seconds + 30
+        marker = once.new_marker()
+        held = once.acquire(self.store, keys, pending_ttl, config.timeout_seconds + 2, marker)
+        if isinstance(held, once.Uncertain):
+            first = self._settle(config, keys, held, lead, payload, marker, pending_ttl, outcome)
+            held = first or once.acquire(self.store, keys, pending_ttl, config.timeout_seconds + 2, marker)
+            if isinstance(held, once.Uncertain):
+                once.release(self.store, held.claim)
+                raise FormCallUnavailable(
+                    "The same submission is being settled; try again shortly.", retry_after=5, reason="settle race"
+                )
         if isinstance(held, once.FirstAnswer):
             outcome.outcome = "duplicate"
             outcome.uuid = held.uuid
             return success(duplicate=True, uuid=held.uuid)
-        placed: Placed | None = None
+        attempt_started = time.time()
         try:
             if route.rate_per_phone is not None:
                 self._rate_limit(route, "phone", lead.e164, route.rate_per_phone)
             placed = self._deliver(config, payload)
-        finally:
-            if placed is None:
-                once.release(self.store, held)
+        except FormCallUncertain:
+            # FormCall got the request; whether it queued the call is unknown until its list says.
+            once.mark_uncertain(self.store, held, attempt_started)
+            raise
+        except BaseException:
+            once.release(self.store, held)
+            raise
         try:
             once.complete(self.store, held, once.FirstAnswer(placed.uuid, placed.pending))
         except StoreUnavailable as err:
@@ -245,6 +262,47 @@ class App:
             return success(202, pending=True)
         outcome.outcome = "placed"
         return success(uuid=placed.uuid)
+
+    def _settle(
+        self,
+        config: Config,
+        keys: list[tuple[str, int]],
+        uncertain: once.Uncertain,
+        lead: phones.Lead,
+        payload: dict[str, Any],
+        marker: str,
+        pending_ttl: float,
+        outcome: Outcome,
+    ) -> once.FirstAnswer | None:
+        """An earlier attempt's answer was lost: find its call in FormCall's list before calling again.
+
+        The first answer when the call exists; None when it does not (or the list cannot tell: a lost
+        lead is worse than a second ring), after which this submission holds the keys.
+        """
+        waited = time.time() - uncertain.since
+        settle_after = config.timeout_seconds * SETTLE_TIMEOUTS
+        if waited < settle_after:
+            # FormCall may still be working on the first request: its call would not be listed yet.
+            once.release(self.store, uncertain.claim)
+            raise FormCallUnavailable(
+                "The previous attempt is still being confirmed; try again shortly.",
+                retry_after=max(1, math.ceil(settle_after - waited)),
+                reason="previous attempt's outcome not settled yet",
+            )
+        assert self._client is not None
+        assert config.security_token is not None
+        token = self.secrets.resolve(config.security_token)
+        digits = lead.country_code + lead.areacode + lead.phonenumber
+        try:
+            uuid = self._client.find_call(token, payload["popup_uuid"], digits, uncertain.since)
+        except ReconcileUnknown as err:
+            uuid = None
+            outcome.reason = f"previous attempt unconfirmed ({err}); calling again"
+        answer = once.FirstAnswer(uuid) if uuid else None
+        once.settle(self.store, keys, uncertain, answer, marker, pending_ttl)
+        if answer is None and outcome.reason is None:
+            outcome.reason = "previous attempt placed no call; calling"
+        return answer
 
     def _rate_limit(self, route: Route, kind: str, value: str, rate: Rate) -> None:
         count, seconds_left = self.store.hit(once.key(route.name, f"rate-{kind}", value), rate.seconds)

@@ -6,7 +6,9 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -25,6 +27,11 @@ _UUID = re.compile(r"^[0-9a-fA-F]{32}$")
 # FormCall's answers are a few dozen bytes; anything this large is an error page.
 _MAX_ANSWER_BYTES = 64 * 1024
 _CONNECT_TIMEOUT = 3.05
+# Fields a /calls/list row may name the customer's number in (the documented example shows only the
+# company leg; the platform's own UI shows both).
+_CUSTOMER_NUMBER_FIELDS = ("call_number_customer", "customer_number", "number_customer", "customer_phone")
+# How far FormCall's clock may be behind ours when we compare call_at with the first attempt.
+_CLOCK_SLACK_SECONDS = 120
 
 _ERRORS: dict[int, tuple[type[WebhookError], str]] = {
     1: (FormCallRejected, "FormCall refused the phone number."),
@@ -37,6 +44,14 @@ _ERRORS: dict[int, tuple[type[WebhookError], str]] = {
     8: (FormCallMisconfigured, "The FormCall security token was refused."),
 }
 INVALID_TOKEN = 8
+
+
+class FormCallUncertain(FormCallUnavailable):
+    """The request reached FormCall but its answer did not reach us: the call may exist."""
+
+
+class ReconcileUnknown(Exception):
+    """/calls/list cannot tell whether a call was placed."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class FormCallClient:
         self.session.mount("http://", adapter)
         self.session.verify = ca_bundle if ca_bundle else True
         self.session.trust_env = False  # HTTPS_PROXY or REQUESTS_CA_BUNDLE in the env must not bypass ours
+        self.list_url = list_url_for(api_url)
 
     def place_call(self, payload: dict[str, Any]) -> Placed:
         """Placed or pending; a WebhookError naming the answer otherwise."""
@@ -77,11 +93,94 @@ class FormCallClient:
                 raw = _read_until(response, deadline)
             finally:
                 response.close()
-        except requests.Timeout as err:
-            raise FormCallUnavailable("FormCall did not answer in time.", reason="timeout") from err
         except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as err:
-            raise FormCallUnavailable("FormCall could not be reached.", reason=type(err).__name__) from err
+            if _never_sent(err):
+                raise FormCallUnavailable("FormCall could not be reached.", reason=type(err).__name__) from err
+            # The request went out: FormCall may have queued the call before the answer was lost.
+            raise FormCallUncertain(
+                "FormCall did not answer in time."
+                if isinstance(err, requests.Timeout)
+                else "FormCall's answer was lost.",
+                reason=f"{type(err).__name__} after the request was sent",
+            ) from err
         return parse_answer(response.status_code, raw)
+
+    def find_call(self, token: str, popup_uuid: str, number_digits: str, since: float) -> str | None:
+        """The uuid of a call to this number placed since `since` (epoch seconds), from /calls/list.
+
+        None when the listing shows there is none; ReconcileUnknown when it cannot tell (the list is
+        unreachable, or its rows do not say which number each call went to).
+        """
+        unnumbered = 0
+        for day in _list_days(since, time.time()):
+            try:
+                response = self.session.get(
+                    self.list_url,
+                    params={"date": day, "popup_uuid": popup_uuid},
+                    headers={"security-token": token},
+                    timeout=(min(_CONNECT_TIMEOUT, self.timeout), self.timeout),
+                    allow_redirects=False,
+                )
+                rows = response.json()
+            except (requests.RequestException, ValueError) as err:
+                raise ReconcileUnknown(f"/calls/list failed: {type(err).__name__}") from err
+            if not isinstance(rows, list):
+                raise ReconcileUnknown("/calls/list did not answer a list")
+            for row in rows:
+                if not isinstance(row, dict):
+                    continue
+                numbers = [_digits(row.get(k)) for k in _CUSTOMER_NUMBER_FIELDS if row.get(k)]
+                placed_at = _call_at(row.get("call_at"))
+                if placed_at is not None and placed_at < since - _CLOCK_SLACK_SECONDS:
+                    continue
+                if not numbers:
+                    unnumbered += 1
+                elif any(n.endswith(number_digits) for n in numbers) and isinstance(row.get("uuid"), str):
+                    return str(row["uuid"]).lower()
+        if unnumbered:
+            # Calls since the attempt that do not say whom they rang: any of them could be ours.
+            raise ReconcileUnknown(f"{unnumbered} calls in /calls/list do not name the customer's number")
+        return None
+
+
+def list_url_for(api_url: str) -> str:
+    """The documented list endpoint beside the place-call one: .../calls/manage/api -> .../calls/list."""
+    base = api_url.split("?", 1)[0].rstrip("/")
+    if base.endswith("/calls/manage/api"):
+        return base[: -len("/manage/api")] + "/list"
+    return urljoin(base + "/", "/calls/list")
+
+
+def _never_sent(err: BaseException) -> bool:
+    """Failures before the request left: nothing can have been queued, so a retry is safe."""
+    if isinstance(err, (requests.ConnectTimeout, requests.exceptions.SSLError)):
+        return True
+    reason = err.args[0] if err.args else None
+    reason = getattr(reason, "reason", reason)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _list_days(since: float, now: float) -> list[str]:
+    """The platform lists by its local date (Chile, UTC-3 or UTC-4): every date those can be."""
+    days = set()
+    for moment in (since, now):
+        for hours in (-4, -3, 0):
+            days.add(datetime.fromtimestamp(moment + hours * 3600, tz=UTC).date().isoformat())
+    return sorted(days)
+
+
+def _digits(value: Any) -> str:
+    return "".join(c for c in str(value) if c.isdigit())
+
+
+def _call_at(value: Any) -> float | None:
+    """call_at as documented, "2019/04/02 10:05:03 -0300", in epoch seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip(), "%Y/%m/%d %H:%M:%S %z").timestamp()
+    except ValueError:
+        return None
 
 
 def _read_until(response: requests.Response, deadline: float) -> bytes:

@@ -26,6 +26,9 @@ class Store(Protocol):
     def release(self, key: str, value: str) -> None:
         """Delete key only while it still holds value (a claim of ours, not someone else's)."""
 
+    def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        """Set key to value only while it holds expected; whether it did."""
+
     def hit(self, key: str, window: int) -> tuple[int, int]:
         """Count one event in key's fixed window; the count so far and seconds left in the window."""
 
@@ -71,6 +74,15 @@ class MemoryStore:
             if entry is not None and entry[0] == value:
                 del self._data[key]
 
+    def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._live(key, now)
+            if entry is None or entry[0] != expected:
+                return False
+            self._data[key] = (value, now + ttl)
+            return True
+
     def hit(self, key: str, window: int) -> tuple[int, int]:
         now = time.monotonic()
         with self._lock:
@@ -87,6 +99,13 @@ class MemoryStore:
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_REPLACE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
 return 0
 """
 _HIT = """
@@ -119,6 +138,7 @@ class RedisStore:
             retry=Retry(NoBackoff(), 1),
         )
         self._release = self._redis.register_script(_RELEASE)
+        self._replace = self._redis.register_script(_REPLACE)
         self._hit = self._redis.register_script(_HIT)
 
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
@@ -145,6 +165,9 @@ class RedisStore:
 
     def release(self, key: str, value: str) -> None:
         self._call(self._release, keys=[key], args=[value])
+
+    def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        return bool(self._call(self._replace, keys=[key], args=[expected, value, max(1, int(ttl * 1000))]))
 
     def hit(self, key: str, window: int) -> tuple[int, int]:
         count, ttl = self._call(self._hit, keys=[key], args=[window])

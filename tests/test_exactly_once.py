@@ -1,0 +1,157 @@
+"""A lost FormCall answer (timeout, reset) is settled from FormCall's own list before calling again."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.formcall import FormCallClient, ReconcileUnknown, list_url_for
+from formcall_webhook.simulator import Simulator
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+TOKEN = "once-token-2f9a"
+TIMEOUT = 0.5
+SETTLE = 2 * TIMEOUT
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    sim = Simulator(tokens=(TOKEN,), quiet=True).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset(simulator: Simulator) -> None:
+    simulator.reset()
+    simulator.set_tokens(TOKEN)
+
+
+@pytest.fixture
+def app(tmp_path: Path, simulator: Simulator) -> App:
+    path = tmp_path / "f.toml"
+    path.write_text(f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\n")
+    return App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
+
+
+def post(app: App, phone: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+    raw = json.dumps({"phone": phone}).encode()
+    stream = io.BytesIO(raw)
+    req = Request("POST", "/", {"content-type": "application/json"}, b"", lambda n: read_stream(stream, n), len(raw))
+    response = app.handle(req)
+    return response.status, json.loads(response.body), response.headers
+
+
+def test_list_url_beside_the_api() -> None:
+    assert list_url_for("https://clickandtalk.medularis.com/calls/manage/api") == (
+        "https://clickandtalk.medularis.com/calls/list"
+    )
+    assert list_url_for("http://127.0.0.1:9/calls/manage/api/") == "http://127.0.0.1:9/calls/list"
+    assert list_url_for("https://proxy.example/formcall") == "https://proxy.example/calls/list"
+
+
+@pytest.mark.parametrize("fault", [{"kind": "slow", "seconds": TIMEOUT + 0.3}, {"kind": "placed_then_reset"}])
+def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Simulator, fault: dict[str, Any]) -> None:
+    simulator.inject(fault)
+    status, body, _ = post(app, "+56 9 6100 0001")
+    assert (status, body["error"]) == (503, "formcall_unavailable")
+    # Too early: FormCall may still be working on it, so its list proves nothing yet.
+    status, body, headers = post(app, "+56 9 6100 0001")
+    assert status == 503
+    assert 1 <= int(headers["Retry-After"]) <= SETTLE + 1
+    time.sleep(SETTLE + 0.1)
+    status, body, _ = post(app, "+56 9 6100 0001")
+    placed = simulator.placed()
+    assert len(placed) == 1
+    assert (status, body) == (200, {"success": True, "duplicate": True, "uuid": placed[0]["uuid"]})
+    # Settled for good: later duplicates answer from the store without asking FormCall again.
+    status, body, _ = post(app, "+56 9 6100 0001")
+    assert body["uuid"] == placed[0]["uuid"]
+    assert len(simulator.calls()) == 1
+
+
+@pytest.mark.parametrize("fault", [{"kind": "reset"}, {"kind": "http500_html"}, {"kind": "malformed_json"}])
+def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
+    app: App, simulator: Simulator, fault: dict[str, Any]
+) -> None:
+    simulator.inject(fault)
+    assert post(app, "+56 9 6100 0002")[0] == 503
+    time.sleep(SETTLE + 0.1)
+    status, body, _ = post(app, "+56 9 6100 0002")
+    assert status == 200, body
+    assert "duplicate" not in body
+    assert len(simulator.placed()) == 1
+    assert body["uuid"] == simulator.placed()[0]["uuid"]
+
+
+def test_never_sent_is_retried_at_once(tmp_path: Path, simulator: Simulator) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text(f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\n")
+    env = {"FORMCALL_CONFIG": str(path), "FORMCALL_SECURITY_TOKEN": TOKEN}
+    down = App({**env, "FORMCALL_API_URL": "http://127.0.0.1:9/calls/manage/api"})
+    assert post(down, "+56 9 6100 0003")[0] == 503
+    # Nothing left: the same lead through a healthy FormCall is placed without waiting to settle.
+    up = App({**env, "FORMCALL_API_URL": simulator.api_url})
+    up._store = down.store  # the two share one store, as instances sharing Redis do
+    assert post(up, "+56 9 6100 0003")[0] == 200
+
+
+def test_find_call_against_the_simulator(simulator: Simulator) -> None:
+    client = FormCallClient(simulator.api_url, 2)
+    since = time.time()
+    assert client.find_call(TOKEN, POPUP, "56961000004", since) is None
+    placed = client.place_call(
+        {"popup_uuid": POPUP, "country_code": "56", "areacode": "9", "phonenumber": "61000004", "security_token": TOKEN}
+    )
+    assert client.find_call(TOKEN, POPUP, "56961000004", since) == placed.uuid
+    assert client.find_call(TOKEN, POPUP, "56961000005", since) is None
+    with pytest.raises(ReconcileUnknown):
+        client.find_call("wrong-token", POPUP, "56961000004", since)
+
+
+class _ListServer:
+    """A /calls/list that answers the documented example's shape: no customer number."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        body = json.dumps(rows).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/calls/manage/api"
+
+
+def test_a_list_without_customer_numbers_cannot_tell() -> None:
+    now = time.strftime("%Y/%m/%d %H:%M:%S %z")
+    server = _ListServer(
+        [{"uuid": "a" * 32, "status": "Conectada", "call_number_company": "56223456789", "call_at": now}]
+    )
+    try:
+        with pytest.raises(ReconcileUnknown):
+            FormCallClient(server.api_url, 2).find_call(TOKEN, POPUP, "56961000006", time.time() - 5)
+        # Only calls since the attempt count: an older one proves nothing either way.
+        assert FormCallClient(server.api_url, 2).find_call(TOKEN, POPUP, "56961000006", time.time() + 600) is None
+    finally:
+        server.server.shutdown()
