@@ -29,7 +29,14 @@ from .errors import (
     UnknownRoute,
     WebhookError,
 )
-from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, Placed, ReconcileUnknown
+from .formcall import (
+    INVALID_TOKEN,
+    FormCallClient,
+    FormCallUncertain,
+    ListUnavailable,
+    Placed,
+    ReconcileUnknown,
+)
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
 from .secret_store import SecretStore
 from .store import Store, StoreUnavailable, open_store
@@ -101,10 +108,11 @@ class App:
                     try:
                         self._config = config_module.load(self.environ)
                         self.secrets.ttl = self._config.secret_ttl_seconds
+                        self.secrets.timeout = self._config.timeout_seconds
                         self._client = FormCallClient(
                             self._config.api_url, self._config.timeout_seconds, self._config.ca_bundle
                         )
-                        self._store = open_store(self._config.store_url)
+                        self._store = open_store(self._config.store_url, self._config.timeout_seconds)
                     except ConfigError as err:
                         self._config_error = err
                     self._loaded = True
@@ -295,6 +303,13 @@ class App:
         digits = lead.country_code + lead.areacode + lead.phonenumber
         try:
             uuid = self._client.find_call(token, payload["popup_uuid"], digits, uncertain.since)
+        except ListUnavailable as err:
+            # Ask again later rather than guess; the uncertain mark expires with the dedupe window.
+            once.release(self.store, uncertain.claim)
+            raise FormCallUnavailable(
+                "The previous attempt could not be confirmed yet; try again later.",
+                reason=f"previous attempt unconfirmed ({err})",
+            ) from err
         except ReconcileUnknown as err:
             uuid = None
             outcome.reason = f"previous attempt unconfirmed ({err}); calling again"

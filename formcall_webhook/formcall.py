@@ -32,6 +32,7 @@ _CONNECT_TIMEOUT = 3.05
 _CUSTOMER_NUMBER_FIELDS = ("call_number_customer", "customer_number", "number_customer", "customer_phone")
 # How far FormCall's clock may be behind ours when we compare call_at with the first attempt.
 _CLOCK_SLACK_SECONDS = 120
+_LIST_TIMEOUT = 5.0
 
 _ERRORS: dict[int, tuple[type[WebhookError], str]] = {
     1: (FormCallRejected, "FormCall refused the phone number."),
@@ -52,6 +53,10 @@ class FormCallUncertain(FormCallUnavailable):
 
 class ReconcileUnknown(Exception):
     """/calls/list cannot tell whether a call was placed."""
+
+
+class ListUnavailable(ReconcileUnknown):
+    """/calls/list could not be read this time; it may tell later."""
 
 
 @dataclass(frozen=True)
@@ -118,14 +123,15 @@ class FormCallClient:
                     self.list_url,
                     params={"date": day, "popup_uuid": popup_uuid},
                     headers={"security-token": token},
-                    timeout=(min(_CONNECT_TIMEOUT, self.timeout), self.timeout),
+                    # Off the first submission's path: a retry can wait for a slow listing.
+                    timeout=(_CONNECT_TIMEOUT, max(self.timeout, _LIST_TIMEOUT)),
                     allow_redirects=False,
                 )
                 rows = response.json()
             except (requests.RequestException, ValueError) as err:
-                raise ReconcileUnknown(f"/calls/list failed: {type(err).__name__}") from err
+                raise ListUnavailable(f"/calls/list failed: {type(err).__name__}") from err
             if not isinstance(rows, list):
-                raise ReconcileUnknown("/calls/list did not answer a list")
+                raise ListUnavailable("/calls/list did not answer a list")
             for row in rows:
                 if not isinstance(row, dict):
                     continue

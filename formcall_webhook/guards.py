@@ -85,7 +85,10 @@ def cors_headers(route: Route, origin: str | None, preflight: bool) -> dict[str,
     if "*" not in route.cors_origins and origin not in route.cors_origins:
         return headers
     headers["Access-Control-Allow-Origin"] = origin
-    if preflight:
+    if not preflight:
+        # So a page's fetch() can honour Retry-After on a 429 or 503.
+        headers["Access-Control-Expose-Headers"] = "Retry-After"
+    else:
         headers["Access-Control-Allow-Methods"] = "POST, GET, OPTIONS" if route.allow_get else "POST, OPTIONS"
         headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
         headers["Access-Control-Max-Age"] = _CORS_MAX_AGE

@@ -32,9 +32,13 @@ def is_version_name(name: str) -> bool:
 class SecretStore:
     """Resolves references; Secret Manager values are cached for `ttl` seconds."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, ttl: float = DEFAULT_TTL_SECONDS, timeout: float = 5.0
+    ) -> None:
         self.environ = os.environ if environ is None else environ
         self.ttl = ttl
+        # A Secret Manager that does not answer must not hold the request longer than FormCall may.
+        self.timeout = timeout
         self._cache: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
         self._client: Any = None
@@ -79,7 +83,10 @@ class SecretStore:
             return cached[1]
         try:
             # retry=None: the client's own retry would hold a request for up to a minute on a 503.
-            response = self._get_client().access_secret_version(name=name, retry=None, timeout=5.0)
+            client = self._get_client()
+            # The first fetch also imports and builds the client: the whole fetch keeps to the timeout.
+            remaining = max(0.1, self.timeout - (time.monotonic() - now))
+            response = client.access_secret_version(name=name, retry=None, timeout=remaining)
             value = bytes(response.payload.data).decode("utf-8").strip()
         except Exception as err:  # NotFound, PermissionDenied, transport errors: all mean no token
             if cached is not None:

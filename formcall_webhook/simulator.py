@@ -353,6 +353,12 @@ class _Server(ThreadingHTTPServer):
     connections: set[socket.socket]
     connections_lock: threading.Lock
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a function that timed out) is routine here, not a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.connections_lock:
             self.connections.add(request)

@@ -285,34 +285,7 @@ def test_preflight(zero_config: FunctionProcess) -> None:
     assert response.status_code == 204
 
 
-# -- what FormCall answers --
-
-
-@pytest.mark.parametrize(
-    ("code", "status", "word"),
-    [
-        (1, 422, "formcall_rejected"),
-        (2, 409, "out_of_service_hours"),
-        (3, 502, "origination_failed"),
-        (4, 502, "formcall_misconfigured"),
-        (5, 422, "formcall_rejected"),
-        (6, 422, "formcall_rejected"),
-        (7, 502, "formcall_misconfigured"),
-        (8, 502, "formcall_misconfigured"),
-    ],
-)
-def test_formcall_error_codes(
-    configured: FunctionProcess, simulator: Simulator, code: int, status: int, word: str
-) -> None:
-    simulator.inject({"kind": "error", "code": code})
-    response = configured.post(json=fresh_lead())
-    body = answer(response)
-    assert response.status_code == status
-    assert body["error"] == word
-    assert body["formcall_error_code"] == code
-    assert ("Retry-After" in response.headers) == (status >= 500)
-    # Only error 8 is retried, and only when a refetched token differs; an env token does not.
-    assert len(simulator.calls()) == 1
+# -- what FormCall answers (every fault and error code: tests/test_faults.py) --
 
 
 def test_pending_and_out_of_hours(configured: FunctionProcess, simulator: Simulator) -> None:
@@ -324,42 +297,6 @@ def test_pending_and_out_of_hours(configured: FunctionProcess, simulator: Simula
     response = configured.post(json=fresh_lead())
     assert response.status_code == 409
     assert answer(response)["error"] == "out_of_service_hours"
-
-
-@pytest.mark.parametrize(
-    "fault",
-    [
-        {"kind": "slow", "seconds": TIMEOUT + 1.5},
-        {"kind": "drip", "seconds": TIMEOUT + 2},
-        {"kind": "reset"},
-        {"kind": "reset_mid_answer"},
-        {"kind": "http500_html"},
-        {"kind": "html_200"},
-        {"kind": "malformed_json"},
-    ],
-)
-def test_formcall_faults_are_503_within_the_timeout(
-    configured: FunctionProcess, simulator: Simulator, fault: dict[str, Any]
-) -> None:
-    simulator.inject(fault)
-    started = time.monotonic()
-    response = configured.post(json=fresh_lead())
-    elapsed = time.monotonic() - started
-    body = answer(response)
-    assert response.status_code == 503, body
-    assert body["error"] == "formcall_unavailable"
-    assert int(response.headers["Retry-After"]) > 0
-    assert elapsed < TIMEOUT + 1
-    # Never retried: a POST that may have reached FormCall could ring the lead twice.
-    assert len(simulator.calls()) == 1
-
-
-def test_formcall_unreachable(logdir: Path) -> None:
-    env = {"FORMCALL_API_URL": "http://127.0.0.1:9/calls/manage/api", "FORMCALL_SECURITY_TOKEN": TOKEN}
-    with start(logdir, "unreachable", {**env, "FORMCALL_POPUP_UUID": POPUP}) as fn:
-        response = fn.post(json=fresh_lead())
-    assert response.status_code == 503
-    assert answer(response)["error"] == "formcall_unavailable"
 
 
 # -- configuration that cannot work --
@@ -422,24 +359,6 @@ def test_token_from_secret_manager_cached_and_refetched_on_error_8(
     tokens = [c["payload"]["security_token"] for c in simulator.calls()]
     assert tokens == [SM_TOKEN_V1, SM_TOKEN_V1, SM_TOKEN_V1, SM_TOKEN_V2]
     assert len(simulator.placed()) == 3
-
-
-def test_secret_manager_missing_secret_is_misconfigured(
-    simulator: Simulator, secret_manager: FakeSecretManager, logdir: Path
-) -> None:
-    env = {
-        "FORMCALL_API_URL": simulator.api_url,
-        "FORMCALL_POPUP_UUID": POPUP,
-        "FORMCALL_SECURITY_TOKEN_SECRET": "projects/acme/secrets/nothing-here/versions/latest",
-        "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
-    }
-    with start(logdir, "secret-missing", env) as fn:
-        response = fn.post(json=fresh_lead())
-        entries = fn.log_entries()
-    assert response.status_code == 500
-    assert answer(response)["error"] == "misconfigured"
-    assert any("NotFound" in e.get("reason", "") for e in entries)
-    assert simulator.calls() == []
 
 
 def test_secret_from_file_reference(simulator: Simulator, logdir: Path) -> None:

@@ -42,6 +42,7 @@ def test_cors_only_for_allowed_origins(tmp_path: Path) -> None:
     assert guards.cors_headers(r, None, preflight=False) == {"Vary": "Origin"}
     simple = guards.cors_headers(r, "https://acme.cl", preflight=False)
     assert "Access-Control-Allow-Methods" not in simple
+    assert simple["Access-Control-Expose-Headers"] == "Retry-After"
     wildcard = route(tmp_path, 'cors_origins = ["*"]')
     assert (
         guards.cors_headers(wildcard, "https://x.example", False)["Access-Control-Allow-Origin"] == "https://x.example"

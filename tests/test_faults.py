@@ -1,0 +1,259 @@
+"""One case per fault, through a real functions-framework process: each ends in the answer the
+spec's table names, within FormCall's timeout plus one second."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from formcall_webhook.simulator import Simulator
+from tests.fakes.secret_manager import FakeSecretManager
+from tests.harness import FunctionProcess, forbidden_in_logs, free_port
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+TOKEN = "faults-token-0b3e"
+SM_TOKEN = "faults-sm-token-71ac"
+SECRET = "projects/acme/secrets/faults-token"
+TIMEOUT = 1.5
+BOUND = TIMEOUT + 1
+LOG_FILES: list[Path] = []
+NUMBERS: set[str] = set()
+_serial = itertools.count()
+
+
+def lead() -> dict[str, str]:
+    local = str(53000000 + next(_serial) * 4099)
+    NUMBERS.update({local, f"9{local}", f"+569{local}"})
+    return {"telefono": f"9 {local}", "nombre": "Fault Test"}
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Simulator]:
+    sim = Simulator(tokens=(TOKEN, SM_TOKEN), quiet=True).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(simulator: Simulator) -> None:
+    simulator.reset()
+    simulator.set_tokens(TOKEN, SM_TOKEN)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("faults")
+    (path / "formcall.toml").write_text(
+        f'[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = "{POPUP}"\n', encoding="utf-8"
+    )
+    return path
+
+
+def start(workdir: Path, name: str, **env: str) -> FunctionProcess:
+    log = workdir / f"{name}.log"
+    LOG_FILES.append(log)
+    return FunctionProcess({"FORMCALL_CONFIG": str(workdir / "formcall.toml"), **env}, log).start()
+
+
+@pytest.fixture(scope="module")
+def fn(workdir: Path, simulator: Simulator) -> Iterator[FunctionProcess]:
+    process = start(workdir, "faults", FORMCALL_API_URL=simulator.api_url, FORMCALL_SECURITY_TOKEN=TOKEN)
+    yield process
+    process.stop()
+
+
+def timed_post(fn: FunctionProcess) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = fn.post(json=lead())
+    return response, time.monotonic() - started
+
+
+def expect(response: requests.Response, elapsed: float, status: int, word: str) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    assert (response.status_code, body.get("error")) == (status, word), body
+    assert body["success"] is False
+    assert body["message"]
+    assert elapsed < BOUND, f"{elapsed:.2f} s"
+    if status in (502, 503):
+        assert int(response.headers["Retry-After"]) > 0
+    return body
+
+
+# -- FormCall misbehaving --
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "slow", "seconds": TIMEOUT + 1.5},
+        {"kind": "drip", "seconds": TIMEOUT + 2},
+        {"kind": "reset"},
+        {"kind": "reset_mid_answer"},
+        {"kind": "placed_then_reset"},
+        {"kind": "http500_html"},
+        {"kind": "html_200"},
+        {"kind": "malformed_json"},
+    ],
+    ids=lambda f: f["kind"],
+)
+def test_formcall_fault(fn: FunctionProcess, simulator: Simulator, fault: dict[str, Any]) -> None:
+    simulator.inject(fault)
+    response, elapsed = timed_post(fn)
+    expect(response, elapsed, 503, "formcall_unavailable")
+    # Never retried by the function: a POST that may have reached FormCall could ring the lead twice.
+    assert len(simulator.calls()) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "word"),
+    [
+        (1, 422, "formcall_rejected"),
+        (2, 409, "out_of_service_hours"),
+        (3, 502, "origination_failed"),
+        (4, 502, "formcall_misconfigured"),
+        (5, 422, "formcall_rejected"),
+        (6, 422, "formcall_rejected"),
+        (7, 502, "formcall_misconfigured"),
+        (8, 502, "formcall_misconfigured"),
+    ],
+)
+def test_formcall_error_code(fn: FunctionProcess, simulator: Simulator, code: int, status: int, word: str) -> None:
+    simulator.inject({"kind": "error", "code": code})
+    response, elapsed = timed_post(fn)
+    body = expect(response, elapsed, status, word)
+    assert body["formcall_error_code"] == code
+    # Error 8 is retried only with a token that changed; an environment token cannot change.
+    assert len(simulator.calls()) == 1
+
+
+def test_formcall_unreachable(workdir: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/calls/manage/api"
+    with start(workdir, "unreachable", FORMCALL_API_URL=url, FORMCALL_SECURITY_TOKEN=TOKEN) as process:
+        response, elapsed = timed_post(process)
+    expect(response, elapsed, 503, "formcall_unavailable")
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A port that accepts connections and never answers: a FormCall, Redis or Secret Manager hung."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_formcall_hung(workdir: Path, blackhole: int) -> None:
+    url = f"http://127.0.0.1:{blackhole}/calls/manage/api"
+    with start(workdir, "hung", FORMCALL_API_URL=url, FORMCALL_SECURITY_TOKEN=TOKEN) as process:
+        response, elapsed = timed_post(process)
+    expect(response, elapsed, 503, "formcall_unavailable")
+
+
+# -- Secret Manager misbehaving --
+
+
+@pytest.fixture(scope="module")
+def secret_manager() -> Iterator[FakeSecretManager]:
+    fake = FakeSecretManager().start()
+    fake.set(SECRET, SM_TOKEN)
+    yield fake
+    fake.stop()
+
+
+def sm_env(simulator: Simulator, endpoint: str, name: str) -> dict[str, str]:
+    return {
+        "FORMCALL_API_URL": simulator.api_url,
+        "FORMCALL_SECURITY_TOKEN_SECRET": f"{name}/versions/latest",
+        "FORMCALL_SECRET_MANAGER_ENDPOINT": endpoint,
+    }
+
+
+def test_secret_manager_404(workdir: Path, simulator: Simulator, secret_manager: FakeSecretManager) -> None:
+    env = sm_env(simulator, secret_manager.endpoint, "projects/acme/secrets/absent")
+    with start(workdir, "sm-404", **env) as process:
+        response, elapsed = timed_post(process)
+        reasons = [e.get("reason", "") for e in process.log_entries()]
+    expect(response, elapsed, 500, "misconfigured")
+    assert any("NotFound" in r for r in reasons)
+    assert simulator.calls() == []
+
+
+@pytest.mark.parametrize("how", ["refused", "unreachable", "hung", "503"])
+def test_secret_manager_down(
+    workdir: Path, simulator: Simulator, secret_manager: FakeSecretManager, blackhole: int, how: str
+) -> None:
+    endpoint = {
+        "refused": f"http://127.0.0.1:{free_port()}",
+        "hung": f"http://127.0.0.1:{blackhole}",
+    }.get(how, secret_manager.endpoint)
+    with start(workdir, f"sm-{how}", **sm_env(simulator, endpoint, SECRET)) as process:
+        if how == "unreachable":
+            secret_manager.set_unreachable(True)
+        if how == "503":
+            secret_manager.fail_next(503)
+        try:
+            response, elapsed = timed_post(process)
+        finally:
+            secret_manager.set_unreachable(False)
+    expect(response, elapsed, 500, "misconfigured")
+    assert simulator.calls() == []
+
+
+def test_secret_manager_recovers(workdir: Path, simulator: Simulator, secret_manager: FakeSecretManager) -> None:
+    """A failed fetch is not cached: once Secret Manager answers, leads go through."""
+    with start(workdir, "sm-recovers", **sm_env(simulator, secret_manager.endpoint, SECRET)) as process:
+        secret_manager.fail_next(503)
+        assert process.post(json=lead()).status_code == 500
+        assert process.post(json=lead()).status_code == 200
+    assert simulator.placed()[0]["payload"]["security_token"] == SM_TOKEN
+
+
+# -- the shared store misbehaving --
+
+
+@pytest.mark.parametrize("how", ["refused", "hung"])
+def test_redis_store_down(workdir: Path, simulator: Simulator, blackhole: int, how: str) -> None:
+    port = free_port() if how == "refused" else blackhole
+    env = {
+        "FORMCALL_API_URL": simulator.api_url,
+        "FORMCALL_SECURITY_TOKEN": TOKEN,
+        "FORMCALL_STORE_URL": f"redis://127.0.0.1:{port}/0",
+    }
+    with start(workdir, f"redis-{how}", **env) as process:
+        response, elapsed = timed_post(process)
+    expect(response, elapsed, 503, "formcall_unavailable")
+    # Never a call without the guard.
+    assert simulator.calls() == []
+
+
+def test_logs_under_fire_leak_nothing() -> None:
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in LOG_FILES if p.exists())
+    assert text
+    assert forbidden_in_logs(text, {TOKEN, SM_TOKEN, *NUMBERS}) == []
+    assert "Traceback" not in text
