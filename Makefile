@@ -1,4 +1,5 @@
 # The whole set-up is `make run` and `make test`; everything else is optional.
+SHELL  := bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 SIM_PORT ?= 8081
 
-.PHONY: run test lint typecheck unit simulator check clean
+.PHONY: run test lint typecheck unit simulator check clean soak infra-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +21,10 @@ venv: $(STAMP)
 
 ## make run: the function on $(HOST):$(PORT) against the FormCall simulator on $(HOST):$(SIM_PORT)
 run: $(STAMP)
-	@set -a; . ./.env.example; set +a; \
+	@while IFS='=' read -r key value; do \
+	  case "$$key" in ''|'#'*) continue ;; esac; \
+	  [ -n "$${!key+set}" ] || export "$$key=$$value"; \
+	done < .env.example; \
 	$(BIN)/python -m formcall_webhook.simulator --host $(HOST) --port $(SIM_PORT) & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	printf '\nPlace a simulated call:\n\n  curl -s -X POST http://$(HOST):$(PORT)/ -H "Content-Type: application/json" \\\n    -d '"'"'{"telefono": "+56 9 6123 4567", "nombre": "Ana", "email": "ana@example.cl"}'"'"'\n\nCalls the simulator received: curl -s http://$(HOST):$(SIM_PORT)/_sim/calls\n\n'; \
@@ -46,5 +50,24 @@ check: $(STAMP)
 simulator: $(STAMP)
 	$(BIN)/python -m formcall_webhook.simulator --host $(HOST) --port $(SIM_PORT)
 
+## make infra-check: shellcheck and checkov on infra/ (checkov gets its own venv; the first run takes minutes)
+infra-check:
+	bash infra/check.sh
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .venv-checkov .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov
+
+## make soak: 2,000 distinct leads per store, retries and resends, FormCall failing 10% of calls
+soak: $(STAMP)
+	$(BIN)/python tests/soak.py --leads 2000 --store both
+
+## make bench: throughput, latency, in-process cost, cold start and memory against baselines (bench/README.md)
+## (about 8 minutes; `make bench BENCH_ARGS=--quick` is a 2-minute smoke run)
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## make fuzz: the Hypothesis fuzz suite at length (profile "fuzz": about 7,500 requests; `make test` runs ~300)
+.PHONY: fuzz
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider

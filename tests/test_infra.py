@@ -1,0 +1,502 @@
+"""The deploy tooling, checked statically: gcloud and terraform cannot run here.
+
+The Terraform module is parsed with python-hcl2 and its wiring asserted; infra/deploy.sh runs for real
+with --dry-run, with a `gcloud` on PATH that records any call (there must be none).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from hcl2 import SerializationOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+MODULE = INFRA / "terraform"
+DEPLOY = INFRA / "deploy.sh"
+TF_FILES = sorted(MODULE.rglob("*.tf"))
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+PROJECT = "acme-prod"
+SA_EMAIL = f"formcall-webhook@{PROJECT}.iam.gserviceaccount.com"
+ACCESSOR = "roles/secretmanager.secretAccessor"
+
+_OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+
+
+# --- Terraform -----------------------------------------------------------------------------------
+
+
+@functools.cache
+def parse(path: Path) -> dict[str, Any]:
+    with path.open() as handle:
+        return hcl2.load(handle, serialization_options=_OPTIONS)
+
+
+def module_blocks(kind: str) -> list[dict[str, Any]]:
+    """Every top-level `kind` block (resource, variable, output, ...) of the module itself."""
+    return [block for path in sorted(MODULE.glob("*.tf")) for block in parse(path).get(kind, [])]
+
+
+def resources() -> dict[tuple[str, str], dict[str, Any]]:
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for block in module_blocks("resource"):
+        for rtype, named in block.items():
+            for name, body in named.items():
+                assert (rtype, name) not in found, f"{rtype}.{name} declared twice"
+                found[(rtype, name)] = body
+    return found
+
+
+def of_type(rtype: str) -> dict[str, dict[str, Any]]:
+    return {name: body for (kind, name), body in resources().items() if kind == rtype}
+
+
+def variables() -> dict[str, dict[str, Any]]:
+    return {name: body for block in module_blocks("variable") for name, body in block.items()}
+
+
+def outputs() -> dict[str, dict[str, Any]]:
+    return {name: body for block in module_blocks("output") for name, body in block.items()}
+
+
+def function() -> dict[str, Any]:
+    return of_type("google_cloudfunctions2_function")["webhook"]
+
+
+def service_config() -> dict[str, Any]:
+    config = function()["service_config"]
+    assert len(config) == 1
+    return config[0]
+
+
+def dynamic_blocks(block: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [entry[name] for entry in block.get("dynamic", []) if name in entry]
+
+
+def hcl_regex(condition: str) -> re.Pattern[str]:
+    """The first regex(...) pattern inside a validation condition, HCL escapes undone."""
+    match = re.search(r'regex\("((?:[^"\\]|\\.)*)"', condition)
+    assert match, condition
+    return re.compile(match.group(1).encode().decode("unicode_escape"))
+
+
+@pytest.mark.parametrize("path", TF_FILES, ids=lambda p: str(p.relative_to(MODULE)))
+def test_every_tf_file_parses(path: Path) -> None:
+    assert parse(path), f"{path} is empty"
+
+
+def test_versions_pin_terraform_and_providers() -> None:
+    (terraform,) = parse(MODULE / "versions.tf")["terraform"]
+    assert terraform["required_version"] == ">= 1.5"
+    (providers,) = terraform["required_providers"]
+    assert providers["google"]["source"] == "hashicorp/google"
+    assert providers["google"]["version"] == "~> 6.0"
+    assert providers["archive"]["source"] == "hashicorp/archive"
+
+
+def test_function_runtime_and_entry_point() -> None:
+    (build,) = function()["build_config"]
+    assert build["runtime"] == "python312"
+    assert build["entry_point"] == "formcall_webhook"
+    (source,) = build["source"]
+    (storage,) = source["storage_source"]
+    assert storage["bucket"] == "${google_storage_bucket.source.name}"
+    assert storage["object"] == "${google_storage_bucket_object.source.name}"
+
+
+def test_source_archive_is_named_by_its_md5_in_a_locked_down_bucket() -> None:
+    archive = parse(MODULE / "main.tf")["data"][0]["archive_file"]["source"]
+    assert archive["excludes"] == "${var.source_excludes}"
+    obj = of_type("google_storage_bucket_object")["source"]
+    assert "${data.archive_file.source.output_md5}" in obj["name"]
+    bucket = of_type("google_storage_bucket")["source"]
+    assert bucket["uniform_bucket_level_access"] is True
+    assert bucket["public_access_prevention"] == "enforced"
+    assert bucket["versioning"] == [{"enabled": True}]
+    assert bucket["lifecycle_rule"], "old archives are never deleted"
+
+
+def test_source_excludes_cover_gcloudignore() -> None:
+    """The archive leaves out at least what `gcloud functions deploy` leaves out."""
+    excludes = set(variables()["source_excludes"]["default"])
+    for line in (ROOT / ".gcloudignore").read_text().splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith(("#", "!")):
+            continue
+        entry = entry.rstrip("/").lstrip("/")
+        assert entry in excludes or f"**/{entry}" in excludes, f".gcloudignore has {entry!r}; source_excludes does not"
+    assert {"tests", ".venv", ".git", "infra", "docs", "examples"} <= excludes
+
+
+def test_service_config_limits_and_ingress() -> None:
+    config = service_config()
+    assert config["max_instance_count"] == "${var.max_instances}"
+    assert config["min_instance_count"] == "${var.min_instances}"
+    assert config["max_instance_request_concurrency"] == "${var.concurrency}"
+    assert config["available_cpu"] == "${var.available_cpu}"
+    assert config["available_memory"] == "${var.available_memory}"
+    assert config["timeout_seconds"] == "${var.timeout_seconds}"
+    assert config["ingress_settings"] == "ALLOW_ALL"
+    defaults = {name: body.get("default") for name, body in variables().items()}
+    assert defaults["max_instances"] == 10
+    assert defaults["min_instances"] == 0
+    assert defaults["concurrency"] == 16
+    assert defaults["available_cpu"] == "1"
+    assert defaults["available_memory"] == "256Mi"
+    assert defaults["timeout_seconds"] == 30
+    assert defaults["region"] == "southamerica-west1"
+
+
+def test_environment_variables_carry_popup_config_region_and_store() -> None:
+    assert service_config()["environment_variables"] == "${local.environment_variables}"
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    env = local_block["environment_variables"]
+    for name, source in [
+        ("FORMCALL_POPUP_UUID", "var.popup_uuid"),
+        ("FORMCALL_CONFIG", "var.config_path"),
+        ("FORMCALL_DEFAULT_REGION", "var.default_phone_region"),
+        ("FORMCALL_STORE_URL", "var.store_url"),
+        ("THREADS", "var.concurrency"),
+    ]:
+        assert re.search(rf"{name}\W+[^,}}]*{re.escape(source)}", env), f"{name} is not set from {source}"
+
+
+def test_token_secret_env_var_is_bound_to_the_token_secret_at_a_pinned_version() -> None:
+    token_env = [s for s in service_config()["secret_environment_variables"] if s["key"] == "FORMCALL_SECURITY_TOKEN"]
+    assert token_env == [
+        {
+            "key": "FORMCALL_SECURITY_TOKEN",
+            "project_id": "${var.project_id}",
+            "secret": "${google_secret_manager_secret.token.secret_id}",
+            "version": "${var.token_secret_version}",
+        }
+    ]
+    version = variables()["token_secret_version"]
+    assert "default" not in version, "the pinned version must be chosen, not defaulted"
+    pattern = hcl_regex(version["validation"][0]["condition"])
+    assert pattern.search("3")
+    assert not pattern.search("latest")
+    secret = of_type("google_secret_manager_secret")["token"]
+    assert secret["secret_id"] == "${var.token_secret_id}"
+    assert secret["replication"] == [{"auto": [{}]}]
+
+
+def test_the_function_runs_as_the_dedicated_service_account_with_no_project_role() -> None:
+    assert service_config()["service_account_email"] == "${google_service_account.runtime.email}"
+    account = of_type("google_service_account")["runtime"]
+    assert account["account_id"] == "${var.service_account_id}"
+    assert variables()["service_account_id"]["default"] == "formcall-webhook"
+    project_iam = [
+        kind for kind, _ in resources() if kind.startswith(("google_project_iam", "google_organization_iam"))
+    ]
+    assert project_iam == [], "no project-wide grants"
+
+
+def test_secret_accessor_is_granted_on_each_secret_the_function_reads() -> None:
+    members = of_type("google_secret_manager_secret_iam_member")
+    for name, member in members.items():
+        assert member["role"] == ACCESSOR, name
+        assert member["member"] == "${google_service_account.runtime.member}", name
+    by_secret = {member["secret_id"]: member for member in members.values()}
+
+    # Every secret the function reads, as an env var or a mounted file, has its own grant.
+    config = service_config()
+    read = [s["secret"] for s in config["secret_environment_variables"]]
+    for kind in ("secret_environment_variables", "secret_volumes"):
+        read += [block["content"][0]["secret"] for block in dynamic_blocks(config, kind)]
+    for secret in read:
+        if secret == "${secret_environment_variables.value.secret}":
+            assert "${each.value}" in by_secret, "extra secrets are not granted"
+            assert members["extra"]["for_each"] == "${local.extra_secret_ids}"
+        else:
+            assert secret in by_secret, f"{secret} is read but not granted"
+    assert "${google_secret_manager_secret.token.secret_id}" in by_secret
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    assert "var.extra_secrets" in local_block["extra_secret_ids"]
+
+
+def test_no_secret_value_comes_from_a_variable() -> None:
+    for name, version in of_type("google_secret_manager_secret_version").items():
+        assert "var." not in version["secret_data"], f"secret_data of {name} comes from a variable"
+        assert "token" not in version["secret"], "the token's value is added out of band"
+    secretish = [name for name in variables() if re.search(r"token|password|secret", name)]
+    assert sorted(secretish) == ["extra_secrets", "token_secret_id", "token_secret_version"]
+    for name in ("extra_secrets", "token_secret_version"):
+        assert "value" not in str(variables()[name].get("type", "")), name
+
+
+def test_public_invoker_binding_only_when_public() -> None:
+    invoker = of_type("google_cloud_run_service_iam_member")["public_invoker"]
+    assert invoker["count"] == "${var.public ? 1 : 0}"
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "allUsers"
+    assert invoker["service"] == "${google_cloudfunctions2_function.webhook.name}"
+    assert invoker["location"] == "${var.region}"
+    assert variables()["public"]["default"] is True
+    assert "${var.public" not in str(function()), "the function itself does not depend on public"
+
+
+def test_redis_resources_only_when_enable_redis() -> None:
+    conditional = [
+        ("google_redis_instance", "store"),
+        ("google_vpc_access_connector", "connector"),
+        ("google_secret_manager_secret", "store_url"),
+        ("google_secret_manager_secret_version", "store_url"),
+        ("google_secret_manager_secret_iam_member", "store_url"),
+        ("google_secret_manager_secret", "redis_ca"),
+        ("google_secret_manager_secret_version", "redis_ca"),
+        ("google_secret_manager_secret_iam_member", "redis_ca"),
+    ]
+    for key in conditional:
+        assert resources()[key]["count"] == "${var.enable_redis ? 1 : 0}", key
+    redis = of_type("google_redis_instance")["store"]
+    assert redis["tier"] == "BASIC"
+    assert redis["auth_enabled"] is True
+    assert redis["transit_encryption_mode"] == "SERVER_AUTHENTICATION"
+    config = service_config()
+    assert config["vpc_connector"] == "${var.enable_redis ? google_vpc_access_connector.connector[0].id : null}"
+    store_env = [b for b in dynamic_blocks(config, "secret_environment_variables") if "enable_redis" in b["for_each"]]
+    assert [b["content"][0]["key"] for b in store_env] == ["FORMCALL_STORE_URL"]
+    url = of_type("google_secret_manager_secret_version")["store_url"]["secret_data"]
+    assert "google_redis_instance.store[0].host" in url
+    assert "google_redis_instance.store[0].port" in url
+    assert "google_redis_instance.store[0].auth_string" in url
+    assert variables()["enable_redis"]["default"] is False
+
+
+def test_outputs() -> None:
+    found = outputs()
+    assert "service_config[0].uri" in found["function_url"]["value"]
+    assert found["service_account_email"]["value"] == "${google_service_account.runtime.email}"
+    assert found["token_secret_id"]["value"] == "${google_secret_manager_secret.token.id}"
+
+
+def test_variable_validations() -> None:
+    found = variables()
+    (region_rule,) = found["region"]["validation"]
+    assert 'trimspace(var.region) != ""' in region_rule["condition"]
+    popup = hcl_regex(found["popup_uuid"]["validation"][0]["condition"])
+    assert popup.search(POPUP)
+    assert not popup.search("not-a-uuid")
+    assert not popup.search(POPUP[:-1])
+    assert "var.popup_uuid == null" in found["popup_uuid"]["validation"][0]["condition"]
+    for name, body in found.items():
+        assert body.get("description"), f"variable {name} has no description"
+
+
+@pytest.mark.parametrize("example", sorted(p.parent.name for p in MODULE.glob("examples/*/main.tf")))
+def test_examples_call_the_module(example: str) -> None:
+    parsed = parse(MODULE / "examples" / example / "main.tf")
+    (module,) = [body for block in parsed["module"] for body in block.values()]
+    assert module["source"] == "../.."
+    assert re.fullmatch(r"[1-9][0-9]*", module["token_secret_version"])
+    assert "function_url" in {name for block in parsed["output"] for name in block}
+
+
+def test_every_checkov_skip_gives_a_reason() -> None:
+    for path in TF_FILES:
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                assert re.fullmatch(r"\s*#checkov:skip=CKV2?_[A-Z]+_\d+:.{30,}", line), f"{path.name}: {line.strip()}"
+
+
+# --- deploy.sh --dry-run -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_gcloud(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A gcloud that records being called: --dry-run must never call it."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    record = bin_dir / "gcloud-called"
+    script = bin_dir / "gcloud"
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{record}"\nexit 3\n')
+    script.chmod(0o755)
+    return bin_dir
+
+
+def _env(fake_gcloud: Path) -> dict[str, str]:
+    # Not COVERAGE_*: the config check's Python would measure itself, slowly, for tests that are
+    # about the script (tests/test_cli.py covers the check).
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("FORMCALL_", "COVERAGE_")) and name not in {"PROJECT", "REGION", "CONFIG", "PYTHON"}
+    }
+    env["PATH"] = f"{fake_gcloud}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _start(fake_gcloud: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["bash", str(DEPLOY), "--python", sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_env(fake_gcloud),
+        cwd=fake_gcloud,
+    )
+
+
+def _finish(process: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def deploy(fake_gcloud: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = _finish(_start(fake_gcloud, *args))
+    assert not (fake_gcloud / "gcloud-called").exists(), "deploy.sh called gcloud"
+    return result
+
+
+def deploy_line(stdout: str) -> str:
+    (line,) = [line for line in stdout.splitlines() if line.startswith("gcloud functions deploy ")]
+    return line
+
+
+@pytest.fixture(scope="module")
+def dry_runs(fake_gcloud: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The dry runs that reach the config check (a Python start each), run side by side."""
+    bad = tmp_path_factory.mktemp("config") / "formcall.toml"
+    bad.write_text(f'[routes.default]\npopup_uuid = "{POPUP}"\nregion = "ZZ"\n')
+    base = ["--dry-run", "--project", PROJECT]
+    started = {
+        "pinned": _start(
+            fake_gcloud,
+            *base,
+            *["--token-version", "3", "--popup-uuid", POPUP, "--secret", "HUBSPOT_APP_SECRET=hubspot-app:2"],
+        ),
+        "private": _start(fake_gcloud, *base, "--popup-uuid", POPUP, "--private"),
+        "bad_config": _start(fake_gcloud, *base, "--config", str(bad), "--token-version", "1"),
+    }
+    results: dict[str, Any] = {name: _finish(process) for name, process in started.items()}
+    assert not (fake_gcloud / "gcloud-called").exists(), "deploy.sh called gcloud"
+    results["bad_config_path"] = bad
+    return results
+
+
+@pytest.fixture
+def pinned_run(dry_runs: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    result: subprocess.CompletedProcess[str] = dry_runs["pinned"]
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_dry_run_deploys_gen2_python312_with_a_pinned_token(pinned_run: subprocess.CompletedProcess[str]) -> None:
+    line = deploy_line(pinned_run.stdout)
+    assert line.startswith("gcloud functions deploy formcall-webhook ")
+    assert "--gen2 --runtime python312 --entry-point formcall_webhook" in line
+    assert "--region southamerica-west1 --project acme-prod --source . --trigger-http" in line
+    assert "--set-secrets FORMCALL_SECURITY_TOKEN=formcall-token:3,HUBSPOT_APP_SECRET=hubspot-app:2" in line
+    assert f"--set-env-vars THREADS=16,FORMCALL_POPUP_UUID={POPUP}" in line
+    assert "latest" not in line
+
+
+def test_dry_run_sets_account_limits_and_public_access(pinned_run: subprocess.CompletedProcess[str]) -> None:
+    words = deploy_line(pinned_run.stdout).split()
+    flags = {flag: value for flag, value in zip(words, [*words[1:], ""], strict=True) if flag.startswith("--")}
+    assert flags["--service-account"] == SA_EMAIL
+    assert flags["--max-instances"] == "10"
+    assert flags["--min-instances"] == "0"
+    assert flags["--concurrency"] == "16"
+    assert flags["--cpu"] == "1"
+    assert flags["--timeout"] == "30s"
+    assert flags["--memory"] == "256Mi"
+    assert "--allow-unauthenticated" in words
+    assert "--no-allow-unauthenticated" not in words
+
+
+def test_dry_run_grants_access_per_secret_and_creates_only_what_is_missing(
+    pinned_run: subprocess.CompletedProcess[str],
+) -> None:
+    lines = pinned_run.stdout.splitlines()
+    commands = [line for line in lines if line.startswith("gcloud ")]
+    for secret in ("formcall-token", "hubspot-app"):
+        binding = (
+            f"gcloud secrets add-iam-policy-binding {secret} --project {PROJECT} "
+            f"--member serviceAccount:{SA_EMAIL} --role {ACCESSOR}"
+        )
+        assert any(c.startswith(binding) for c in commands), f"no binding on {secret}"
+        create = (
+            f"gcloud secrets describe {secret} --project {PROJECT} >/dev/null 2>&1 || gcloud secrets create {secret} "
+        )
+        assert any(c.startswith(create) for c in commands), f"{secret} is not created behind a describe"
+    assert not [c for c in commands if "projects add-iam-policy-binding" in c], "project-wide grant"
+    account = f"gcloud iam service-accounts describe {SA_EMAIL} --project {PROJECT} >/dev/null 2>&1 || "
+    assert any(c.startswith(account + "gcloud iam service-accounts create formcall-webhook ") for c in commands)
+    for command in commands:
+        if re.search(r"\bcreate\b", command):
+            assert " describe " in command.split(" create ")[0], f"unguarded create: {command}"
+        assert "versions add" not in command, "deploy.sh must never put a secret value"
+    assert "--data-file" not in pinned_run.stdout
+
+
+def test_private_deploy_and_newest_enabled_version(dry_runs: dict[str, Any]) -> None:
+    result = dry_runs["private"]
+    assert result.returncode == 0, result.stderr
+    line = deploy_line(result.stdout)
+    assert "--no-allow-unauthenticated" in line.split()
+    assert "--allow-unauthenticated" not in line.split()
+    # No --token-version: the newest enabled version is looked up, and pinned.
+    lookup = (
+        f"gcloud secrets versions list formcall-token --project {PROJECT} --filter=state:ENABLED "
+        "--sort-by='~createTime' --limit=1 --format='value(name)'"
+    )
+    assert lookup in result.stdout.splitlines()
+    assert "FORMCALL_SECURITY_TOKEN=formcall-token:<newest-enabled-version-of-formcall-token>" in line
+
+
+def test_a_bad_config_stops_before_any_gcloud_command(dry_runs: dict[str, Any]) -> None:
+    result, bad = dry_runs["bad_config"], dry_runs["bad_config_path"]
+    assert result.returncode == 1
+    assert f"error: {bad}: routes.default.region" in result.stderr
+    assert "nothing was deployed" in result.stderr
+    assert "gcloud" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--project", PROJECT, "--no-such-flag"],
+        ["--popup-uuid", POPUP],  # no project
+        ["--project", PROJECT, "--token-version", "latest-ish"],
+        ["--project", PROJECT, "--store-url", "redis://:hunter2@10.0.0.3:6379/0"],
+        ["--project", PROJECT, "--concurrency", "8", "--cpu", "0.5"],
+        ["--project", PROJECT, "--secret", "HUBSPOT_APP_SECRET"],
+        ["--project", PROJECT, "--region"],
+    ],
+    ids=["unknown-flag", "no-project", "bad-version", "password-in-url", "cpu-below-1", "bad-secret", "no-value"],
+)
+def test_usage_errors_exit_2(fake_gcloud: Path, args: list[str]) -> None:
+    result = deploy(fake_gcloud, "--dry-run", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert "deploy.sh: " in result.stderr
+
+
+def test_help_explains_public_and_private(fake_gcloud: Path) -> None:
+    result = deploy(fake_gcloud, "--help")
+    assert result.returncode == 0
+    assert "--public" in result.stdout
+    assert "--private" in result.stdout
+    assert "identity tokens" in result.stdout
+
+
+def test_scripts_pass_shellcheck() -> None:
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        if os.environ.get("CI"):
+            pytest.fail("shellcheck is not installed, and CI must run it (apt-get install shellcheck)")
+        pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI runs this test")
+    scripts = [DEPLOY, INFRA / "check.sh", ROOT / ".ci" / "run"]
+    result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
