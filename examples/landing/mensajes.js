@@ -1,0 +1,20 @@
+/* Sentences for the function's `error` words, shared by app.js (fetch answers) and error.html (?error=).
+   The function's own `message` is English; a word missing here falls back to it. */
+"use strict";
+
+window.FORMCALL_MENSAJES = {
+  phone_missing: "Escribe tu número de teléfono para que podamos llamarte.",
+  invalid_phone: "Ese número de teléfono no parece válido. Escríbelo como +56 9 1234 5678.",
+  region_not_allowed: "Por ahora solo llamamos a números de Chile.",
+  number_type_not_allowed: "No podemos llamar a ese tipo de número. Déjanos un celular o un teléfono fijo.",
+  captcha_failed: "No pudimos verificar que no eres un robot. Recarga la página e inténtalo de nuevo.",
+  out_of_service_hours: "Nuestros ejecutivos no están disponibles en este momento. Vuelve a intentarlo de lunes a viernes entre 9:00 y 19:00.",
+  rate_limited: "Recibimos muchos intentos seguidos. Espera un minuto e inténtalo de nuevo.",
+  formcall_rejected: "No pudimos programar la llamada a ese número. Revisa que esté bien escrito.",
+  // 5xx: the call was not placed and a retry is safe (the function never rings a lead twice).
+  formcall_unavailable: "No pudimos conectar la llamada en este momento. Inténtalo de nuevo en un minuto.",
+  origination_failed: "No pudimos conectar la llamada en este momento. Inténtalo de nuevo en un minuto.",
+  reintentar: "No pudimos conectar la llamada en este momento. Inténtalo de nuevo en un minuto.",
+  sin_conexion: "No pudimos enviar tus datos. Revisa tu conexión e inténtalo de nuevo.",
+  generico: "No pudimos registrar tu solicitud. Inténtalo de nuevo en unos minutos."
+};
