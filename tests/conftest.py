@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from formcall_webhook.simulator import Simulator
 
 SAMPLES = Path(__file__).parent / "samples"
 ROOT = Path(__file__).parent.parent
@@ -18,3 +22,47 @@ def _isolated_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("FORMCALL_", "GOOGLE_", "GCP_", "HUBSPOT_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="module")
+def simulator(request: pytest.FixtureRequest) -> Iterator[Simulator]:
+    """The FormCall simulator for one test module, accepting the module's SIMULATOR_TOKENS."""
+    sim = Simulator(tokens=_simulator_tokens(request), quiet=True).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_simulator(request: pytest.FixtureRequest) -> None:
+    """Each test starts with no calls, faults or token changes left by the test before it."""
+    if "simulator" in request.fixturenames and hasattr(request.module, "SIMULATOR_TOKENS"):
+        sim: Simulator = request.getfixturevalue("simulator")
+        sim.reset()
+        sim.set_tokens(*_simulator_tokens(request))
+
+
+def _simulator_tokens(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    return tuple(getattr(request.module, "SIMULATOR_TOKENS", ("dev-token",)))
+
+
+# Hypothesis profiles for tests/test_fuzz.py: "ci" (short and reproducible) unless HYPOTHESIS_PROFILE says
+# otherwise; `make fuzz` runs the long "fuzz" profile. No example database: failures print a reproducer.
+_FUZZ_HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "ci",
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_FUZZ_HEALTH_CHECKS,
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=5000,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=_FUZZ_HEALTH_CHECKS,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

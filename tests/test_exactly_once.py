@@ -6,7 +6,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -19,21 +18,9 @@ from formcall_webhook.simulator import Simulator
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "once-token-2f9a"
+SIMULATOR_TOKENS = (TOKEN,)  # the tokens the module's simulator accepts (tests/conftest.py)
 TIMEOUT = 0.5
 SETTLE = 2 * TIMEOUT
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator(tokens=(TOKEN,), quiet=True).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(simulator: Simulator) -> None:
-    simulator.reset()
-    simulator.set_tokens(TOKEN)
 
 
 @pytest.fixture

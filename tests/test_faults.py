@@ -21,6 +21,7 @@ from tests.harness import FunctionProcess, forbidden_in_logs, free_port
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "faults-token-0b3e"
 SM_TOKEN = "faults-sm-token-71ac"
+SIMULATOR_TOKENS = (TOKEN, SM_TOKEN)  # the tokens the module's simulator accepts (tests/conftest.py)
 SECRET = "projects/acme/secrets/faults-token"
 TIMEOUT = 1.5
 BOUND = TIMEOUT + 1
@@ -33,19 +34,6 @@ def lead() -> dict[str, str]:
     local = str(53000000 + next(_serial) * 4099)
     NUMBERS.update({local, f"9{local}", f"+569{local}"})
     return {"telefono": f"9 {local}", "nombre": "Fault Test"}
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator(tokens=(TOKEN, SM_TOKEN), quiet=True).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(simulator: Simulator) -> None:
-    simulator.reset()
-    simulator.set_tokens(TOKEN, SM_TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 POPUP_B = "f0e1d2c3-0000-4000-8000-000000000001"
 TOKEN = "tok-Zx81-live-a9f3"
 SM_TOKEN_V1 = "sm-token-v1-77c2"
+SIMULATOR_TOKENS = (TOKEN, SM_TOKEN_V1)  # the tokens the module's simulator accepts (tests/conftest.py)
 SM_TOKEN_V2 = "sm-token-v2-91d4"
 SECRET_NAME = "projects/acme/secrets/formcall-token"
 HUBSPOT_SECRET = "hs-app-secret-5521"
@@ -40,19 +41,6 @@ TIMEOUT = 2.0
 
 # What every process of this module wrote; scanned at the end of the module.
 LOG_FILES: list[Path] = []
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator(tokens=(TOKEN, SM_TOKEN_V1), quiet=True).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh_simulator(simulator: Simulator) -> None:
-    simulator.reset()
-    simulator.set_tokens(TOKEN, SM_TOKEN_V1)
 
 
 @pytest.fixture(scope="module")

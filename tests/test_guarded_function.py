@@ -21,6 +21,7 @@ from tests.signing import basic, hubspot_v3, standard_webhooks, whsec
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "formcall-guarded-7d1c"
+SIMULATOR_TOKENS = (TOKEN,)  # the tokens the module's simulator accepts (tests/conftest.py)
 HUBSPOT_SECRET = "hs-app-secret-4b9e"
 ZAPIER_TOKEN = "zap-shared-token-c3a0"
 BASIC_PASSWORD = "b4sic-pass-61f7"
@@ -82,19 +83,6 @@ auth = {{ type = "standard_webhooks", secret = "env:SW_SECRET" }}
 dedupe = {{ key = "{{{{ submission }}}}" }}
 rate_limit = {{ per_phone = "2/day" }}
 """
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator(tokens=(TOKEN,), quiet=True).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(simulator: Simulator) -> None:
-    simulator.reset()
-    simulator.set_tokens(TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ LANDING = ROOT / "examples" / "landing"
 LOCAL_PAGE_ORIGIN = "http://127.0.0.1:8000"  # what examples/landing/formcall.toml is written for
 LOCAL_ENDPOINT = "http://127.0.0.1:8080/"  # what examples/landing/index.html posts to (`make run`)
 TOKEN = "formcall-landing-5e2a"
+SIMULATOR_TOKENS = (TOKEN,)  # the tokens the module's simulator accepts (tests/conftest.py)
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 ORIGEN = "Landing Acme Seguros"
 SUCCESS_TEXT = "¡Listo! Te llamaremos en segundos."
@@ -111,19 +112,6 @@ class _LandingHandler(SimpleHTTPRequestHandler):
 def chromium() -> str:
     """First of all: without a browser, skip (or fail under CI) before starting anything."""
     return _chromium_path()
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator(tokens=(TOKEN,), quiet=True).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _fresh(simulator: Simulator) -> None:
-    simulator.reset()
-    simulator.set_tokens(TOKEN)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ CONFIGS = SAMPLES / "configs"
 DOCS = ROOT / "docs" / "senders"
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 FORMCALL_TOKEN = "senders-token-5e2b"
+SIMULATOR_TOKENS = (FORMCALL_TOKEN,)  # the tokens the module's simulator accepts (tests/conftest.py)
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -54,18 +54,6 @@ SECRETS = {
     "WEBFLOW_TOKEN": "wf-token-3d8b",
 }
 HUBSPOT_PUBLIC_URL = "https://REGION-PROJECT.cloudfunctions.net/formcall-webhook/hubspot"
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator(tokens=(FORMCALL_TOKEN,), quiet=True).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(simulator: Simulator) -> None:
-    simulator.reset()
 
 
 def sample(name: str) -> bytes:
