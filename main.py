@@ -9,6 +9,7 @@ from formcall_webhook.app import App, Request, read_stream
 
 # One per instance: the config, secret cache and FormCall connection pool outlive requests.
 app = App()
+app.warm()
 
 
 @functions_framework.http

@@ -120,6 +120,20 @@ class App:
             raise Misconfigured(_MISCONFIGURED, reason=f"config error: {self._config_error}")
         return self._config
 
+    def warm(self) -> None:
+        """Load the config and the heavy libraries it needs before the first request (cold start),
+        so no lead waits for them. A broken config is kept for the requests to report, not raised."""
+        try:
+            config = self.config()
+        except Misconfigured:
+            return
+        refs = [config.security_token]
+        for route in config.routes.values():
+            refs += [route.auth.secret, route.auth.password, route.captcha.secret if route.captcha else None]
+        if any(ref and ref.startswith("secret:") for ref in refs):
+            # Only the import (a second or more): the client itself is made in the worker that uses it.
+            import google.cloud.secretmanager  # noqa: F401
+
     @property
     def store(self) -> Store:
         assert self._store is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import json
 from pathlib import Path
 from typing import Any
@@ -153,3 +154,14 @@ def test_log_level_filters(tmp_path: Path, simulator: Simulator, capsys: pytest.
     result(app_missing, request({"phone": "+56961234567"}))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["severity"] for line in lines] == ["ERROR"]
+
+
+def test_warm_loads_config_and_never_raises(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[routes.default]\npopup_uuid = 'nope'\n", encoding="utf-8")
+    broken = App({"FORMCALL_CONFIG": str(tmp_path / "bad.toml")})
+    broken.warm()  # the error waits for a request to report it
+    status, body = result(broken, request({"phone": "+56961234567"}))
+    assert (status, body["error"]) == (500, "misconfigured")
+    env = {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN_SECRET": "projects/p/secrets/s/versions/1"}
+    App(env).warm()
+    assert "google.cloud.secretmanager" in sys.modules
