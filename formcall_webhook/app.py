@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import requests
+import urllib3
 
 from . import config as config_module
 from . import guards, mapping, once, parsing, phones
@@ -36,6 +36,7 @@ from .formcall import (
     ListUnavailable,
     Placed,
     ReconcileUnknown,
+    make_pool,
 )
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
 from .secret_store import SecretStore
@@ -94,7 +95,7 @@ class App:
         self.secrets = SecretStore(self.environ)
         self._client: FormCallClient | None = None
         self._store: Store | None = None
-        self._captcha_session: requests.Session | None = None
+        self._captcha_pool: urllib3.PoolManager | None = None
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
         setup_library_logging(level)
@@ -342,10 +343,10 @@ class App:
                 reason=f"rate limit per_{kind} {rate.count}/{rate.seconds}s exceeded",
             )
 
-    def _captcha(self) -> requests.Session:
-        if self._captcha_session is None:
-            self._captcha_session = requests.Session()
-        return self._captcha_session
+    def _captcha(self) -> urllib3.PoolManager:
+        if self._captcha_pool is None:
+            self._captcha_pool = make_pool(maxsize=8)
+        return self._captcha_pool
 
     def _deliver(self, config: Config, payload: dict[str, Any]) -> Placed:
         if config.security_token is None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import requests
+import urllib3
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
@@ -46,7 +47,7 @@ def verify_captcha(
     body: Mapping[str, Any],
     remote_ip: str,
     resolve: Callable[[str], str],
-    session: requests.Session,
+    pool: urllib3.PoolManager,
 ) -> None:
     """Siteverify server-side; CaptchaFailed (403) unless the provider says yes (and the score is enough)."""
     token = body.get(captcha.field)
@@ -58,9 +59,11 @@ def verify_captcha(
     if remote_ip != "unknown":
         form["remoteip"] = remote_ip
     try:
-        response = session.post(captcha.verify_url, data=form, timeout=CAPTCHA_TIMEOUT_SECONDS)
-        verdict = response.json()
-    except (requests.RequestException, ValueError) as err:
+        response = pool.request(
+            "POST", captcha.verify_url, fields=form, encode_multipart=False, timeout=CAPTCHA_TIMEOUT_SECONDS
+        )
+        verdict = json.loads(response.data)
+    except (urllib3.exceptions.HTTPError, OSError, ValueError, RecursionError) as err:
         # Fail closed: an unverifiable captcha lets no call through.
         raise CaptchaFailed(
             "The captcha could not be verified; please try again.",

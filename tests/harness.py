@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,6 +67,8 @@ class FunctionProcess:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own process group: stop() ends gunicorn's worker too, not only the master.
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -80,13 +84,23 @@ class FunctionProcess:
         raise RuntimeError("functions-framework did not start listening in time")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+        """SIGTERM to the whole group, then SIGKILL: a worker stuck on a hung peer must not outlive the test."""
+        if self.process is None:
+            return
+        group = self.process.pid
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             try:
-                self.process.wait(timeout=10)
+                os.killpg(group, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                continue
+            # The master is gone; make sure no worker of its group lingers either.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            break
         self.process = None
 
     def post(self, route: str = "", **kwargs: Any) -> requests.Response:

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from formcall_webhook import config, guards
 from formcall_webhook.errors import CaptchaFailed
+from formcall_webhook.formcall import make_pool
 from tests.fakes.captcha import FakeSiteverify
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
@@ -106,7 +106,7 @@ def resolve(ref: str) -> str:
 def test_captcha_providers(tmp_path: Path, siteverify: FakeSiteverify, provider: str, field: str) -> None:
     r = captcha_route(tmp_path, provider, siteverify.url)
     assert r.captcha is not None
-    session = requests.Session()
+    session = make_pool()
     guards.verify_captcha(r.captcha, {field: "pass"}, "203.0.113.9", resolve, session)
     assert siteverify.requests[-1] == {"secret": CAPTCHA_SECRET, "response": "pass", "remoteip": "203.0.113.9"}
     for body in ({field: "fail"}, {}, {field: ""}, {"other": "pass"}):
@@ -117,7 +117,7 @@ def test_captcha_providers(tmp_path: Path, siteverify: FakeSiteverify, provider:
 def test_recaptcha_v3_min_score(tmp_path: Path, siteverify: FakeSiteverify) -> None:
     r = captcha_route(tmp_path, "recaptcha", siteverify.url, ", min_score = 0.7")
     assert r.captcha is not None
-    session = requests.Session()
+    session = make_pool()
     guards.verify_captcha(r.captcha, {"g-recaptcha-response": "score:0.9"}, "unknown", resolve, session)
     assert "remoteip" not in siteverify.requests[-1]
     with pytest.raises(CaptchaFailed):
@@ -128,10 +128,10 @@ def test_captcha_provider_unreachable_fails_closed(tmp_path: Path) -> None:
     r = captcha_route(tmp_path, "turnstile", "http://127.0.0.1:9/siteverify")
     assert r.captcha is not None
     with pytest.raises(CaptchaFailed):
-        guards.verify_captcha(r.captcha, {"cf-turnstile-response": "pass"}, "unknown", resolve, requests.Session())
+        guards.verify_captcha(r.captcha, {"cf-turnstile-response": "pass"}, "unknown", resolve, make_pool())
 
 
 def test_custom_captcha_field(tmp_path: Path, siteverify: FakeSiteverify) -> None:
     r = captcha_route(tmp_path, "turnstile", siteverify.url, ', field = "captcha"')
     assert r.captcha is not None
-    guards.verify_captcha(r.captcha, {"captcha": ["pass"]}, "unknown", resolve, requests.Session())
+    guards.verify_captcha(r.captcha, {"captcha": ["pass"]}, "unknown", resolve, make_pool())
