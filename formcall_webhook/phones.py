@@ -18,6 +18,7 @@ NUMBER_TYPE_NAMES = frozenset(name for name in vars(PhoneNumberType) if name.isu
 _TYPE_NAMES = {value: name for name, value in vars(PhoneNumberType).items() if name.isupper()}
 
 _KEEP = re.compile(r"[^\d+]")
+_NON_DIGITS = re.compile(r"\D+")
 # Longest input worth handing to phonenumbers; the library itself caps at 250.
 _MAX_TYPED = 64
 
@@ -35,7 +36,7 @@ class Lead:
 
     @property
     def masked(self) -> str:
-        return mask(self.e164)
+        return mask(self.e164, self.country_code)
 
 
 def mask(e164: str, country_code: str | None = None) -> str:
@@ -77,16 +78,34 @@ def _candidates(typed: str, region: str) -> Iterator[PhoneNumber]:
             yield number
 
 
-def parse(typed: str, region: str) -> PhoneNumber:
-    """The first valid reading of `typed`, else InvalidPhone / PhoneMissing."""
+def _ndc_length(number: PhoneNumber, number_type: int) -> int:
+    """phonenumbers.length_of_national_destination_code, given the type we already know (it would
+    compute it a second time): the first digit group after the country code in international format,
+    two groups for mobiles in countries with a mobile token."""
+    if number.extension is not None:
+        number = PhoneNumber(country_code=number.country_code, national_number=number.national_number,
+                             italian_leading_zero=number.italian_leading_zero,
+                             number_of_leading_zeros=number.number_of_leading_zeros)  # fmt: skip
+    groups = _NON_DIGITS.split(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL))
+    if len(groups) <= 3:
+        return 0
+    if number_type == PhoneNumberType.MOBILE and phonenumbers.country_mobile_token(number.country_code or 0):
+        return len(groups[2]) + len(groups[3])
+    return len(groups[2])
+
+
+def parse(typed: str, region: str) -> tuple[PhoneNumber, int]:
+    """The first valid reading of `typed` and its PhoneNumberType, else InvalidPhone / PhoneMissing."""
     typed = typed.strip()
     if not typed:
         raise PhoneMissing("No phone number was found in the submission.")
     if len(typed) > _MAX_TYPED:
         raise InvalidPhone("The phone number is not a valid number.")
     for number in _candidates(typed, region):
-        if phonenumbers.is_valid_number(number):
-            return number
+        # is_valid_number is number_type != UNKNOWN: one call gives both.
+        number_type = phonenumbers.number_type(number)
+        if number_type != PhoneNumberType.UNKNOWN:
+            return number, number_type
     raise InvalidPhone("The phone number is not a valid number.")
 
 
@@ -97,23 +116,23 @@ def normalize(
     allowed_types: frozenset[str],
 ) -> Lead:
     """Parse, check region and type, and split for FormCall."""
-    number = parse(typed, region)
+    number, number_type = parse(typed, region)
     number_region = phonenumbers.region_code_for_number(number) or ""
     cc = str(number.country_code)
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    nsn = phonenumbers.national_significant_number(number)
+    e164 = f"+{cc}{nsn}"  # what format_number(E164) builds, without formatting twice
     if number_region not in allowed_regions:
         raise RegionNotAllowed(
             f"Numbers from {number_region or 'that country'} are not accepted here.",
             reason=f"region {number_region} not in allowed_regions ({mask(e164, cc)})",
         )
-    type_name = _TYPE_NAMES.get(phonenumbers.number_type(number), "UNKNOWN")
+    type_name = _TYPE_NAMES.get(number_type, "UNKNOWN")
     if type_name in FORBIDDEN_NUMBER_TYPES or type_name not in allowed_types:
         raise NumberTypeNotAllowed(
             "This kind of phone number is not accepted here.",
             reason=f"number type {type_name} not allowed ({mask(e164, cc)})",
         )
-    nsn = phonenumbers.national_significant_number(number)
-    ndc_length = phonenumbers.length_of_national_destination_code(number)
+    ndc_length = _ndc_length(number, number_type)
     return Lead(
         e164=e164,
         country_code=cc,

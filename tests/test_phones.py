@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
 from formcall_webhook import phones
@@ -96,3 +97,17 @@ def test_ndc_length_zero_keeps_whole_number() -> None:
     # Some numbering plans have no national destination code: the whole NSN goes in phonenumber.
     lead = phones.normalize("7 1234 567", "BO", frozenset({"BO"}), TYPES)
     assert (lead.country_code, lead.areacode, lead.phonenumber) == ("591", "", "71234567")
+
+
+def test_split_matches_phonenumbers_for_every_region_and_type() -> None:
+    """Our NDC length (type computed once) equals the library's for every example number it ships."""
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number_type in range(11):
+            example = phonenumbers.example_number_for_type(region, number_type)
+            if example is None:
+                continue
+            expected = phonenumbers.length_of_national_destination_code(example)
+            assert phones._ndc_length(example, phonenumbers.number_type(example)) == expected, (region, number_type)
+            checked += 1
+    assert checked > 1000
