@@ -62,7 +62,7 @@ soak: $(STAMP)
 	$(BIN)/python tests/soak.py --leads 2000 --store both
 
 ## make bench: throughput, latency, in-process cost, cold start and memory against baselines (bench/README.md)
-## (about 8 minutes; `make bench BENCH_ARGS=--quick` is a 2-minute smoke run)
+## (about 6 minutes on 2 cores; `make bench BENCH_ARGS=--quick` is a 1-minute smoke run)
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
