@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from formcall_webhook.simulator import Simulator
 
@@ -46,8 +46,10 @@ def _simulator_tokens(request: pytest.FixtureRequest) -> tuple[str, ...]:
 
 
 # Hypothesis profiles for tests/test_fuzz.py: "ci" (short and reproducible) unless HYPOTHESIS_PROFILE says
-# otherwise; `make fuzz` runs the long "fuzz" profile. No example database: failures print a reproducer.
+# otherwise; `make fuzz` runs the long "fuzz" profile. No example database: failures print a reproducer. No
+# explain phase: each of its replays is an HTTP request, and it adds minutes to a failing run.
 _FUZZ_HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+_FUZZ_PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 settings.register_profile(
     "ci",
     max_examples=200,
@@ -56,6 +58,7 @@ settings.register_profile(
     database=None,
     print_blob=True,
     suppress_health_check=_FUZZ_HEALTH_CHECKS,
+    phases=_FUZZ_PHASES,
 )
 settings.register_profile(
     "fuzz",
@@ -64,5 +67,6 @@ settings.register_profile(
     database=None,
     print_blob=True,
     suppress_health_check=_FUZZ_HEALTH_CHECKS,
+    phases=_FUZZ_PHASES,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
