@@ -119,7 +119,8 @@ class FunctionProcess:
         return entries
 
     def __enter__(self) -> FunctionProcess:
-        return self.start()
+        # Tests often write `with start(...) as fn:` on an already started process: start only once.
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
