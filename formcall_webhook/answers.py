@@ -17,7 +17,7 @@ class Response:
 
 
 def json_response(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
     all_headers = {"Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store"}
     all_headers.update(headers or {})
     return Response(status, body, all_headers)

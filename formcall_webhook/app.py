@@ -19,6 +19,7 @@ from .answers import Response, failure, success
 from .auth import authenticate
 from .config import Config, Rate, Route
 from .errors import (
+    BadRequest,
     ConfigError,
     FormCallMisconfigured,
     FormCallUnavailable,
@@ -41,6 +42,7 @@ from .formcall import (
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
 from .secret_store import SecretStore
 from .store import Store, StoreUnavailable, open_store
+from .templates import TemplateFailed
 
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 _MISCONFIGURED = "The function is not configured correctly; its log says why."
@@ -424,7 +426,14 @@ def map_submission(
     lead = phones.normalize(typed, route.region, route.allowed_regions, route.allowed_number_types)
     context["lead"] = mapping.lead_context(lead)
     assert route.popup_uuid is not None
-    popup = route.popup_uuid.render(context)
+    try:
+        popup = route.popup_uuid.render_strict(context)
+    except TemplateFailed as err:
+        # The data's fault, not the config's: the same submission would fail again, so no 5xx.
+        raise BadRequest(
+            "The submission's fields do not fit this route's popup_uuid template.",
+            reason=f"routes.{route.name}.popup_uuid failed on this submission ({err})",
+        ) from err
     if not config_module.is_uuid(popup):
         raise Misconfigured(
             _MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"

@@ -24,6 +24,8 @@ _HUBSPOT_DECODED = {
 }  # fmt: skip
 _HUBSPOT_ESCAPE = re.compile("|".join(_HUBSPOT_DECODED), re.IGNORECASE)
 _WHSEC = "whsec_"
+# ASCII digits, at most 16 of them: str.isdigit() also takes "²" and numbers too big for a float.
+_TIMESTAMP = re.compile(r"^[0-9]{1,16}$")
 _BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="formcall-webhook", charset="UTF-8"'}
 
 
@@ -140,7 +142,7 @@ def _check_hubspot(
     if not signature or not timestamp:
         raise _denied("no X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp")
     # Milliseconds, an integer: a float or seconds is not what HubSpot sends.
-    if not timestamp.isdigit() or abs(now * 1000 - int(timestamp)) > WINDOW_SECONDS * 1000:
+    if not _TIMESTAMP.match(timestamp) or abs(now * 1000 - int(timestamp)) > WINDOW_SECONDS * 1000:
         raise _denied("HubSpot timestamp missing, malformed or outside the 300 s window")
     secret = _secret(auth, resolve)
     expected = hubspot_signature(secret, method, hubspot_uri(auth.public_url, url, query_string), body, timestamp)
@@ -175,7 +177,7 @@ def _check_standard_webhooks(
     if not msg_id or not timestamp or not signatures:
         raise _denied("no webhook-id, webhook-timestamp or webhook-signature")
     # Seconds; checked both ways, so a signature from the future cannot be stored and replayed.
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > WINDOW_SECONDS:
+    if not _TIMESTAMP.match(timestamp) or abs(now - int(timestamp)) > WINDOW_SECONDS:
         raise _denied("webhook-timestamp missing, malformed or outside the 300 s window")
     expected = standard_webhooks_signature(_secret(auth, resolve), msg_id, timestamp, body)
     # Several signatures: the sender signs with old and new keys while a secret is rotated.

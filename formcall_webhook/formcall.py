@@ -101,7 +101,7 @@ class FormCallClient:
     def place_call(self, payload: dict[str, Any]) -> Placed:
         """Placed or pending; a WebhookError naming the answer otherwise."""
         deadline = time.monotonic() + self.timeout
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
         try:
             response = self.pool.request(
                 "POST",

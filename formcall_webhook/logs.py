@@ -60,7 +60,8 @@ class RequestLogger:
         if trace:
             entry["logging.googleapis.com/trace"] = trace
         entry.update((k, v) for k, v in fields.items() if v is not None)
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+        # ASCII: a U+2028 or a stray surrogate in a route name must not split or break the line.
+        line = json.dumps(entry, separators=(",", ":"), default=str)
         stream = self.stream or sys.stdout
         with _lock:
             stream.write(line + "\n")
@@ -74,7 +75,7 @@ class JsonLogHandler(logging.Handler):
         severity = record.levelname if record.levelname in _LEVELS else "DEFAULT"
         entry = {"severity": severity, "message": record.getMessage(), "logger": record.name}
         with _lock:
-            sys.stdout.write(json.dumps(entry, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.write(json.dumps(entry, default=str) + "\n")
             sys.stdout.flush()
 
 

@@ -7,7 +7,7 @@ import json
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .config import Route
@@ -32,6 +32,8 @@ _ITEM_NAME_KEYS = ("label", "name", "title", "field", "ref", "key", "id")
 _MAX_DEPTH = 6
 _MAX_VISITED = 2000
 _MAX_EMBEDDED = 64 * 1024
+# Fewer digits than any country's shortest subscriber numbers: not a phone.
+_MIN_PHONE_DIGITS = 6
 _JOTFORM_PREFIX = re.compile(r"^q\d+_")
 # Children under which a sender puts the lead's fields; their parent describes the form.
 _CONTAINERS = frozenset({"data", "fields", "answers", "formresponse", "values"})
@@ -79,6 +81,10 @@ def _scalar(value: Any) -> str | None:
     return None
 
 
+def _has_phone_digits(text: str) -> bool:
+    return sum(c.isdigit() for c in text) >= _MIN_PHONE_DIGITS
+
+
 @functools.lru_cache(maxsize=4096)
 def _key_names(key: str) -> tuple[str, ...]:
     """The folded names a key stands for: Zapier's "properties__phone__value" is "phone";
@@ -104,32 +110,39 @@ class Finder:
 
     def __init__(self, body: Mapping[str, Any]) -> None:
         self.body = body
-        self._fields: list[tuple[str, Any, bool]] | None = None
+        self._fields: list[tuple[str, Any, bool, int]] | None = None
 
     @property
-    def fields(self) -> list[tuple[str, Any, bool]]:
+    def fields(self) -> list[tuple[str, Any, bool, int]]:
         if self._fields is None:
             self._fields = list(_walk(self.body))
         return self._fields
 
-    def find(self, names: tuple[str, ...], *, skip_meta: bool = False) -> str:
+    def find(
+        self, names: tuple[str, ...], *, skip_meta: bool = False, accept: Callable[[str], bool] | None = None
+    ) -> str:
         """The value of the best-named field, or "": exact names by preference, then prefixed ones."""
-        best: tuple[int, str] | None = None
-        for key, value, meta in self.fields:
+        # Exact names before decorated ones, then the outermost field ({"telefono": lead, "empresa":
+        # {"phone": company}} is the lead's number), then the preferred name.
+        best: tuple[tuple[bool, int, int], str] | None = None
+        for key, value, meta, depth in self.fields:
             if skip_meta and meta:
                 continue
             position = _position(key, names)
-            if position is None or (best is not None and position >= best[0]):
+            if position is None:
+                continue
+            rank = (position >= len(names), depth, position)
+            if best is not None and rank >= best[0]:
                 continue
             text = _scalar(value)
-            if text is not None:
-                best = (position, text)
-                if position == 0:
-                    break
+            if text is not None and (accept is None or accept(text)):
+                best = (rank, text)
         return best[1] if best else ""
 
     def phone(self) -> str:
-        return self.find(PHONE_NAMES)
+        # A "phone" field holding "false" or "n/a" is no number: the next best field may hold one.
+        # When none does, what was typed is still the answer (invalid_phone, not phone_missing).
+        return self.find(PHONE_NAMES, accept=_has_phone_digits) or self.find(PHONE_NAMES)
 
     def adicional(self) -> dict[str, str]:
         """Nombre and Email, as in FormCall's own example."""
@@ -141,8 +154,8 @@ class Finder:
         return {"Nombre": name, "Email": self.find(EMAIL_NAMES)}
 
 
-def _walk(data: Any) -> Iterator[tuple[str, Any, bool]]:
-    """Every (folded name, value, is-form-metadata) in the submission, outermost first.
+def _walk(data: Any) -> Iterator[tuple[str, Any, bool, int]]:
+    """Every (folded name, value, is-form-metadata, depth) in the submission, outermost first.
     Parsed bodies are plain dicts and lists: isinstance(dict) is several times cheaper than Mapping."""
     queue: deque[tuple[Any, int, bool]] = deque([(data, 0, False)])
     visited = 0
@@ -158,7 +171,7 @@ def _walk(data: Any) -> Iterator[tuple[str, Any, bool]]:
                 if not isinstance(key, str) or "[" in key:
                     continue
                 for name in _key_names(key):
-                    yield name, value, describes_form
+                    yield name, value, describes_form, level
                 if level >= _MAX_DEPTH:
                     continue
                 if isinstance(value, (dict, list)):
@@ -173,7 +186,7 @@ def _walk(data: Any) -> Iterator[tuple[str, Any, bool]]:
                     label = _item_label(item)
                     item_value = _item_value(item)
                     if label is not None and item_value is not None:
-                        yield fold(label), item_value, False
+                        yield fold(label), item_value, False, level
                 if level < _MAX_DEPTH and isinstance(item, (dict, list)):
                     queue.append((item, level + 1, meta))
 

@@ -26,7 +26,7 @@ IDEMPOTENCY_SECONDS = 86400
 
 def key(route: str, kind: str, value: str) -> str:
     """Store key; hashed so no phone number or sender id sits in the store in clear."""
-    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:40]
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
     return f"formcall:{route}:{kind}:{digest}"
 
 

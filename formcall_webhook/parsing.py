@@ -18,12 +18,18 @@ _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 # Deeper bracketed keys than this are kept flat only; no real form nests further.
 _MAX_BRACKET_DEPTH = 16
 _MAX_FORM_FIELDS = 1000
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]", re.IGNORECASE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_query(query_string: bytes | str) -> dict[str, Any]:
     if isinstance(query_string, bytes):
         query_string = query_string.decode("utf-8", "replace")
-    return form_to_dict(parse_qsl(query_string, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS))
+    try:
+        pairs = parse_qsl(query_string, keep_blank_values=True, max_num_fields=_MAX_FORM_FIELDS)
+    except ValueError as err:
+        raise BadRequest("The query string has too many fields.") from err
+    return form_to_dict(pairs)
 
 
 def parse_body(content_type: str | None, body: bytes) -> dict[str, Any]:
@@ -64,7 +70,22 @@ def _json_object(body: bytes) -> dict[str, Any]:
         raise BadRequest("The body is not valid JSON.") from err
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
+    if _SURROGATE_ESCAPE.search(body):
+        # JSON can spell a lone UTF-16 surrogate ("\ud800"), which no UTF-8 payload, log or store
+        # key can carry: each becomes U+FFFD, as undecodable bytes do everywhere else.
+        cleaned: dict[str, Any] = _without_surrogates(data)
+        return cleaned
     return data
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
 
 
 def _urlencoded(body: bytes) -> dict[str, Any]:
@@ -95,6 +116,8 @@ def form_to_dict(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Repeated keys become lists; bracketed keys are also expanded into nested objects."""
     flat: dict[str, Any] = {}
     for key, value in pairs:
+        if not isinstance(key, str):
+            continue  # a multipart part without a usable name
         if key in flat:
             existing = flat[key]
             if isinstance(existing, list):

@@ -69,12 +69,23 @@ class Template:
 
     def render(self, context: Mapping[str, Any]) -> str:
         """The rendered text, stripped; empty when the template failed on this submission."""
+        try:
+            return self.render_strict(context)
+        except TemplateFailed:
+            return ""
+
+    def render_strict(self, context: Mapping[str, Any]) -> str:
+        """The rendered text, stripped; TemplateFailed when this submission breaks the template."""
         if self._literal is not None:
             return self._literal.strip()
         assert self._compiled is not None
         try:
             return self._compiled.render(context).strip()
-        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError):
-            # A submission shaped unlike the template expects must not crash the function.
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as err:
+            # A submission shaped unlike the template expects (a list where a key was meant).
             log.debug("template failed on this submission: %s", self.source[:80])
-            return ""
+            raise TemplateFailed(type(err).__name__) from err
+
+
+class TemplateFailed(Exception):
+    """A template that compiles but cannot render this submission."""

@@ -128,4 +128,5 @@ class FunctionProcess:
 
 def forbidden_in_logs(log_text: str, forbidden: set[str]) -> list[str]:
     """The forbidden strings (tokens, secrets, whole numbers, adicional values) found in a log."""
-    return sorted(value for value in forbidden if value and value in log_text)
+    # Log lines are ASCII JSON: "Pérez" is written "P\u00e9rez", so look for both spellings.
+    return sorted(v for v in forbidden if v and (v in log_text or json.dumps(v)[1:-1] in log_text))

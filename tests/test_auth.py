@@ -206,3 +206,10 @@ def test_standard_webhooks_refuses_an_empty_or_malformed_secret() -> None:
     SECRETS["env:BAD"] = "whsec_***"
     with pytest.raises(Misconfigured):
         check(Auth(type="standard_webhooks", secret="env:BAD"), headers=standard_webhooks([NEW], "m", BODY))
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "9" * 309, "9" * 5000, "-1", "1e3", " "])
+def test_digit_like_timestamps_are_refused_not_crashing(timestamp: str) -> None:
+    denied(HUBSPOT, headers={"X-HubSpot-Signature-v3": "x", "X-HubSpot-Request-Timestamp": timestamp})
+    sw = {"webhook-id": "msg_1", "webhook-timestamp": timestamp, "webhook-signature": "v1,x"}
+    denied(STANDARD, headers=sw)

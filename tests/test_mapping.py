@@ -55,28 +55,30 @@ def test_builtin_phone_names(key: str) -> None:
 
 
 def test_exact_names_beat_decorated_ones_and_order_is_by_preference() -> None:
-    assert mapping.find_phone({"phone_2": "b", "telefono": "a"}) == "a"
-    assert mapping.find_phone({"mobile": "m", "phone": "p"}) == "p"
+    assert mapping.find_phone({"phone_2": "+56952000002", "telefono": "+56952000001"}) == "+56952000001"
+    assert mapping.find_phone({"mobile": "+56952000003", "phone": "+56952000004"}) == "+56952000004"
 
 
 def test_labelled_list_items() -> None:
-    body = {"data": {"fields": [{"label": "Teléfono", "value": "+56 9 1"}, {"label": "Email", "value": "x@y.cl"}]}}
-    assert mapping.find_phone(body) == "+56 9 1"
+    body = {
+        "data": {"fields": [{"label": "Teléfono", "value": "+56 9 6123 4567"}, {"label": "Email", "value": "x@y.cl"}]}
+    }
+    assert mapping.find_phone(body) == "+56 9 6123 4567"
     assert mapping.builtin_adicional(body)["Email"] == "x@y.cl"
 
 
 def test_empty_and_odd_values_are_skipped() -> None:
-    assert mapping.find_phone({"phone": "", "telefono": "+569"}) == "+569"
+    assert mapping.find_phone({"phone": "", "telefono": "+56961234567"}) == "+56961234567"
     assert mapping.find_phone({"phone": None, "mobile": True, "celular": {"x": 1}}) == ""
-    assert mapping.find_phone({"phone": ["+569"]}) == "+569"
+    assert mapping.find_phone({"phone": ["+56961234567"]}) == "+56961234567"
     assert mapping.find_phone({"phone": 56961234567}) == "56961234567"
 
 
 def test_finder_is_bounded_on_huge_bodies() -> None:
     wide: dict[str, object] = {f"k{i}": {"v": i} for i in range(5000)}
-    wide["phone"] = "+569"
-    assert mapping.find_phone(wide) == "+569"
-    deep: dict[str, object] = {"phone": "+1"}
+    wide["phone"] = "+56961234567"
+    assert mapping.find_phone(wide) == "+56961234567"
+    deep: dict[str, object] = {"phone": "+56961234567"}
     for _ in range(500):
         deep = {"a": deep}
     # Past six levels nobody nests a form field: the search stops rather than walk forever.
@@ -124,7 +126,7 @@ def test_fromjson_in_a_route(tmp_path: Path) -> None:
 
 
 def test_flattened_and_prefixed_keys() -> None:
-    assert mapping.find_phone({"properties__phone__value": "+569"}) == "+569"
+    assert mapping.find_phone({"properties__phone__value": "+56961234567"}) == "+56961234567"
     assert mapping.find_phone({"q4_phoneNumber": {"full": "(32) 212-3456"}}) == "(32) 212-3456"
     assert mapping.find_phone({"q4_phone": {"area": "32", "phone": "2123456"}}) == "32 2123456"
     assert mapping.builtin_adicional({"q3_name": {"first": "Ana", "last": "Vera"}})["Nombre"] == "Ana Vera"
@@ -134,7 +136,7 @@ def test_json_inside_a_text_field() -> None:
     body = {"data.json": json.dumps({"phone_number": ["9-5631-1283"], "email": ["a@b.cl"]}), "page_id": "x"}
     assert mapping.find_phone(body) == "9-5631-1283"
     assert mapping.builtin_adicional(body)["Email"] == "a@b.cl"
-    assert mapping.find_phone({"note": "{not json", "phone": "1"}) == "1"
+    assert mapping.find_phone({"note": "{not json", "phone": "961234567"}) == "961234567"
 
 
 def test_a_forms_own_name_is_not_the_leads() -> None:
@@ -147,3 +149,15 @@ def test_a_forms_own_name_is_not_the_leads() -> None:
 def test_list_items_labelled_by_a_nested_field_ref() -> None:
     answers = {"answers": [{"type": "text", "text": "Martina", "field": {"id": "x1", "ref": "nombre"}}]}
     assert mapping.builtin_adicional(answers)["Nombre"] == "Martina"
+
+
+def test_the_outermost_number_is_the_leads() -> None:
+    # A nested "phone" (the company's) must not win over the lead's top-level "telefono".
+    assert mapping.find_phone({"telefono": "+56 9 4000 0011", "empresa": {"phone": "+56 2 2123 4567"}}) == (
+        "+56 9 4000 0011"
+    )
+
+
+def test_a_phone_field_without_digits_is_passed_over() -> None:
+    assert mapping.find_phone({"phone": "false", "telefono": "+56 9 6123 4567"}) == "+56 9 6123 4567"
+    assert mapping.find_phone({"phone": "n/a"}) == "n/a"  # then invalid_phone, not phone_missing

@@ -107,3 +107,19 @@ def test_too_many_form_fields_is_a_bad_request() -> None:
 def test_deep_json_object_is_kept() -> None:
     deep = json.dumps({"a": {"b": {"c": {"d": "+56961234567"}}}}).encode()
     assert parse_body("application/json", deep)["a"]["b"]["c"]["d"] == "+56961234567"
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    body = parse_body("application/json", b'{"nombre": "Ana\\ud800", "\\udfff": ["\\ud83d\\ude00"]}')
+    assert body == {"nombre": "Ana\ufffd", "\ufffd": ["\U0001f600"]}
+    json.dumps(body, ensure_ascii=False).encode("utf-8")  # encodable everywhere downstream
+
+
+def test_a_query_with_too_many_fields_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest):
+        parse_query(b"&" * 1001)
+
+
+def test_nameless_multipart_parts_are_skipped() -> None:
+    body = b"--0\r\nContent-Disposition: form-data\r\n\r\nx\r\n--0--\r\n"
+    assert parse_body("multipart/form-data; boundary=0", body) == {}

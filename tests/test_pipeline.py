@@ -165,3 +165,18 @@ def test_warm_loads_config_and_never_raises(tmp_path: Path) -> None:
     env = {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN_SECRET": "projects/p/secrets/s/versions/1"}
     App(env).warm()
     assert "google.cloud.secretmanager" in sys.modules
+
+
+def test_a_popup_template_broken_by_the_submission_is_a_400(tmp_path: Path, simulator: Simulator) -> None:
+    template = "{{ {'santiago': '" + POPUP + "'}.get(sucursal, '" + POPUP + "') }}"
+    app = app_with(tmp_path, simulator, f'[routes.default]\npopup_uuid = "{template}"\n')
+    status, body = result(app, request({"phone": "+56961234567", "sucursal": ["a", "b"]}))
+    assert (status, body["error"]) == (400, "bad_request")
+    assert simulator.calls() == []
+
+
+def test_a_lone_surrogate_reaches_formcall_as_a_replacement_character(tmp_path: Path, simulator: Simulator) -> None:
+    app = app_with(tmp_path, simulator)
+    status, _ = result(app, request(b'{"phone": "+56961234567", "nombre": "Ana\\ud800"}'))
+    assert status == 200
+    assert simulator.placed()[0]["payload"]["adicional"]["Nombre"] == "Ana\ufffd"
