@@ -22,12 +22,19 @@ _CONTENT_TYPES = {
 }
 
 
-def check(path_arg: str | None) -> int:
+def _load(path_arg: str | None) -> config_module.Config | None:
+    """The config as the function would load it, or None after printing what is wrong."""
     path = Path(path_arg) if path_arg else config_module.config_path(os.environ)
     try:
-        cfg = config_module.load(os.environ, path)
+        return config_module.load(os.environ, path)
     except ConfigError as err:
         print(f"error: {err.source}: {err.key}: {err.problem}", file=sys.stderr)
+        return None
+
+
+def check(path_arg: str | None) -> int:
+    cfg = _load(path_arg)
+    if cfg is None:
         return 1
     print(f"ok: {cfg.source}")
     for name, route in cfg.routes.items():
@@ -60,11 +67,8 @@ def _warnings(cfg: config_module.Config) -> list[str]:
 def try_sample(route_name: str, sample: str, content_type: str | None, headers: list[str], query: str,
                method: str, config_file: str | None) -> int:  # fmt: skip
     """Print what the function would send FormCall for this sample, without any network."""
-    path = Path(config_file) if config_file else config_module.config_path(os.environ)
-    try:
-        cfg = config_module.load(os.environ, path)
-    except ConfigError as err:
-        print(f"error: {err.source}: {err.key}: {err.problem}", file=sys.stderr)
+    cfg = _load(config_file)
+    if cfg is None:
         return 1
     raw = sys.stdin.buffer.read() if sample == "-" else Path(sample).read_bytes()
     lowered = dict(_header(h) for h in headers)
