@@ -18,8 +18,10 @@ _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 # Deeper bracketed keys than this are kept flat only; no real form nests further.
 _MAX_BRACKET_DEPTH = 16
 _MAX_FORM_FIELDS = 1000
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]", re.IGNORECASE)
-_SURROGATE = re.compile("[\ud800-\udfff]")
+# A surrogate pair (kept, group 1) or a lone surrogate escape.
+_SURROGATE_ESCAPE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(\\u[dD][c-fC-F][0-9a-fA-F]{2})|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
 
 
 def parse_query(query_string: bytes | str) -> dict[str, Any]:
@@ -64,28 +66,22 @@ def _supported(mimetype: str) -> bool:
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
+    if b"\\u" in body:
+        # JSON can spell a lone UTF-16 surrogate ("\ud800"), which no UTF-8 payload, log or store key
+        # can carry: each becomes U+FFFD before decoding, as undecodable bytes do everywhere else.
+        body = _SURROGATE_ESCAPE.sub(_keep_pairs, body)
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as err:
         raise BadRequest("The body is not valid JSON.") from err
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
-    if _SURROGATE_ESCAPE.search(body):
-        # JSON can spell a lone UTF-16 surrogate ("\ud800"), which no UTF-8 payload, log or store
-        # key can carry: each becomes U+FFFD, as undecodable bytes do everywhere else.
-        cleaned: dict[str, Any] = _without_surrogates(data)
-        return cleaned
     return data
 
 
-def _without_surrogates(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_surrogates(v) for v in value]
-    return value
+def _keep_pairs(match: re.Match[bytes]) -> bytes:
+    """A high and low surrogate escape together are one character (an emoji): kept. Alone: U+FFFD."""
+    return match.group(0) if match.group(1) else b"\\ufffd"
 
 
 def _urlencoded(body: bytes) -> dict[str, Any]:

@@ -936,7 +936,9 @@ def check_answer(fn: FunctionProcess, sent: Sent, answer: Answer) -> None:
         assert sent.method == "OPTIONS" and answer.body == b""
     if status == 303:
         accept = (sent.header("accept") or "").lower()
-        assert spec is not None and spec.redirect and "html" in accept and sent.method != "OPTIONS"
+        # A browser's Accept names text/html; "text/*" (HTML acceptable, JSON not) also prefers it.
+        prefers_html = "html" in accept or "text/*" in accept
+        assert spec is not None and spec.redirect and prefers_html and sent.method != "OPTIONS"
         location = answer.headers.get("location", "")
         if location == SUCCESS_URL:
             assert expected is None, f"redirected to success where {expected} was due"
@@ -1011,7 +1013,9 @@ HARMLESS = st.recursive(SCALARS, lambda inner: st.dictionaries(HARMLESS_KEYS, in
 LEAD_NAMES = st.one_of(st.text(CHARS, max_size=300), HARMLESS)
 LEAD_NOISE = st.dictionaries(HARMLESS_KEYS, SCALARS, max_size=3)
 # What the templated and hubspot routes' templates read, in any shape except one choosing another popup.
-ODD_SUCURSAL = SUCURSAL.filter(lambda v: v not in ("cerrado", "pendiente"))
+# Scalars only for a lead that must be placed: a list or object where README's popup template looks a key up
+# is a 400 (the main test above sends those and accepts the 400).
+ODD_SUCURSAL = st.one_of(st.just("santiago"), SCALARS).filter(lambda v: v not in ("cerrado", "pendiente"))
 ODD_TEMPLATE_FIELDS = {**TEMPLATE_FIELDS, "sucursal": ODD_SUCURSAL}
 for _name in ("_gotcha", "cf-turnstile-response"):  # not read by these routes' templates
     ODD_TEMPLATE_FIELDS.pop(_name)
