@@ -181,8 +181,8 @@ class _Reader:
             raise self.fail(name, f"must be {_kind_name(kind)}, not {type(value).__name__}")
         return value
 
-    def template(self, name: str, value: Any = None) -> Template | None:
-        text = self.data.get(name) if value is None else value
+    def template(self, name: str) -> Template | None:
+        text = self.data.get(name)
         if text is None:
             return None
         if not isinstance(text, str):
