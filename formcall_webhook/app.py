@@ -41,7 +41,7 @@ from .formcall import (
 )
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
 from .secret_store import SecretStore
-from .store import Store, StoreUnavailable, open_store
+from .stores import Store, StoreUnavailable, open_store
 from .templates import TemplateFailed
 
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret

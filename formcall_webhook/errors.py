@@ -56,6 +56,10 @@ class OutOfServiceHours(WebhookError):
     status, error = 409, "out_of_service_hours"
 
 
+class RequestTimeout(WebhookError):
+    status, error = 408, "request_timeout"
+
+
 class PayloadTooLarge(WebhookError):
     status, error = 413, "payload_too_large"
 
@@ -80,6 +84,14 @@ class NumberTypeNotAllowed(WebhookError):
     status, error = 422, "number_type_not_allowed"
 
 
+class ConsentMissing(WebhookError):
+    status, error = 422, "consent_missing"
+
+
+class OptedOut(WebhookError):
+    status, error = 422, "opted_out"
+
+
 class FormCallRejected(WebhookError):
     status, error = 422, "formcall_rejected"
 
@@ -102,6 +114,12 @@ class FormCallMisconfigured(WebhookError):
 
 class FormCallUnavailable(WebhookError):
     status, error, retry_after = 503, "formcall_unavailable", RETRY_AFTER_SECONDS
+
+
+class StoreUnavailableError(WebhookError):
+    """The store cannot keep the lead: nobody is called, and the sender is asked to retry."""
+
+    status, error, retry_after = 503, "store_unavailable", RETRY_AFTER_SECONDS
 
 
 class ConfigError(Exception):

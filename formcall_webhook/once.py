@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import FormCallUnavailable
-from .store import Store
+from .stores import Store
 
 _PENDING = "pending:"
 _UNCERTAIN = "uncertain:"

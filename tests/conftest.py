@@ -10,6 +10,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from formcall_webhook.simulator import Simulator
+from formcall_webhook.stores import Backend, open_store
+from tests.fakes.firestore_emulator import FirestoreEmulator
+from tests.fakes.redis_server import RedisServer
 
 SAMPLES = Path(__file__).parent / "samples"
 ROOT = Path(__file__).parent.parent
@@ -70,3 +73,39 @@ settings.register_profile(
     phases=_FUZZ_PHASES,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# -- the store family: one fixture over every backend (dramatiq's tests/conftest.py does the same) --
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator() -> Iterator[FirestoreEmulator]:
+    emulator = FirestoreEmulator().start()
+    yield emulator
+    emulator.stop()
+
+
+def open_backend(kind: str, request: pytest.FixtureRequest) -> Backend:
+    """A fresh, empty backend of this kind, against a real server where the kind has one."""
+    if kind == "memory":
+        return open_store("memory://")
+    if kind == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        backend = open_store(server.url)
+        backend._redis.flushdb()  # type: ignore[attr-defined]
+        return backend
+    emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
+    emulator.clear()
+    return open_store(emulator.store_url, request_timeout=8.0)
+
+
+@pytest.fixture(params=["memory", "redis", "firestore"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return open_backend(request.param, request)

@@ -10,15 +10,10 @@ import pytest
 
 from formcall_webhook import once
 from formcall_webhook.errors import FormCallUnavailable
-from formcall_webhook.store import MemoryStore, RedisStore, Store, StoreUnavailable, open_store
+from formcall_webhook.stores import Store, StoreUnavailable, open_store
+from formcall_webhook.stores.memory import MemoryStore
+from formcall_webhook.stores.redis import RedisStore
 from tests.fakes.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -1,0 +1,141 @@
+"""What every store offers: claims and counters (hashed keys), and the lead ledger (records).
+
+A backend implements both protocols in one class, since the request path asks for claims, counters
+and the new lead record in one round trip (`admit`) and for the answer in a second one (`finish`):
+spec section 8's cost per lead. Records are plain JSON-able dicts; a store reads only the fields named
+in `INDEXED` and keeps the rest opaque.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import StoreUnavailableError
+
+# The fields of a record a store reads (to index, expire, or compare): the rest is opaque to it.
+INDEXED = ("lead_id", "version", "state", "route", "received_ts", "due_at", "expires_at", "phone_hash")
+
+
+class StoreUnavailable(StoreUnavailableError):
+    """The store cannot be reached: answer 503 so the sender retries; never call unguarded."""
+
+
+def unavailable(err: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        "The function's store is unreachable; nothing was kept. Try again later.",
+        reason=f"store error: {type(err).__name__}",
+    )
+
+
+@dataclass(frozen=True)
+class Counter:
+    """One rate-limit count: `key` counted in a fixed window of `window` seconds, at most `limit`."""
+
+    key: str
+    window: int
+    limit: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a lead asks the store for, in one atomic step (spec 8: one round trip before FormCall).
+
+    In order: the opt-out list (refused when the number is on it); the claims (when one is held by
+    another submission, its value comes back and nothing else is done); the counters (refused when one
+    goes over its limit); then every claim is taken with `marker`, the record created and the lease
+    taken.
+    """
+
+    claims: Sequence[tuple[str, float]]
+    marker: str
+    record: Mapping[str, Any] | None = None
+    counters: Sequence[Counter] = ()
+    optout: str | None = None
+    lease: tuple[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Admitted:
+    refused: str | None = None  # "rate_limited" or "opted_out"
+    retry_after: int = 0
+    counter: str = ""  # the key of the counter that went over
+    held: Mapping[str, str] = field(default_factory=dict)  # claim key -> the value another holds
+
+    @property
+    def ok(self) -> bool:
+        return self.refused is None and not self.held
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The step after FormCall answered (spec 8: one write): the record, the claims and the lease.
+
+    `record` replaces the stored one when its version is still `expected_version` (the new record
+    carries version + 1); `record=None` deletes the lead (nothing kept). `answer` goes into every
+    claim still holding `marker`; `answer=None` releases them.
+    """
+
+    lead_id: str
+    record: Mapping[str, Any] | None
+    expected_version: int
+    claims: Sequence[tuple[str, float]]
+    marker: str
+    answer: str | None
+    lease: str | None = None
+
+
+class Store(Protocol):
+    """Claims and counters: short-lived values under hashed keys (no personal data)."""
+
+    def claim(self, key: str, value: str, ttl: float) -> str | None:
+        """Set key to value if absent; None when set, else the value already there."""
+
+    def put(self, key: str, value: str, ttl: float) -> None: ...
+
+    def release(self, key: str, value: str) -> None:
+        """Delete key only while it still holds value (a claim of ours, not someone else's)."""
+
+    def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        """Set key to value only while it holds expected; whether it did."""
+
+    def hit(self, key: str, window: int) -> tuple[int, int]:
+        """Count one event in key's fixed window; the count so far and seconds left in the window."""
+
+    def delete(self, key: str) -> None: ...
+
+
+class Ledger(Protocol):
+    """Lead records (personal data), the due index the sweeper reads, and the opt-out list."""
+
+    def admit(self, admission: Admission) -> Admitted: ...
+
+    def finish(self, finish: Finish) -> None: ...
+
+    def get_lead(self, lead_id: str) -> dict[str, Any] | None: ...
+
+    def save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
+        """Write the record when the stored one still has `expected_version` (None: only if absent)."""
+
+    def due_leads(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """Records whose `due_at` is at or before `now`, the most overdue first."""
+
+    def scan_leads(
+        self, *, since: float | None = None, state: str | None = None, route: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every live record received at or after `since`, oldest first."""
+
+    def leads_by_phone(self, phone_hash: str) -> list[dict[str, Any]]: ...
+
+    def delete_lead(self, lead_id: str) -> None: ...
+
+    def set_optout(self, phone_hash: str, on: bool) -> None: ...
+
+    def is_opted_out(self, phone_hash: str) -> bool: ...
+
+
+class Backend(Store, Ledger, Protocol):
+    """A store URL opens one of these."""
+
+    round_trips: int  # how many times it went to its server: make bench reads it

@@ -1,0 +1,210 @@
+"""memory://: one process's store, for local runs and tests. No round trips; bounded in size."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .base import Admission, Admitted, Finish
+
+# Claims and counters kept at most; past it the oldest written goes first (an abuser sending fresh
+# Idempotency-Keys must not grow an instance's memory without bound).
+MAX_KEYS = 100_000
+# How many writes between sweeps of expired keys.
+_SWEEP_EVERY = 1024
+
+
+class MemoryStore:
+    round_trips = 0  # nothing leaves the process
+
+    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+        self.max_keys = max_keys
+        # key -> (value, expires on the monotonic clock); oldest write first.
+        self._data: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._leads: dict[str, dict[str, Any]] = {}
+        self._optout: set[str] = set()
+        self._lock = threading.RLock()
+        self._writes = 0
+
+    # -- claims and counters --
+
+    def _live(self, key: str, now: float) -> tuple[str, float] | None:
+        entry = self._data.get(key)
+        if entry is not None and entry[1] <= now:
+            del self._data[key]
+            return None
+        return entry
+
+    def _set(self, key: str, value: str, expires: float, now: float) -> None:
+        self._data[key] = (value, expires)
+        self._data.move_to_end(key)
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            for stale in [k for k, (_, until) in self._data.items() if until <= now]:
+                del self._data[stale]
+        while len(self._data) > self.max_keys:
+            self._data.popitem(last=False)
+
+    def claim(self, key: str, value: str, ttl: float) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._live(key, now)
+            if entry is not None:
+                return entry[0]
+            self._set(key, value, now + ttl, now)
+            return None
+
+    def put(self, key: str, value: str, ttl: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._set(key, value, now + ttl, now)
+
+    def release(self, key: str, value: str) -> None:
+        with self._lock:
+            entry = self._live(key, time.monotonic())
+            if entry is not None and entry[0] == value:
+                del self._data[key]
+
+    def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._live(key, now)
+            if entry is None or entry[0] != expected:
+                return False
+            self._set(key, value, now + ttl, now)
+            return True
+
+    def hit(self, key: str, window: int) -> tuple[int, int]:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._live(key, now)
+            count = int(entry[0]) + 1 if entry is not None else 1
+            expires = entry[1] if entry is not None else now + window
+            self._set(key, str(count), expires, now)
+            return count, max(1, math.ceil(expires - now))
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # -- the ledger --
+
+    def admit(self, admission: Admission) -> Admitted:
+        now = time.monotonic()
+        with self._lock:
+            if admission.optout is not None and admission.optout in self._optout:
+                return Admitted(refused="opted_out")
+            held = {}
+            for key, _ in admission.claims:
+                entry = self._live(key, now)
+                if entry is not None:
+                    held[key] = entry[0]
+            if held:
+                return Admitted(held=held)
+            for counter in admission.counters:
+                count, left = self.hit(counter.key, counter.window)
+                if count > counter.limit:
+                    return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
+            for key, ttl in admission.claims:
+                self._set(key, admission.marker, now + ttl, now)
+            if admission.lease is not None:
+                self._set(admission.lease[0], admission.marker, now + admission.lease[1], now)
+            if admission.record is not None:
+                self._leads[admission.record["lead_id"]] = copy.deepcopy(dict(admission.record))
+            return Admitted()
+
+    def finish(self, finish: Finish) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if finish.record is None:
+                self._leads.pop(finish.lead_id, None)
+            else:
+                self.save_lead(finish.record, finish.expected_version)
+            for key, ttl in finish.claims:
+                entry = self._live(key, now)
+                if entry is None or entry[0] != finish.marker:
+                    continue
+                if finish.answer is None:
+                    del self._data[key]
+                else:
+                    self._set(key, finish.answer, now + ttl, now)
+            if finish.lease is not None:
+                self.release(finish.lease, finish.marker)
+
+    def get_lead(self, lead_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            record = self._leads.get(lead_id)
+            if record is None or _expired(record):
+                return None
+            return copy.deepcopy(record)
+
+    def save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
+        with self._lock:
+            stored = self._leads.get(record["lead_id"])
+            if stored is not None and _expired(stored):
+                stored = None
+            if (stored is None) != (expected_version is None):
+                return False
+            if stored is not None and stored.get("version") != expected_version:
+                return False
+            self._leads[record["lead_id"]] = copy.deepcopy(dict(record))
+            return True
+
+    def due_leads(self, now: float, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            due = [r for r in self._leads.values() if r.get("due_at") is not None and r["due_at"] <= now]
+            due.sort(key=lambda r: r["due_at"])
+            return [copy.deepcopy(r) for r in due[:limit] if not _expired(r)]
+
+    def scan_leads(
+        self, *, since: float | None = None, state: str | None = None, route: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            self._drop_expired()
+            records = sorted(self._leads.values(), key=lambda r: r["received_ts"])
+            chosen = [
+                copy.deepcopy(r)
+                for r in records
+                if (since is None or r["received_ts"] >= since)
+                and (state is None or r["state"] == state)
+                and (route is None or r["route"] == route)
+            ]
+        yield from chosen
+
+    def leads_by_phone(self, phone_hash: str) -> list[dict[str, Any]]:
+        with self._lock:
+            self._drop_expired()
+            found = [copy.deepcopy(r) for r in self._leads.values() if r.get("phone_hash") == phone_hash]
+        return sorted(found, key=lambda r: r["received_ts"])
+
+    def delete_lead(self, lead_id: str) -> None:
+        with self._lock:
+            self._leads.pop(lead_id, None)
+
+    def set_optout(self, phone_hash: str, on: bool) -> None:
+        with self._lock:
+            if on:
+                self._optout.add(phone_hash)
+            else:
+                self._optout.discard(phone_hash)
+
+    def is_opted_out(self, phone_hash: str) -> bool:
+        with self._lock:
+            return phone_hash in self._optout
+
+    def _drop_expired(self) -> None:
+        for lead_id in [k for k, r in self._leads.items() if _expired(r)]:
+            del self._leads[lead_id]
+
+
+def _expired(record: Mapping[str, Any]) -> bool:
+    expires = record.get("expires_at")
+    return expires is not None and expires <= time.time()
