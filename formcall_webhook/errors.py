@@ -40,6 +40,10 @@ class Unauthorized(WebhookError):
     status, error = 401, "unauthorized"
 
 
+class RequestTimeout(WebhookError):
+    status, error = 408, "request_timeout"
+
+
 class CaptchaFailed(WebhookError):
     status, error = 403, "captcha_failed"
 
@@ -80,6 +84,14 @@ class NumberTypeNotAllowed(WebhookError):
     status, error = 422, "number_type_not_allowed"
 
 
+class ConsentMissing(WebhookError):
+    status, error = 422, "consent_missing"
+
+
+class OptedOut(WebhookError):
+    status, error = 422, "opted_out"
+
+
 class FormCallRejected(WebhookError):
     status, error = 422, "formcall_rejected"
 
@@ -102,6 +114,12 @@ class FormCallMisconfigured(WebhookError):
 
 class FormCallUnavailable(WebhookError):
     status, error, retry_after = 503, "formcall_unavailable", RETRY_AFTER_SECONDS
+
+
+class StoreUnavailableError(WebhookError):
+    """The store cannot keep the lead, so nobody is called: the sender must retry."""
+
+    status, error, retry_after = 503, "store_unavailable", RETRY_AFTER_SECONDS
 
 
 class ConfigError(Exception):
