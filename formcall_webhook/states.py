@@ -1,0 +1,481 @@
+"""Lead states, retry backoff, service hours and the outcome and leads policies (spec 8, 9, 10); pure."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+SCHEDULED, PLACED, PENDING, FAILED = "scheduled", "placed", "pending", "failed"
+STATES = (SCHEDULED, PLACED, PENDING, FAILED)
+
+# old state -> states it may move to. failed -> scheduled is `leads retry` only; placed and pending are final.
+_MOVES = {
+    SCHEDULED: frozenset({PLACED, PENDING, SCHEDULED, FAILED}),
+    FAILED: frozenset({SCHEDULED}),
+    PLACED: frozenset(),
+    PENDING: frozenset(),
+}
+
+
+def can_move(old: str, new: str) -> bool:
+    """Whether a lead in state `old` may be written in state `new`."""
+    return new in _MOVES.get(old, frozenset())
+
+
+# ---------------------------------------------------------------------------------------------- durations
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d{1,9})([smhd])")
+# Longer waits are typos: no retry, age or outcome window here needs more than a year.
+MAX_DURATION = 366 * 86400
+_DURATION_HELP = 'write a whole number and a unit s, m, h or d, e.g. "90s", "5m", "24h"'
+
+
+def parse_duration(text: str) -> int:
+    """ "30s" "5m" "1h" "2d" -> seconds; ValueError otherwise."""
+    if not isinstance(text, str):
+        raise ValueError(f"must be a duration string, not {type(text).__name__}: {_DURATION_HELP}")
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration: {_DURATION_HELP}")
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{text!r} is longer than a year (366d)")
+    return seconds
+
+
+# ----------------------------------------------------------------------------------------- service hours
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_SECONDS = 86400
+_CLOCK = re.compile(r"(\d{2}):(\d{2})")
+_HOURS_EXAMPLE = '"mon-fri 09:00-19:00, sat 10:00-14:00"'
+
+Window = tuple[int, int]  # [start, end) in seconds of the local day
+
+
+@dataclass(frozen=True)
+class ServiceHours:
+    """When the call centre answers: per weekday (Monday first), sorted disjoint windows of the local day."""
+
+    text: str
+    week: tuple[tuple[Window, ...], ...]
+
+    def windows(self, weekday: int) -> tuple[Window, ...]:
+        return self.week[weekday]
+
+    def open_at(self, weekday: int, second: float) -> bool:
+        return any(start <= second < end for start, end in self.week[weekday])
+
+
+# Every day, all day: the hours of a policy that names holidays but no service_hours.
+ALWAYS = ServiceHours("mon-sun 00:00-24:00", (((0, DAY_SECONDS),),) * 7)
+
+
+def parse_service_hours(text: str) -> ServiceHours:
+    """Parse "mon-fri 09:00-19:00, sat 10:00-14:00"; ValueError naming what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"must be day ranges with hours, e.g. {_HOURS_EXAMPLE}")
+    days: list[list[Window]] = [[] for _ in DAY_NAMES]
+    for part in text.split(","):
+        words = part.split()
+        if len(words) < 2:
+            raise ValueError(f"{part.strip()!r} needs a day range and hours, e.g. {_HOURS_EXAMPLE}")
+        weekdays = _day_range(words[0])
+        spans = [_clock_range(word) for word in words[1:]]
+        for day in weekdays:
+            days[day].extend(spans)
+    return ServiceHours(" ".join(text.split()), tuple(_merge(windows) for windows in days))
+
+
+def _day_range(word: str) -> list[int]:
+    first, sep, last = word.lower().partition("-")
+    for name in (first, last) if sep else (first,):
+        if name not in DAY_NAMES:
+            raise ValueError(f"{name!r} is not a day: use {', '.join(DAY_NAMES)}, or a range such as mon-fri")
+    start = DAY_NAMES.index(first)
+    count = (DAY_NAMES.index(last) - start) % 7 + 1 if sep else 1
+    # A range may wrap past Sunday: fri-mon is Friday, Saturday, Sunday and Monday.
+    return [(start + i) % 7 for i in range(count)]
+
+
+def _clock_range(word: str) -> Window:
+    first, sep, last = word.partition("-")
+    if not sep:
+        raise ValueError(f"{word!r} is not a time range such as 09:00-19:00")
+    start, end = _clock(first, word), _clock(last, word)
+    if start == DAY_SECONDS:
+        raise ValueError(f"{word!r}: 24:00 can only end a range")
+    if end <= start:
+        raise ValueError(
+            f"{word!r}: the end must be after the start; for hours past midnight use two ranges, "
+            'e.g. "fri 22:00-24:00, sat 00:00-02:00"'
+        )
+    return start, end
+
+
+def _clock(text: str, word: str) -> int:
+    match = _CLOCK.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{word!r}: {text!r} is not a time of day such as 09:00")
+    hour, minute = int(match[1]), int(match[2])
+    if (hour, minute) != (24, 0) and (hour > 23 or minute > 59):
+        raise ValueError(f"{word!r}: {text!r} is not a time of day (00:00 to 24:00)")
+    return hour * 3600 + minute * 60
+
+
+def _merge(windows: Iterable[Window]) -> tuple[Window, ...]:
+    merged: list[Window] = []
+    for start, end in sorted(windows):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return tuple(merged)
+
+
+# ----------------------------------------------------------------------------------------------- holidays
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_dates(country: str, year: int) -> frozenset[date]:
+    # Imported here so that a config without `holidays` never loads the library.
+    import holidays
+
+    return frozenset(holidays.country_holidays(country, years=year).keys())
+
+
+def _is_holiday(country: str, day: date) -> bool:
+    return day in _holiday_dates(country, day.year)
+
+
+def supported_countries() -> frozenset[str]:
+    """The country codes the `holidays` library knows."""
+    import holidays
+
+    return frozenset(holidays.list_supported_countries())
+
+
+# ------------------------------------------------------------------------------------------------- retry
+
+RETRY_WORDS = frozenset({"formcall_unavailable", "origination_failed", "out_of_service_hours"})
+DEFAULT_SCHEDULE = (60, 300, 900, 3600, 10800, 21600)
+DEFAULT_MAX_AGE = 86400
+DEFAULT_TIMEZONE = "America/Santiago"
+# How far ahead an opening is looked for; past it the hours cannot be met (never, with valid hours).
+_SEARCH_DAYS = 400
+# Out-of-range instants (year 10000) make datetime raise these.
+_TIME_ERRORS = (OverflowError, ValueError, OSError)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a kept lead is attempted again (spec 8). Times are epoch seconds."""
+
+    on: frozenset[str] = RETRY_WORDS
+    schedule: tuple[int, ...] = DEFAULT_SCHEDULE
+    max_age: int = DEFAULT_MAX_AGE
+    service_hours: ServiceHours | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    holidays: str | None = None
+    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.schedule or min(self.schedule) <= 0:
+            raise ValueError("schedule must hold at least one wait longer than zero")
+        object.__setattr__(self, "_zone", ZoneInfo(self.timezone))
+
+    def covers(self, word: str) -> bool:
+        return word in self.on
+
+    def _hours(self) -> ServiceHours | None:
+        if self.service_hours is not None:
+            return self.service_hours
+        # Holidays without hours: any time of a day that is not a holiday.
+        return ALWAYS if self.holidays else None
+
+    def in_service(self, when: float) -> bool:
+        """Whether an attempt may be made at `when`; always, when neither hours nor holidays are set."""
+        hours = self._hours()
+        if hours is None:
+            return True
+        try:
+            local = datetime.fromtimestamp(when, self._zone)
+            if self.holidays and _is_holiday(self.holidays, local.date()):
+                return False
+        except _TIME_ERRORS:
+            return False
+        second = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+        return hours.open_at(local.weekday(), second)
+
+    def next_opening(self, after: float) -> float:
+        """`after` when in service, else the first later instant in service (holidays skipped).
+
+        If none is found within 400 days (hours that never open), `after + max_age`, so the lead expires.
+        """
+        hours = self._hours()
+        if hours is None or self.in_service(after):
+            return after
+        try:
+            day = datetime.fromtimestamp(after, self._zone).date()
+            for _ in range(_SEARCH_DAYS):
+                if not (self.holidays and _is_holiday(self.holidays, day)):
+                    for start, end in hours.windows(day.weekday()):
+                        opening = _first_instant(day, start, end, self._zone)
+                        if opening is not None and opening > after and self.in_service(opening):
+                            return opening
+                day += timedelta(days=1)
+        except _TIME_ERRORS:
+            pass
+        return after + self.max_age
+
+    def next_attempt(self, attempts: int, last_error: str, now: float) -> float:
+        """When to try again after `attempts` attempts (>= 1), the last ending in `last_error`."""
+        if last_error == "out_of_service_hours" and self.service_hours is not None:
+            opening = self.next_opening(now)
+            # Inside our hours but FormCall's own differ: fall back on the schedule.
+            if opening > now:
+                return opening
+        step = self.schedule[min(max(attempts, 1), len(self.schedule)) - 1]
+        return self.next_opening(now + step)
+
+    def expired(self, received_at: float, now: float) -> bool:
+        return now - received_at >= self.max_age
+
+
+def _first_instant(day: date, start: int, end: int, zone: ZoneInfo) -> float | None:
+    """The first instant whose local date is `day` and local time of day is in [start, end), if any."""
+    wall = datetime.combine(day, time()) + timedelta(seconds=start)
+    instant = wall.replace(tzinfo=zone).timestamp()  # fold=0: the first of a repeated hour
+    if datetime.fromtimestamp(instant, zone).replace(tzinfo=None) != wall:
+        # `start` was skipped by a clock change: the window opens when the clocks jump past it.
+        low, high = int(wall.replace(tzinfo=zone, fold=1).timestamp()), int(instant)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= wall:
+                high = middle
+            else:
+                low = middle
+        instant = high
+    local = datetime.fromtimestamp(instant, zone)
+    seconds = local.hour * 3600 + local.minute * 60 + local.second
+    if local.date() != day or seconds >= end:
+        return None
+    return float(instant)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+_RETRY_KEYS = frozenset({"on", "schedule", "max_age", "service_hours", "timezone", "holidays"})
+_RETRY_EXAMPLE = 'retry = false, or a table such as { schedule = ["1m", "5m"], max_age = "24h" }'
+
+
+def parse_retry(source: str, key: str, value: Any) -> RetryPolicy | None:
+    """The `retry` value of a route: None (retry off), the default, or a checked policy."""
+    if value is None or value is True:
+        return DEFAULT_RETRY
+    if value is False:
+        return None
+    table = _Table(source, key, value, _RETRY_KEYS, _RETRY_EXAMPLE)
+    on = DEFAULT_RETRY.on
+    if "on" in value:
+        words = table.strings("on")
+        unknown = [word for word in words if word not in RETRY_WORDS]
+        if unknown:
+            raise table.fail("on", f"{unknown[0]!r} cannot be retried; use any of {', '.join(sorted(RETRY_WORDS))}")
+        if not words:
+            raise table.fail("on", "is empty; to turn retries off write retry = false")
+        on = frozenset(words)
+    schedule = DEFAULT_RETRY.schedule
+    if "schedule" in value:
+        texts = table.strings("schedule")
+        if not texts:
+            raise table.fail("schedule", 'is empty; list the waits between attempts, e.g. ["1m", "5m", "1h"]')
+        schedule = tuple(table.duration("schedule", text, positive=True) for text in texts)
+    max_age = table.duration("max_age", value["max_age"], positive=True) if "max_age" in value else DEFAULT_MAX_AGE
+    hours = None
+    if "service_hours" in value:
+        try:
+            hours = parse_service_hours(table.string("service_hours"))
+        except ValueError as err:
+            raise table.fail("service_hours", str(err)) from err
+    zone = table.string("timezone") if "timezone" in value else DEFAULT_TIMEZONE
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
+        raise table.fail("timezone", f"{zone!r} is not a time zone name such as America/Santiago") from err
+    country = None
+    if "holidays" in value:
+        country = table.string("holidays").strip().upper()
+        try:
+            known = supported_countries()
+        except ImportError as err:  # pragma: no cover - holidays is in requirements.txt
+            raise table.fail("holidays", "needs the holidays library: pip install -r requirements.txt") from err
+        if country not in known:
+            raise table.fail("holidays", f"{country!r} is not a country code the holidays library knows, e.g. CL")
+    return RetryPolicy(on, schedule, max_age, hours, zone, country)
+
+
+# ----------------------------------------------------------------------------------------------- outcome
+
+OUTCOME_AFTER = 600
+OUTCOME_GIVE_UP = 10800
+HUBSPOT_API_URL = "https://api.hubapi.com"
+_HUBSPOT_PROPERTY = re.compile(r"[a-z][a-z0-9_]{0,99}")
+
+
+@dataclass(frozen=True)
+class HubSpotOutcome:
+    token: str
+    property: str = "formcall_call_status"
+    api_url: str = HUBSPOT_API_URL
+
+
+@dataclass(frozen=True)
+class OutcomePolicy:
+    """Spec 9: when to look up a placed call's result, and where to report it."""
+
+    after: int = OUTCOME_AFTER
+    give_up: int = OUTCOME_GIVE_UP
+    url: str | None = None
+    secret: str | None = None
+    hubspot: HubSpotOutcome | None = None
+
+
+_OUTCOME_KEYS = frozenset({"after", "give_up", "url", "secret", "hubspot"})
+_HUBSPOT_KEYS = frozenset({"token", "property", "api_url"})
+_OUTCOME_EXAMPLE = '{ url = "https://hooks.zapier.com/...", secret = "env:OUTCOME_SECRET" }'
+
+
+def parse_outcome(source: str, key: str, value: Any, check_secret: Callable[[str, Any], str]) -> OutcomePolicy | None:
+    """The `outcome` value of a route; None when absent or false. `check_secret(full_key, value)` checks refs."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return OutcomePolicy()
+    table = _Table(source, key, value, _OUTCOME_KEYS, _OUTCOME_EXAMPLE)
+    after = table.duration("after", value["after"]) if "after" in value else OUTCOME_AFTER
+    give_up = table.duration("give_up", value["give_up"], positive=True) if "give_up" in value else OUTCOME_GIVE_UP
+    if give_up <= after:
+        raise table.fail("give_up", f'must be longer than after ({after}s), e.g. after = "10m", give_up = "3h"')
+    url = secret = None
+    if "url" in value:
+        url = table.url("url")
+        if "secret" not in value:
+            raise table.fail("secret", "missing: outcome.url needs a secret reference to sign its webhooks")
+        secret = check_secret(table.key("secret"), value["secret"])
+    elif "secret" in value:
+        raise table.fail("secret", "is only used with outcome.url; add the url or remove the secret")
+    hubspot = None
+    if "hubspot" in value:
+        hub = _Table(source, table.key("hubspot"), value["hubspot"], _HUBSPOT_KEYS, '{ token = "env:HUBSPOT_TOKEN" }')
+        if "token" not in value["hubspot"]:
+            raise hub.fail("token", "missing: a private-app or service-key token, as a secret reference")
+        token = check_secret(hub.key("token"), value["hubspot"]["token"])
+        prop = hub.string("property") if "property" in value["hubspot"] else HubSpotOutcome.property
+        if not _HUBSPOT_PROPERTY.fullmatch(prop):
+            raise hub.fail("property", f"{prop!r} is not a HubSpot property name (lower case, digits, _)")
+        api_url = hub.url("api_url") if "api_url" in value["hubspot"] else HUBSPOT_API_URL
+        hubspot = HubSpotOutcome(token, prop, api_url)
+    return OutcomePolicy(after, give_up, url, secret, hubspot)
+
+
+# ------------------------------------------------------------------------------------------------- leads
+
+KEEP_FIELDS = ("until_done", "keep")
+
+
+@dataclass(frozen=True)
+class LeadsPolicy:
+    """The `[leads]` table: how long records live, what they keep, and the opt-out hash key."""
+
+    keep_days: int = 30
+    keep_fields: str = "until_done"
+    hash_key: str | None = None
+
+
+def parse_leads(source: str, value: Any, check_secret: Callable[[str, Any], str]) -> LeadsPolicy:
+    if value is None:
+        return LeadsPolicy()
+    table = _Table(source, "leads", value, {"keep_days", "keep_fields", "hash_key"}, "[leads] with keep_days = 30")
+    keep_days = LeadsPolicy.keep_days
+    if "keep_days" in value:
+        keep_days = value["keep_days"]
+        if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days <= 0:
+            raise table.fail("keep_days", f"must be a whole number of days above 0, not {keep_days!r}")
+    keep_fields = table.string("keep_fields") if "keep_fields" in value else LeadsPolicy.keep_fields
+    if keep_fields not in KEEP_FIELDS:
+        raise table.fail("keep_fields", f'must be "until_done" or "keep", not {keep_fields!r}')
+    hash_key = check_secret(table.key("hash_key"), value["hash_key"]) if "hash_key" in value else None
+    return LeadsPolicy(keep_days, keep_fields, hash_key)
+
+
+# ------------------------------------------------------------------------------------------------ helper
+
+
+class _Table:
+    """One config table: refuses unknown keys and names the full key in every error."""
+
+    def __init__(self, source: str, prefix: str, value: Any, allowed: Iterable[str], example: str) -> None:
+        self.source, self.prefix, self.allowed = source, prefix, frozenset(allowed)
+        if not isinstance(value, Mapping):
+            raise ConfigError(source, prefix, f"must be a table, e.g. {example}")
+        self.data: Mapping[str, Any] = value
+        for name in value:
+            if name not in self.allowed:
+                raise self.fail(name, f"unknown key; known keys here: {', '.join(sorted(self.allowed))}")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
+
+    def fail(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, self.key(name), problem)
+
+    def string(self, name: str) -> str:
+        value = self.data[name]
+        if not isinstance(value, str):
+            raise self.fail(name, f"must be a string, not {_kind(value)}")
+        return value
+
+    def strings(self, name: str) -> list[str]:
+        value = self.data[name]
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail(name, f'must be a list of strings, e.g. ["a", "b"], not {_kind(value)}')
+        return value
+
+    def duration(self, name: str, value: Any, *, positive: bool = False) -> int:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as err:
+            raise self.fail(name, str(err)) from err
+        if positive and seconds == 0:
+            raise self.fail(name, f"{value!r} must be longer than zero")
+        return seconds
+
+    def url(self, name: str) -> str:
+        value = self.string(name)
+        try:
+            parts = urlsplit(value)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise self.fail(name, f"{value!r} must be an http(s) URL")
+        return value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "a table"
+    return type(value).__name__
