@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -17,37 +15,25 @@ from . import config as config_module
 from . import guards, mapping, once, parsing, phones
 from .answers import Response, failure, success
 from .auth import authenticate
-from .config import Config, Rate, Route
+from .config import Config, Route
+from .delivery import MISCONFIGURED, Report, Submission
 from .errors import (
     BadRequest,
-    ConfigError,
-    FormCallMisconfigured,
-    FormCallUnavailable,
     MethodNotAllowed,
     Misconfigured,
     PayloadTooLarge,
     RateLimited,
+    Unauthorized,
     UnknownRoute,
     WebhookError,
 )
-from .formcall import (
-    INVALID_TOKEN,
-    FormCallClient,
-    FormCallUncertain,
-    ListUnavailable,
-    Placed,
-    ReconcileUnknown,
-    make_pool,
-)
-from .logs import RequestLogger, level_from_env, project_id, setup_library_logging, severity_for
-from .secret_store import SecretStore
-from .stores import Store, StoreUnavailable, open_store
+from .formcall import make_pool
+from .logs import severity_for
+from .runtime import Runtime
+from .stores import Backend
 from .templates import TemplateFailed
 
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
-_MISCONFIGURED = "The function is not configured correctly; its log says why."
-# A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
-SETTLE_TIMEOUTS = 2
 
 
 @dataclass(frozen=True)
@@ -72,12 +58,12 @@ class Outcome:
     route: str = ""
     outcome: str = ""
     phone: str | None = None
-    uuid: str | None = None
     popup_uuid: str | None = None
     formcall_error_code: int | None = None
     reason: str | None = None
     adicional_keys: list[str] = field(default_factory=list)
     route_config: Route | None = None
+    report: Report = field(default_factory=Report)
 
 
 def route_name(path: str) -> str:
@@ -86,61 +72,24 @@ def route_name(path: str) -> str:
 
 
 class App:
-    """One per process: the config, the secret cache, the store and the HTTP sessions live here."""
+    """The HTTP pipeline only; what it needs lives in one Runtime per process."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = os.environ if environ is None else environ
-        self._lock = threading.Lock()
-        self._config: Config | None = None
-        self._config_error: ConfigError | None = None
-        self._loaded = False
-        self.secrets = SecretStore(self.environ)
-        self._client: FormCallClient | None = None
-        self._store: Store | None = None
+    def __init__(self, environ: Mapping[str, str] | None = None, runtime: Runtime | None = None) -> None:
+        self.runtime = runtime or Runtime(environ)
+        self.environ = self.runtime.environ
+        self.secrets = self.runtime.secrets
+        self.logger = self.runtime.logger
         self._captcha_pool: urllib3.PoolManager | None = None
-        level = level_from_env(self.environ)
-        self.logger = RequestLogger(level, project_id(self.environ))
-        setup_library_logging(level)
-
-    # -- configuration, loaded once; a broken one answers 500 to every request, never crashes --
 
     def config(self) -> Config:
-        if not self._loaded:
-            with self._lock:
-                if not self._loaded:
-                    try:
-                        self._config = config_module.load(self.environ)
-                        self.secrets.ttl = self._config.secret_ttl_seconds
-                        self.secrets.timeout = self._config.timeout_seconds
-                        self._client = FormCallClient(
-                            self._config.api_url, self._config.timeout_seconds, self._config.ca_bundle
-                        )
-                        self._store = open_store(self._config.store_url, self._config.timeout_seconds)
-                    except ConfigError as err:
-                        self._config_error = err
-                    self._loaded = True
-        if self._config is None:
-            raise Misconfigured(_MISCONFIGURED, reason=f"config error: {self._config_error}")
-        return self._config
+        return self.runtime.config()
 
     def warm(self) -> None:
-        """Load the config and the heavy libraries it needs before the first request (cold start),
-        so no lead waits for them. A broken config is kept for the requests to report, not raised."""
-        try:
-            config = self.config()
-        except Misconfigured:
-            return
-        refs = [config.security_token]
-        for route in config.routes.values():
-            refs += [route.auth.secret, route.auth.password, route.captcha.secret if route.captcha else None]
-        if any(ref and ref.startswith("secret:") for ref in refs):
-            # Only the import (a second or more): the client itself is made in the worker that uses it.
-            import google.cloud.secretmanager  # noqa: F401
+        self.runtime.warm()
 
     @property
-    def store(self) -> Store:
-        assert self._store is not None
-        return self._store
+    def store(self) -> Backend:
+        return self.runtime.store
 
     # -- the pipeline --
 
@@ -151,14 +100,14 @@ class App:
             response = self._handle(request, outcome)
         except WebhookError as err:
             outcome.outcome = err.error
-            outcome.formcall_error_code = err.formcall_error_code
-            outcome.reason = err.reason
+            outcome.formcall_error_code = err.formcall_error_code or outcome.formcall_error_code
+            outcome.reason = err.reason or outcome.reason
             response = failure(err)
         except Exception as err:  # a bug: answer like the table's 500, log where, never the data
             frame = traceback.extract_tb(err.__traceback__)[-1]
             outcome.outcome = "misconfigured"
             outcome.reason = f"internal error {type(err).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
-            response = failure(Misconfigured(_MISCONFIGURED))
+            response = failure(Misconfigured(MISCONFIGURED))
         if outcome.route_config is not None:
             response = self._dress(request, outcome.route_config, response, outcome)
         self._log(request, response, outcome, started)
@@ -191,18 +140,21 @@ class App:
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
 
         raw = _read_limited(request, route.max_body_bytes)
-        authenticate(
-            route.auth,
-            method=method,
-            url=request.url,
-            query_string=request.query_string,
-            headers=request.headers,
-            body=raw,
-            resolve=self.secrets.resolve,
-        )
         ip = guards.client_ip(request.headers, request.remote_addr)
-        if route.rate_per_ip is not None:
-            self._rate_limit(route, "ip", ip, route.rate_per_ip)
+        try:
+            trusted = authenticate(
+                route.auth,
+                method=method,
+                url=request.url,
+                query_string=request.query_string,
+                headers=request.headers,
+                body=raw,
+                resolve=self.secrets.resolve,
+            )
+        except Unauthorized:
+            # Failed authentications count toward per_ip, so a token cannot be guessed at leisure.
+            self._count_failure(route, ip)
+            raise
 
         body, query = parse_submission(route, method, request.headers, request.query_string, raw)
         if guards.honeypot_filled(route, body):
@@ -220,129 +172,36 @@ class App:
         if route.dry_run:
             outcome.outcome = "dry_run"
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
-        return self._once(config, route, request, context, lead, payload, outcome)
-
-    def _once(
-        self,
-        config: Config,
-        route: Route,
-        request: Request,
-        context: Mapping[str, Any],
-        lead: phones.Lead,
-        payload: dict[str, Any],
-        outcome: Outcome,
-    ) -> Response:
-        """Place the call unless this lead, or this delivery, was already answered."""
-        keys = []
-        delivery_id = request.headers.get("idempotency-key") or request.headers.get("webhook-id")
-        if delivery_id:
-            keys.append(
-                (
-                    once.key(route.name, "delivery", delivery_id),
-                    max(route.dedupe_window_seconds, once.IDEMPOTENCY_SECONDS),
-                )
-            )
-        dedupe_value = route.dedupe_key.render(context) if route.dedupe_key is not None else ""
-        keys.append(
-            (
-                once.key(route.name, "lead", dedupe_value or f"{lead.e164}|{payload['popup_uuid']}"),
-                route.dedupe_window_seconds,
-            )
+        submission = Submission(
+            route=route,
+            lead=lead,
+            payload={k: v for k, v in payload.items() if k != "security_token"},
+            dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
+            delivery=_delivery_id(route, request.headers, trusted),
+            ip_key=guards.rate_key(ip) if hasattr(guards, "rate_key") else ip,
         )
-        pending_ttl = config.timeout_seconds + 30
-        marker = once.new_marker()
-        held = once.acquire(self.store, keys, pending_ttl, config.timeout_seconds + 2, marker)
-        if isinstance(held, once.Uncertain):
-            first = self._settle(config, keys, held, lead, payload, marker, pending_ttl, outcome)
-            held = first or once.acquire(self.store, keys, pending_ttl, config.timeout_seconds + 2, marker)
-            if isinstance(held, once.Uncertain):
-                once.release(self.store, held.claim)
-                raise FormCallUnavailable(
-                    "The same submission is being settled; try again shortly.", retry_after=5, reason="settle race"
-                )
-        if isinstance(held, once.FirstAnswer):
-            outcome.outcome = "duplicate"
-            outcome.uuid = held.uuid
-            return success(duplicate=True, uuid=held.uuid)
-        attempt_started = time.time()
-        try:
-            if route.rate_per_phone is not None:
-                self._rate_limit(route, "phone", lead.e164, route.rate_per_phone)
-            placed = self._deliver(config, payload)
-        except FormCallUncertain:
-            # FormCall got the request; whether it queued the call is unknown until its list says.
-            once.mark_uncertain(self.store, held, attempt_started)
-            raise
-        except BaseException:
-            once.release(self.store, held)
-            raise
-        try:
-            once.complete(self.store, held, once.FirstAnswer(placed.uuid, placed.pending))
-        except StoreUnavailable as err:
-            # The call exists: answer it as placed. Its pending claim still expires on its own.
-            outcome.reason = err.reason
-        outcome.uuid = placed.uuid
-        if placed.pending:
-            outcome.outcome = "pending"
-            return success(202, pending=True)
-        outcome.outcome = "placed"
-        return success(uuid=placed.uuid)
+        report = outcome.report
+        first = self.runtime.deliverer.submit(submission, report)
+        outcome.outcome = report.outcome or "placed"
+        if report.outcome == "duplicate":
+            return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
+        if first.scheduled:
+            return success(scheduled=True, lead_id=first.lead_id)
+        if first.pending:
+            return success(pending=True, lead_id=first.lead_id)
+        return success(uuid=first.uuid, lead_id=first.lead_id)
 
-    def _settle(
-        self,
-        config: Config,
-        keys: list[tuple[str, int]],
-        uncertain: once.Uncertain,
-        lead: phones.Lead,
-        payload: dict[str, Any],
-        marker: str,
-        pending_ttl: float,
-        outcome: Outcome,
-    ) -> once.FirstAnswer | None:
-        """An earlier attempt's answer was lost: find its call in FormCall's list before calling again.
-
-        The first answer when the call exists; None when it does not (or the list cannot tell: a lost
-        lead is worse than a second ring), after which this submission holds the keys.
-        """
-        waited = time.time() - uncertain.since
-        settle_after = config.timeout_seconds * SETTLE_TIMEOUTS
-        if waited < settle_after:
-            # FormCall may still be working on the first request: its call would not be listed yet.
-            once.release(self.store, uncertain.claim)
-            raise FormCallUnavailable(
-                "The previous attempt is still being confirmed; try again shortly.",
-                retry_after=max(1, math.ceil(settle_after - waited)),
-                reason="previous attempt's outcome not settled yet",
-            )
-        assert self._client is not None
-        assert config.security_token is not None
-        token = self.secrets.resolve(config.security_token)
-        digits = lead.country_code + lead.areacode + lead.phonenumber
-        try:
-            uuid = self._client.find_call(token, payload["popup_uuid"], digits, uncertain.since)
-        except ListUnavailable as err:
-            # Ask again later rather than guess; the uncertain mark expires with the dedupe window.
-            once.release(self.store, uncertain.claim)
-            raise FormCallUnavailable(
-                "The previous attempt could not be confirmed yet; try again later.",
-                reason=f"previous attempt unconfirmed ({err})",
-            ) from err
-        except ReconcileUnknown as err:
-            uuid = None
-            outcome.reason = f"previous attempt unconfirmed ({err}); calling again"
-        answer = once.FirstAnswer(uuid) if uuid else None
-        once.settle(self.store, keys, uncertain, answer, marker, pending_ttl)
-        if answer is None and outcome.reason is None:
-            outcome.reason = "previous attempt placed no call; calling"
-        return answer
-
-    def _rate_limit(self, route: Route, kind: str, value: str, rate: Rate) -> None:
-        count, seconds_left = self.store.hit(once.key(route.name, f"rate-{kind}", value), rate.seconds)
+    def _count_failure(self, route: Route, ip: str) -> None:
+        rate = route.rate_per_ip
+        if rate is None:
+            return
+        ip_key = guards.rate_key(ip) if hasattr(guards, "rate_key") else ip
+        count, seconds_left = self.store.hit(once.key(route.name, "rate-ip", ip_key), rate.seconds)
         if count > rate.count:
             raise RateLimited(
                 "Too many submissions; try again later.",
                 retry_after=seconds_left,
-                reason=f"rate limit per_{kind} {rate.count}/{rate.seconds}s exceeded",
+                reason=f"rate limit per_ip {rate.count}/{rate.seconds}s exceeded (failed authentications)",
             )
 
     def _captcha(self) -> urllib3.PoolManager:
@@ -350,45 +209,51 @@ class App:
             self._captcha_pool = make_pool(maxsize=8)
         return self._captcha_pool
 
-    def _deliver(self, config: Config, payload: dict[str, Any]) -> Placed:
-        if config.security_token is None:
-            raise Misconfigured(
-                _MISCONFIGURED,
-                reason="no FormCall token: set FORMCALL_SECURITY_TOKEN, FORMCALL_SECURITY_TOKEN_SECRET "
-                "or formcall.security_token",
-            )
-        assert self._client is not None
-        token = self.secrets.resolve(config.security_token)
-        try:
-            return self._client.place_call({**payload, "security_token": token})
-        except FormCallMisconfigured as err:
-            if err.formcall_error_code != INVALID_TOKEN:
-                raise
-            # The token may have been rotated: fetch it again and, if it changed, try once more.
-            # Error 8 means nothing was queued, so this retry cannot ring anyone twice.
-            self.secrets.invalidate(config.security_token)
-            fresh = self.secrets.resolve(config.security_token)
-            if fresh == token:
-                raise
-            return self._client.place_call({**payload, "security_token": fresh})
-
     def _log(self, request: Request, response: Response, outcome: Outcome, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        report = outcome.report
         fields = {
             "route": outcome.route,
             "outcome": outcome.outcome,
             "status": response.status,
-            "uuid": outcome.uuid,
+            "lead_id": report.lead_id,
+            "uuid": report.uuid,
             "phone": outcome.phone,
             "popup_uuid": outcome.popup_uuid,
-            "formcall_error_code": outcome.formcall_error_code,
-            "reason": outcome.reason,
+            "formcall_error_code": outcome.formcall_error_code or report.formcall_error_code,
+            "formcall_ms": report.formcall_ms,
+            "wait_seconds": report.wait_seconds,
+            "attempts": report.attempts,
+            "source": "request",
+            "reason": outcome.reason or report.reason,
             "adicional_keys": outcome.adicional_keys or None,
             "duration_ms": duration_ms,
             "method": request.method,
         }
         message = f"{outcome.route}: {outcome.outcome} ({response.status})"
         self.logger.write(severity_for(response.status), message, fields, request.headers)
+        if report.extra.get("lead_failed"):
+            self.logger.write(
+                "ERROR",
+                f"{outcome.route}: lead_failed",
+                {"route": outcome.route, "outcome": "lead_failed", "lead_id": report.lead_id, "source": "request",
+                 "reason": outcome.reason or report.reason, "formcall_error_code": outcome.formcall_error_code},
+                request.headers,
+            )  # fmt: skip
+
+
+def _delivery_id(route: Route, headers: Mapping[str, str], trusted: Any) -> tuple[str, int] | None:
+    """The id replays are caught by: what a signed scheme vouches for; on unsigned routes the sender's
+    Idempotency-Key or webhook-id. A signed route never trusts an unsigned header (spec 5)."""
+    if trusted is not None:
+        return str(trusted.id), int(trusted.window_seconds)
+    if route.auth.type in SIGNED_TYPES:
+        return None
+    value = headers.get("idempotency-key") or headers.get("webhook-id")
+    return (value, once.IDEMPOTENCY_SECONDS) if value else None
+
+
+SIGNED_TYPES = frozenset({"hubspot", "standard_webhooks", "typeform", "tally", "webflow"})
 
 
 @dataclass(frozen=True)
@@ -436,7 +301,7 @@ def map_submission(
         ) from err
     if not config_module.is_uuid(popup):
         raise Misconfigured(
-            _MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"
+            MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"
         )
     payload: dict[str, Any] = {
         "popup_uuid": popup,

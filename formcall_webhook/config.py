@@ -17,6 +17,8 @@ from jinja2 import TemplateSyntaxError
 from .errors import ConfigError
 from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
 from .secret_store import DEFAULT_TTL_SECONDS, is_reference, is_version_name
+from .states import LeadsPolicy, OutcomePolicy, RetryPolicy, parse_leads, parse_outcome, parse_retry
+from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
 
 DEFAULT_API_URL = "https://clickandtalk.medularis.com/calls/manage/api"
@@ -96,6 +98,9 @@ class Route:
     allow_get: bool
     max_body_bytes: int
     dry_run: bool
+    # None: retry = false (spec 8); None: no outcome work (spec 9).
+    retry: RetryPolicy | None = None
+    outcome: OutcomePolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,9 @@ class Config:
     secret_ttl_seconds: float
     store_url: str
     routes: Mapping[str, Route] = field(default_factory=dict)
+    leads: LeadsPolicy = field(default_factory=LeadsPolicy)
+    # memory:// only: how often the function process sweeps its own leads (spec 8).
+    sweep_seconds: float = 15.0
 
 
 def env_flag(environ: Mapping[str, str], name: str) -> bool:
@@ -240,14 +248,15 @@ def check_secret_reference(source: str, key: str, value: str) -> str:
 ROUTE_KEYS = {
     "popup_uuid", "phone", "phone_parts", "region", "allowed_regions", "allowed_number_types",
     "adicional", "adicional_max_length", "auth", "honeypot", "captcha", "dedupe", "rate_limit",
-    "redirect", "cors_origins", "allow_get", "max_body_bytes", "dry_run",
+    "redirect", "cors_origins", "allow_get", "max_body_bytes", "dry_run", "retry", "outcome", "consent",
 }  # fmt: skip
 # Table-valued keys: a route's table is merged over the one in [defaults], key by key.
-_MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redirect", "phone_parts"}
+_MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redirect", "phone_parts", "retry", "outcome",
+                  "consent"}  # fmt: skip
 
 
 def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    top = _Reader(source, "", data, {"formcall", "defaults", "routes"})
+    top = _Reader(source, "", data, {"formcall", "defaults", "routes", "leads"})
     formcall = _Reader(source, "formcall", top.table("formcall") or {}, {
         "api_url", "security_token", "timeout_seconds", "ca_bundle", "secret_ttl_seconds",
     })  # fmt: skip
@@ -300,9 +309,27 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
                 merged[k] = v
         routes[name] = _route(source, name, merged, env, region_default, dry_run_all)
     store_url = env.get("FORMCALL_STORE_URL", "").strip() or "memory://"
-    if not store_url.startswith(("memory://", "redis://", "rediss://")):
-        raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", "must be memory:// or redis://HOST:PORT/DB")
-    return Config(source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes)
+    if not store_url.startswith(tuple(STORE_SCHEMES)):
+        raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", f"must be {', '.join(STORE_SCHEMES.values())}")
+    leads = parse_leads(source, top.table("leads"), lambda key, value: _secret_ref(source, key, value))
+    sweep_text = env.get("FORMCALL_SWEEP_SECONDS", "").strip() or "15"
+    try:
+        sweep_seconds = float(sweep_text)
+    except ValueError:
+        sweep_seconds = -1.0
+    if not 0 < sweep_seconds <= 3600:
+        raise ConfigError(
+            ENV_SOURCE, "FORMCALL_SWEEP_SECONDS", f"must be seconds between 1 and 3600, not {sweep_text!r}"
+        )
+    return Config(source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes, leads, sweep_seconds)
+
+
+def _secret_ref(source: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            source, key, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
+        )
+    return check_secret_reference(source, key, value)
 
 
 def _route(
@@ -386,6 +413,10 @@ def _route(
         allow_get=r.get("allow_get", bool, False),
         max_body_bytes=_positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         dry_run=dry_run_all or r.get("dry_run", bool, False),
+        retry=parse_retry(source, r.key("retry"), r.data.get("retry")),
+        outcome=parse_outcome(
+            source, r.key("outcome"), r.data.get("outcome"), lambda key, value: _secret_ref(source, key, value)
+        ),
     )
 
 

@@ -1,9 +1,9 @@
-"""Exactly one call per lead: dedupe keys and idempotency keys held in the store (spec section 4).
+"""Exactly one call per lead: the keys claims live under, and the values they hold (spec 4 and 8).
 
-A key holds one of three things: `pending:<id>` while a submission is calling FormCall, the first
-answer once it did, or `uncertain:<time>:<id>` when FormCall got the request but its answer was lost
-(a timeout, a reset). An uncertain key is settled by the next delivery, from FormCall's own list of
-calls, before anything is placed again.
+A claim holds `pending:<id>` while a submission is calling FormCall, then the first answer (the lead's
+id, and its uuid once there is one) for the dedupe window, or, on a route with `retry = false`,
+`uncertain:<time>:<lead_id>` when FormCall got the request but its answer was lost; the next delivery
+settles that from FormCall's own list before anything is placed again.
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import time
 from dataclasses import dataclass
 
-from .errors import FormCallUnavailable
-from .stores import Store
-
-_PENDING = "pending:"
-_UNCERTAIN = "uncertain:"
-_POLL_SECONDS = 0.05
-# How long a replayed Idempotency-Key / webhook-id is recognised: senders retry for a day or more.
+PENDING = "pending:"
+UNCERTAIN = "uncertain:"
+# How long a replayed Idempotency-Key is recognised: senders retry for a day or more.
 IDEMPOTENCY_SECONDS = 86400
+# Dedupe and per_phone are per number across routes (spec 2): their keys name no route.
+ANY_ROUTE = "*"
 
 
 def key(route: str, kind: str, value: str) -> str:
@@ -30,19 +27,40 @@ def key(route: str, kind: str, value: str) -> str:
     return f"formcall:{route}:{kind}:{digest}"
 
 
+def lease_key(lead_id: str) -> str:
+    """Whoever holds it is working on the lead: one attempt at a time, whatever the number of sweepers."""
+    return f"formcall:lease:{lead_id}"
+
+
 def new_marker() -> str:
-    return _PENDING + secrets.token_hex(8)
+    return PENDING + secrets.token_hex(8)
+
+
+def uncertain_value(since: float, lead_id: str) -> str:
+    return f"{UNCERTAIN}{since:.3f}:{lead_id}"
+
+
+def parse_uncertain(value: str) -> tuple[float, str]:
+    """The time of the attempt whose answer was lost, and its lead's id."""
+    _, since, lead_id = [*value.split(":", 2), "", ""][:3]
+    try:
+        return float(since), lead_id
+    except ValueError:
+        return 0.0, lead_id
 
 
 @dataclass(frozen=True)
 class FirstAnswer:
     """What the first submission got; every duplicate is answered with it."""
 
-    uuid: str | None
+    lead_id: str | None
+    uuid: str | None = None
     pending: bool = False
+    scheduled: bool = False
 
     def dumps(self) -> str:
-        return json.dumps({"uuid": self.uuid, "pending": self.pending})
+        data = {"lead_id": self.lead_id, "uuid": self.uuid, "pending": self.pending, "scheduled": self.scheduled}
+        return json.dumps({k: v for k, v in data.items() if v})
 
     @staticmethod
     def loads(text: str) -> FirstAnswer:
@@ -50,95 +68,12 @@ class FirstAnswer:
             data = json.loads(text)
         except ValueError:
             return FirstAnswer(None)
-        uuid = data.get("uuid") if isinstance(data, dict) else None
-        pending = bool(data.get("pending")) if isinstance(data, dict) else False
-        return FirstAnswer(uuid if isinstance(uuid, str) else None, pending)
-
-
-@dataclass
-class Claim:
-    """Keys this request holds (with its marker) while it places the call."""
-
-    keys: list[tuple[str, int]]
-    marker: str
-
-
-@dataclass(frozen=True)
-class Uncertain:
-    """An earlier attempt whose outcome is unknown; `claim` holds the keys claimed before it was met."""
-
-    value: str
-    since: float
-    claim: Claim
-
-
-def acquire(
-    store: Store, keys: list[tuple[str, int]], pending_ttl: float, wait: float, marker: str | None = None
-) -> Claim | FirstAnswer | Uncertain:
-    """Claim every key, or return the first answer of the submission that holds one.
-
-    A key held by a submission still in flight is waited for, so twenty identical posts at once
-    place one call and nineteen answers carry its uuid.
-    """
-    marker = marker or new_marker()
-    claimed: list[tuple[str, int]] = []
-    deadline = time.monotonic() + wait
-    for store_key, window in keys:
-        while True:
-            existing = store.claim(store_key, marker, pending_ttl)
-            if existing is None or existing == marker:
-                claimed.append((store_key, window))
-                break
-            if existing.startswith(_UNCERTAIN):
-                return Uncertain(existing, _since(existing), Claim(claimed, marker))
-            if not existing.startswith(_PENDING):
-                first = FirstAnswer.loads(existing)
-                # Replays of what we claimed so far must get this same answer too.
-                complete(store, Claim(claimed, marker), first)
-                return first
-            if time.monotonic() >= deadline:
-                release(store, Claim(claimed, marker))
-                raise FormCallUnavailable(
-                    "The same submission is still being processed; try again shortly.",
-                    retry_after=5,
-                    reason="identical submission still in flight",
-                )
-            time.sleep(_POLL_SECONDS)
-    return Claim(claimed, marker)
-
-
-def _since(value: str) -> float:
-    try:
-        return float(value.split(":")[1])
-    except (IndexError, ValueError):
-        return 0.0
-
-
-def complete(store: Store, claim: Claim, answer: FirstAnswer) -> None:
-    for store_key, window in claim.keys:
-        store.put(store_key, answer.dumps(), window)
-
-
-def release(store: Store, claim: Claim) -> None:
-    """No call was placed: let the sender's retry try again."""
-    for store_key, _ in claim.keys:
-        store.release(store_key, claim.marker)
-
-
-def mark_uncertain(store: Store, claim: Claim, since: float) -> None:
-    """FormCall may have placed the call: hold the keys until a later delivery settles it."""
-    value = f"{_UNCERTAIN}{since:.3f}:{claim.marker.removeprefix(_PENDING)}"
-    for store_key, window in claim.keys:
-        store.replace(store_key, claim.marker, value, window)
-
-
-def settle(store: Store, keys: list[tuple[str, int]], uncertain: Uncertain, answer: FirstAnswer | None,
-           marker: str, pending_ttl: float) -> None:  # fmt: skip
-    """The uncertain attempt is settled: it placed `answer`, or (None) nothing, so `marker` takes over."""
-    for store_key, window in keys:
-        if answer is not None:
-            store.replace(store_key, uncertain.value, answer.dumps(), window)
-        else:
-            store.replace(store_key, uncertain.value, marker, pending_ttl)
-    if answer is not None:
-        complete(store, uncertain.claim, answer)
+        if not isinstance(data, dict):
+            return FirstAnswer(None)
+        lead_id, uuid = data.get("lead_id"), data.get("uuid")
+        return FirstAnswer(
+            lead_id if isinstance(lead_id, str) else None,
+            uuid if isinstance(uuid, str) else None,
+            data.get("pending") is True,
+            data.get("scheduled") is True,
+        )

@@ -1,0 +1,189 @@
+"""The sweeper (spec 8 and 9): one bounded pass over every due lead, each under a lease.
+
+It picks due work by `due_at`, persists each transition conditionally on the version it read, and only
+then reports. A lead whose lease another sweeper holds is left to that sweeper.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import once, records
+from .delivery import Report
+from .errors import WebhookError
+from .runtime import Runtime
+
+# A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
+BUDGET_SECONDS = 45.0
+_BATCH = 200
+# Outcome words of attempts -> the count they add to.
+_COUNTED = {"placed": "placed", "pending": "pending", "scheduled": "scheduled", "lead_failed": "failed",
+            "opted_out": "failed"}  # fmt: skip
+
+
+@dataclass
+class Counts:
+    due: int = 0
+    placed: int = 0
+    pending: int = 0
+    scheduled: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"due": self.due, "placed": self.placed, "pending": self.pending, "scheduled": self.scheduled,
+                "failed": self.failed}  # fmt: skip
+
+
+class Sweeper:
+    def __init__(self, runtime: Runtime, outcome_work: Callable[[dict[str, Any], Report], Any] | None = None) -> None:
+        self.runtime = runtime
+        # Spec 9's lookups and reports for placed leads; None until configured by the caller.
+        self.outcome_work = outcome_work
+
+    def run(self, budget_seconds: float = BUDGET_SECONDS, now: float | None = None) -> dict[str, int]:
+        """One pass: every lead due at the start of the pass, unless the budget runs out first."""
+        store = self.runtime.store
+        started = time.monotonic()
+        now = time.time() if now is None else now
+        counts = Counts()
+        seen: set[str] = set()
+        while time.monotonic() - started < budget_seconds:
+            batch = [r for r in store.due_leads(now, _BATCH) if r["lead_id"] not in seen]
+            if not batch:
+                break
+            for record in batch:
+                seen.add(record["lead_id"])
+                if time.monotonic() - started >= budget_seconds:
+                    break
+                self._one(record, now, counts)
+        self.runtime.logger.write(
+            "INFO",
+            f"sweep: {counts.due} due",
+            {"outcome": "sweep", "source": "sweep", "duration_ms": round((time.monotonic() - started) * 1000, 1),
+             **counts.as_dict()},  # fmt: skip
+            {},
+        )
+        return counts.as_dict()
+
+    def retry_now(self, lead_id: str) -> Report | None:
+        """`leads retry`: a failed or scheduled lead, now, under the same lease as the sweeper's."""
+        store = self.runtime.store
+        record = store.get_lead(lead_id)
+        if record is None:
+            return None
+        if record["state"] not in (records.SCHEDULED, records.FAILED):
+            report = Report(outcome=record["state"], lead_id=lead_id, uuid=record.get("uuid"))
+            report.reason = "already " + record["state"]
+            return report
+        marker = once.new_marker()
+        lease = once.lease_key(lead_id)
+        if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
+            return Report(outcome="busy", lead_id=lead_id, reason="another sweeper holds this lead now")
+        try:
+            record = store.get_lead(lead_id) or record
+            now = time.time()
+            # A failed lead gets a fresh max_age from now on: it was the operator's choice to try again.
+            fields: dict[str, Any] = {"state": records.SCHEDULED, "due_at": now}
+            if record["state"] == records.FAILED:
+                fields["received_ts"] = record["received_ts"] if not record.get("payload") else now
+            renewed = records.changed(record, **fields)
+            if not store.save_lead(renewed, record["version"]):
+                return Report(outcome="busy", lead_id=lead_id, reason="the lead changed while it was read")
+            report = Report()
+            self.runtime.deliverer.attempt(renewed, report)
+            self._log(renewed, report)
+            return report
+        finally:
+            store.release(lease, marker)
+
+    def _one(self, record: dict[str, Any], now: float, counts: Counts) -> None:
+        store = self.runtime.store
+        marker = once.new_marker()
+        lease = once.lease_key(record["lead_id"])
+        if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
+            return  # another sweeper, or the request placing it, has it
+        try:
+            fresh = store.get_lead(record["lead_id"])
+            if fresh is None or fresh.get("due_at") is None or fresh["due_at"] > now:
+                return
+            counts.due += 1
+            report = Report(lead_id=fresh["lead_id"])
+            try:
+                if fresh["state"] == records.SCHEDULED:
+                    self.runtime.deliverer.attempt(fresh, report)
+                elif self.outcome_work is not None and fresh.get("outcome"):
+                    self.outcome_work(fresh, report)
+                else:
+                    # Nothing left to do for it: never leave a lead due and untouched.
+                    store.save_lead(records.changed(fresh, due_at=None), fresh["version"])
+            except WebhookError as err:
+                # The store or the token went away mid-lead: the lead stays due for the next pass.
+                report.outcome = report.outcome or err.error
+                report.reason = err.reason
+            counted = _COUNTED.get(report.outcome)
+            if counted:
+                setattr(counts, counted, getattr(counts, counted) + 1)
+            if report.outcome:
+                self._log(fresh, report)
+        finally:
+            store.release(lease, marker)
+
+    def _log(self, record: dict[str, Any], report: Report) -> None:
+        outcome = report.outcome
+        severity = "ERROR" if outcome in ("lead_failed", "outcome_failed") else (
+            "WARNING" if outcome in ("scheduled", "opted_out") else "INFO")  # fmt: skip
+        fields = {
+            "route": str(record.get("route", ""))[:64],
+            "outcome": outcome,
+            "lead_id": record["lead_id"],
+            "uuid": report.uuid,
+            "phone": record.get("phone"),
+            "popup_uuid": record.get("popup_uuid"),
+            "formcall_error_code": report.formcall_error_code,
+            "formcall_ms": report.formcall_ms,
+            "wait_seconds": report.wait_seconds,
+            "attempts": report.attempts,
+            "source": "sweep",
+            "reason": report.reason,
+            **report.extra,
+        }
+        self.runtime.logger.write(severity, f"{fields['route']}: {outcome} (sweep)", fields, {})
+
+
+class SelfSweeper:
+    """memory://: no other process can see this one's leads, so it sweeps them itself (spec 8)."""
+
+    def __init__(self, sweeper: Sweeper, seconds: float) -> None:
+        self.sweeper = sweeper
+        self.seconds = seconds
+        self._pid: int | None = None
+        self._stop = threading.Event()
+
+    def ensure_running(self) -> None:
+        """Start the thread in this process (after a fork the parent's thread is not here)."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        threading.Thread(target=self._loop, name="formcall-self-sweep", daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.seconds):
+            try:
+                self.sweeper.run(budget_seconds=max(1.0, self.seconds * 0.8))
+            except Exception as err:  # never let the thread die: log and go on
+                self.sweeper.runtime.logger.write(
+                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
+                )
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def counts_json(counts: dict[str, int]) -> bytes:
+    return json.dumps(counts, separators=(",", ":")).encode()
