@@ -555,3 +555,18 @@ def test_new_answers(error_class: type[errors.WebhookError], status: int, word: 
     assert response.status == status
     assert json.loads(response.body) == {"success": False, "error": word, "message": "A sentence."}
     assert response.headers.get("Retry-After") == retry_after
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    which=st.integers(0, len(POLICIES) - 1),
+    after=st.floats(min_value=at(2025, 1, 1, 0, 0), max_value=at(2031, 1, 1, 0, 0)),
+)
+def test_next_opening_is_the_first_instant_in_service(which: int, after: float) -> None:
+    chosen = POLICIES[which]
+    opening = chosen.next_opening(after)
+    assert opening >= after and chosen.in_service(opening)
+    if opening > after:
+        # Nothing between `after` and the opening is in service: sample the gap, and the second before.
+        assert not any(chosen.in_service(after + (opening - after) * k / 97) for k in range(97))
+        assert opening - 1 <= after or not chosen.in_service(opening - 1)
