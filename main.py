@@ -1,19 +1,27 @@
-"""Cloud Functions entry point: adapts the Flask request to the pipeline in formcall_webhook.app."""
+"""Cloud Functions entry points: the webhook, and the sweeper Cloud Scheduler calls (spec 8)."""
 
 from __future__ import annotations
 
 import flask
 import functions_framework
 
+from formcall_webhook.answers import failure
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.errors import WebhookError
+from formcall_webhook.sweep import Sweeper, counts_json
 
-# One per instance: the config, secret cache and FormCall connection pool outlive requests.
+# One per instance: the config, secret cache, store and FormCall connection pool outlive requests.
 app = App()
 app.warm()
+sweeper = Sweeper(app.runtime)
+# memory:// keeps leads in this process only, so the process sweeps them itself.
+self_sweep = app.runtime.self_sweeper(sweeper)
 
 
 @functions_framework.http
 def formcall_webhook(request: flask.Request) -> flask.Response:
+    if self_sweep is not None:
+        self_sweep.ensure_running()
     answer = app.handle(
         Request(
             method=request.method,
@@ -27,3 +35,14 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
         )
     )
     return flask.Response(answer.body, status=answer.status, headers=answer.headers)
+
+
+@functions_framework.http
+def formcall_sweep(request: flask.Request) -> flask.Response:
+    """Private: Cloud Scheduler calls it every minute with an OIDC token (Cloud Run checks it)."""
+    try:
+        counts = sweeper.run()
+    except WebhookError as err:
+        answer = failure(err)
+        return flask.Response(answer.body, status=answer.status, headers=answer.headers)
+    return flask.Response(counts_json(counts), status=200, content_type="application/json")

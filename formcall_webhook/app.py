@@ -12,7 +12,7 @@ from typing import IO, Any
 import urllib3
 
 from . import config as config_module
-from . import guards, mapping, once, parsing, phones
+from . import consent, guards, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
 from .auth import authenticate
 from .config import Config, Route
@@ -169,6 +169,12 @@ class App:
         outcome.popup_uuid = payload["popup_uuid"]
         outcome.adicional_keys = sorted(payload.get("adicional", {}))
 
+        # Spec 10: a required consent not given is refused before anything is kept.
+        consent_record = (
+            consent.record(route.consent, body, request.headers, records.iso(time.time()) or "")
+            if route.consent is not None
+            else None
+        )
         if route.dry_run:
             outcome.outcome = "dry_run"
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
@@ -179,6 +185,7 @@ class App:
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
             delivery=_delivery_id(route, request.headers, trusted),
             ip_key=guards.rate_key(ip) if hasattr(guards, "rate_key") else ip,
+            consent=consent_record,
         )
         report = outcome.report
         first = self.runtime.deliverer.submit(submission, report)

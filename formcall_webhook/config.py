@@ -14,6 +14,7 @@ from typing import Any
 import phonenumbers
 from jinja2 import TemplateSyntaxError
 
+from .consent import ConsentRule, parse_consent
 from .errors import ConfigError
 from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
 from .secret_store import DEFAULT_TTL_SECONDS, is_reference, is_version_name
@@ -101,6 +102,7 @@ class Route:
     # None: retry = false (spec 8); None: no outcome work (spec 9).
     retry: RetryPolicy | None = None
     outcome: OutcomePolicy | None = None
+    consent: ConsentRule | None = None
 
 
 @dataclass(frozen=True)
@@ -417,6 +419,7 @@ def _route(
         outcome=parse_outcome(
             source, r.key("outcome"), r.data.get("outcome"), lambda key, value: _secret_ref(source, key, value)
         ),
+        consent=parse_consent(source, r.key("consent"), r.data.get("consent")),
     )
 
 

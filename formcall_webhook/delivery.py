@@ -7,8 +7,6 @@ leaves a record the sweeper settles from FormCall's own list instead of a lost l
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import time
 from collections.abc import Mapping
@@ -17,6 +15,7 @@ from typing import Any
 
 from . import once, phones, records
 from .config import Config, Route
+from .consent import optout_hash
 from .errors import (
     FormCallMisconfigured,
     FormCallUnavailable,
@@ -37,11 +36,6 @@ _POLL_SECONDS = 0.05
 # The opt-out list's hashes and the records' phone index are keyed with leads.hash_key; without one,
 # with this (a leaked store then needs only this public key to be brute-forced: `check` says so).
 DEFAULT_HASH_KEY = b"formcall-webhook/phone-hash/v1"
-
-
-def phone_hash(key: bytes, e164: str) -> str:
-    """The keyed hash a number is known by in the store: the opt-out list never holds numbers."""
-    return hmac.new(key, e164.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -100,7 +94,8 @@ class Deliverer:
         return self._hash_key
 
     def phone_hash(self, e164: str) -> str:
-        return phone_hash(self.hash_key(), e164)
+        """The keyed hash a number is known by in the store: the opt-out list never holds numbers."""
+        return optout_hash(self.hash_key(), e164)
 
     def token(self) -> str:
         if self.config.security_token is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from . import config as config_module
 from .config import Config
@@ -94,3 +95,15 @@ class Runtime:
         if any(ref.startswith("secret:") for ref in self.secret_refs()):
             # Only the import (a second or more): the client itself is made in the worker that uses it.
             import google.cloud.secretmanager  # noqa: F401
+
+    def self_sweeper(self, sweeper: Any) -> Any:
+        """memory:// only: a SelfSweeper for this process (spec 8); None for a shared store."""
+        try:
+            config = self.config()
+        except Misconfigured:
+            return None
+        if not config.store_url.startswith("memory://"):
+            return None
+        from .sweep import SelfSweeper
+
+        return SelfSweeper(sweeper, config.sweep_seconds)

@@ -65,8 +65,12 @@ class Sweeper:
         self.runtime.logger.write(
             "INFO",
             f"sweep: {counts.due} due",
-            {"outcome": "sweep", "source": "sweep", "duration_ms": round((time.monotonic() - started) * 1000, 1),
-             **counts.as_dict()},  # fmt: skip
+            {
+                "outcome": "sweep",
+                "source": "sweep",
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                **counts.as_dict(),
+            },
             {},
         )
         return counts.as_dict()

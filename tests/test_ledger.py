@@ -23,7 +23,7 @@ def record(lead_id: str | None = None, *, route: str = "default", received: floa
             "areacode": "9",
             "phonenumber": "61234567",
             "adicional": {"Nombre": "Ana"},
-        },  # fmt: skip
+        },
         masked="+56*****567",
         phone_hash=phone_hash,
         keep_days=keep_days,
