@@ -6,6 +6,7 @@ import flask
 import functions_framework
 
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.config import DEFAULT_BODY_TIMEOUT_SECONDS as BODY_TIMEOUT
 
 # One per instance: the config, secret cache and FormCall connection pool outlive requests.
 app = App()
@@ -20,7 +21,9 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.items()},
             query_string=request.query_string,
-            read_body=lambda limit: read_stream(request.stream, limit),
+            read_body=lambda limit, timeout=BODY_TIMEOUT: read_stream(
+                request.stream, limit, timeout, request.environ.get("gunicorn.socket")
+            ),
             content_length=request.content_length,
             remote_addr=request.remote_addr or "",
             url=request.url,
