@@ -7,6 +7,7 @@ import functions_framework
 
 from formcall_webhook.answers import failure
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.config import DEFAULT_BODY_TIMEOUT_SECONDS as BODY_TIMEOUT
 from formcall_webhook.errors import WebhookError
 from formcall_webhook.sweep import Sweeper, counts_json
 
@@ -28,7 +29,9 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.items()},
             query_string=request.query_string,
-            read_body=lambda limit: read_stream(request.stream, limit),
+            read_body=lambda limit, timeout=BODY_TIMEOUT: read_stream(
+                request.stream, limit, timeout, request.environ.get("gunicorn.socket")
+            ),
             content_length=request.content_length,
             remote_addr=request.remote_addr or "",
             url=request.url,

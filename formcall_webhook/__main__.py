@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+import phonenumbers
 
 from . import config as config_module
 from .answers import failure
@@ -61,7 +65,79 @@ def _warnings(cfg: config_module.Config) -> list[str]:
         name = cfg.security_token[4:]
         if not os.environ.get(name):
             found.append(f"{name} is not set here; the deployed function needs it")
+    if _in_clear(cfg.api_url):
+        found.append(
+            f"formcall.api_url: {cfg.api_url} is http://: the FormCall token would travel in clear; use https://"
+        )
+    for name, route in cfg.routes.items():
+        found += _route_warnings(f"routes.{name}", route)
     return found
+
+
+def _route_warnings(key: str, route: config_module.Route) -> list[str]:
+    found = []
+    unlimited = route.rate_per_ip is None and route.rate_per_phone is None
+    if route.auth.type == "none" and route.captcha is None and unlimited:
+        found.append(
+            f"{key}: anyone can make this route place paid calls: it has no auth, no captcha and no rate limit "
+            '(rate_limit = false); add a captcha or remove rate_limit = false for the defaults per_ip = "30/hour", '
+            'per_phone = "3/day"'
+        )
+    urls = [("captcha.verify_url", route.captcha.verify_url if route.captcha else None)]
+    urls += [("redirect.success", route.redirect_success), ("redirect.failure", route.redirect_failure)]
+    # Call outcomes (spec 9) are posted to outcome.url, where a route has one.
+    urls.append(("outcome.url", getattr(getattr(route, "outcome", None), "url", None)))
+    for sub, url in urls:
+        if isinstance(url, str) and _in_clear(url):
+            found.append(f"{key}.{sub}: {url} is http://: anyone on the way can read or change it; use https://")
+    found += _number_type_warnings(key, route)
+    return found
+
+
+def _in_clear(url: str) -> bool:
+    """An http:// URL to anything but this machine (the simulator and test fakes listen on loopback)."""
+    if not url.lower().startswith("http://"):
+        return False
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def _number_type_warnings(key: str, route: config_module.Route) -> list[str]:
+    """phonenumbers cannot tell mobiles from landlines in some regions (CL, US, ...) and reports
+    FIXED_LINE_OR_MOBILE there: a listed type it never reports refuses every such lead."""
+    flom = "FIXED_LINE_OR_MOBILE"
+    if flom in route.allowed_number_types:
+        return []
+    found = []
+    for region in sorted(route.allowed_regions):
+        reported = _reported_types(region)
+        if flom not in reported:
+            continue
+        never = sorted(t for t in route.allowed_number_types if t not in reported)
+        if never:
+            suggestion = ", ".join(f'"{t}"' for t in [*sorted(route.allowed_number_types), flom])
+            found.append(
+                f"{key}.allowed_number_types: phonenumbers reports {region} numbers as {flom}, never as "
+                f"{' or '.join(never)}, so those leads would be refused (number_type_not_allowed); "
+                f"write allowed_number_types = [{suggestion}]"
+            )
+    return found
+
+
+def _reported_types(region: str) -> set[str]:
+    """The types phonenumbers gives the region's own example numbers, one example per type."""
+    names = {value: name for name, value in vars(phonenumbers.PhoneNumberType).items() if name.isupper()}
+    reported = set()
+    for value in names:
+        example = phonenumbers.example_number_for_type(region, value)
+        if example is not None:
+            reported.add(names[phonenumbers.number_type(example)])
+    return reported
 
 
 def try_sample(route_name: str, sample: str, content_type: str | None, headers: list[str], query: str,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -10,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 import urllib3
+from werkzeug.exceptions import ClientDisconnected
 
 from . import config as config_module
 from . import consent, guards, mapping, once, parsing, phones, records
@@ -23,9 +26,11 @@ from .errors import (
     Misconfigured,
     PayloadTooLarge,
     RateLimited,
+    RequestTimeout,
     Unauthorized,
     UnknownRoute,
     WebhookError,
+    clip,
 )
 from .formcall import make_pool
 from .logs import severity_for
@@ -38,13 +43,13 @@ MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 
 @dataclass(frozen=True)
 class Request:
-    """What the pipeline needs of an HTTP request; the body is read through `read_body(limit)`."""
+    """What the pipeline needs of an HTTP request; the body is read through `read_body(limit[, timeout])`."""
 
     method: str
     path: str
     headers: Mapping[str, str]  # lower-case names
     query_string: bytes
-    read_body: Callable[[int], bytes]
+    read_body: Callable[..., bytes]
     content_length: int | None = None
     remote_addr: str = ""
     # The full URL as received (HubSpot signs it when auth.public_url is not set).
@@ -67,8 +72,10 @@ class Outcome:
 
 
 def route_name(path: str) -> str:
+    """The route a path names, cut to 64 characters for logs and answers (spec 6): a cut name ends
+    with an ellipsis, which no configured route name holds, so it can only be unknown."""
     name = path.strip("/")
-    return name or "default"
+    return clip(name) if name else "default"
 
 
 class App:
@@ -139,8 +146,8 @@ class App:
         if method not in ("POST", "GET") or (method == "GET" and not route.allow_get):
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
 
-        raw = _read_limited(request, route.max_body_bytes)
-        ip = guards.client_ip(request.headers, request.remote_addr)
+        raw = _read_limited(request, route.max_body_bytes, route.body_timeout_seconds)
+        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops)
         try:
             trusted = authenticate(
                 route.auth,
@@ -184,7 +191,7 @@ class App:
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
             delivery=_delivery_id(route, request.headers, trusted),
-            ip_key=guards.rate_key(ip) if hasattr(guards, "rate_key") else ip,
+            ip_key=guards.rate_key(ip),
             consent=consent_record,
         )
         report = outcome.report
@@ -202,7 +209,7 @@ class App:
         rate = route.rate_per_ip
         if rate is None:
             return
-        ip_key = guards.rate_key(ip) if hasattr(guards, "rate_key") else ip
+        ip_key = guards.rate_key(ip)
         count, seconds_left = self.store.hit(once.key(route.name, "rate-ip", ip_key), rate.seconds)
         if count > rate.count:
             raise RateLimited(
@@ -292,7 +299,7 @@ def map_submission(
     headers: Mapping[str, str],
 ) -> Mapped:
     """Phone, popup and adicional from the route's templates (or the built-in finder). Pure: no I/O."""
-    context = mapping.template_context(body, query, headers, route.name)
+    context = mapping.template_context(body, query, headers, route.name, {route.auth.header})
     finder = mapping.Finder(body)
     typed = mapping.typed_phone(route, context, finder)
     lead = phones.normalize(typed, route.region, route.allowed_regions, route.allowed_number_types)
@@ -327,24 +334,62 @@ def _allowed_methods(route: Route) -> str:
     return "POST, GET, OPTIONS" if route.allow_get else "POST, OPTIONS"
 
 
-def _read_limited(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 before parsing when it is over the route's limit."""
+def _read_limited(request: Request, limit: int, timeout_seconds: float | None = None) -> bytes:
+    """The body, refused with 413 before parsing when it is over the route's limit, and with 408
+    when it takes longer than `timeout_seconds` (the route's body_timeout_seconds) to arrive."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
-    raw = request.read_body(limit + 1)
+    # Without one, the reader's own deadline (main.py's: the default body_timeout_seconds).
+    timeout = () if timeout_seconds is None else (timeout_seconds,)
+    raw = request.read_body(limit + 1, *timeout)
     if len(raw) > limit:
         raise PayloadTooLarge(f"The body is larger than {limit} bytes.")
     return raw
 
 
-def read_stream(stream: IO[bytes], limit: int) -> bytes:
-    """Up to `limit` bytes; WSGI streams may return short reads before the end."""
+def read_stream(
+    stream: IO[bytes], limit: int, timeout: float | None = None, sock: socket.socket | None = None
+) -> bytes:
+    """Up to `limit` bytes; WSGI streams may return short reads before the end.
+
+    With `timeout`, RequestTimeout (408) once that many seconds have passed: a client that sends its
+    headers and then stalls must not hold a worker thread. A blocking read can only be cut short
+    through the connection's socket (gunicorn's environ["gunicorn.socket"]), whose timeout is set to
+    what is left before each read and restored after. Without the socket the deadline is checked
+    between reads only."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    prior = sock.gettimeout() if sock is not None and deadline is not None else None
     chunks: list[bytes] = []
     size = 0
-    while size < limit:
-        chunk = stream.read(min(65536, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
+    try:
+        while size < limit:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _body_timeout(timeout)
+                if sock is not None:
+                    sock.settimeout(remaining)
+            try:
+                chunk = stream.read(min(65536, limit - size))
+            except (OSError, ValueError, ClientDisconnected) as err:
+                # werkzeug turns the socket's timeout into ClientDisconnected; the cause tells them apart.
+                timed_out = isinstance(err, TimeoutError) or isinstance(err.__context__, TimeoutError)
+                if timed_out or (deadline is not None and time.monotonic() >= deadline):
+                    raise _body_timeout(timeout) from err
+                raise BadRequest(
+                    "The body ended before it was complete.", reason=f"body read failed: {type(err).__name__}"
+                ) from err
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        if sock is not None and deadline is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)
     return b"".join(chunks)
+
+
+def _body_timeout(timeout: float | None) -> RequestTimeout:
+    within = f" within {timeout:g} seconds" if timeout is not None else " in time"
+    return RequestTimeout(f"The body was not received{within}.", reason="body read timed out")

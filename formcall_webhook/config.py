@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import phonenumbers
 from jinja2 import TemplateSyntaxError
@@ -27,6 +28,10 @@ DEFAULT_TIMEOUT_SECONDS = 8.0
 DEFAULT_MAX_BODY_BYTES = 65536
 DEFAULT_ADICIONAL_MAX_LENGTH = 200
 DEFAULT_REGION = "CL"
+DEFAULT_BODY_TIMEOUT_SECONDS = 10.0
+MAX_BODY_TIMEOUT_SECONDS = 600.0
+DEFAULT_TRUSTED_PROXY_HOPS = 1
+MAX_TRUSTED_PROXY_HOPS = 5
 APP_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_NAME = "formcall.toml"
 ENV_SOURCE = "environment"
@@ -44,7 +49,10 @@ CAPTCHA_FIELDS = {
 }
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _RATE_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# At most 64 characters: longer request paths are cut in logs and answers, so could never match.
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# What a browser sends as Origin: scheme://host[:port], no path, no trailing slash.
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
@@ -74,6 +82,11 @@ class Rate:
     seconds: int
 
 
+# A public route (auth none, no captcha) is an open, paid call endpoint: these apply unless it sets its own.
+PUBLIC_RATE_PER_IP = Rate(30, 3600)
+PUBLIC_RATE_PER_PHONE = Rate(3, 86400)
+
+
 @dataclass(frozen=True)
 class Route:
     name: str
@@ -99,6 +112,7 @@ class Route:
     allow_get: bool
     max_body_bytes: int
     dry_run: bool
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     # None: retry = false (spec 8); None: no outcome work (spec 9).
     retry: RetryPolicy | None = None
     outcome: OutcomePolicy | None = None
@@ -119,6 +133,8 @@ class Config:
     leads: LeadsPolicy = field(default_factory=LeadsPolicy)
     # memory:// only: how often the function process sweeps its own leads (spec 8).
     sweep_seconds: float = 15.0
+    # How many proxies append to X-Forwarded-For after the client (FORMCALL_TRUSTED_PROXY_HOPS).
+    trusted_proxy_hops: int = DEFAULT_TRUSTED_PROXY_HOPS
 
 
 def env_flag(environ: Mapping[str, str], name: str) -> bool:
@@ -250,7 +266,8 @@ def check_secret_reference(source: str, key: str, value: str) -> str:
 ROUTE_KEYS = {
     "popup_uuid", "phone", "phone_parts", "region", "allowed_regions", "allowed_number_types",
     "adicional", "adicional_max_length", "auth", "honeypot", "captcha", "dedupe", "rate_limit",
-    "redirect", "cors_origins", "allow_get", "max_body_bytes", "dry_run", "retry", "outcome", "consent",
+    "redirect", "cors_origins", "allow_get", "max_body_bytes", "body_timeout_seconds", "dry_run", "retry",
+    "outcome", "consent",
 }  # fmt: skip
 # Table-valued keys: a route's table is merged over the one in [defaults], key by key.
 _MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redirect", "phone_parts", "retry", "outcome",
@@ -302,14 +319,17 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
         if not isinstance(route_data, dict):
             raise ConfigError(source, key, "must be a table, e.g. [routes.default]")
         if not _ROUTE_NAME.match(name):
-            raise ConfigError(source, key, "route names are letters, digits, '-', '_' and '.'")
+            raise ConfigError(source, key, "route names are letters, digits, '-', '_' and '.', at most 64")
         merged: dict[str, Any] = dict(defaults)
         for k, v in route_data.items():
             if k in _MERGED_TABLES and isinstance(v, dict) and isinstance(merged.get(k), dict):
                 merged[k] = {**merged[k], **v}
             else:
                 merged[k] = v
-        routes[name] = _route(source, name, merged, env, region_default, dry_run_all)
+        try:
+            routes[name] = _route(source, name, merged, env, region_default, dry_run_all)
+        except ConfigError as err:
+            raise _blame_defaults(err, name, route_data, defaults) from err
     store_url = env.get("FORMCALL_STORE_URL", "").strip() or "memory://"
     if not store_url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", f"must be {', '.join(STORE_SCHEMES.values())}")
@@ -323,7 +343,10 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
         raise ConfigError(
             ENV_SOURCE, "FORMCALL_SWEEP_SECONDS", f"must be seconds between 1 and 3600, not {sweep_text!r}"
         )
-    return Config(source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes, leads, sweep_seconds)
+    hops = _proxy_hops(env)
+    return Config(
+        source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes, leads, sweep_seconds, hops
+    )
 
 
 def _secret_ref(source: str, key: str, value: Any) -> str:
@@ -332,6 +355,42 @@ def _secret_ref(source: str, key: str, value: Any) -> str:
             source, key, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
         )
     return check_secret_reference(source, key, value)
+
+
+def _blame_defaults(
+    err: ConfigError, name: str, route_data: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> ConfigError:
+    """An error in a value the route inherited names `defaults.KEY`, where the user must fix it."""
+    prefix = f"routes.{name}."
+    if err.source == ENV_SOURCE or not err.key.startswith(prefix):
+        return err
+    path = err.key[len(prefix) :].split(".")
+    own: Any = route_data
+    inherited: Any = defaults
+    for part in path:
+        if not isinstance(inherited, dict) or part not in inherited:
+            return err  # not in [defaults]: the route's own (or a missing) value
+        if not isinstance(own, dict) or part not in own:
+            return ConfigError(err.source, "defaults." + ".".join(path), err.problem)
+        # Set in both: the route's value wins unless both are tables, merged key by key.
+        if not (isinstance(own[part], dict) and isinstance(inherited[part], dict)):
+            return err
+        own, inherited = own[part], inherited[part]
+    return err
+
+
+def _proxy_hops(env: Mapping[str, str]) -> int:
+    text = env.get("FORMCALL_TRUSTED_PROXY_HOPS", "").strip()
+    if not text:
+        return DEFAULT_TRUSTED_PROXY_HOPS
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_TRUSTED_PROXY_HOPS:
+        raise ConfigError(
+            ENV_SOURCE,
+            "FORMCALL_TRUSTED_PROXY_HOPS",
+            f"must be a whole number from 0 to {MAX_TRUSTED_PROXY_HOPS} (1: Google's front end; "
+            f"2: behind an external HTTPS load balancer), not {text!r}",
+        )
+    return int(text)
 
 
 def _route(
@@ -385,7 +444,9 @@ def _route(
     max_len = _positive(r, "adicional_max_length", DEFAULT_ADICIONAL_MAX_LENGTH)
 
     dedupe = _Reader(source, r.key("dedupe"), r.table("dedupe") or {}, {"key", "window_seconds"})
-    rate = _Reader(source, r.key("rate_limit"), r.table("rate_limit") or {}, {"per_ip", "per_phone"})
+    auth = _auth(source, r)
+    captcha = _captcha(source, r)
+    per_ip, per_phone = _rates(source, r, public=auth.type == "none" and captcha is None)
     redirect = _Reader(source, r.key("redirect"), r.table("redirect") or {}, {"success", "failure"})
     for k in ("success", "failure"):
         url = redirect.get(k, str)
@@ -402,25 +463,62 @@ def _route(
         allowed_number_types=types,
         adicional=adicional,
         adicional_max_length=max_len,
-        auth=_auth(source, r),
+        auth=auth,
         honeypot=honeypot,
-        captcha=_captcha(source, r),
+        captcha=captcha,
         dedupe_key=dedupe.template("key"),
         dedupe_window_seconds=_positive(dedupe, "window_seconds", 600),
-        rate_per_ip=_rate(rate, "per_ip"),
-        rate_per_phone=_rate(rate, "per_phone"),
+        rate_per_ip=per_ip,
+        rate_per_phone=per_phone,
         redirect_success=redirect.get("success", str),
         redirect_failure=redirect.get("failure", str),
-        cors_origins=tuple(_str_list(r, "cors_origins", [])),
+        cors_origins=_cors_origins(r),
         allow_get=r.get("allow_get", bool, False),
         max_body_bytes=_positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
         dry_run=dry_run_all or r.get("dry_run", bool, False),
+        body_timeout_seconds=_body_timeout(r),
         retry=parse_retry(source, r.key("retry"), r.data.get("retry")),
         outcome=parse_outcome(
             source, r.key("outcome"), r.data.get("outcome"), lambda key, value: _secret_ref(source, key, value)
         ),
         consent=parse_consent(source, r.key("consent"), r.data.get("consent")),
     )
+
+
+def _rates(source: str, route: _Reader, *, public: bool) -> tuple[Rate | None, Rate | None]:
+    """per_ip and per_phone; a public route gets the spec's defaults unless it sets its own or says false."""
+    value = route.data.get("rate_limit")
+    if value is False:
+        return None, None  # opted out; `check` warns about it
+    if value is not None and not isinstance(value, dict):
+        raise route.fail("rate_limit", 'must be a table, e.g. { per_ip = "10/minute" }, or false')
+    rate = _Reader(source, route.key("rate_limit"), value or {}, {"per_ip", "per_phone"})
+    per_ip, per_phone = _rate(rate, "per_ip"), _rate(rate, "per_phone")
+    if public:
+        per_ip = per_ip if "per_ip" in rate.data else PUBLIC_RATE_PER_IP
+        per_phone = per_phone if "per_phone" in rate.data else PUBLIC_RATE_PER_PHONE
+    return per_ip, per_phone
+
+
+def _cors_origins(route: _Reader) -> tuple[str, ...]:
+    origins = _str_list(route, "cors_origins", [])
+    for origin in origins:
+        if origin != "*" and not _ORIGIN.match(origin):
+            stripped = urlsplit(origin)
+            hint = f"; write {stripped.scheme}://{stripped.netloc!s}" if stripped.scheme and stripped.netloc else ""
+            raise route.fail(
+                "cors_origins",
+                f"{origin!r} can never match: a browser's Origin is scheme://host[:port], "
+                f"with no path and no trailing slash{hint}",
+            )
+    return tuple(origins)
+
+
+def _body_timeout(route: _Reader) -> float:
+    value = float(route.get("body_timeout_seconds", (int, float), DEFAULT_BODY_TIMEOUT_SECONDS))
+    if not 0 < value <= MAX_BODY_TIMEOUT_SECONDS:
+        raise route.fail("body_timeout_seconds", f"must be more than 0 and at most {MAX_BODY_TIMEOUT_SECONDS:g}")
+    return value
 
 
 def _required(value: Template | None, reader: _Reader, key: str) -> Template:
@@ -447,9 +545,16 @@ def _rate(reader: _Reader, key: str) -> Rate | None:
     text = reader.get(key, str)
     if text is None:
         return None
+    rate = _parse_rate(text)
+    if rate is None:
+        raise reader.fail(key, f'{text!r} is not COUNT/second|minute|hour|day, e.g. "10/minute"')
+    return rate
+
+
+def _parse_rate(text: str) -> Rate | None:
     match = _RATE.match(text)
     if not match or int(match.group(1)) <= 0:
-        raise reader.fail(key, f'{text!r} is not COUNT/second|minute|hour|day, e.g. "10/minute"')
+        return None
     return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 # Seconds a sender is asked to wait before retrying a 429, 502 or 503.
 RETRY_AFTER_SECONDS = 30
+# Longest request string (route name, method, ...) echoed in an answer or a log line (spec section 6).
+MAX_ECHO = 64
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """At most `limit` characters of a request string; a cut one ends with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 class WebhookError(Exception):
@@ -42,6 +49,10 @@ class Unauthorized(WebhookError):
 
 class CaptchaFailed(WebhookError):
     status, error = 403, "captcha_failed"
+
+
+class RequestTimeout(WebhookError):
+    status, error = 408, "request_timeout"
 
 
 class UnknownRoute(WebhookError):

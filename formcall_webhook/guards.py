@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
@@ -12,10 +13,14 @@ import urllib3
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from .config import Captcha, Route
-from .errors import CaptchaFailed
+from .config import Captcha, Rate, Route
+from .errors import CaptchaFailed, RateLimited
 
 CAPTCHA_TIMEOUT_SECONDS = 5.0
+# The scope of store keys shared by every route: per_phone counters and default dedupe claims.
+ALL_ROUTES = "*"
+# Longer than any textual IPv6 address with a zone: not an address, and not worth parsing.
+_MAX_ADDRESS = 64
 _CORS_HEADERS = "Content-Type, Authorization, Idempotency-Key, X-Webhook-Token"
 _CORS_MAX_AGE = "3600"
 
@@ -29,17 +34,66 @@ def honeypot_filled(route: Route, body: Mapping[str, Any]) -> bool:
     return value is not None and str(value).strip() != ""
 
 
-def client_ip(headers: Mapping[str, str], remote_addr: str) -> str:
-    """The address Google's front end saw. It appends it as the LAST X-Forwarded-For entry;
-    anything before it is whatever the client chose to send, so it is never trusted."""
-    forwarded = headers.get("x-forwarded-for", "")
-    candidate = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
-    for value in (candidate, remote_addr):
+def client_ip(headers: Mapping[str, str], remote_addr: str, hops: int = 1) -> str:
+    """The client's address as the farthest trusted proxy saw it.
+
+    Each proxy appends the address it saw to X-Forwarded-For: Google's front end (hops = 1) the
+    client's as the LAST entry; an external HTTPS load balancer in front of it (hops = 2) appends
+    "client, lb-ip". The entry `hops` from the end is the client; anything before it is whatever the
+    client chose to send, so it is never trusted. hops = 0: no proxy, the socket's peer."""
+    candidate = ""
+    forwarded = headers.get("x-forwarded-for", "") if hops > 0 else ""
+    if forwarded:
+        # Only the last `hops` entries were written by proxies; fewer means fewer proxies on the way.
+        entries = forwarded.rsplit(",", hops)
+        candidate = entries[-min(hops, len(entries))].strip()[:_MAX_ADDRESS]
+    for value in (candidate, remote_addr[:_MAX_ADDRESS]):
         try:
             return str(ipaddress.ip_address(value))
         except ValueError:
             continue
     return "unknown"
+
+
+def rate_key(ip: str) -> str:
+    """What a per-IP limit counts: an IPv4 address, or an IPv6 client's /64 (one subscriber's network,
+    where each device, or an attacker, can take any of its 2**64 addresses)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def rate_counter_key(kind: str, route: str, value: str) -> str:
+    """The store key of a rate counter. per_phone counts a number across every route (spec 2);
+    per_ip counts per route, by `rate_key`. Hashed, so no number or address sits in the store."""
+    scope = ALL_ROUTES if kind == "phone" else route
+    subject = rate_key(value) if kind == "ip" else value
+    digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    return f"formcall:{scope}:rate-{kind}:{digest}"
+
+
+def dedupe_scope(route: Route) -> str:
+    """Where a lead's dedupe claim lives: the default key (number and popup) is the same lead
+    whichever route it came through; a route's own `dedupe.key` means something only on that route."""
+    return route.name if route.dedupe_key is not None else ALL_ROUTES
+
+
+def enforce_rate(hit: Callable[[str, int], tuple[int, int]], key: str, rate: Rate, kind: str) -> None:
+    """Count one more against `key`; RateLimited (429, Retry-After) once over `rate`.
+    `hit` is the store's: (count in the window so far, seconds until the window ends)."""
+    count, seconds_left = hit(key, rate.seconds)
+    if count > rate.count:
+        raise RateLimited(
+            "Too many submissions; try again later.",
+            retry_after=max(1, seconds_left),
+            reason=f"rate limit per_{kind} {rate.count}/{rate.seconds}s exceeded",
+        )
 
 
 def verify_captcha(
@@ -85,9 +139,14 @@ def cors_headers(route: Route, origin: str | None, preflight: bool) -> dict[str,
     headers = {"Vary": "Origin"}
     if not origin or not route.cors_origins:
         return headers
-    if "*" not in route.cors_origins and origin not in route.cors_origins:
+    if "*" in route.cors_origins:
+        # A literal "*", never the reflected origin: reflecting would also allow "null" (sandboxed
+        # iframes, file: pages) and, were credentials ever sent, any site with the user's cookies.
+        headers["Access-Control-Allow-Origin"] = "*"
+    elif origin in route.cors_origins:
+        headers["Access-Control-Allow-Origin"] = origin
+    else:
         return headers
-    headers["Access-Control-Allow-Origin"] = origin
     if not preflight:
         # So a page's fetch() can honour Retry-After on a 429 or 503.
         headers["Access-Control-Expose-Headers"] = "Retry-After"

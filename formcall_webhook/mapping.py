@@ -7,7 +7,7 @@ import json
 import re
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from .config import Route
@@ -41,18 +41,34 @@ _CONTAINERS = frozenset({"data", "fields", "answers", "formresponse", "values"})
 _FORM_KEYS = frozenset({"form", "page", "site", "meta", "definition", "website"})
 
 
-@functools.lru_cache(maxsize=4096)
+# The caches below are bounded in entries AND in key length: a sender controls the keys, and one
+# 63 KB key per request (NFKD makes U+FDFA 18 characters) once grew a worker by 650 MB.
+_MAX_NAME = 64  # longer than any name above, decorated: such a key matches nothing
+_MAX_CACHED_KEY = 128  # raw keys (Zapier's "a__b__c" paths) cached up to this length
+
+
 def fold(key: str) -> str:
     """ "Teléfono", "your-phone", "MOBILE_PHONE" -> "telefono", "yourphone", "mobilephone".
-    Cached: forms send the same few dozen keys again and again."""
+    "" for a name longer than _MAX_NAME, before or after folding: it matches nothing."""
+    return "" if len(key) > _MAX_NAME else _fold(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold(key: str) -> str:
+    """Cached: forms send the same few dozen keys again and again."""
     decomposed = unicodedata.normalize("NFKD", key)
-    return "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c)).lower()
+    folded = "".join(c for c in decomposed if c.isalnum() and not unicodedata.combining(c)).lower()
+    return folded if len(folded) <= _MAX_NAME else ""
 
 
-@functools.lru_cache(maxsize=8192)
 def _position(key: str, names: tuple[str, ...]) -> int | None:
     """How well a folded key matches a list of names: its index when exact, after every exact name
     for a decorated one ("phone_1", "telefono2", "nombre_cliente"), None when it does not."""
+    return None if not key or len(key) > _MAX_NAME else _cached_position(key, names)
+
+
+@functools.lru_cache(maxsize=8192)
+def _cached_position(key: str, names: tuple[str, ...]) -> int | None:
     if key in names:
         return names.index(key)
     return next((len(names) + i for i, name in enumerate(names[:8]) if len(name) > 3 and key.startswith(name)), None)
@@ -85,14 +101,20 @@ def _has_phone_digits(text: str) -> bool:
     return sum(c.isdigit() for c in text) >= _MIN_PHONE_DIGITS
 
 
-@functools.lru_cache(maxsize=4096)
 def _key_names(key: str) -> tuple[str, ...]:
     """The folded names a key stands for: Zapier's "properties__phone__value" is "phone";
     Jotform's "q4_phoneNumber" is "phonenumber"."""
+    return _names_of(key) if len(key) > _MAX_CACHED_KEY else _cached_key_names(key)
+
+
+def _names_of(key: str) -> tuple[str, ...]:
     if "__" in key:
         parts = [p for p in key.split("__") if p and p.lower() not in ("value", "values")]
         key = parts[-1] if parts else key
     return (fold(_JOTFORM_PREFIX.sub("", key)),)
+
+
+_cached_key_names = functools.lru_cache(maxsize=4096)(_names_of)
 
 
 def _embedded_json(value: str) -> Any:
@@ -217,12 +239,33 @@ def builtin_adicional(body: Mapping[str, Any]) -> dict[str, str]:
     return Finder(body).adicional()
 
 
+# Credentials and signatures of every scheme: never in the `headers` template variable (spec 5), so a
+# template cannot copy them into adicional, where the call centre would read them.
+PRIVATE_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "x-webhook-token", "webhook-signature",
+    "typeform-signature", "tally-signature", "x-webflow-signature",
+})  # fmt: skip
+_PRIVATE_PREFIXES = ("x-hubspot-signature",)
+
+
 def template_context(
-    body: Mapping[str, Any], query: Mapping[str, Any], headers: Mapping[str, str], route: str
+    body: Mapping[str, Any],
+    query: Mapping[str, Any],
+    headers: Mapping[str, str],
+    route: str,
+    drop: Collection[str] = (),
 ) -> dict[str, Any]:
+    """What templates see. `drop`: more header names to leave out (lower case), beyond
+    PRIVATE_HEADERS, such as the route's own auth.header."""
     context: dict[str, Any] = {k: v for k, v in body.items() if isinstance(k, str)}
-    context.update(body=body, query=query, headers=headers, route=route)
+    hidden = {name.lower() for name in drop}
+    visible = {name: value for name, value in headers.items() if not _private(name.lower(), hidden)}
+    context.update(body=body, query=query, headers=visible, route=route)
     return context
+
+
+def _private(name: str, hidden: set[str]) -> bool:
+    return name in PRIVATE_HEADERS or name in hidden or name.startswith(_PRIVATE_PREFIXES)
 
 
 def typed_phone(route: Route, context: Mapping[str, Any], finder: Finder | None = None) -> str:

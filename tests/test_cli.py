@@ -116,3 +116,75 @@ def test_try_shows_the_answer_the_function_would_give() -> None:
     assert result["answer"]["error"] == "unknown_route"  # type: ignore[index]
     code, result = try_("--config", "examples/formcall.toml", "-", stdin="{not json")
     assert result["answer"]["error"] == "bad_request"  # type: ignore[index]
+
+
+def check_config(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "formcall.toml"
+    path.write_text(f"[defaults]\npopup_uuid = '{POPUP}'\n{text}", encoding="utf-8")
+    return run("check", str(path), env={"FORMCALL_SECURITY_TOKEN": "t", **(env or {})})
+
+
+def test_check_warns_about_an_open_route_and_not_a_guarded_one(tmp_path: Path) -> None:
+    done = check_config(
+        tmp_path,
+        "[routes.open]\nrate_limit = false\n[routes.limited]\n[routes.own]\nrate_limit = { per_ip = '5/minute' }\n"
+        "[routes.zapier]\nauth = { type = 'token', secret = 'env:Z' }\nrate_limit = false\n",
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = done.stderr.splitlines()
+    assert len(warnings) == 1, done.stderr
+    assert warnings[0].startswith("warning: routes.open: anyone can make this route place paid calls")
+    assert "rate_limit = false" in warnings[0]
+
+
+def test_check_warns_about_http_endpoints(tmp_path: Path) -> None:
+    done = check_config(
+        tmp_path,
+        "[formcall]\napi_url = 'http://formcall.example/calls/manage/api'\n"
+        "[routes.default]\nredirect = { success = 'http://acme.cl/gracias', failure = '/error' }\n"
+        "captcha = { provider = 'turnstile', secret = 'env:C', verify_url = 'http://captcha.example/v' }\n"
+        "[routes.local]\ncaptcha = { provider = 'turnstile', secret = 'env:C', verify_url = 'http://127.0.0.1:9/v' }\n",
+    )
+    assert done.returncode == 0, done.stderr
+    warned = {line.split(":", 2)[1].strip() for line in done.stderr.splitlines()}
+    assert warned == {
+        "formcall.api_url",
+        "routes.default.redirect.success",
+        "routes.default.captcha.verify_url",
+    }, done.stderr
+    assert "use https://" in done.stderr
+
+
+def test_check_warns_when_a_number_type_never_occurs_in_a_region(tmp_path: Path) -> None:
+    # phonenumbers cannot tell Chilean mobiles from landlines: it reports them FIXED_LINE_OR_MOBILE.
+    done = check_config(tmp_path, "[routes.default]\nallowed_number_types = ['MOBILE']\n")
+    assert done.returncode == 0
+    assert done.stderr.strip() == (
+        "warning: routes.default.allowed_number_types: phonenumbers reports CL numbers as FIXED_LINE_OR_MOBILE, "
+        "never as MOBILE, so those leads would be refused (number_type_not_allowed); "
+        'write allowed_number_types = ["MOBILE", "FIXED_LINE_OR_MOBILE"]'
+    )
+    # The suggestion works: with it, a Chilean mobile is taken, and check is quiet.
+    fixed = check_config(tmp_path, "[routes.default]\nallowed_number_types = ['MOBILE', 'FIXED_LINE_OR_MOBILE']\n")
+    assert fixed.stderr == ""
+    code, result = try_("--config", str(tmp_path / "formcall.toml"), "-", stdin='{"phone": "+56 9 6123 4567"}')
+    assert code == 0 and result["phone"]["type"] == "FIXED_LINE_OR_MOBILE"  # type: ignore[index]
+    # Argentina's mobiles are MOBILE to phonenumbers: nothing to warn about.
+    quiet = check_config(tmp_path, "region = 'AR'\n[routes.default]\nallowed_number_types = ['MOBILE']\n")
+    assert quiet.stderr == ""
+
+
+def test_check_names_a_bad_default_as_defaults(tmp_path: Path) -> None:
+    done = check_config(tmp_path, "region = 'ZZ'\n[routes.a]\n[routes.b]\n")
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == f"error: {tmp_path / 'formcall.toml'}: defaults.region: 'ZZ' is not a region code such as CL"
+    )
+
+
+def test_check_refuses_a_cors_origin_that_cannot_match(tmp_path: Path) -> None:
+    done = check_config(tmp_path, "[routes.default]\ncors_origins = ['https://acme.cl/']\n")
+    assert done.returncode == 1
+    assert "routes.default.cors_origins: 'https://acme.cl/' can never match" in done.stderr
+    assert "write https://acme.cl" in done.stderr

@@ -152,6 +152,56 @@ def test_popup_from_environment_when_file_omits_it(tmp_path: Path) -> None:
             "routes.default.phone_parts",
             "either",
         ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = true",
+            "routes.default.rate_limit",
+            "or false",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\nbody_timeout_seconds = 0",
+            "routes.default.body_timeout_seconds",
+            "more than 0",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\ncors_origins = ['https://acme.cl/']",
+            "routes.default.cors_origins",
+            "write https://acme.cl",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\ncors_origins = ['https://acme.cl/landing']",
+            "routes.default.cors_origins",
+            "no path",
+        ),
+        (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\ncors_origins = ['acme.cl']",
+            "routes.default.cors_origins",
+            "can never match",
+        ),
+        (f"[routes.{'r' * 65}]\npopup_uuid = '{POPUP}'", f"routes.{'r' * 65}", "at most 64"),
+        # A bad value in [defaults] is reported where it must be fixed, not under the route inheriting it.
+        (f"[defaults]\nregion = 'ZZ'\n[routes.default]\npopup_uuid = '{POPUP}'", "defaults.region", "region code"),
+        (
+            f"[defaults]\nrate_limit = {{ per_ip = '1/fortnight' }}\n[routes.a]\npopup_uuid = '{POPUP}'\n"
+            "rate_limit = { per_phone = '1/day' }",
+            "defaults.rate_limit.per_ip",
+            "COUNT/",
+        ),
+        (
+            f"[defaults]\nauth = {{ type = 'token' }}\n[routes.a]\npopup_uuid = '{POPUP}'",
+            "defaults.auth.secret",
+            "missing",
+        ),
+        (
+            f"[defaults]\nregion = 'ZZ'\n[routes.a]\npopup_uuid = '{POPUP}'\nregion = 'CL'\n[routes.b]\n"
+            f"popup_uuid = '{POPUP}'",
+            "defaults.region",
+            "'ZZ'",
+        ),
+        (
+            f"[defaults]\nregion = 'CL'\n[routes.a]\npopup_uuid = '{POPUP}'\nregion = 'XX'",
+            "routes.a.region",
+            "'XX'",
+        ),
         ("[formcall]\ntimeout_seconds = 0", "formcall.timeout_seconds", "more than 0"),
         ("[formcall]\napi_url = 'ftp://x'", "formcall.api_url", "http"),
         ("[route.default]", "route", "unknown key"),
@@ -189,3 +239,76 @@ def test_zero_config_without_popup_is_an_error() -> None:
     with pytest.raises(ConfigError) as caught:
         config.load({})
     assert "FORMCALL_POPUP_UUID" in caught.value.problem
+
+
+def test_public_routes_get_rate_limits_by_default(tmp_path: Path) -> None:
+    cfg = load_text(
+        tmp_path,
+        f"""
+[defaults]
+popup_uuid = "{POPUP}"
+
+[routes.public]
+[routes.own_ip]
+rate_limit = {{ per_ip = "5/minute" }}
+[routes.opted_out]
+rate_limit = false
+[routes.zapier]
+auth = {{ type = "token", secret = "env:ZAPIER_TOKEN" }}
+[routes.captcha]
+captcha = {{ provider = "turnstile", secret = "env:CAPTCHA_SECRET" }}
+""",
+    )
+    public = cfg.routes["public"]
+    assert (public.rate_per_ip, public.rate_per_phone) == (config.Rate(30, 3600), config.Rate(3, 86400))
+    own = cfg.routes["own_ip"]
+    assert (own.rate_per_ip, own.rate_per_phone) == (config.Rate(5, 60), config.Rate(3, 86400))
+    for name in ("opted_out", "zapier", "captcha"):
+        assert (cfg.routes[name].rate_per_ip, cfg.routes[name].rate_per_phone) == (None, None), name
+    # Zero-config is a public route too.
+    zero = config.load(ENV).routes["default"]
+    assert (zero.rate_per_ip, zero.rate_per_phone) == (config.Rate(30, 3600), config.Rate(3, 86400))
+
+
+def test_rate_limit_false_in_defaults_and_a_route_table_over_it(tmp_path: Path) -> None:
+    cfg = load_text(
+        tmp_path,
+        f"""
+[defaults]
+popup_uuid = "{POPUP}"
+rate_limit = false
+[routes.a]
+[routes.b]
+rate_limit = {{ per_phone = "1/day" }}
+""",
+    )
+    assert (cfg.routes["a"].rate_per_ip, cfg.routes["a"].rate_per_phone) == (None, None)
+    assert (cfg.routes["b"].rate_per_ip, cfg.routes["b"].rate_per_phone) == (
+        config.Rate(30, 3600),
+        config.Rate(1, 86400),
+    )
+
+
+def test_body_timeout_and_cors_origins(tmp_path: Path) -> None:
+    route = load_text(
+        tmp_path,
+        f"[routes.default]\npopup_uuid = '{POPUP}'\nbody_timeout_seconds = 2.5\n"
+        "cors_origins = ['https://acme.cl', 'http://localhost:3000', '*']\n",
+    ).routes["default"]
+    assert route.body_timeout_seconds == 2.5
+    assert route.cors_origins == ("https://acme.cl", "http://localhost:3000", "*")
+    assert config.load(ENV).routes["default"].body_timeout_seconds == 10
+
+
+@pytest.mark.parametrize(("value", "hops"), [(None, 1), ("2", 2), (" 0 ", 0), ("5", 5)])
+def test_trusted_proxy_hops(value: str | None, hops: int) -> None:
+    env = ENV if value is None else {**ENV, "FORMCALL_TRUSTED_PROXY_HOPS": value}
+    assert config.load(env).trusted_proxy_hops == hops
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5", "6", "\u0662"])
+def test_bad_trusted_proxy_hops_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load({**ENV, "FORMCALL_TRUSTED_PROXY_HOPS": value})
+    assert caught.value.key == "FORMCALL_TRUSTED_PROXY_HOPS"
+    assert "load balancer" in caught.value.problem

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from formcall_webhook.store import MemoryStore
 
 from formcall_webhook import config, guards
-from formcall_webhook.errors import CaptchaFailed
+from formcall_webhook.errors import CaptchaFailed, RateLimited
 from formcall_webhook.formcall import make_pool
 from tests.fakes.captcha import FakeSiteverify
 
@@ -31,6 +32,56 @@ def test_client_ip_is_the_last_forwarded_entry() -> None:
     assert guards.client_ip({"x-forwarded-for": "1.1.1.1, not-an-ip"}, "") == "unknown"
 
 
+def test_client_ip_honours_trusted_proxy_hops() -> None:
+    # Behind an external HTTPS load balancer: "client, lb-ip" appended, so the client is 2 from the end.
+    forged = {"x-forwarded-for": "6.6.6.6, 203.0.113.9, 130.211.0.5"}
+    assert guards.client_ip(forged, "169.254.1.1", hops=2) == "203.0.113.9"
+    assert guards.client_ip(forged, "169.254.1.1", hops=1) == "130.211.0.5"
+    assert guards.client_ip(forged, "169.254.1.1", hops=3) == "6.6.6.6"
+    # Fewer entries than hops: every entry was written by a proxy, the first is the farthest one's view.
+    assert guards.client_ip({"x-forwarded-for": "203.0.113.9"}, "169.254.1.1", hops=2) == "203.0.113.9"
+    # No proxy: X-Forwarded-For is the client's own text.
+    assert guards.client_ip(forged, "198.51.100.7", hops=0) == "198.51.100.7"
+    assert guards.client_ip({"x-forwarded-for": "1.1.1.1, 2001:DB8::1"}, "", hops=1) == "2001:db8::1"
+    assert guards.client_ip({"x-forwarded-for": "9" * 100_000}, "", hops=1) == "unknown"
+
+
+def test_rate_key_counts_ipv6_clients_by_their_64() -> None:
+    assert guards.rate_key("203.0.113.9") == "203.0.113.9"
+    same = {guards.rate_key(f"2001:db8:1:2:{i:x}::{i:x}") for i in range(1, 50)}
+    assert same == {"2001:db8:1:2::/64"}
+    assert guards.rate_key("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert guards.rate_key("::ffff:203.0.113.9") == "203.0.113.9"
+    assert guards.rate_key("unknown") == "unknown"
+
+
+def test_rate_counter_keys_phone_across_routes_ip_per_route() -> None:
+    phone = guards.rate_counter_key("phone", "form", "+56961234567")
+    assert phone == guards.rate_counter_key("phone", "landing", "+56961234567")
+    assert phone != guards.rate_counter_key("phone", "form", "+56961234568")
+    assert "56961234567" not in phone  # hashed: no number in the store
+    ip = guards.rate_counter_key("ip", "form", "2001:db8:1:2::1")
+    assert ip == guards.rate_counter_key("ip", "form", "2001:db8:1:2:ffff::9")
+    assert ip != guards.rate_counter_key("ip", "landing", "2001:db8:1:2::1")
+
+
+def test_dedupe_scope(tmp_path: Path) -> None:
+    assert guards.dedupe_scope(route(tmp_path, "")) == guards.ALL_ROUTES
+    assert guards.dedupe_scope(route(tmp_path, 'dedupe = { key = "{{ vid }}" }')) == "default"
+
+
+def test_enforce_rate_counts_in_the_store(tmp_path: Path) -> None:
+    store = MemoryStore()
+    rate = config.Rate(2, 60)
+    key = guards.rate_counter_key("ip", "default", "203.0.113.9")
+    guards.enforce_rate(store.hit, key, rate, "ip")
+    guards.enforce_rate(store.hit, key, rate, "ip")
+    with pytest.raises(RateLimited) as caught:
+        guards.enforce_rate(store.hit, key, rate, "ip")
+    assert caught.value.status == 429 and 1 <= (caught.value.retry_after or 0) <= 60
+    guards.enforce_rate(store.hit, guards.rate_counter_key("ip", "default", "203.0.113.10"), rate, "ip")
+
+
 def test_cors_only_for_allowed_origins(tmp_path: Path) -> None:
     r = route(tmp_path, 'cors_origins = ["https://acme.cl"]')
     allowed = guards.cors_headers(r, "https://acme.cl", preflight=True)
@@ -44,9 +95,12 @@ def test_cors_only_for_allowed_origins(tmp_path: Path) -> None:
     assert "Access-Control-Allow-Methods" not in simple
     assert simple["Access-Control-Expose-Headers"] == "Retry-After"
     wildcard = route(tmp_path, 'cors_origins = ["*"]')
-    assert (
-        guards.cors_headers(wildcard, "https://x.example", False)["Access-Control-Allow-Origin"] == "https://x.example"
-    )
+    # A literal "*", never the origin reflected: "null" (sandboxed iframes, file: pages) included.
+    for origin in ("https://x.example", "null"):
+        for preflight in (True, False):
+            headers = guards.cors_headers(wildcard, origin, preflight)
+            assert headers["Access-Control-Allow-Origin"] == "*"
+            assert "Access-Control-Allow-Credentials" not in headers
     assert guards.cors_headers(route(tmp_path, ""), "https://acme.cl", True) == {"Vary": "Origin"}
 
 
