@@ -67,10 +67,6 @@ class OutOfServiceHours(WebhookError):
     status, error = 409, "out_of_service_hours"
 
 
-class RequestTimeout(WebhookError):
-    status, error = 408, "request_timeout"
-
-
 class PayloadTooLarge(WebhookError):
     status, error = 413, "payload_too_large"
 
