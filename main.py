@@ -6,6 +6,7 @@ import flask
 import functions_framework
 
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.senders import raw_url
 
 # One per instance: the config, secret cache and FormCall connection pool outlive requests.
 app = App()
@@ -23,7 +24,7 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             read_body=lambda limit: read_stream(request.stream, limit),
             content_length=request.content_length,
             remote_addr=request.remote_addr or "",
-            url=request.url,
+            url=raw_url(request.environ),
         )
     )
     return flask.Response(answer.body, status=answer.status, headers=answer.headers)
