@@ -9,6 +9,7 @@ from formcall_webhook.answers import failure
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.config import DEFAULT_BODY_TIMEOUT_SECONDS as BODY_TIMEOUT
 from formcall_webhook.errors import WebhookError
+from formcall_webhook.senders import raw_url
 from formcall_webhook.sweep import Sweeper, counts_json
 
 # One per instance: the config, secret cache, store and FormCall connection pool outlive requests.
@@ -34,7 +35,7 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             ),
             content_length=request.content_length,
             remote_addr=request.remote_addr or "",
-            url=request.url,
+            url=raw_url(request.environ),
         )
     )
     return flask.Response(answer.body, status=answer.status, headers=answer.headers)

@@ -17,7 +17,7 @@ from werkzeug.exceptions import ClientDisconnected
 from . import config as config_module
 from . import consent, guards, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
-from .auth import authenticate
+from .auth import Delivery, authenticate, private_headers
 from .config import Config, Route
 from .delivery import MISCONFIGURED, Report, Submission
 from .errors import (
@@ -190,7 +190,7 @@ class App:
             lead=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
-            delivery=_delivery_id(route, request.headers, trusted),
+            delivery=_delivery_id(request.headers, trusted),
             ip_key=guards.rate_key(ip),
             consent=consent_record,
         )
@@ -256,18 +256,13 @@ class App:
             )  # fmt: skip
 
 
-def _delivery_id(route: Route, headers: Mapping[str, str], trusted: Any) -> tuple[str, int] | None:
-    """The id replays are caught by: what a signed scheme vouches for; on unsigned routes the sender's
-    Idempotency-Key or webhook-id. A signed route never trusts an unsigned header (spec 5)."""
+def _delivery_id(headers: Mapping[str, str], trusted: Delivery | None) -> tuple[str, int] | None:
+    """The id replays are caught by: what a signed scheme vouches for (every signed scheme vouches for
+    one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key."""
     if trusted is not None:
-        return str(trusted.id), int(trusted.window_seconds)
-    if route.auth.type in SIGNED_TYPES:
-        return None
+        return trusted.id, trusted.window_seconds
     value = headers.get("idempotency-key") or headers.get("webhook-id")
     return (value, once.IDEMPOTENCY_SECONDS) if value else None
-
-
-SIGNED_TYPES = frozenset({"hubspot", "standard_webhooks", "typeform", "tally", "webflow"})
 
 
 @dataclass(frozen=True)
@@ -299,7 +294,7 @@ def map_submission(
     headers: Mapping[str, str],
 ) -> Mapped:
     """Phone, popup and adicional from the route's templates (or the built-in finder). Pure: no I/O."""
-    context = mapping.template_context(body, query, headers, route.name, {route.auth.header})
+    context = mapping.template_context(body, query, headers, route.name, private_headers(route.auth))
     finder = mapping.Finder(body)
     typed = mapping.typed_phone(route, context, finder)
     lead = phones.normalize(typed, route.region, route.allowed_regions, route.allowed_number_types)

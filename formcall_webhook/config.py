@@ -19,6 +19,9 @@ from .consent import ConsentRule, parse_consent
 from .errors import ConfigError
 from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
 from .secret_store import DEFAULT_TTL_SECONDS, is_reference, is_version_name
+from .senders import AUTH_TYPES as AUTH_TYPES
+from .senders import REGISTRY as AUTH_SCHEMES
+from .senders import Auth as Auth
 from .states import LeadsPolicy, OutcomePolicy, RetryPolicy, parse_leads, parse_outcome, parse_retry
 from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
@@ -36,12 +39,12 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_NAME = "formcall.toml"
 ENV_SOURCE = "environment"
 
-AUTH_TYPES = ("none", "token", "basic", "hubspot", "standard_webhooks")
 CAPTCHA_PROVIDERS = {
     "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
     "recaptcha": "https://www.google.com/recaptcha/api/siteverify",
     "hcaptcha": "https://api.hcaptcha.com/siteverify",
 }
+DEFAULT_HCAPTCHA_MAX_SCORE = 0.7
 CAPTCHA_FIELDS = {
     "turnstile": "cf-turnstile-response",
     "recaptcha": "g-recaptcha-response",
@@ -58,22 +61,19 @@ _FALSE = {"", "0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
-class Auth:
-    type: str = "none"
-    secret: str | None = None
-    header: str = "X-Webhook-Token"
-    username: str | None = None
-    password: str | None = None
-    public_url: str | None = None
-
-
-@dataclass(frozen=True)
 class Captcha:
     provider: str
     secret: str
     field: str
+    # reCAPTCHA v3: the lowest (most human) score accepted.
     min_score: float
     verify_url: str
+    # hCaptcha Enterprise: the highest RISK score accepted (its score grows with risk).
+    max_score: float = DEFAULT_HCAPTCHA_MAX_SCORE
+    # When set, the answer's action and hostname must match (reCAPTCHA v3, Turnstile).
+    action: str | None = None
+    hostnames: frozenset[str] = frozenset()
+    sitekey: str | None = None
 
 
 @dataclass(frozen=True)
@@ -558,49 +558,66 @@ def _parse_rate(text: str) -> Rate | None:
     return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
 
 
+_AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", "query_token"}
+_REFERENCE_KEYS = ("secret", "password")
+
+
 def _auth(source: str, route: _Reader) -> Auth:
     table = route.table("auth")
     if table is None:
         return Auth()
-    a = _Reader(source, route.key("auth"), table, {"type", "secret", "header", "username", "password", "public_url"})
+    a = _Reader(source, route.key("auth"), table, _AUTH_KEYS)
     kind = a.get("type", str, "none")
-    if kind not in AUTH_TYPES:
+    scheme = AUTH_SCHEMES.get(kind)
+    if scheme is None:
         raise a.fail("type", f"{kind!r} is not one of {', '.join(AUTH_TYPES)}")
-    secret = a.secret("secret", a.data["secret"]) if "secret" in a.data else None
-    password = a.secret("password", a.data["password"]) if "password" in a.data else None
-    if kind in ("token", "hubspot", "standard_webhooks") and secret is None:
-        raise a.fail("secret", f"missing: auth type {kind} needs a secret reference")
+    refs = {key: a.secret(key, a.data[key]) if key in a.data else None for key in _REFERENCE_KEYS}
     username = a.get("username", str)
-    if kind == "basic" and (not username or password is None):
-        raise a.fail("username" if not username else "password", "missing: auth type basic needs username and password")
+    values: dict[str, Any] = {**refs, "username": username}
+    needed = (*scheme.required_keys, *scheme.secret_keys)
+    for key in needed:
+        if not values.get(key):
+            what = "a secret reference" if needed == ("secret",) else " and ".join(needed)
+            raise a.fail(key, f"missing: auth type {kind} needs {what}")
     public_url = a.get("public_url", str)
     if public_url is not None and not public_url.startswith(("https://", "http://")):
         raise a.fail("public_url", "must be the full URL of the route as entered in HubSpot")
-    header = a.get("header", str, "X-Webhook-Token").strip()
+    header = a.get("header", str, Auth.header).strip()
     if not header:
         raise a.fail("header", "must not be empty")
-    return Auth(kind, secret, header, username, password, public_url)
+    return Auth(kind, refs["secret"], header, username, refs["password"], public_url,
+                a.get("query_token", bool, True))  # fmt: skip
 
 
 def _captcha(source: str, route: _Reader) -> Captcha | None:
     table = route.table("captcha")
     if table is None:
         return None
-    c = _Reader(source, route.key("captcha"), table, {"provider", "secret", "field", "min_score", "verify_url"})
+    c = _Reader(source, route.key("captcha"), table, {
+        "provider", "secret", "field", "min_score", "max_score", "action", "hostnames", "sitekey", "verify_url",
+    })  # fmt: skip
     provider = c.get("provider", str)
     if provider not in CAPTCHA_PROVIDERS:
         raise c.fail("provider", f"must be one of {', '.join(CAPTCHA_PROVIDERS)}")
     if "secret" not in c.data:
         raise c.fail("secret", "missing: the captcha provider's secret key, as a secret reference")
-    min_score = float(c.get("min_score", (int, float), 0.5))
-    if not 0 <= min_score <= 1:
-        raise c.fail("min_score", "must be between 0 and 1")
+    scores = {}
+    for key, default in (("min_score", 0.5), ("max_score", DEFAULT_HCAPTCHA_MAX_SCORE)):
+        scores[key] = float(c.get(key, (int, float), default))
+        if not 0 <= scores[key] <= 1:
+            raise c.fail(key, "must be between 0 and 1")
+    action = (c.get("action", str) or "").strip() or None
+    sitekey = (c.get("sitekey", str) or "").strip() or None
     return Captcha(
         provider=provider,
         secret=c.secret("secret", c.data["secret"]),
         field=c.get("field", str, CAPTCHA_FIELDS[provider]),
-        min_score=min_score,
+        min_score=scores["min_score"],
         verify_url=c.get("verify_url", str, CAPTCHA_PROVIDERS[provider]),
+        max_score=scores["max_score"],
+        action=action,
+        hostnames=frozenset(h.lower() for h in _str_list(c, "hostnames", [])),
+        sitekey=sitekey,
     )
 
 

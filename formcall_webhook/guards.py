@@ -103,7 +103,8 @@ def verify_captcha(
     resolve: Callable[[str], str],
     pool: urllib3.PoolManager,
 ) -> None:
-    """Siteverify server-side; CaptchaFailed (403) unless the provider says yes (and the score is enough)."""
+    """Siteverify server-side; CaptchaFailed (403) unless the provider says yes, the score is on the
+    right side of the route's limit, and the action and hostname match when the route names them."""
     token = body.get(captcha.field)
     if isinstance(token, list):
         token = token[0] if token else None
@@ -112,6 +113,10 @@ def verify_captcha(
     form = {"secret": resolve(captcha.secret), "response": token.strip()}
     if remote_ip != "unknown":
         form["remoteip"] = remote_ip
+    # hCaptcha's siteverify takes the sitekey (and then refuses a token solved on another site);
+    # reCAPTCHA's and Turnstile's take no such parameter.
+    if captcha.sitekey and captcha.provider == "hcaptcha":
+        form["sitekey"] = captcha.sitekey
     try:
         response = pool.request(
             "POST", captcha.verify_url, fields=form, encode_multipart=False, timeout=CAPTCHA_TIMEOUT_SECONDS
@@ -126,12 +131,27 @@ def verify_captcha(
     if not isinstance(verdict, dict) or verdict.get("success") is not True:
         codes = verdict.get("error-codes") if isinstance(verdict, dict) else None
         raise CaptchaFailed("The captcha was not accepted.", reason=f"{captcha.provider} said no: {codes}")
+    problem = _verdict_problem(captcha, verdict)
+    if problem:
+        raise CaptchaFailed("The captcha was not accepted.", reason=f"{captcha.provider} {problem}")
+
+
+def _verdict_problem(captcha: Captcha, verdict: Mapping[str, Any]) -> str | None:
     score = verdict.get("score")
-    # reCAPTCHA v3 (and hCaptcha Enterprise) answer a score; v2, Turnstile and hCaptcha do not.
-    if isinstance(score, (int, float)) and not isinstance(score, bool) and score < captcha.min_score:
-        raise CaptchaFailed(
-            "The captcha was not accepted.", reason=f"{captcha.provider} score {score} < {captcha.min_score}"
-        )
+    # reCAPTCHA v3 scores humanity (1.0 human); hCaptcha Enterprise scores RISK (1.0 bot).
+    # reCAPTCHA v2, Turnstile and plain hCaptcha answer no score.
+    if isinstance(score, (int, float)) and not isinstance(score, bool):
+        if captcha.provider == "hcaptcha" and score > captcha.max_score:
+            return f"risk score {score} > max_score {captcha.max_score}"
+        if captcha.provider != "hcaptcha" and score < captcha.min_score:
+            return f"score {score} < min_score {captcha.min_score}"
+    # Both providers' docs ask the server to check these: a token solved for another form or site.
+    if captcha.action is not None and verdict.get("action") != captcha.action:
+        return f"action {str(verdict.get('action'))[:64]!r} is not {captcha.action!r}"
+    hostname = verdict.get("hostname")
+    if captcha.hostnames and not (isinstance(hostname, str) and hostname.lower() in captcha.hostnames):
+        return f"hostname {str(hostname)[:64]!r} is not one of the route's hostnames"
+    return None
 
 
 def cors_headers(route: Route, origin: str | None, preflight: bool) -> dict[str, str]:

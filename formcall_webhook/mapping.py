@@ -38,7 +38,14 @@ _JOTFORM_PREFIX = re.compile(r"^q\d+_")
 # Children under which a sender puts the lead's fields; their parent describes the form.
 _CONTAINERS = frozenset({"data", "fields", "answers", "formresponse", "values"})
 # Objects that describe the form or page, not the lead (Elementor's form[name], meta[...]).
-_FORM_KEYS = frozenset({"form", "page", "site", "meta", "definition", "website"})
+# Typeform's "variables" are the form's own logic variables (a "name" among them), not answers.
+_FORM_KEYS = frozenset({"form", "page", "site", "meta", "definition", "website", "variables"})
+# Input types (folded) that say what a field holds, whatever its label or id.
+_TYPED_FIELDS = {
+    "tel": "phone", "phone": "phone", "phonenumber": "phone", "inputphonenumber": "phone",
+    "email": "email", "inputemail": "email",
+}  # fmt: skip
+_FILE_KEYS = ("mimeType", "mimetype", "mime_type", "contentType", "content_type")
 
 
 # The caches below are bounded in entries AND in key length: a sender controls the keys, and one
@@ -185,10 +192,13 @@ def _walk(data: Any) -> Iterator[tuple[str, Any, bool, int]]:
         node, level, meta = queue.popleft()
         visited += 1
         if isinstance(node, dict):
+            if _is_file(node):
+                continue
             # {"name": "Contact form", "data": {...}}: this object describes the form, not the lead.
             describes_form = meta or any(
                 isinstance(v, (dict, list)) and fold(k) in _CONTAINERS for k, v in node.items() if isinstance(k, str)
             )
+            yield from _typeform_titled(node, level)
             for key, value in node.items():
                 if not isinstance(key, str) or "[" in key:
                     continue
@@ -196,7 +206,12 @@ def _walk(data: Any) -> Iterator[tuple[str, Any, bool, int]]:
                     yield name, value, describes_form, level
                 if level >= _MAX_DEPTH:
                     continue
-                if isinstance(value, (dict, list)):
+                if isinstance(value, dict):
+                    child_meta = fold(key) in _FORM_KEYS
+                    # Elementor's fields[field_5c2e9d1] = {title, type, value}: an item under a random id.
+                    yield from _item_fields(value, describes_form or child_meta, level)
+                    queue.append((value, level + 1, child_meta))
+                elif isinstance(value, list):
                     queue.append((value, level + 1, fold(key) in _FORM_KEYS))
                 elif isinstance(value, str):
                     embedded = _embedded_json(value)
@@ -205,16 +220,55 @@ def _walk(data: Any) -> Iterator[tuple[str, Any, bool, int]]:
         elif isinstance(node, list):
             for item in node:
                 if isinstance(item, dict):
-                    label = _item_label(item)
-                    item_value = _item_value(item)
-                    if label is not None and item_value is not None:
-                        yield fold(label), item_value, False, level
+                    yield from _item_fields(item, meta, level)
                 if level < _MAX_DEPTH and isinstance(item, (dict, list)):
                     queue.append((item, level + 1, meta))
 
 
+def _item_fields(item: Mapping[str, Any], meta: bool, level: int) -> Iterator[tuple[str, Any, bool, int]]:
+    """A field described by an object: its own name (label, title, ref...) and, for phone and email
+    inputs, the name its type stands for (Elementor "tel", Tally INPUT_PHONE_NUMBER, Typeform phone_number)."""
+    if _is_file(item):
+        return
+    value = _item_value(item)
+    if value is None:
+        return
+    label = _item_label(item)
+    if label is not None:
+        yield fold(label), value, meta, level
+    kind = item.get("type")
+    if isinstance(kind, str) and (typed := _TYPED_FIELDS.get(fold(kind))) is not None:
+        yield typed, value, meta, level
+
+
+def _typeform_titled(node: Mapping[str, Any], level: int) -> Iterator[tuple[str, Any, bool, int]]:
+    """Typeform's answers under their questions' titles: an answer names its field only by id (and a ref
+    that is often random); the title is in definition.fields."""
+    answers, definition = node.get("answers"), node.get("definition")
+    if not isinstance(answers, list) or not isinstance(definition, dict):
+        return
+    fields = definition.get("fields")
+    if not isinstance(fields, list):
+        return
+    titles = {f["id"]: f.get("title") for f in fields if isinstance(f, dict) and isinstance(f.get("id"), str)}
+    for answer in answers:
+        field = answer.get("field") if isinstance(answer, dict) else None
+        field_id = field.get("id") if isinstance(field, dict) else None
+        if not isinstance(field_id, str):
+            continue
+        title = titles.get(field_id)
+        value = _item_value(answer)
+        if isinstance(title, str) and value is not None:
+            yield fold(title), value, False, level + 1
+
+
+def _is_file(item: Mapping[str, Any]) -> bool:
+    """An uploaded file (Tally FILE_UPLOAD and SIGNATURE, Typeform file_url...): its "name" is a file name."""
+    return any(k in item for k in _FILE_KEYS) or ("url" in item and "size" in item)
+
+
 def _item_label(item: Mapping[str, Any]) -> str | None:
-    """A list item's own name: Tally's label, WPForms' name, Typeform's field.ref."""
+    """A list item's own name: Tally's label, WPForms' name, Elementor's title, Typeform's field.ref."""
     for key in _ITEM_NAME_KEYS:
         label = item.get(key)
         if isinstance(label, dict):

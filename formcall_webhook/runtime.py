@@ -14,6 +14,7 @@ from .errors import ConfigError, Misconfigured
 from .formcall import FormCallClient
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging
 from .secret_store import SecretStore
+from .senders import secret_refs
 from .stores import Backend, open_store
 
 
@@ -80,7 +81,7 @@ class Runtime:
         config = self.config()
         refs = [config.security_token, config.leads.hash_key]
         for route in config.routes.values():
-            refs += [route.auth.secret, route.auth.password, route.captcha.secret if route.captcha else None]
+            refs += [*secret_refs(route.auth), route.captcha.secret if route.captcha else None]
             if route.outcome is not None:
                 refs += [route.outcome.secret, route.outcome.hubspot.token if route.outcome.hubspot else None]
         return [ref for ref in refs if ref]

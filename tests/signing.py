@@ -27,7 +27,8 @@ def standard_webhooks(secrets: list[str], msg_id: str, body: bytes, timestamp: i
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signatures = []
     for secret in secrets:
-        key = base64.b64decode(secret.removeprefix("whsec_"))
+        # As the official libraries read a secret: "whsec_" optional, "=" padding optional.
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==")
         digest = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
         signatures.append("v1," + base64.b64encode(digest).decode())
     return {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": " ".join(signatures)}
@@ -35,3 +36,22 @@ def standard_webhooks(secrets: list[str], msg_id: str, body: bytes, timestamp: i
 
 def basic(username: str, password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()}
+
+
+def typeform(secret: str, body: bytes) -> dict[str, str]:
+    """Typeform's documented scheme: "sha256=" + base64 HMAC-SHA256 of the raw body, keyed with the secret."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return {"Typeform-Signature": "sha256=" + base64.b64encode(digest).decode()}
+
+
+def tally(secret: str, body: bytes) -> dict[str, str]:
+    """Tally's documented scheme: base64 HMAC-SHA256 of the raw body, keyed with the signing secret."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
+    return {"Tally-Signature": base64.b64encode(digest).decode()}
+
+
+def webflow(secret: str, body: bytes, timestamp_ms: int | str | None = None) -> dict[str, str]:
+    """Webflow's documented scheme: hex HMAC-SHA256 of the timestamp (milliseconds), ":" and the raw body."""
+    timestamp = str(int(time.time() * 1000)) if timestamp_ms is None else str(timestamp_ms)
+    digest = hmac.new(secret.encode(), f"{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"x-webflow-timestamp": timestamp, "x-webflow-signature": digest}

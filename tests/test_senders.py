@@ -14,6 +14,7 @@ import io
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import pytest
 
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.simulator import Simulator
+from tests.signing import tally, typeform, webflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"
@@ -47,11 +49,11 @@ SECRETS = {
     "ZAPIER_TOKEN": "zap-token-7f3a",
     "ELEMENTOR_TOKEN": "elem-token-22b1",
     "CF7_TOKEN": "cf7-token-5d0e",
-    "TYPEFORM_TOKEN": "tf-token-8c3f",
-    "TALLY_TOKEN": "tally-token-4b6a",
+    "TYPEFORM_SECRET": "tf-secret-8c3f",
+    "TALLY_SIGNING_SECRET": "tally-secret-4b6a",
     "UNBOUNCE_TOKEN": "ub-token-1e9d",
     "JOTFORM_TOKEN": "jf-token-6a7c",
-    "WEBFLOW_TOKEN": "wf-token-3d8b",
+    "WEBFLOW_SECRET": "wf-client-secret-3d8b",
 }
 HUBSPOT_PUBLIC_URL = "https://REGION-PROJECT.cloudfunctions.net/formcall-webhook/hubspot"
 
@@ -79,7 +81,7 @@ def send(
     query: bytes = b"",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    all_headers = {"content-type": content_type, **(headers or {})}
+    all_headers = {"content-type": content_type, **{k.lower(): v for k, v in (headers or {}).items()}}
     stream = io.BytesIO(body)
     request = Request("POST", path, all_headers, query, lambda limit: read_stream(stream, limit), len(body))
     response = app.handle(request)
@@ -157,11 +159,24 @@ class Case:
     expected: dict[str, Any]
     query: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    # Signed with HubSpot's v3 signature at send time (its timestamp must be fresh).
-    hubspot_signed: bool = False
+    # Signs the body at send time, as the sender does (a timestamp, where there is one, must be fresh).
+    signer: Callable[[bytes], dict[str, str]] | None = None
 
     def request_headers(self) -> dict[str, str]:
-        return {**self.headers, **(hubspot_headers(self.body) if self.hubspot_signed else {})}
+        signed = self.signer(self.body) if self.signer else {}
+        return {k.lower(): v for k, v in {**self.headers, **signed}.items()}
+
+
+def typeform_signed(body: bytes) -> dict[str, str]:
+    return typeform(SECRETS["TYPEFORM_SECRET"], body)
+
+
+def tally_signed(body: bytes) -> dict[str, str]:
+    return tally(SECRETS["TALLY_SIGNING_SECRET"], body)
+
+
+def webflow_signed(body: bytes) -> dict[str, str]:
+    return webflow(SECRETS["WEBFLOW_SECRET"], body)
 
 
 HUBSPOT_LEGACY = sample("hubspot_legacy_contact.json")
@@ -178,7 +193,7 @@ CASES = {
             "74766123",
             {"Nombre": "Camila Rojas", "Email": "camila.rojas@example.cl", "Sucursal": "santiago", "HubSpot": "3751"},
         ),
-        hubspot_signed=True,
+        signer=hubspot_headers,
     ),
     # "Customize request body": flat properties, empty mobilephone, token in the query string.
     "hubspot-custom-body-token": Case(
@@ -346,7 +361,7 @@ CASES = {
         ),
         query=token_query("CF7_TOKEN"),
     ),
-    # Typeform answers picked by field.ref; phone in E.164; choice label; hidden fields.
+    # Typeform answers picked by type and by their question's title; phone in E.164; choice label; hidden.
     "typeform": Case(
         "typeform.toml",
         "/typeform",
@@ -363,9 +378,18 @@ CASES = {
                 "Campaña": "verano-2026",
             },
         ),
-        query=token_query("TYPEFORM_TOKEN"),
+        signer=typeform_signed,
     ),
-    # Tally fields picked by label; a Santiago landline; a dropdown's option id turned into its text.
+    # Typeform's documented shape: answers name their question by id only (no ref), titles in definition.
+    "typeform-documented": Case(
+        "typeform.toml",
+        "/typeform",
+        sample("typeform_documented.json"),
+        JSON,
+        formcall_payload("56", "9", "56311283", {"Nombre": "Laura Navarro", "Email": "laura.navarro@example.cl"}),
+        signer=typeform_signed,
+    ),
+    # Tally fields picked by type and label; a Santiago landline; a dropdown's option id turned into its text.
     "tally": Case(
         "tally.toml",
         "/tally",
@@ -382,7 +406,16 @@ CASES = {
                 "Formulario": "Te llamamos gratis",
             },
         ),
-        headers=token_header("TALLY_TOKEN"),
+        signer=tally_signed,
+    ),
+    # Tally's documented shape: every block type, a file upload and a signature; no "Nombre" label.
+    "tally-documented": Case(
+        "tally.toml",
+        "/tally",
+        sample("tally_documented.json"),
+        JSON,
+        formcall_payload("56", "9", "61234567", {"Email": "ana.perez@example.cl", "Formulario": "Webhook payloads"}),
+        signer=tally_signed,
     ),
     # Unbounce: JSON in the data.json form field, list values; dashes in the number.
     "unbounce": Case(
@@ -458,7 +491,25 @@ CASES = {
                 "Formulario": "Formulario Contacto (/contacto)",
             },
         ),
-        query=token_query("WEBFLOW_TOKEN"),
+        signer=webflow_signed,
+    ),
+    # Webflow's documented shape: "First Name", "Last Name", "email", "Phone Number" as a JSON number.
+    "webflow-documented": Case(
+        "webflow.toml",
+        "/webflow",
+        sample("webflow_documented.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "61234567",
+            {
+                "Nombre": "Gabriel Sepúlveda",
+                "Email": "gabriel.sepulveda@example.cl",
+                "Formulario": "Contact Us (/contact-us)",
+            },
+        ),
+        signer=webflow_signed,
     ),
     # A number input arrives as a JSON number, country code included, no "+".
     "webflow-number-phone": Case(
@@ -477,7 +528,7 @@ CASES = {
                 "Formulario": "Formulario Contacto (/contacto)",
             },
         ),
-        query=token_query("WEBFLOW_TOKEN"),
+        signer=webflow_signed,
     ),
 }
 
@@ -497,7 +548,7 @@ def test_sender_through_its_documented_route(name: str, simulator: Simulator) ->
 # These need the route auth of spec section 5 (formcall_webhook/auth.py).
 
 AUTHENTICATED = ["hubspot-custom-body-token", "zapier-json", "zapier-raw-form", "elementor-advanced", "cf7-form",
-                 "typeform", "tally", "unbounce", "jotform", "webflow"]  # fmt: skip
+                 "unbounce", "jotform"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", AUTHENTICATED)
@@ -526,6 +577,35 @@ def test_hubspot_route_refuses_an_unsigned_or_missigned_body(simulator: Simulato
     assert simulator.calls() == []
 
 
+SIGNED = ["hubspot-legacy-signed", "typeform", "tally", "webflow"]
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_signed_routes_refuse_unsigned_missigned_or_tampered_bodies(name: str, simulator: Simulator) -> None:
+    case = CASES[name]
+    assert case.signer is not None
+    app = make_app(simulator, case.config)
+    tampered = case.body.replace(b"example.cl", b"example.com")
+    assert tampered != case.body
+    for body, headers in (
+        (case.body, {}),
+        (tampered, case.signer(case.body)),
+        (case.body, {k: v[:-2] + ("AA" if v[-2:] != "AA" else "BB") for k, v in case.signer(case.body).items()}),
+    ):
+        status, answer = send(app, case.path, body, case.content_type, headers=headers)
+        assert (status, answer["error"]) == (401, "unauthorized"), (headers, answer)
+    assert simulator.calls() == []
+
+
+def test_zapier_routes_refuse_the_token_in_the_url(simulator: Simulator) -> None:
+    # query_token = false: a token in the URL would sit in Cloud Run's request logs.
+    case = CASES["zapier-json"]
+    app = make_app(simulator, case.config)
+    status, answer = send(app, case.path, case.body, case.content_type, query=token_query("ZAPIER_TOKEN"))
+    assert (status, answer["error"]) == (401, "unauthorized"), answer
+    assert simulator.calls() == []
+
+
 # -- zero-config: only FORMCALL_POPUP_UUID, the built-in finder --
 # Every sender here, including the shapes a finder has to work for: Zapier's "__"-flattened keys,
 # JSON inside a text field (Unbounce data.json, Jotform rawRequest), Jotform's q<N>_ prefixes and
@@ -546,6 +626,11 @@ ZERO_CONFIG = {
     "unbounce.form": (FORM, ("56", "9", "56311283"), "Catalina Vergara", "cata.vergara@example.cl"),
     "jotform.multipart": (MULTIPART, ("56", "32", "2123456"), "Valentina Orellana", "vorellana@example.cl"),
     "webflow.json": (JSON, ("56", "9", "61234567"), "Sofía Contreras", "sofia.contreras@example.cl"),
+    # The senders' documented payload shapes: fields found by input type and title; a file is no name.
+    "tally_documented.json": (JSON, ("56", "9", "61234567"), "", "ana.perez@example.cl"),
+    "typeform_documented.json": (JSON, ("56", "9", "56311283"), "Laura Navarro", "laura.navarro@example.cl"),
+    "elementor_default_ids.form": (WP_FORM, ("56", "9", "61234567"), "Rocío Álvarez", "rocio.alvarez@example.cl"),
+    "webflow_documented.json": (JSON, ("56", "9", "61234567"), "Gabriel Sepúlveda", "gabriel.sepulveda@example.cl"),
 }
 
 
@@ -569,7 +654,8 @@ def test_zero_config_finds_name_and_email(name: str, simulator: Simulator) -> No
     _, cc_area_number, nombre, email = ZERO_CONFIG[name]
     status, payload = zero_config_call(simulator, name)
     assert status == 200, payload
-    assert payload == formcall_payload(*cc_area_number, {"Nombre": nombre, "Email": email})
+    expected = {key: value for key, value in {"Nombre": nombre, "Email": email}.items() if value}
+    assert payload == formcall_payload(*cc_area_number, expected)
 
 
 # -- the docs show exactly the configs tested here --
@@ -593,3 +679,32 @@ def test_senders_index_links_every_page() -> None:
     for page in pages:
         assert f"]({page})" in index, f"docs/senders/README.md does not link {page}"
         assert len((DOCS / page).read_text(encoding="utf-8").splitlines()) <= 70, f"{page} is too long"
+
+
+# -- each guide's claims are tested: its samples go through its config, and zero-config where it says so --
+
+CLAIM = re.compile(r"<!-- (?P<kind>samples|zero-config): (?P<names>[^>]*?) -->")
+
+
+def guide_claims(page: Path) -> dict[str, list[str]]:
+    claims: dict[str, list[str]] = {"samples": [], "zero-config": []}
+    for match in CLAIM.finditer(page.read_text(encoding="utf-8")):
+        claims[match["kind"]] += match["names"].split()
+    return claims
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md") if p.name != "README.md"))
+def test_each_guide_claim_is_tested(page: str) -> None:
+    claims = guide_claims(DOCS / page)
+    config = f"{Path(page).stem}.toml"
+    tested_through_config = {c.body for c in CASES.values() if c.config == config}
+    assert claims["samples"], f"{page}: name its samples in <!-- samples: ... -->"
+    for name in claims["samples"]:
+        assert (SAMPLES / name).is_file(), f"{page} names a missing sample {name}"
+        assert sample(name) in tested_through_config, f"{page}: {name} is not sent through {config} in CASES"
+    for name in claims["zero-config"]:
+        assert name in ZERO_CONFIG, f"{page} says zero-config works on {name}, but no test does it"
+    text = (DOCS / page).read_text(encoding="utf-8").lower()
+    # A guide says zero-config works, or where it falls short; never that it "finds nothing" while tests pass.
+    if claims["zero-config"]:
+        assert "finds nothing" not in text and "does not look inside" not in text, page

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl
 
 
 class FakeSiteverify:
-    """Tokens decide the verdict: "pass", "fail", or "score:0.3" (a reCAPTCHA v3 answer)."""
+    """Tokens decide the verdict: "pass", "fail", "score:0.3" (a reCAPTCHA v3 answer), or
+    "answer:{JSON}" (a successful answer with those fields, e.g. an hCaptcha Enterprise risk score)."""
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
@@ -46,6 +47,8 @@ class FakeSiteverify:
         token = form.get("response", "")
         if token == "pass":
             return {"success": True, "hostname": "acme.cl", "challenge_ts": "2026-11-28T12:00:00Z"}
+        if token.startswith("answer:"):
+            return {"success": True, **json.loads(token[7:])}
         if token.startswith("score:"):
             return {"success": True, "score": float(token[6:]), "action": "submit", "hostname": "acme.cl"}
         return {"success": False, "error-codes": ["invalid-input-response"]}

@@ -1,0 +1,15 @@
+"""auth.type = "none": anyone may submit (pair it with honeypot, captcha, rate limits, CORS)."""
+
+from __future__ import annotations
+
+from .base import Auth, Delivery, Incoming, Resolve, Scheme, register
+
+
+class NoAuth(Scheme):
+    name = "none"
+
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+        return None
+
+
+SCHEME = register(NoAuth())
