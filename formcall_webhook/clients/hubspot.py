@@ -179,6 +179,16 @@ class _Stop(Exception):
         self.kind, self.wait, self.reason = kind, wait, reason
 
 
+@dataclass
+class _Progress:
+    contact_id: str | None
+    note_id: str | None
+    done: set[str]
+
+    def result(self, kind: Kind, wait: int | None, reason: str) -> HubSpotResult:
+        return HubSpotResult(kind, wait, reason, self.contact_id, self.note_id, frozenset(self.done))
+
+
 class HubSpotClient:
     """Writes outcomes with a private-app or service-key token (Bearer)."""
 
@@ -206,46 +216,42 @@ class HubSpotClient:
         skipped, so a retry never sets twice or attaches a second note. A contact found neither by id
         nor by email is `not_found`, which is the contact's state, not a failure of the lead.
         """
-        steps = set(done)
-        cid = contact_id_of(contact_id)
-        nid = contact_id_of(note_id) if NOTE in steps else None
-        if nid is None:
-            steps.discard(NOTE)
-            steps.discard(ASSOCIATION)
+        state = _Progress(contact_id_of(contact_id), contact_id_of(note_id) if NOTE in done else None, set(done))
+        if state.note_id is None:
+            state.done -= {NOTE, ASSOCIATION}
         try:
-            if PROPERTY not in steps:
-                cid = self._set_property(cid, email, property, value)
-                steps.add(PROPERTY)
-            elif cid is None:
-                cid = self._find(email)
-            if nid is None:
-                nid = self._create_note(note, timestamp_ms)
-                steps.add(NOTE)
-            if ASSOCIATION not in steps:
-                self._associate(nid, cid)
-                steps.add(ASSOCIATION)
+            if PROPERTY not in state.done:
+                self._set_property(state, email, property, value)
+            elif state.contact_id is None:
+                state.contact_id = self._find(email)
+            if state.note_id is None:
+                state.note_id = self._create_note(note, timestamp_ms)
+                state.done.add(NOTE)
+            if ASSOCIATION not in state.done:
+                self._associate(state)
         except _Stop as stop:
-            return HubSpotResult(stop.kind, stop.wait, stop.reason, cid, nid, frozenset(steps))
-        return HubSpotResult("delivered", None, "contact updated and note attached", cid, nid, frozenset(steps))
+            return state.result(stop.kind, stop.wait, stop.reason)
+        return state.result("delivered", None, "contact updated and note attached")
 
-    def _set_property(self, cid: str | None, email: str | None, prop: str, value: str) -> str:
-        if cid is not None:
-            answer = self._send(update_contact(cid, prop, value))
-            verdict = classify(answer, time.time())
+    def _set_property(self, state: _Progress, email: str | None, prop: str, value: str) -> None:
+        if state.contact_id is not None:
+            verdict = classify(self._send(update_contact(state.contact_id, prop, value)), time.time())
             if verdict is None:
-                return cid
+                state.done.add(PROPERTY)
+                return
             if verdict[0] != "not_found":
                 raise _Stop(*verdict)
-        cid = self._find(email)
-        verdict = classify(self._send(update_contact(cid, prop, value)), time.time())
+            state.contact_id = None  # a stale id (merged or deleted contact): the email may still find it
+        state.contact_id = self._find(email)
+        verdict = classify(self._send(update_contact(state.contact_id, prop, value)), time.time())
         if verdict is not None:
             raise _Stop(*verdict)
-        return cid
+        state.done.add(PROPERTY)
 
     def _find(self, email: str | None) -> str:
         address = email_of(email)
         if address is None:
-            raise _Stop("not_found", None, "no contact id, and no email to search by")
+            raise _Stop("not_found", None, "no contact with that id, and no email to search by")
         # The email stays out of the reason: HubSpot's messages may quote it back.
         answer = self._send(search_by_email(address))
         verdict = classify(answer, time.time(), echo_message=False)
@@ -266,13 +272,14 @@ class HubSpotClient:
             raise _Stop("retry", None, f"note: HubSpot's answer (HTTP {answer.status}) has no id")
         return nid
 
-    def _associate(self, nid: str, cid: str | None) -> None:
-        if cid is None:  # unreachable: the property step or _find set it
-            raise _Stop("not_found", None, "no contact to attach the note to")
-        verdict = classify(self._send(associate_note(nid, cid)), time.time())
+    def _associate(self, state: _Progress) -> None:
+        if state.note_id is None or state.contact_id is None:  # unreachable: the steps before set both
+            raise _Stop("retry", None, "association: no note or no contact yet")
+        verdict = classify(self._send(associate_note(state.note_id, state.contact_id)), time.time())
         if verdict is not None:
             kind, wait, reason = verdict
             raise _Stop(kind, wait, f"association: {reason}")
+        state.done.add(ASSOCIATION)
 
     def _send(self, request: Request, *, creates: bool = False) -> Answer:
         headers = {

@@ -39,9 +39,9 @@ class Contact:
 class FakeHubSpot:
     """Contacts, notes and note-to-contact associations, behind a bearer token.
 
-    `fail_next(n, status, headers)` answers the next n requests with that status (429 with Retry-After,
-    500...) without acting on them; `lose_next(n)` acts on the next n requests but drops the connection
-    before answering, as a timeout or reset after the request went out does.
+    `fail_next(n, status, headers, path=...)` answers the next n requests (whose path holds `path`, when
+    given) with that status (429 with Retry-After, 500...) without acting on them; `lose_next(n, path=...)`
+    acts on them but resets the connection instead of answering, as a lost answer does.
     """
 
     def __init__(self, token: str, *, readonly_tokens: tuple[str, ...] = ()) -> None:
@@ -53,8 +53,8 @@ class FakeHubSpot:
         self.associations: list[tuple[str, str, int]] = []  # (note id, contact id, type id)
         self.calls: list[Call] = []
         self.lock = threading.Lock()
-        self._failures: list[tuple[int, dict[str, str]]] = []
-        self._lose = 0
+        # (path fragment or None, status or None to act and lose the answer, headers)
+        self._faults: list[tuple[str | None, int | None, dict[str, str]]] = []
         self._ids = itertools.count(51_000_000_001)
         fake = self
 
@@ -105,13 +105,15 @@ class FakeHubSpot:
             self.contacts[contact_id] = Contact(contact_id, email, props)
             return contact_id
 
-    def fail_next(self, count: int, status: int = 429, headers: dict[str, str] | None = None) -> None:
+    def fail_next(
+        self, count: int, status: int = 429, headers: dict[str, str] | None = None, path: str | None = None
+    ) -> None:
         with self.lock:
-            self._failures.extend([(status, dict(headers or {}))] * count)
+            self._faults.extend([(path, status, dict(headers or {}))] * count)
 
-    def lose_next(self, count: int = 1) -> None:
+    def lose_next(self, count: int = 1, path: str | None = None) -> None:
         with self.lock:
-            self._lose += count
+            self._faults.extend([(path, None, {})] * count)
 
     def notes_of(self, contact_id: str) -> list[dict[str, str]]:
         """The notes on a contact's timeline: those associated with it."""
@@ -123,7 +125,7 @@ class FakeHubSpot:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> FakeHubSpot:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -135,13 +137,14 @@ class FakeHubSpot:
     def dispatch(self, call: Call) -> tuple[int, dict[str, str], Any, bool]:
         with self.lock:
             self.calls.append(call)
-            if self._failures:
-                status, headers = self._failures.pop(0)
-                return status, headers, _failure_body(status), False
-            lose = self._lose > 0
-            self._lose -= int(lose)
+            fault = next((f for f in self._faults if f[0] is None or f[0] in call.path), None)
+            if fault is not None:
+                self._faults.remove(fault)
+                _, fault_status, headers = fault
+                if fault_status is not None:
+                    return fault_status, headers, _failure_body(fault_status), False
             status, answer = self._route(call)
-            return status, {}, answer, lose
+            return status, {}, answer, fault is not None
 
     def _route(self, call: Call) -> tuple[int, Any]:
         auth = call.headers.get("authorization", "")

@@ -87,7 +87,7 @@ class FakeReceiver:
             return [a for a in self.attempts if a.verified and 200 <= a.status < 300]
 
     def start(self) -> FakeReceiver:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
