@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
-import certifi
 import urllib3
 
+# make_pool moved to clients.http; imported here so `from .formcall import make_pool` keeps working.
+from .clients.http import TransportError, send
+from .clients.http import make_pool as make_pool
 from .errors import (
     FormCallMisconfigured,
     FormCallRejected,
@@ -32,6 +34,8 @@ _CUSTOMER_NUMBER_FIELDS = ("call_number_customer", "customer_number", "number_cu
 # How far FormCall's clock may be behind ours when we compare call_at with the first attempt.
 _CLOCK_SLACK_SECONDS = 120
 _LIST_TIMEOUT = 5.0
+# A day's listing of a busy popup runs to megabytes (about 300 bytes a call).
+_MAX_LIST_BYTES = 16 * 1024 * 1024
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 # Failures before the request left: nothing can have been queued, so a retry is safe.
 _NEVER_SENT = (
@@ -71,18 +75,6 @@ class Placed:
 
     uuid: str | None
     pending: bool = False
-
-
-def make_pool(ca_bundle: str | None = None, maxsize: int = 32) -> urllib3.PoolManager:
-    """Pooled connections, TLS always verified (against `ca_bundle` when given), nothing retried."""
-    return urllib3.PoolManager(
-        num_pools=4,
-        maxsize=maxsize,
-        block=False,
-        retries=False,
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_bundle or certifi.where(),
-    )
 
 
 class FormCallClient:
@@ -131,6 +123,34 @@ class FormCallClient:
             ) from err
         return parse_answer(response.status, raw)
 
+    def list_calls(self, token: str, popup_uuid: str, day: str) -> Any:
+        """One read of /calls/list for a day (YYYY-MM-DD) and popup: the decoded JSON, whatever its shape.
+
+        ListUnavailable when it cannot be read: no answer, a status other than 200, or not JSON.
+        """
+        url = f"{self.list_url}?{urlencode({'date': day, 'popup_uuid': popup_uuid})}"
+        try:
+            answer = send(
+                self.pool,
+                "GET",
+                url,
+                headers={"security-token": token, "Accept": "application/json"},
+                body=None,
+                # Off the first submission's path: a retry or the sweep can wait for a slow listing.
+                timeout=max(self.timeout, _LIST_TIMEOUT),
+                max_bytes=_MAX_LIST_BYTES,
+            )
+        except TransportError as err:
+            raise ListUnavailable(f"/calls/list failed: {err.reason}") from err
+        if answer.status != 200:
+            raise ListUnavailable(f"/calls/list answered HTTP {answer.status}")
+        if answer.truncated:
+            raise ListUnavailable(f"/calls/list answered more than {_MAX_LIST_BYTES} bytes")
+        try:
+            return json.loads(answer.body)
+        except (ValueError, RecursionError) as err:
+            raise ListUnavailable(f"/calls/list did not answer JSON: {type(err).__name__}") from err
+
     def find_call(self, token: str, popup_uuid: str, number_digits: str, since: float) -> str | None:
         """The uuid of a call to this number placed since `since` (epoch seconds), from /calls/list.
 
@@ -139,19 +159,7 @@ class FormCallClient:
         """
         unnumbered = 0
         for day in _list_days(since, time.time()):
-            try:
-                response = self.pool.request(
-                    "GET",
-                    self.list_url,
-                    fields={"date": day, "popup_uuid": popup_uuid},
-                    headers={"security-token": token},
-                    # Off the first submission's path: a retry can wait for a slow listing.
-                    timeout=urllib3.Timeout(connect=_CONNECT_TIMEOUT, read=max(self.timeout, _LIST_TIMEOUT)),
-                    redirect=False,
-                )
-                rows = json.loads(response.data)
-            except (urllib3.exceptions.HTTPError, OSError, ValueError, RecursionError) as err:
-                raise ListUnavailable(f"/calls/list failed: {type(err).__name__}") from err
+            rows = self.list_calls(token, popup_uuid, day)
             if not isinstance(rows, list):
                 raise ListUnavailable("/calls/list did not answer a list")
             for row in rows:

@@ -1,0 +1,119 @@
+"""Outcome webhooks, signed as Standard Webhooks and judged by the receiver's status (spec section 9)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import urllib3
+
+from .http import TransportError, send
+
+_WHSEC = "whsec_"
+# A receiver asking for more than a day is out of step with the outcome's give_up anyway.
+MAX_RETRY_AFTER = 24 * 3600
+USER_AGENT = "formcall-webhook"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """delivered (2xx), retry (later), or final (the receiver refused it for good)."""
+
+    kind: Literal["delivered", "retry", "final"]
+    status: int | None
+    retry_after: int | None
+    reason: str
+
+
+def secret_key(secret: str) -> bytes:
+    """The key of a Standard Webhooks secret: base64, with or without `whsec_` and `=` padding."""
+    encoded = secret.strip().removeprefix(_WHSEC)
+    encoded += "=" * (-len(encoded) % 4)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except binascii.Error as err:
+        raise ValueError("the secret is not whsec_<base64>") from err
+    if not key:
+        raise ValueError("the secret is empty")
+    return key
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers for this body: webhook-id, webhook-timestamp, webhook-signature."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": "v1," + base64.b64encode(digest).decode("ascii"),
+    }
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """The body as sent and signed: compact UTF-8 JSON."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def judge(status: int, headers: Mapping[str, str], now: float) -> Delivery:
+    """The receiver's answer: 2xx delivered; 408, 429, 5xx (and anything odd) retry; other 4xx final."""
+    if 200 <= status < 300:
+        return Delivery("delivered", status, None, f"HTTP {status}")
+    if 400 <= status < 500 and status not in (408, 429):
+        return Delivery("final", status, None, f"HTTP {status}: the receiver refused the outcome")
+    return Delivery("retry", status, retry_after(headers.get("retry-after"), now), f"HTTP {status}")
+
+
+def retry_after(value: str | None, now: float) -> int | None:
+    """Retry-After in seconds (delta-seconds or an HTTP date), within [0, a day]; None when absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 10:
+        seconds = int(text)
+    else:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT even when it does not say so
+            return None
+        seconds = int(when.timestamp() - now + 0.999)
+    return max(0, min(seconds, MAX_RETRY_AFTER))
+
+
+def deliver(
+    pool: urllib3.PoolManager,
+    url: str,
+    secret: str,
+    msg_id: str,
+    payload: dict[str, Any],
+    timeout: float,
+    now: float | None = None,
+) -> Delivery:
+    """One signed POST of `payload`; the caller keeps `msg_id` stable per lead so the receiver can dedupe."""
+    moment = time.time() if now is None else now
+    body = encode(payload)
+    try:
+        signature = sign(secret, msg_id, int(moment), body)
+    except ValueError as err:
+        # Ours to fix in the config, not the receiver's: keep trying until give_up.
+        return Delivery("retry", None, None, f"outcome.secret cannot sign: {err}")
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, */*;q=0.5",
+        "User-Agent": USER_AGENT,
+        **signature,
+    }
+    try:
+        answer = send(pool, "POST", url, headers=headers, body=body, timeout=timeout)
+    except TransportError as err:
+        return Delivery("retry", None, None, f"no answer: {err.reason}")
+    return judge(answer.status, answer.headers, moment)

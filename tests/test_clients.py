@@ -1,0 +1,491 @@
+"""Outgoing clients over loopback: the shared transport, signed outcome webhooks, and HubSpot's CRM API."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+import urllib3
+from standardwebhooks.webhooks import Webhook
+
+from formcall_webhook import outcomes
+from formcall_webhook.clients import hubspot, outgoing
+from formcall_webhook.clients.http import Answer, TransportError, make_pool, send
+from formcall_webhook.clients.hubspot import HubSpotClient
+from formcall_webhook.clients.outgoing import Delivery, deliver, sign
+from tests.fakes.hubspot import FakeHubSpot
+from tests.fakes.receiver import FakeReceiver
+
+KEY = b"outcome-secret-key-of-32-bytes!!"
+SECRET = "whsec_" + base64.b64encode(KEY).decode()
+HUBSPOT_TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+LEAD: dict[str, Any] = {
+    "lead_id": "ld_01JDXYZ",
+    "route": "hubspot",
+    "uuid": "a93460bbf8402e15b9b0afddc05d5e8d",
+    "call_status": "Conectada",
+    "connected": True,
+    "successful": True,
+    "duration_customer": 95,
+    "call_at": "2019-04-02T10:05:03-03:00",
+    "received_at": "2019-04-02T13:04:40Z",
+}
+PAYLOAD = outcomes.outcome_payload(LEAD)
+MSG_ID = "outcome_ld_01JDXYZ"
+
+
+@pytest.fixture(scope="module")
+def pool() -> urllib3.PoolManager:
+    return make_pool(maxsize=4)
+
+
+@pytest.fixture
+def receiver() -> Iterator[FakeReceiver]:
+    fake = FakeReceiver(SECRET).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def crm() -> Iterator[FakeHubSpot]:
+    fake = FakeHubSpot(HUBSPOT_TOKEN, readonly_tokens=("pat-readonly",)).start()
+    yield fake
+    fake.stop()
+
+
+# ---- the transport ---------------------------------------------------------------------------
+
+
+class _Server:
+    """A raw TCP server whose handler decides what bytes (if any) to send back."""
+
+    def __init__(self, handle: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.handle = handle
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            with contextlib.suppress(OSError):
+                self.handle(conn)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_send_caps_the_body(pool: urllib3.PoolManager) -> None:
+    big = b"x" * 300_000
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(big)}\r\nX-Thing: Yes\r\n\r\n".encode()
+    server = _Server(lambda conn: conn.sendall(head + big))
+    try:
+        answer = send(pool, "GET", server.url, headers={}, body=None, timeout=3)
+        assert (answer.status, len(answer.body), answer.truncated) == (200, 256 * 1024, True)
+        assert answer.headers["x-thing"] == "Yes"
+        small = send(pool, "GET", server.url, headers={}, body=None, timeout=3, max_bytes=len(big))
+        assert (len(small.body), small.truncated) == (len(big), False)
+    finally:
+        server.close()
+
+
+def test_send_times_out_on_a_server_that_drips(pool: urllib3.PoolManager) -> None:
+    def drip(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(40):
+            conn.sendall(b"x")
+            time.sleep(0.1)
+
+    server = _Server(drip)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="timed out") as caught:
+            send(pool, "GET", server.url, headers={}, body=None, timeout=0.6)
+        assert time.monotonic() - started < 1.5
+        assert caught.value.sent
+    finally:
+        server.close()
+
+
+def test_send_refused_was_never_sent(pool: urllib3.PoolManager) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(TransportError) as caught:
+        send(pool, "POST", f"http://127.0.0.1:{port}/", headers={}, body=b"{}", timeout=1)
+    assert not caught.value.sent
+
+
+def test_the_pool_verifies_tls() -> None:
+    kw = make_pool().connection_pool_kw
+    assert kw["cert_reqs"] == "CERT_REQUIRED"
+    assert kw["ca_certs"]
+    assert make_pool("/etc/ssl/custom.pem").connection_pool_kw["ca_certs"] == "/etc/ssl/custom.pem"
+
+
+def test_formcall_still_exports_make_pool() -> None:
+    from formcall_webhook import formcall
+
+    assert formcall.make_pool is make_pool
+
+
+# ---- Standard Webhooks signing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [SECRET, SECRET.removeprefix("whsec_"), SECRET.rstrip("="), " " + SECRET.removeprefix("whsec_").rstrip("=")],
+)
+def test_signature_verifies_with_the_official_library(secret: str) -> None:
+    body = outgoing.encode(PAYLOAD)
+    now = int(time.time())
+    headers = sign(secret, MSG_ID, now, body)
+    assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert headers["webhook-signature"].startswith("v1,")
+    assert Webhook(SECRET).verify(body, headers) == PAYLOAD
+
+
+def test_the_signature_covers_id_time_and_body() -> None:
+    body = outgoing.encode(PAYLOAD)
+    headers = sign(SECRET, MSG_ID, 1_700_000_000, body)
+    # Computed here from the Standard Webhooks definition, independently of sign().
+    expected = hmac.new(KEY, f"{MSG_ID}.1700000000.".encode() + body, hashlib.sha256).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(expected).decode()
+    assert sign(SECRET, "outcome_other", 1_700_000_000, body) != headers
+    assert sign(SECRET, MSG_ID, 1_700_000_001, body) != headers
+
+
+@pytest.mark.parametrize("secret", ["", "whsec_", "whsec_not*base64", "whsec_===="])
+def test_a_bad_secret_cannot_sign(secret: str) -> None:
+    with pytest.raises(ValueError, match="secret"):
+        sign(secret, MSG_ID, 1, b"{}")
+
+
+# ---- delivering outcomes -----------------------------------------------------------------------
+
+
+def test_three_500s_then_delivered(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+    receiver.script = [500, 500, 500, 200]
+    kinds = [deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3) for _ in range(4)]
+    assert kinds[:3] == [Delivery("retry", 500, None, "HTTP 500")] * 3
+    assert kinds[3] == Delivery("delivered", 200, None, "HTTP 200")
+    assert [a.status for a in receiver.attempts] == [500, 500, 500, 200]
+    assert all(a.verified for a in receiver.attempts)
+    # The same webhook-id on every attempt: the receiver can dedupe.
+    assert {a.headers["webhook-id"] for a in receiver.attempts} == {MSG_ID}
+    (accepted,) = receiver.accepted()
+    assert accepted.payload == PAYLOAD
+    assert accepted.headers["content-type"] == "application/json"
+
+
+def test_410_is_final(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+    receiver.script = [410]
+    result = deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3)
+    assert (result.kind, result.status) == ("final", 410)
+    assert receiver.accepted() == []
+
+
+@pytest.mark.parametrize(
+    ("script", "kind", "wait"),
+    [
+        ([(429, {"Retry-After": "120"})], "retry", 120),
+        ([429], "retry", None),
+        ([408], "retry", None),
+        ([(503, {"Retry-After": "7"})], "retry", 7),
+        ([302], "retry", None),
+        ([400], "final", None),
+        ([404], "final", None),
+        ([204], "delivered", None),
+    ],
+)
+def test_status_decides(
+    pool: urllib3.PoolManager, receiver: FakeReceiver, script: list[Any], kind: str, wait: int | None
+) -> None:
+    receiver.script = script
+    result = deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3)
+    assert (result.kind, result.retry_after) == (kind, wait)
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = 1_800_000_000.0
+    assert outgoing.retry_after(formatdate(now + 90, usegmt=True), now) == 90
+    assert outgoing.retry_after(formatdate(now - 90, usegmt=True), now) == 0
+    assert outgoing.retry_after("9" * 12, now) is None
+    assert outgoing.retry_after("999999", now) == outgoing.MAX_RETRY_AFTER
+    assert outgoing.retry_after("soon", now) is None
+    assert outgoing.retry_after(None, now) is None
+
+
+def test_a_wrong_secret_is_refused_by_the_receiver(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+    other = "whsec_" + base64.b64encode(b"another-key-another-key-another!").decode()
+    result = deliver(pool, receiver.url, other, MSG_ID, PAYLOAD, timeout=3)
+    assert (result.kind, result.status) == ("final", 401)
+    assert not receiver.attempts[0].verified
+
+
+def test_a_stale_timestamp_is_refused_by_the_receiver(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+    result = deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3, now=time.time() - 600)
+    assert result.status == 401
+
+
+def test_no_receiver_is_retried(pool: urllib3.PoolManager) -> None:
+    result = deliver(pool, "http://127.0.0.1:9/outcomes", SECRET, MSG_ID, PAYLOAD, timeout=1)
+    assert (result.kind, result.status) == ("retry", None)
+    assert result.reason.startswith("no answer")
+
+
+def test_a_secret_that_cannot_sign_is_retried_and_nothing_is_sent(
+    pool: urllib3.PoolManager, receiver: FakeReceiver
+) -> None:
+    result = deliver(pool, receiver.url, "whsec_***", MSG_ID, PAYLOAD, timeout=3)
+    assert result.kind == "retry"
+    assert "outcome.secret" in result.reason
+    assert "***" not in result.reason
+    assert receiver.attempts == []
+
+
+# ---- HubSpot: pure builders and parsers ----------------------------------------------------------
+
+
+def test_request_builders() -> None:
+    patch = hubspot.update_contact("101", "formcall_call_status", "Conectada")
+    assert (patch.method, patch.path) == ("PATCH", "/crm/v3/objects/contacts/101")
+    assert json.loads(patch.body or b"") == {"properties": {"formcall_call_status": "Conectada"}}
+    search = hubspot.search_by_email("ana@acme.cl")
+    assert (search.method, search.path) == ("POST", "/crm/v3/objects/contacts/search")
+    assert json.loads(search.body or b"")["filterGroups"] == [
+        {"filters": [{"propertyName": "email", "operator": "EQ", "value": "ana@acme.cl"}]}
+    ]
+    note = hubspot.create_note("Llamada FormCall: <Conectada>\nlead_id: ld_1", 1_764_590_400_000)
+    assert (note.method, note.path) == ("POST", "/crm/v3/objects/notes")
+    assert json.loads(note.body or b"") == {
+        "properties": {
+            "hs_timestamp": "1764590400000",
+            "hs_note_body": "<p>Llamada FormCall: &lt;Conectada&gt;<br>lead_id: ld_1</p>",
+        }
+    }
+    link = hubspot.associate_note("9001", "101")
+    assert (link.method, link.path) == ("PUT", "/crm/v4/objects/notes/9001/associations/contacts/101")
+    assert json.loads(link.body or b"") == [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("101", "101"), (101, "101"), (" 42 ", "42"), ("", None), ("../x", None), (True, None), (-1, None), (None, None)],
+)
+def test_contact_ids(value: Any, expected: str | None) -> None:
+    assert hubspot.contact_id_of(value) == expected
+
+
+def _answer(status: int, body: Any = None, **headers: str) -> Answer:
+    return Answer(status, {k.replace("_", "-"): v for k, v in headers.items()}, json.dumps(body).encode())
+
+
+def test_classify() -> None:
+    now = 1_800_000_000.0
+    assert hubspot.classify(_answer(200, {}), now) is None
+    assert hubspot.classify(_answer(429, {"errorType": "RATE_LIMIT"}, retry_after="3"), now)[:2] == ("retry", 3)
+    assert hubspot.classify(_answer(429, {}), now)[:2] == ("retry", 10)
+    assert hubspot.classify(_answer(502, None), now)[:2] == ("retry", None)
+    assert hubspot.classify(_answer(401, {"category": "INVALID_AUTHENTICATION"}), now)[0] == "final"
+    assert hubspot.classify(_answer(403, {"category": "MISSING_SCOPES"}), now)[0] == "final"
+    assert hubspot.classify(_answer(404, {"category": "OBJECT_NOT_FOUND"}), now)[0] == "not_found"
+    kind, _, reason = hubspot.classify(_answer(400, {"category": "VALIDATION_ERROR", "message": "x\ny"}), now) or ("",)
+    assert (kind, reason) == ("final", "HubSpot refused the request (HTTP 400 VALIDATION_ERROR: xy)")
+    quiet = hubspot.classify(_answer(400, {"message": "ana@acme.cl is bad"}), now, echo_message=False)
+    assert quiet is not None and "ana@" not in quiet[2]
+
+
+def test_parsers() -> None:
+    assert hubspot.found_id(_answer(200, {"total": 1, "results": [{"id": "101"}]})) == "101"
+    assert hubspot.found_id(_answer(200, {"total": 0, "results": []})) is None
+    assert hubspot.found_id(Answer(200, {}, b"<html>")) is None
+    assert hubspot.created_id(_answer(201, {"id": "9001"})) == "9001"
+    assert hubspot.created_id(_answer(201, {"id": None})) is None
+
+
+# ---- HubSpot over loopback ---------------------------------------------------------------------
+
+
+def client(crm: FakeHubSpot, pool: urllib3.PoolManager, token: str = HUBSPOT_TOKEN) -> HubSpotClient:
+    return HubSpotClient(pool, token, api_url=crm.url, timeout=2)
+
+
+def write(c: HubSpotClient, **changes: Any) -> hubspot.HubSpotResult:
+    args: dict[str, Any] = {
+        "contact_id": None,
+        "email": None,
+        "property": "formcall_call_status",
+        "value": "Conectada",
+        "note": outcomes.note_text(LEAD),
+        "timestamp_ms": 1_764_590_400_000,
+        **changes,
+    }
+    return c.write_outcome(**args)
+
+
+def test_found_by_id(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), contact_id=cid, email="ana@acme.cl")
+    assert result.kind == "delivered"
+    assert (result.contact_id, result.done) == (cid, frozenset({"property", "note", "association"}))
+    assert crm.contacts[cid].properties["formcall_call_status"] == "Conectada"
+    (note,) = crm.notes_of(cid)
+    assert note["hs_timestamp"] == "1764590400000"
+    assert "Llamada FormCall: Conectada" in note["hs_note_body"]
+    assert result.note_id in crm.notes
+    assert [(c.method, c.path.split("/")[3]) for c in crm.calls] == [
+        ("PATCH", "objects"),
+        ("POST", "objects"),
+        ("PUT", "objects"),
+    ]
+    assert all(c.headers["authorization"] == f"Bearer {HUBSPOT_TOKEN}" for c in crm.calls)
+
+
+def test_found_by_email(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), email=" Ana@Acme.CL ")
+    assert (result.kind, result.contact_id) == ("delivered", cid)
+    assert crm.calls[0].path == "/crm/v3/objects/contacts/search"
+    assert len(crm.notes_of(cid)) == 1
+
+
+def test_a_stale_id_falls_back_to_the_email(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), contact_id="999", email="ana@acme.cl")
+    assert (result.kind, result.contact_id) == ("delivered", cid)
+    assert [c.status for c in crm.calls[:2]] == [404, 200]
+
+
+@pytest.mark.parametrize(("contact_id", "email"), [("999", "nadie@acme.cl"), (None, "nadie@acme.cl"), ("999", None)])
+def test_contact_not_found(
+    crm: FakeHubSpot, pool: urllib3.PoolManager, contact_id: str | None, email: str | None
+) -> None:
+    crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), contact_id=contact_id, email=email)
+    assert (result.kind, result.contact_id, result.done) == ("not_found", None, frozenset())
+    assert "nadie" not in result.reason
+    assert crm.notes == {}
+
+
+def test_429_then_200(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    c = client(crm, pool)
+    crm.fail_next(1, 429, {"Retry-After": "2"})
+    first = write(c, contact_id=cid)
+    assert (first.kind, first.retry_after, first.done) == ("retry", 2, frozenset())
+    assert "rate limit" in first.reason
+    second = write(c, contact_id=first.contact_id, done=first.done, note_id=first.note_id)
+    assert second.kind == "delivered"
+    assert len(crm.notes_of(cid)) == 1
+
+
+def test_429_without_retry_after_waits_ten_seconds(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    crm.fail_next(1, 429)
+    assert write(client(crm, pool), contact_id=cid).retry_after == 10
+
+
+def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    c = client(crm, pool)
+    crm.fail_next(1, 500, path="/associations/")
+    first = write(c, contact_id=cid)
+    assert (first.kind, first.done) == ("retry", frozenset({"property", "note"}))
+    assert first.reason.startswith("association: HubSpot unavailable (HTTP 500")
+    assert first.note_id in crm.notes
+    crm.calls.clear()
+    second = write(c, contact_id=first.contact_id, done=first.done, note_id=first.note_id)
+    assert second.kind == "delivered"
+    assert second.note_id == first.note_id
+    # Only the step left is sent: no second PATCH, no second note.
+    assert [(x.method, x.path) for x in crm.calls] == [
+        ("PUT", f"/crm/v4/objects/notes/{first.note_id}/associations/contacts/{cid}")
+    ]
+    assert len(crm.notes) == 1
+    assert len(crm.notes_of(cid)) == 1
+
+
+def test_note_done_without_its_id_is_made_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), contact_id=cid, done={"property", "note"}, note_id=None)
+    assert result.kind == "delivered"
+    assert [x.method for x in crm.calls] == ["POST", "PUT"]
+    assert len(crm.notes_of(cid)) == 1
+
+
+def test_property_done_without_a_contact_id_searches_for_it(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), email="ana@acme.cl", done={"property"})
+    assert (result.kind, result.contact_id) == ("delivered", cid)
+    assert [x.path.rsplit("/", 1)[-1] for x in crm.calls][:2] == ["search", "notes"]
+    assert "formcall_call_status" not in crm.contacts[cid].properties
+
+
+def test_a_lost_note_answer_never_shows_two_notes(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    c = client(crm, pool)
+    # The create reaches HubSpot, which makes the note, but its answer is lost.
+    crm.lose_next(1, path="/crm/v3/objects/notes")
+    lost = write(c, contact_id=cid)
+    assert (lost.kind, lost.note_id, lost.done) == ("retry", None, frozenset({"property"}))
+    assert "unattached" in lost.reason
+    assert len(crm.notes) == 1
+    retried = write(c, contact_id=lost.contact_id, done=lost.done, note_id=lost.note_id)
+    assert retried.kind == "delivered"
+    assert len(crm.notes) == 2  # the lost one exists...
+    assert len(crm.notes_of(cid)) == 1  # ...but only one is on the contact's timeline
+
+
+def test_token_refused_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool, token="pat-revoked"), contact_id=cid)
+    assert (result.kind, result.retry_after) == ("final", None)
+    assert "refused the token" in result.reason
+    assert "pat-revoked" not in result.reason
+    assert "formcall_call_status" not in crm.contacts[cid].properties
+
+
+def test_token_without_write_scope_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool, token="pat-readonly"), email="ana@acme.cl")
+    assert result.kind == "final"
+    assert result.contact_id == cid
+    assert "crm.objects.contacts.write" in result.reason
+
+
+def test_a_missing_property_is_final_and_says_so(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    result = write(client(crm, pool), contact_id=cid, property="formcall_estado")
+    assert result.kind == "final"
+    assert 'Property \\"formcall_estado\\" does not exist' in result.reason
+    assert crm.notes == {}
+
+
+def test_hubspot_down_is_retried(pool: urllib3.PoolManager) -> None:
+    result = write(HubSpotClient(pool, HUBSPOT_TOKEN, api_url="http://127.0.0.1:9", timeout=1), contact_id="101")
+    assert (result.kind, result.done) == ("retry", frozenset())
+    assert result.reason.startswith("no answer from HubSpot")
