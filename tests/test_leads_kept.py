@@ -50,9 +50,11 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 def make_app(tmp_path: Path, simulator: Simulator, store_url: str, route_extra: str = "", retry: str = "") -> App:
     path = tmp_path / "f.toml"
+    if "max_age" not in retry:
+        retry += '\nmax_age = "1h"'
     path.write_text(
         f"[formcall]\ntimeout_seconds = {TIMEOUT}\n"
-        f"[defaults.retry]\nschedule = [\"1s\"]\nmax_age = \"1h\"\n{retry}\n"
+        f"[defaults.retry]\nschedule = [\"1s\"]\n{retry}\n"
         f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = false\n{route_extra}\n"
         f"[routes.other]\npopup_uuid = '{POPUP}'\nrate_limit = false\n"
     )
@@ -171,8 +173,8 @@ def test_max_age_passed_fails_the_lead_and_logs_it(
     tmp_path: Path, simulator: Simulator, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = make_app(tmp_path, simulator, store_url, retry='max_age = "2s"')
-    simulator.set_fault_rate(1.0, [{"kind": "error", "error_code": 3}], seed=1)
-    status, body = post(app, "+56 9 6200 0004")
+    simulator.set_fault_rate(1.0, [{"kind": "error", "code": 3}], seed=1)
+    _status, body = post(app, "+56 9 6200 0004")
     assert body.get("scheduled") is True, body
     deadline = time.monotonic() + 10
     while lead(app.store, body["lead_id"])["state"] == "scheduled" and time.monotonic() < deadline:
@@ -192,7 +194,7 @@ def test_a_duplicate_of_a_scheduled_lead_is_the_same_lead(
     tmp_path: Path, simulator: Simulator, store_url: str
 ) -> None:
     app = make_app(tmp_path, simulator, store_url)
-    simulator.inject({"kind": "error", "error_code": 3})
+    simulator.inject({"kind": "error", "code": 3})
     _, first = post(app, "+56 9 6200 0005")
     assert first.get("scheduled") is True
     # Through another route too: dedupe is per number across routes.
@@ -208,10 +210,10 @@ def test_a_duplicate_of_a_scheduled_lead_is_the_same_lead(
 
 def test_two_sweepers_racing_over_200_due_leads(tmp_path: Path, simulator: Simulator, store_url: str) -> None:
     app = make_app(tmp_path, simulator, store_url)
-    simulator.set_fault_rate(1.0, [{"kind": "error", "error_code": 3}], seed=2)
+    simulator.set_fault_rate(1.0, [{"kind": "error", "code": 3}], seed=2)
     ids = []
     for n in range(200):
-        status, body = post(app, f"+56 9 63{n:06d}")
+        _status, body = post(app, f"+56 9 63{n:06d}")
         assert body.get("scheduled") is True, body
         ids.append(body["lead_id"])
     simulator.set_fault_rate(0.0, [])
@@ -227,7 +229,7 @@ def test_two_sweepers_racing_over_200_due_leads(tmp_path: Path, simulator: Simul
     for t in threads:
         t.join()
     placed = simulator.placed()
-    numbers = [c["phonenumber"] for c in placed]
+    numbers = [c["payload"]["phonenumber"] for c in placed]
     assert len(numbers) == 200
     assert len(set(numbers)) == 200
     assert sum(r["placed"] for r in results) == 200
@@ -236,7 +238,7 @@ def test_two_sweepers_racing_over_200_due_leads(tmp_path: Path, simulator: Simul
 
 def test_leads_retry_on_a_failed_lead_is_one_call(tmp_path: Path, simulator: Simulator, store_url: str) -> None:
     app = make_app(tmp_path, simulator, store_url)
-    simulator.inject({"kind": "error", "error_code": 1})  # FormCall refuses the number: failed at once
+    simulator.inject({"kind": "error", "code": 1})  # FormCall refuses the number: failed at once
     status, body = post(app, "+56 9 6200 0007")
     assert (status, body["error"]) == (422, "formcall_rejected")
     failed = [r for r in app.store.scan_leads() if r["state"] == "failed"]
