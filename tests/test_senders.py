@@ -678,7 +678,12 @@ def test_senders_index_links_every_page() -> None:
     assert pages, "no sender pages"
     for page in pages:
         assert f"]({page})" in index, f"docs/senders/README.md does not link {page}"
-        assert len((DOCS / page).read_text(encoding="utf-8").splitlines()) <= 70, f"{page} is too long"
+        # The guide proper (up to the end of its Quirks); later sections (call outcomes...) stand apart.
+        text = (DOCS / page).read_text(encoding="utf-8")
+        quirks = text.find("\n## Quirks")
+        later = text.find("\n## ", quirks + 1) if quirks >= 0 else -1
+        guide = text if later < 0 else text[:later]
+        assert len(guide.splitlines()) <= 70, f"{page} is too long"
 
 
 # -- each guide's claims are tested: its samples go through its config, and zero-config where it says so --
