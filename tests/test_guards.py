@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from formcall_webhook.store import MemoryStore
+from formcall_webhook.stores.memory import MemoryStore
 
 from formcall_webhook import config, guards
 from formcall_webhook.errors import CaptchaFailed, RateLimited
