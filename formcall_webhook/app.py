@@ -18,6 +18,7 @@ from . import config as config_module
 from . import consent, guards, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
 from .auth import Delivery, authenticate, private_headers
+from .clients import hubspot
 from .config import Config, Route
 from .delivery import MISCONFIGURED, Report, Submission
 from .errors import (
@@ -193,6 +194,7 @@ class App:
             delivery=_delivery_id(request.headers, trusted),
             ip_key=guards.rate_key(ip),
             consent=consent_record,
+            contact=_contact(route, body, payload),
         )
         report = outcome.report
         first = self.runtime.deliverer.submit(submission, report)
@@ -254,6 +256,23 @@ class App:
                  "reason": outcome.reason or report.reason, "formcall_error_code": outcome.formcall_error_code},
                 request.headers,
             )  # fmt: skip
+
+
+def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
+    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email."""
+    if route.outcome is None or route.outcome.hubspot is None:
+        return None
+    props = body.get("properties")
+    nested = props.get("hs_object_id") if isinstance(props, dict) else None
+    candidates = [body.get("vid"), body.get("objectId"), body.get("hs_object_id"), body.get("canonical-vid"),
+                  nested.get("value") if isinstance(nested, dict) else nested]  # fmt: skip
+    contact_id = next((c for c in map(hubspot.contact_id_of, candidates) if c), None)
+    email_prop = props.get("email") if isinstance(props, dict) else None
+    emails = [body.get("email"), email_prop.get("value") if isinstance(email_prop, dict) else email_prop,
+              (payload.get("adicional") or {}).get("Email")]  # fmt: skip
+    email = next((e for e in map(hubspot.email_of, emails) if e), None)
+    found = {k: v for k, v in (("contact_id", contact_id), ("email", email)) if v}
+    return found or None
 
 
 def _delivery_id(headers: Mapping[str, str], trusted: Delivery | None) -> tuple[str, int] | None:

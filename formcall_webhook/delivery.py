@@ -49,6 +49,8 @@ class Submission:
     delivery: tuple[str, int] | None = None  # (a delivery id to catch replays by, its window in seconds)
     ip_key: str | None = None
     consent: Mapping[str, Any] | None = None
+    # Who the outcome is reported on in the CRM (spec 9): the contact id and email, kept until it is.
+    contact: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -165,6 +167,8 @@ class Deliverer:
         )
         # Kept before FormCall is asked: a process that dies now leaves a lead the sweeper settles.
         record = {**record, "attempts": 1, "attempt_since": now, "due_at": now + self.lease_seconds}
+        if sub.contact:
+            record["contact"] = dict(sub.contact)
         marker = once.new_marker()
         pending_ttl = self.config.timeout_seconds + 30
         admission = Admission(

@@ -158,7 +158,7 @@ class FormCallClient:
         unreachable, or its rows do not say which number each call went to).
         """
         unnumbered = 0
-        for day in _list_days(since, time.time()):
+        for day in list_days(since, time.time()):
             rows = self.list_calls(token, popup_uuid, day)
             if not isinstance(rows, list):
                 raise ListUnavailable("/calls/list did not answer a list")
@@ -187,7 +187,7 @@ def list_url_for(api_url: str) -> str:
     return urljoin(base + "/", "/calls/list")
 
 
-def _list_days(since: float, now: float) -> list[str]:
+def list_days(since: float, now: float) -> list[str]:
     """The platform lists by its local date (Chile, UTC-3 or UTC-4): every date those can be."""
     days = set()
     for moment in (since, now):

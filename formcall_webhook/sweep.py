@@ -10,13 +10,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import once, records
 from .delivery import Report
 from .errors import WebhookError
+from .followup import FollowUp, Listings
 from .runtime import Runtime
 
 # A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
@@ -25,6 +25,8 @@ _BATCH = 200
 # Outcome words of attempts -> the count they add to.
 _COUNTED = {"placed": "placed", "pending": "pending", "scheduled": "scheduled", "lead_failed": "failed",
             "opted_out": "failed"}  # fmt: skip
+# Lines of the outcome work that a person or an alert needs; a lookup that found nothing new is quiet.
+_SEVERITY = {"lead_failed": "ERROR", "outcome_failed": "ERROR", "scheduled": "WARNING", "opted_out": "WARNING"}
 
 
 @dataclass
@@ -41,10 +43,11 @@ class Counts:
 
 
 class Sweeper:
-    def __init__(self, runtime: Runtime, outcome_work: Callable[[dict[str, Any], Report], Any] | None = None) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        # Spec 9's lookups and reports for placed leads; None until configured by the caller.
-        self.outcome_work = outcome_work
+        self.followup = FollowUp(runtime)
+        # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
+        self.listings = Listings()
 
     def run(self, budget_seconds: float = BUDGET_SECONDS, now: float | None = None) -> dict[str, int]:
         """One pass: every lead due at the start of the pass, unless the budget runs out first."""
@@ -52,6 +55,7 @@ class Sweeper:
         started = time.monotonic()
         now = time.time() if now is None else now
         counts = Counts()
+        self.listings = Listings()
         seen: set[str] = set()
         while time.monotonic() - started < budget_seconds:
             batch = [r for r in store.due_leads(now, _BATCH) if r["lead_id"] not in seen]
@@ -121,8 +125,8 @@ class Sweeper:
             try:
                 if fresh["state"] == records.SCHEDULED:
                     self.runtime.deliverer.attempt(fresh, report)
-                elif self.outcome_work is not None and fresh.get("outcome"):
-                    self.outcome_work(fresh, report)
+                elif (fresh.get("outcome") or {}).get("due"):
+                    self.followup.work(fresh, report, self.listings)
                 else:
                     # Nothing left to do for it: never leave a lead due and untouched.
                     store.save_lead(records.changed(fresh, due_at=None), fresh["version"])
@@ -140,8 +144,7 @@ class Sweeper:
 
     def _log(self, record: dict[str, Any], report: Report) -> None:
         outcome = report.outcome
-        severity = "ERROR" if outcome in ("lead_failed", "outcome_failed") else (
-            "WARNING" if outcome in ("scheduled", "opted_out") else "INFO")  # fmt: skip
+        severity = _SEVERITY.get(outcome, "INFO")
         fields = {
             "route": str(record.get("route", ""))[:64],
             "outcome": outcome,

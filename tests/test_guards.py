@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from formcall_webhook.stores.memory import MemoryStore
 
 from formcall_webhook import config, guards
 from formcall_webhook.errors import CaptchaFailed, RateLimited
 from formcall_webhook.formcall import make_pool
+from formcall_webhook.stores.memory import MemoryStore
 from tests.fakes.captcha import FakeSiteverify
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"

@@ -54,7 +54,7 @@ def make_app(tmp_path: Path, simulator: Simulator, store_url: str, route_extra: 
         retry += '\nmax_age = "1h"'
     path.write_text(
         f"[formcall]\ntimeout_seconds = {TIMEOUT}\n"
-        f"[defaults.retry]\nschedule = [\"1s\"]\n{retry}\n"
+        f'[defaults.retry]\nschedule = ["1s"]\n{retry}\n'
         f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = false\n{route_extra}\n"
         f"[routes.other]\npopup_uuid = '{POPUP}'\nrate_limit = false\n"
     )
@@ -190,9 +190,7 @@ def test_max_age_passed_fails_the_lead_and_logs_it(
     assert simulator.placed() == []
 
 
-def test_a_duplicate_of_a_scheduled_lead_is_the_same_lead(
-    tmp_path: Path, simulator: Simulator, store_url: str
-) -> None:
+def test_a_duplicate_of_a_scheduled_lead_is_the_same_lead(tmp_path: Path, simulator: Simulator, store_url: str) -> None:
     app = make_app(tmp_path, simulator, store_url)
     simulator.inject({"kind": "error", "code": 3})
     _, first = post(app, "+56 9 6200 0005")
