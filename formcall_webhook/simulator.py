@@ -7,6 +7,11 @@ only: it accepts made-up tokens and must never be reachable from outside the mac
         requests.post(sim.api_url, json={...})
         sim.placed()
 
+Each placed call has a life in /calls/list (set_fate): queued, ringing, then a final status, on a
+clock that tests move on (advance_clock) instead of sleeping. The listing can be down on its own
+(set_list_down), and its reads are counted per popup and date (list_reads). Every control is also an
+HTTP endpoint under /_sim/ for `make run` users (README.md, "The simulator").
+
 Run it on its own with `python -m formcall_webhook.simulator [--port 8081] [--token TOKEN ...]`.
 """
 
@@ -29,6 +34,7 @@ import sys
 import threading
 import time
 import uuid as uuid_module
+import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,7 +44,22 @@ from urllib.parse import parse_qs, urlsplit
 
 import phonenumbers
 
-__all__ = ["API_PATH", "ERROR_MESSAGES", "FAULT_KINDS", "LIST_PATH", "Simulator", "main"]
+__all__ = [
+    "API_PATH",
+    "ERROR_MESSAGES",
+    "FAULT_KINDS",
+    "LIST_FAULT_KINDS",
+    "LIST_PATH",
+    "PLATFORM_TZ",
+    "STATUS_BUSY",
+    "STATUS_CONNECTED",
+    "STATUS_FAILED",
+    "STATUS_NO_ANSWER",
+    "STATUS_QUEUED",
+    "STATUS_RINGING",
+    "Simulator",
+    "main",
+]
 
 API_PATH = "/calls/manage/api"
 LIST_PATH = "/calls/list"
@@ -67,6 +88,32 @@ FAULT_KINDS = frozenset(
         "placed_then_reset",
     }
 )
+
+# How /calls/list can be down (set_list_down): the place-call faults that make sense for a GET.
+LIST_FAULT_KINDS = frozenset({"http500_html", "reset", "html_200", "malformed_json"})
+
+# Call statuses in /calls/list. Only "Conectada" is documented; the platform's other words are not, so
+# the simulator's own carry a SIM- prefix that no client should mistake for the platform's.
+STATUS_CONNECTED = "Conectada"
+STATUS_QUEUED = "SIM-EnCola"
+STATUS_RINGING = "SIM-Sonando"
+STATUS_NO_ANSWER = "SIM-NoContesta"
+STATUS_BUSY = "SIM-Ocupada"
+STATUS_FAILED = "SIM-Fallida"
+_IN_PROGRESS = frozenset({STATUS_QUEUED, STATUS_RINGING})
+_FATE_KEYS = frozenset({"status", "ring_after", "settle_after", "duration_customer", "duration_company", "retry"})
+
+
+def _platform_tz() -> dt.tzinfo:
+    """The platform is Chilean: call_at and the list's dates are Santiago's (UTC-3, UTC-4 in winter)."""
+    try:
+        return zoneinfo.ZoneInfo("America/Santiago")
+    except zoneinfo.ZoneInfoNotFoundError:
+        # No tz database (a slim image): the documentation's own offset.
+        return dt.timezone(dt.timedelta(hours=-3))
+
+
+PLATFORM_TZ = _platform_tz()
 
 # Defaults for faults named without parameters (mostly by set_fault_rate's string kinds).
 DEFAULT_FAULT_SECONDS = 2.0
@@ -115,6 +162,25 @@ class _Popup:
     keep_pending: bool = False
 
 
+@dataclass(frozen=True)
+class _Fate:
+    """A placed call's life in /calls/list: queued, ringing after `ring_after` s, `status` after
+    `settle_after` s (None: rings forever). Durations left None are made up, stable per call."""
+
+    status: str = STATUS_CONNECTED
+    ring_after: float = 0.0
+    settle_after: float | None = 0.0
+    duration_customer: int | None = None
+    duration_company: int | None = None
+    retry: int = 1
+
+
+@dataclass(frozen=True)
+class _ListDown:
+    kind: str
+    until: dt.datetime | None  # on the simulator's clock; None: until set_list_up()
+
+
 @dataclass
 class _Call:
     seq: int
@@ -126,6 +192,9 @@ class _Call:
     error_code: int | None = None
     uuid: str | None = None
     response: dict[str, Any] | None = None
+    # Set when placed: the life /calls/list shows for it.
+    placed_at: dt.datetime | None = None
+    fate: _Fate | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +241,100 @@ def _parse_fault(fault: Mapping[str, Any] | str) -> _Fault:
     return _Fault(kind=str(kind), seconds=float(seconds), code=code)
 
 
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 366 * 86400:
+        raise ValueError(f"fate: {name} must be a number of seconds from 0 to a year, not {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400:
+        raise ValueError(f"fate: {name} must be a whole number from 0 to 86400, not {value!r}")
+    return value
+
+
+def _parse_fate(spec: Mapping[str, Any]) -> _Fate:
+    """Validate a fate as given by a test or over HTTP; ValueError says what is wrong."""
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a fate is an object, not {type(spec).__name__}")
+    unknown = set(spec) - _FATE_KEYS
+    if unknown:
+        raise ValueError(f"fate: unknown keys {sorted(unknown)}; known: {', '.join(sorted(_FATE_KEYS))}")
+    status = spec.get("status", STATUS_CONNECTED)
+    if (
+        not isinstance(status, str)
+        or status in _IN_PROGRESS
+        or (status != STATUS_CONNECTED and not re.fullmatch(r"SIM-[A-Za-z]+", status))
+    ):
+        raise ValueError(
+            f"fate: status must be {STATUS_CONNECTED!r} or a final SIM- word such as {STATUS_NO_ANSWER!r}, "
+            f"{STATUS_BUSY!r} or {STATUS_FAILED!r}; not {status!r}"
+        )
+    ring_after = _seconds("ring_after", spec.get("ring_after", 0.0))
+    settle_after: float | None = None
+    if spec.get("settle_after", 0.0) is not None:
+        settle_after = _seconds("settle_after", spec.get("settle_after", 0.0))
+        if settle_after < ring_after:
+            raise ValueError(f"fate: settle_after ({settle_after:g} s) comes before ring_after ({ring_after:g} s)")
+    durations = {
+        name: None if spec.get(name) is None else _count(name, spec.get(name))
+        for name in ("duration_customer", "duration_company")
+    }
+    return _Fate(
+        status=status,
+        ring_after=ring_after,
+        settle_after=settle_after,
+        duration_customer=durations["duration_customer"],
+        duration_company=durations["duration_company"],
+        retry=_count("retry", spec.get("retry", 1)),
+    )
+
+
+def _number_key(number: str) -> str:
+    digits = re.sub(r"\D", "", number)
+    if not 6 <= len(digits) <= 15:
+        raise ValueError(f"fate: number must be a phone number with its country code, not {number!r}")
+    return digits
+
+
+def _list_row(call: _Call, now: dt.datetime) -> dict[str, Any]:
+    """One /calls/list row as the call's life stands at `now` (the simulator's clock)."""
+    payload = call.payload
+    assert call.uuid is not None
+    assert call.placed_at is not None
+    assert call.fate is not None
+    fate = call.fate
+    elapsed = (now - call.placed_at).total_seconds()
+    # Stable made-up durations, so a listing does not change between two reads of a settled call.
+    digest = hashlib.sha256(call.uuid.encode()).digest()
+    enqueued = False
+    if elapsed < fate.ring_after:
+        status, customer, company, enqueued = STATUS_QUEUED, 0, 0, True
+    elif fate.settle_after is None or elapsed < fate.settle_after:
+        # The agent's leg is up while the customer's phone rings.
+        status, customer, company = STATUS_RINGING, 0, int(elapsed - fate.ring_after)
+    elif fate.status == STATUS_CONNECTED:
+        status = fate.status
+        customer = fate.duration_customer if fate.duration_customer is not None else 25 + digest[0] % 200
+        company = fate.duration_company if fate.duration_company is not None else customer + 10 + digest[1] % 30
+    else:
+        status = fate.status
+        customer = fate.duration_customer if fate.duration_customer is not None else 0
+        company = fate.duration_company if fate.duration_company is not None else 5 + digest[1] % 30
+    return {
+        "uuid": call.uuid,
+        "status": status,
+        "call_number_company": COMPANY_NUMBER,
+        "call_number_customer": payload["country_code"] + payload["areacode"] + payload["phonenumber"],
+        "retry": str(fate.retry),
+        "duration_company": str(company),
+        "duration_customer": str(customer),
+        "call_at": call.placed_at.astimezone(PLATFORM_TZ).strftime("%Y/%m/%d %H:%M:%S %z"),
+        "enqueued": enqueued,
+        "popup_uuid": payload["popup_uuid"],
+    }
+
+
 def _normalize_popup_uuid(value: str) -> str:
     if not _UUID_RE.fullmatch(value):
         raise ValueError(f"not a popup UUID: {value!r}")
@@ -206,6 +369,15 @@ class _State:
         self.rng = random.Random()  # noqa: S311 - picks faults, guards nothing
         self.calls: list[_Call] = []
         self.changed = threading.Condition(self.lock)
+        self.clock_offset = 0.0
+        self.default_fate = _Fate()
+        self.fates: dict[str, _Fate] = {}  # by the number's digits, country code included
+        self.list_down: _ListDown | None = None
+        self.list_reads: dict[tuple[str | None, str], int] = {}  # (popup_uuid, date) -> reads
+
+    def now(self) -> dt.datetime:
+        """The simulator's clock: real time moved on by advance_clock(). Call with the lock held."""
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.clock_offset)
 
     def reset(self) -> None:
         with self.lock:
@@ -215,6 +387,11 @@ class _State:
             self.fault_rate = 0.0
             self.fault_kinds = []
             self.calls.clear()
+            self.clock_offset = 0.0
+            self.default_fate = _Fate()
+            self.fates.clear()
+            self.list_down = None
+            self.list_reads.clear()
             self.changed.notify_all()
 
     def receive(self, payload: Any, raw: str | None) -> tuple[_Call, _Fault | None]:
@@ -227,7 +404,7 @@ class _State:
                 fault = self.rng.choice(self.fault_kinds)
             call = _Call(
                 seq=len(self.calls) + 1,
-                received_at=dt.datetime.now().astimezone(),
+                received_at=self.now().astimezone(),
                 payload=payload,
                 raw=raw,
                 fault=fault.kind if fault else None,
@@ -249,6 +426,11 @@ class _State:
             call.response = response
             call.error_code = error_code
             call.uuid = uuid
+            if outcome == "placed":
+                payload = call.payload
+                digits = payload["country_code"] + payload["areacode"] + payload["phonenumber"]
+                call.placed_at = self.now()
+                call.fate = self.fates.get(digits, self.default_fate)
             self.changed.notify_all()
 
     def judge(self, payload: Any) -> _Verdict:
@@ -298,35 +480,33 @@ class _State:
         return _Verdict("placed", {"success": True, "uuid": call_uuid}, uuid=call_uuid)
 
     def listed(self, day: dt.date, popup_uuid: str | None) -> list[dict[str, Any]]:
-        """Placed calls shaped like the documentation's /calls/list example."""
+        """Placed calls of that day (the platform's date), each as its life stands now."""
         with self.lock:
+            now = self.now()
             placed = [c for c in self.calls if c.outcome == "placed"]
-        rows: list[dict[str, Any]] = []
-        for call in placed:
-            payload = call.payload
-            if call.received_at.date() != day:
-                continue
-            if popup_uuid is not None and payload["popup_uuid"].lower() != popup_uuid.lower():
-                continue
-            assert call.uuid is not None
-            # Stable made-up durations, so a listing does not change between two reads.
-            digest = hashlib.sha256(call.uuid.encode()).digest()
-            customer = 25 + digest[0] % 200
-            rows.append(
-                {
-                    "uuid": call.uuid,
-                    "status": "Conectada",
-                    "call_number_company": COMPANY_NUMBER,
-                    "call_number_customer": payload["country_code"] + payload["areacode"] + payload["phonenumber"],
-                    "retry": "1",
-                    "duration_company": str(customer + 10 + digest[1] % 30),
-                    "duration_customer": str(customer),
-                    "call_at": call.received_at.strftime("%Y/%m/%d %H:%M:%S %z"),
-                    "enqueued": False,
-                    "popup_uuid": payload["popup_uuid"],
-                }
-            )
+            rows: list[dict[str, Any]] = []
+            for call in placed:
+                assert call.placed_at is not None
+                if call.placed_at.astimezone(PLATFORM_TZ).date() != day:
+                    continue
+                if popup_uuid is not None and call.payload["popup_uuid"].lower() != popup_uuid.lower():
+                    continue
+                rows.append(_list_row(call, now))
         return rows
+
+    def today(self) -> dt.date:
+        with self.lock:
+            return self.now().astimezone(PLATFORM_TZ).date()
+
+    def read_list(self, popup_uuid: str | None, date_text: str) -> str | None:
+        """Count one /calls/list request; the fault it gets while the listing is down, else None."""
+        with self.lock:
+            key = (popup_uuid.lower() if popup_uuid else None, date_text)
+            self.list_reads[key] = self.list_reads.get(key, 0) + 1
+            down = self.list_down
+            if down is not None and down.until is not None and self.now() >= down.until:
+                self.list_down = down = None
+            return down.kind if down else None
 
     def sleep(self, seconds: float) -> None:
         """Sleep that stop() cuts short, so a slow fault never holds a test run hostage."""
@@ -600,6 +780,15 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- GET /calls/list ---------------------------------------------------------------------
 
     def _list_calls(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        date_text = query.get("date", [""])[-1]
+        popup_uuid = query.get("popup_uuid", [""])[-1] or None
+        down = self.state.read_list(popup_uuid, date_text or self.state.today().isoformat())
+        if down is not None:
+            # The whole front end is down: nothing is checked, whatever the request.
+            self._note = f"listing down ({down})"
+            self._list_fault(down)
+            return
         token = self.headers.get("security-token")
         if not token:
             self._note = "error 7"
@@ -611,9 +800,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._note = "error 8"
             self._send_json(200, _error(8))
             return
-        query = parse_qs(urlsplit(self.path).query)
-        date_text = query.get("date", [""])[-1]
-        popup_uuid = query.get("popup_uuid", [""])[-1] or None
         if date_text:
             try:
                 if not _DATE_RE.fullmatch(date_text):
@@ -624,41 +810,55 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, _error(6))
                 return
         else:
-            day = dt.datetime.now().astimezone().date()
+            day = self.state.today()
         rows = self.state.listed(day, popup_uuid)
         self._note = f"{len(rows)} calls"
         self._send_json(200, rows)
+
+    def _list_fault(self, kind: str) -> None:
+        if kind == "reset":
+            self._reset()
+        elif kind == "http500_html":
+            self._send_html(500, _HTML_500)
+        elif kind == "html_200":
+            self._send_html(200, _HTML_PORTAL)
+        else:
+            self._send(200, b'[{"uuid": "a93460bbf8402e15b9b0af', "application/json")
 
     # ---- /_sim/... control -------------------------------------------------------------------
 
     def _control(self, method: str, path: str) -> None:
         action = path.removeprefix("/_sim/")
-        if action == "calls":
-            if method != "GET":
-                return self._wrong_method()
-            with self.state.lock:
-                calls = [c.as_dict() for c in self.state.calls]
-            self._note = f"{len(calls)} calls"
-            return self._send_json(200, calls)
-        if action not in ("reset", "faults", "fault_rate", "popup", "tokens"):
+        methods = _CONTROLS.get(action)
+        if methods is None:
             return self._not_found()
-        if method != "POST":
+        if method not in methods:
             return self._wrong_method()
+        sim = Simulator._for_state(self.state)
+        if method == "GET":
+            shown: Any = {"calls": sim.calls, "list_reads": sim.list_reads, "clock": sim.clock}[action]()
+            self._note = action
+            return self._send_json(200, shown)
         body = self._read_body()
         if body is None:
             return None
         try:
             value: Any = json.loads(body) if body.strip() else None
-            self._apply_control(action, value)
+            self._apply_control(method, action, value)
         except (ValueError, TypeError, KeyError) as err:
             self._note = f"control {action} refused"
             return self._send_json(400, {"ok": False, "error": str(err)})
-        self._note = f"control {action}"
+        self._note = f"control {method} {action}"
         return self._send_json(200, {"ok": True})
 
-    def _apply_control(self, action: str, value: Any) -> None:
+    def _apply_control(self, method: str, action: str, value: Any) -> None:
         sim = Simulator._for_state(self.state)
-        if action == "reset":
+        if method == "DELETE":
+            if action == "list_reads":
+                sim.reset_list_reads()
+            else:
+                sim.clear_fates()
+        elif action == "reset":
             sim.reset()
         elif action == "faults":
             faults = value if isinstance(value, list) else [value]
@@ -680,6 +880,36 @@ class _Handler(BaseHTTPRequestHandler):
             if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
                 raise ValueError("tokens takes a list of non-empty strings")
             sim.set_tokens(*value)
+        elif action == "fate":
+            fate = dict(value) if isinstance(value, dict) else {}
+            if not isinstance(value, dict) and value is not None:
+                raise ValueError("fate takes {number or uuid (neither: the default), status, ring_after, ...}")
+            sim.set_fate(fate.pop("number", None), uuid=fate.pop("uuid", None), **fate)
+        elif action == "list_down":
+            down = value if isinstance(value, dict) else {}
+            if not isinstance(value, dict) and value is not None:
+                raise ValueError("list_down takes {kind, seconds}")
+            unknown = set(down) - {"kind", "seconds"}
+            if unknown:
+                raise ValueError(f"list_down takes kind and seconds, not {sorted(unknown)}")
+            sim.set_list_down(down.get("kind", "http500_html"), down.get("seconds"))
+        elif action == "list_up":
+            sim.set_list_up()
+        elif action == "clock":
+            if not isinstance(value, dict) or set(value) != {"advance"}:
+                raise ValueError('clock takes {"advance": SECONDS}')
+            sim.advance_clock(value["advance"])
+
+
+# The /_sim/ control endpoints and the methods each takes.
+_CONTROLS: dict[str, frozenset[str]] = {
+    "calls": frozenset({"GET"}),
+    "list_reads": frozenset({"GET", "DELETE"}),
+    "clock": frozenset({"GET", "POST"}),
+    "fate": frozenset({"POST", "DELETE"}),
+    **{action: frozenset({"POST"}) for action in ("reset", "faults", "fault_rate", "popup", "tokens")},
+    **{action: frozenset({"POST"}) for action in ("list_down", "list_up")},
+}
 
 
 class Simulator:
@@ -795,7 +1025,8 @@ class Simulator:
     # ---- configuration -------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget calls, faults, fault rate and popup settings; restore the initial tokens."""
+        """Forget calls, faults, fault rate, popup settings, fates, list faults and reads; restore the
+        initial tokens and the real clock."""
         self._state.reset()
 
     def set_tokens(self, *tokens: str) -> None:
@@ -833,6 +1064,117 @@ class Simulator:
             self._state.fault_rate = float(rate)
             self._state.fault_kinds = parsed
             self._state.rng = random.Random(seed)  # noqa: S311 - seeded on purpose, for replayable soaks
+
+    # ---- /calls/list: call lives, the listing's faults, the clock -----------------------------------
+
+    def set_fate(
+        self,
+        number: str | None = None,
+        *,
+        uuid: str | None = None,
+        status: str = STATUS_CONNECTED,
+        ring_after: float = 0.0,
+        settle_after: float | None = 0.0,
+        duration_customer: int | None = None,
+        duration_company: int | None = None,
+        retry: int = 1,
+    ) -> None:
+        """How calls placed from now on live in /calls/list: queued (SIM-EnCola, enqueued) until
+        `ring_after` s after placement, then ringing (SIM-Sonando), then `status` from `settle_after` s
+        (None: rings forever). For calls to `number` (digits with the country code, e.g. "56961234567"),
+        for the placed call `uuid` (delays from its placement), or by default when neither is given.
+        Durations left None are made up: a Conectada customer leg of 25 s or more, 0 otherwise."""
+        fate = _parse_fate(
+            {
+                "status": status,
+                "ring_after": ring_after,
+                "settle_after": settle_after,
+                "duration_customer": duration_customer,
+                "duration_company": duration_company,
+                "retry": retry,
+            }
+        )
+        if number is not None and uuid is not None:
+            raise ValueError("fate: give a number or a uuid, not both")
+        if uuid is not None:
+            if not isinstance(uuid, str):
+                raise ValueError(f"fate: uuid must be a string, not {uuid!r}")
+            with self._state.lock:
+                matches = [c for c in self._state.calls if c.outcome == "placed" and c.uuid == uuid.lower()]
+                if not matches:
+                    raise ValueError(f"fate: no placed call has uuid {uuid!r}")
+                matches[0].fate = fate
+            return
+        if number is not None and not isinstance(number, str):
+            raise ValueError(f"fate: number must be a string of digits, not {number!r}")
+        key = None if number is None else _number_key(number)
+        with self._state.lock:
+            if key is None:
+                self._state.default_fate = fate
+            else:
+                self._state.fates[key] = fate
+
+    def clear_fates(self) -> None:
+        """Back to the default life for new calls: Conectada at once, a customer leg of 25 s or more."""
+        with self._state.lock:
+            self._state.default_fate = _Fate()
+            self._state.fates.clear()
+
+    def set_list_down(self, kind: str = "http500_html", seconds: float | None = None) -> None:
+        """Make every /calls/list request fail with `kind` (http500_html, reset, html_200 or
+        malformed_json) for `seconds` on the simulator's clock, or until set_list_up(). Placing calls
+        is not affected; its faults are set apart with inject()."""
+        if kind not in LIST_FAULT_KINDS:
+            raise ValueError(f"list_down: unknown kind {kind!r}; known: {', '.join(sorted(LIST_FAULT_KINDS))}")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 366 * 86400
+        ):
+            raise ValueError(f"list_down: seconds must be a positive number up to a year, or None; not {seconds!r}")
+        with self._state.lock:
+            until = None if seconds is None else self._state.now() + dt.timedelta(seconds=seconds)
+            self._state.list_down = _ListDown(kind, until)
+
+    def set_list_up(self) -> None:
+        """/calls/list answers again."""
+        with self._state.lock:
+            self._state.list_down = None
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the simulator's clock on: call lives, call_at, the list's dates and set_list_down's
+        periods follow it, so tests need not sleep. reset() puts it back to real time."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= 3650 * 86400:
+            raise ValueError(f"clock: advance must be a number of seconds from 0 to ten years, not {seconds!r}")
+        with self._state.lock:
+            self._state.clock_offset += float(seconds)
+
+    def now(self) -> dt.datetime:
+        """The simulator's time, in the platform's time zone (America/Santiago)."""
+        with self._state.lock:
+            return self._state.now().astimezone(PLATFORM_TZ)
+
+    def today(self) -> dt.date:
+        """The platform's date now: what /calls/list lists without a date."""
+        return self._state.today()
+
+    def clock(self) -> dict[str, Any]:
+        """{"offset": seconds advanced, "now": the simulator's time as ISO 8601}."""
+        with self._state.lock:
+            offset = self._state.clock_offset
+        return {"offset": offset, "now": self.now().isoformat(timespec="seconds")}
+
+    def list_reads(self) -> list[dict[str, Any]]:
+        """/calls/list requests since the last reset: [{"popup_uuid", "date", "count"}] per popup
+        (lowercase; None when not given) and date (the platform's today when not given), first read
+        first. Every request counts, the refused and failed ones too."""
+        with self._state.lock:
+            return [
+                {"popup_uuid": popup, "date": day, "count": count}
+                for (popup, day), count in self._state.list_reads.items()
+            ]
+
+    def reset_list_reads(self) -> None:
+        with self._state.lock:
+            self._state.list_reads.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

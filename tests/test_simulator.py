@@ -12,11 +12,21 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 
-from formcall_webhook.simulator import ERROR_MESSAGES, Simulator
+from formcall_webhook.simulator import (
+    ERROR_MESSAGES,
+    STATUS_BUSY,
+    STATUS_CONNECTED,
+    STATUS_FAILED,
+    STATUS_NO_ANSWER,
+    STATUS_QUEUED,
+    STATUS_RINGING,
+    Simulator,
+)
 from tests.fakes.secret_manager import FakeSecretManager, crc32c
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
@@ -273,7 +283,7 @@ def test_list_shows_placed_calls_shaped_like_the_documentation(sim: Simulator) -
 def test_list_filters_by_popup_and_date(sim: Simulator) -> None:
     post(sim, body())
     post(sim, body(popup_uuid=OTHER_POPUP))
-    today = dt.datetime.now().astimezone().date()
+    today = dt.datetime.now(ZoneInfo("America/Santiago")).date()  # the platform lists by Chile's date
     assert len(list_calls(sim, date=today.isoformat())) == 2
     assert list_calls(sim, date=(today - dt.timedelta(days=1)).isoformat()) == []
     assert [r["popup_uuid"] for r in list_calls(sim, popup_uuid=OTHER_POPUP)] == [OTHER_POPUP]
@@ -294,6 +304,208 @@ def test_list_requests_do_not_consume_faults(sim: Simulator) -> None:
     assert list_calls(sim) == []
     with pytest.raises(requests.ConnectionError):
         post(sim, body())
+
+
+# ---- GET /calls/list: each call's life, on the simulator's clock ---------------------------------
+
+SANTIAGO = ZoneInfo("America/Santiago")
+CALL_AT = re.compile(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+
+
+def row_of(sim: Simulator, call_uuid: str) -> dict[str, Any]:
+    """The call's row, read from the listing of its day (today or, after the clock moved, up to 2 days before)."""
+    days = [sim.today() - dt.timedelta(days=n) for n in range(3)]
+    [row] = [r for day in days for r in list_calls(sim, date=day.isoformat()) if r["uuid"] == call_uuid]
+    return row
+
+
+def life(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["status"], row["enqueued"], row["duration_company"], row["duration_customer"], row["retry"])
+
+
+def test_a_call_is_queued_then_rings_then_settles_as_the_clock_moves(sim: Simulator) -> None:
+    sim.set_fate(status=STATUS_NO_ANSWER, ring_after=10, settle_after=40, retry=3)
+    call_uuid = post(sim, body()).json()["uuid"]
+    assert life(row_of(sim, call_uuid)) == (STATUS_QUEUED, True, "0", "0", "3")
+    sim.advance_clock(10)
+    assert life(row_of(sim, call_uuid)) == (STATUS_RINGING, False, "0", "0", "3")
+    sim.advance_clock(20)
+    # The agent's leg is up while the customer's phone rings.
+    assert life(row_of(sim, call_uuid)) == (STATUS_RINGING, False, "20", "0", "3")
+    sim.advance_clock(10)
+    settled = row_of(sim, call_uuid)
+    assert (settled["status"], settled["enqueued"], settled["duration_customer"]) == (STATUS_NO_ANSWER, False, "0")
+    assert 5 <= int(settled["duration_company"]) < 35
+    sim.advance_clock(3600)
+    assert row_of(sim, call_uuid) == settled  # a settled call no longer changes
+
+
+def test_the_default_life_is_the_documented_connected_call_at_once(sim: Simulator) -> None:
+    row = row_of(sim, post(sim, body()).json()["uuid"])
+    assert (row["status"], row["enqueued"], row["retry"]) == (STATUS_CONNECTED, False, "1")
+    assert int(row["duration_customer"]) >= 25
+    assert int(row["duration_company"]) > int(row["duration_customer"])
+
+
+def test_fates_per_number_win_over_the_default_and_are_kept_from_placement(sim: Simulator) -> None:
+    sim.set_fate(status=STATUS_BUSY)
+    sim.set_fate("+56 9 7476 6123", status=STATUS_CONNECTED, duration_customer=24, duration_company=61, retry=2)
+    busy = post(sim, body()).json()["uuid"]
+    short = post(sim, body(phonenumber="74766123")).json()["uuid"]
+    # Connected, but a customer leg under 25 s: not "successful" by the platform's glossary.
+    assert life(row_of(sim, short)) == (STATUS_CONNECTED, False, "61", "24", "2")
+    assert row_of(sim, short)["call_number_customer"] == "56974766123"
+    assert life(row_of(sim, busy))[:2] == (STATUS_BUSY, False)
+    # A fate changed later applies to calls placed later, not to a call already placed.
+    sim.set_fate(status=STATUS_FAILED)
+    later = post(sim, body()).json()["uuid"]
+    assert row_of(sim, busy)["status"] == STATUS_BUSY
+    assert row_of(sim, later)["status"] == STATUS_FAILED
+    sim.clear_fates()
+    assert row_of(sim, post(sim, body()).json()["uuid"])["status"] == STATUS_CONNECTED
+
+
+def test_a_call_that_never_settles_rings_forever(sim: Simulator) -> None:
+    sim.set_fate("56956311283", ring_after=5, settle_after=None)
+    call_uuid = post(sim, body()).json()["uuid"]
+    sim.advance_clock(6 * 3600)
+    row = row_of(sim, call_uuid)
+    assert (row["status"], row["duration_customer"]) == (STATUS_RINGING, "0")
+    assert row["duration_company"] == str(6 * 3600 - 5)
+
+
+def test_a_placed_call_can_be_given_a_new_fate_by_uuid(sim: Simulator) -> None:
+    sim.set_fate(settle_after=None)
+    call_uuid = post(sim, body()).json()["uuid"]
+    sim.advance_clock(100)
+    assert row_of(sim, call_uuid)["status"] == STATUS_RINGING
+    sim.set_fate(uuid=call_uuid.upper(), status=STATUS_CONNECTED, ring_after=0, settle_after=90, duration_customer=40)
+    assert (row_of(sim, call_uuid)["status"], row_of(sim, call_uuid)["duration_customer"]) == (STATUS_CONNECTED, "40")
+    with pytest.raises(ValueError, match="no placed call"):
+        sim.set_fate(uuid="0" * 32)
+    with pytest.raises(ValueError, match="not both"):
+        sim.set_fate("56956311283", uuid=call_uuid)
+
+
+@pytest.mark.parametrize(
+    "fate",
+    [
+        {"status": STATUS_RINGING},
+        {"status": STATUS_QUEUED},
+        {"status": "Abandonada"},
+        {"status": ""},
+        {"ring_after": 30, "settle_after": 10},
+        {"ring_after": -1},
+        {"settle_after": "10"},
+        {"duration_customer": -5},
+        {"duration_company": 2.5},
+        {"retry": True},
+    ],
+)
+def test_invalid_fates_are_refused(sim: Simulator, fate: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="fate"):
+        sim.set_fate(**fate)
+    with pytest.raises(ValueError, match="fate: number"):
+        sim.set_fate("12")
+
+
+def test_call_at_and_dates_are_the_platforms_chile_time(sim: Simulator) -> None:
+    before = dt.datetime.now(SANTIAGO).replace(microsecond=0)
+    row = row_of(sim, post(sim, body()).json()["uuid"])
+    after = dt.datetime.now(SANTIAGO)
+    assert CALL_AT.fullmatch(row["call_at"])
+    call_at = dt.datetime.strptime(row["call_at"], "%Y/%m/%d %H:%M:%S %z")
+    assert before <= call_at <= after
+    assert call_at.utcoffset() == after.utcoffset()  # -0300 in summer, -0400 in winter
+    assert sim.today() == after.date()
+    assert len(list_calls(sim, date=after.date().isoformat())) == 1
+
+
+def test_the_clock_moves_call_at_and_the_listed_day(sim: Simulator) -> None:
+    first = post(sim, body()).json()["uuid"]
+    first_day = sim.today()
+    sim.advance_clock(2 * 86400)
+    assert sim.today() == first_day + dt.timedelta(days=2)
+    assert sim.clock()["offset"] == 2 * 86400
+    second = post(sim, body()).json()["uuid"]
+    assert [r["uuid"] for r in list_calls(sim)] == [second]  # without a date: the simulator's today
+    assert [r["uuid"] for r in list_calls(sim, date=first_day.isoformat())] == [first]
+    call_at = dt.datetime.strptime(row_of(sim, second)["call_at"], "%Y/%m/%d %H:%M:%S %z")
+    assert abs(call_at - sim.now()) < dt.timedelta(seconds=5)
+    assert abs(sim.now() - dt.datetime.now(dt.UTC) - dt.timedelta(days=2)) < dt.timedelta(seconds=5)
+    received = dt.datetime.fromisoformat(sim.calls()[1]["received_at"])
+    assert received.date() >= (dt.datetime.now(dt.UTC) + dt.timedelta(days=2)).astimezone().date()
+    with pytest.raises(ValueError, match="clock"):
+        sim.advance_clock(-1)
+    sim.reset()
+    assert sim.clock()["offset"] == 0
+
+
+# ---- /calls/list down, independently of placing calls --------------------------------------------
+
+
+def test_the_listing_is_down_for_an_hour_then_back_while_calls_are_placed(sim: Simulator) -> None:
+    call_uuid = post(sim, body()).json()["uuid"]
+    sim.set_list_down("http500_html", seconds=3600)
+    down = requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT)
+    assert down.status_code == 500
+    assert down.headers["Content-Type"].startswith("text/html")
+    # Placing calls is not affected, and injected place-call faults are not consumed by the listing.
+    sim.inject({"kind": "error", "code": 3})
+    requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT)
+    assert post(sim, body()).json() == error(3)
+    assert HEX32.fullmatch(post(sim, body()).json()["uuid"])
+    sim.advance_clock(3599)
+    assert requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT).status_code == 500
+    sim.advance_clock(1)
+    assert row_of(sim, call_uuid)["status"] == STATUS_CONNECTED
+
+
+def test_list_down_kinds_and_back_up(sim: Simulator) -> None:
+    get = lambda: requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT)  # noqa: E731
+    sim.set_list_down("reset")
+    with pytest.raises(requests.ConnectionError):
+        get()
+    sim.set_list_down("html_200")
+    portal = get()
+    assert (portal.status_code, portal.headers["Content-Type"].split(";")[0]) == (200, "text/html")
+    sim.set_list_down("malformed_json")
+    with pytest.raises(requests.JSONDecodeError):
+        get().json()
+    sim.advance_clock(30 * 86400)  # down without seconds: until set_list_up()
+    with pytest.raises(requests.JSONDecodeError):
+        get().json()
+    sim.set_list_up()
+    assert list_calls(sim) == []
+    with pytest.raises(ValueError, match="list_down"):
+        sim.set_list_down("slow")
+    with pytest.raises(ValueError, match="list_down"):
+        sim.set_list_down("reset", seconds=0)
+
+
+def test_list_reads_are_counted_per_popup_and_date(sim: Simulator) -> None:
+    today = sim.today().isoformat()
+    list_calls(sim, popup_uuid=POPUP.upper(), date="2026-11-30")
+    list_calls(sim, popup_uuid=POPUP, date="2026-11-30")
+    list_calls(sim, popup_uuid=OTHER_POPUP)
+    list_calls(sim)
+    list_calls(sim, token="wrong", popup_uuid=OTHER_POPUP)  # refused reads count too
+    sim.set_list_down("http500_html")
+    requests.get(sim.list_url, params={"popup_uuid": POPUP, "date": "2026-11-30"}, timeout=TIMEOUT)
+    assert sim.list_reads() == [
+        {"popup_uuid": POPUP, "date": "2026-11-30", "count": 3},
+        {"popup_uuid": OTHER_POPUP, "date": today, "count": 2},
+        {"popup_uuid": None, "date": today, "count": 1},
+    ]
+    post(sim, body())
+    assert sum(r["count"] for r in sim.list_reads()) == 6  # placing calls is not a read
+    sim.reset_list_reads()
+    assert sim.list_reads() == []
+    sim.set_list_up()
+    list_calls(sim, popup_uuid=POPUP)
+    assert sim.list_reads() == [{"popup_uuid": POPUP, "date": today, "count": 1}]
+    sim.reset()
+    assert sim.list_reads() == []
 
 
 # ---- faults ----------------------------------------------------------------------------------------
@@ -511,6 +723,42 @@ def test_control_endpoints(sim: Simulator) -> None:
     assert post(sim, body()).json()["success"] is True
 
 
+def test_control_endpoints_for_call_lives_the_listing_and_the_clock(sim: Simulator) -> None:
+    assert control(sim, "fate", {"status": STATUS_BUSY, "ring_after": 5, "settle_after": 20}).json() == {"ok": True}
+    assert control(sim, "fate", {"number": "56974766123", "settle_after": None}).status_code == 200
+    busy = post(sim, body()).json()["uuid"]
+    ringing = post(sim, body(phonenumber="74766123")).json()["uuid"]
+    assert row_of(sim, busy)["status"] == STATUS_QUEUED
+    assert control(sim, "clock", {"advance": 20}).status_code == 200
+    clock = requests.get(f"{sim.url}/_sim/clock", timeout=TIMEOUT).json()
+    assert clock["offset"] == 20
+    assert abs(dt.datetime.fromisoformat(clock["now"]) - sim.now()) < dt.timedelta(seconds=5)
+    assert (row_of(sim, busy)["status"], row_of(sim, ringing)["status"]) == (STATUS_BUSY, STATUS_RINGING)
+    assert control(sim, "fate", {"uuid": ringing, "status": STATUS_FAILED}).status_code == 200
+    assert row_of(sim, ringing)["status"] == STATUS_FAILED
+    assert requests.delete(f"{sim.url}/_sim/fate", timeout=TIMEOUT).json() == {"ok": True}
+    assert row_of(sim, post(sim, body()).json()["uuid"])["status"] == STATUS_CONNECTED
+
+    assert control(sim, "list_down", {"kind": "http500_html", "seconds": 60}).status_code == 200
+    assert requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT).status_code == 500
+    assert control(sim, "list_up").status_code == 200
+    assert len(list_calls(sim)) == 3
+    assert control(sim, "list_down", None).status_code == 200  # the default: HTTP 500 until list_up
+    assert requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT).status_code == 500
+    control(sim, "list_up")
+
+    reads = requests.get(f"{sim.url}/_sim/list_reads", timeout=TIMEOUT).json()
+    assert reads == sim.list_reads()
+    assert sum(r["count"] for r in reads) > 0
+    assert requests.delete(f"{sim.url}/_sim/list_reads", timeout=TIMEOUT).json() == {"ok": True}
+    assert requests.get(f"{sim.url}/_sim/list_reads", timeout=TIMEOUT).json() == []
+    assert requests.put(f"{sim.url}/_sim/list_reads", timeout=TIMEOUT).status_code == 405
+    assert requests.get(f"{sim.url}/_sim/fate", timeout=TIMEOUT).status_code == 405
+
+    assert control(sim, "reset").json() == {"ok": True}
+    assert requests.get(f"{sim.url}/_sim/clock", timeout=TIMEOUT).json()["offset"] == 0
+
+
 @pytest.mark.parametrize(
     ("action", "value"),
     [
@@ -521,6 +769,18 @@ def test_control_endpoints(sim: Simulator) -> None:
         ("popup", {"uuid": "not-a-uuid"}),
         ("popup", {"uuid": POPUP, "exists": "no"}),
         ("fault_rate", {"rate": 2, "kinds": ["reset"]}),
+        ("fate", {"status": "Abandonada"}),
+        ("fate", {"number": "56956311283", "settle_after": -1}),
+        ("fate", {"uuid": "0" * 32}),
+        ("fate", {"number": 56956311283}),
+        ("fate", {"colour": "red"}),
+        ("fate", ["SIM-Ocupada"]),
+        ("list_down", {"kind": "slow"}),
+        ("list_down", {"kind": "reset", "seconds": "60"}),
+        ("list_down", {"kind": "reset", "for": 60}),
+        ("clock", {"advance": -60}),
+        ("clock", {"offset": 60}),
+        ("clock", None),
     ],
 )
 def test_control_endpoints_refuse_bad_input(sim: Simulator, action: str, value: Any) -> None:

@@ -5,8 +5,22 @@
 
 (function () {
   var form = document.getElementById("lead-form");
+  if (!form) {
+    return;
+  }
   var params = new URLSearchParams(window.location.search);
-  if (!form || params.get("nojs") === "1") {
+
+  // Where the visit came from, from the page's URL into the form's hidden inputs (the route puts them in
+  // FormCall's `adicional`). Set as the value attribute, so form.reset() after a success keeps them.
+  ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid"].forEach(function (name) {
+    var input = form.querySelector("input[type=hidden][name=" + name + "]");
+    var value = params.get(name);
+    if (input && value) {
+      input.setAttribute("value", value.slice(0, 200));
+    }
+  });
+
+  if (params.get("nojs") === "1") {
     return; // plain form post, as with JavaScript off
   }
   var mensajes = window.FORMCALL_MENSAJES || {};
@@ -15,34 +29,64 @@
   // The function URL: ?endpoint= in the page's URL, else the form's data-endpoint.
   var endpoint = params.get("endpoint") || form.dataset.endpoint || form.action;
   form.action = endpoint; // keeps a plain post (should this script fail later) on the same URL
+  // Google Tag Manager and gtag.js read this array; it works (and does nothing) without them.
+  window.dataLayer = window.dataLayer || [];
 
-  function show(kind, text, answer) {
+  function show(kind, text, answer, result) {
     status.hidden = false;
     status.className = "status status-" + kind;
     status.dataset.kind = kind;
+    status.dataset.result = result || "";
     status.dataset.error = answer && answer.error ? answer.error : "";
     status.textContent = text;
   }
 
+  // What a success means: ringing now, queued at FormCall, kept to call later, or a repeat.
+  function result(answer) {
+    if (answer.duplicate) {
+      return "duplicate";
+    }
+    if (answer.scheduled) {
+      return "scheduled";
+    }
+    return answer.pending ? "pending" : "placed";
+  }
+
+  var SUCCESS_TEXT = { placed: "listo", pending: "pendiente", scheduled: "programada", duplicate: "duplicada" };
+
   function describe(httpStatus, answer) {
     if (answer && answer.success === true) {
-      return answer.pending
-        ? ["ok", "¡Listo! Recibimos tus datos y te llamaremos apenas un ejecutivo quede libre."]
-        : ["ok", "¡Listo! Te llamaremos en segundos."];
+      var kind = result(answer);
+      return ["ok", mensajes[SUCCESS_TEXT[kind]], kind];
     }
     var word = answer && typeof answer.error === "string" ? answer.error : "";
     if (httpStatus === 429 || httpStatus >= 500) {
       // Worth retrying: the function asks for it with Retry-After (not readable across origins).
-      return ["retry", mensajes[word] && httpStatus === 429 ? mensajes[word] : mensajes.reintentar];
+      return ["retry", mensajes[word] && httpStatus === 429 ? mensajes[word] : mensajes.reintentar, ""];
     }
     var text = mensajes[word] || (answer && answer.message) || mensajes.generico;
-    return ["error", text];
+    return ["error", text, ""];
+  }
+
+  // One conversion per lead for Google Ads and GA4: a new lead has a lead_id; a duplicate was already
+  // counted, and a honeypot answer (a bot) has none. Never the number, the name or the email.
+  function convert(answer, kind) {
+    if (kind === "duplicate" || typeof answer.lead_id !== "string") {
+      return;
+    }
+    window.dataLayer.push({
+      event: "generate_lead",
+      form_id: form.id,
+      lead_id: answer.lead_id,
+      transaction_id: answer.lead_id, // lets Google Ads drop a conversion counted twice
+      lead_status: kind
+    });
   }
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    // Every field goes along: the honeypot (so the function can spot bots) and, when the
-    // Turnstile widget is on the page, its cf-turnstile-response token.
+    // Every field goes along: the consent box (absent when unchecked), the campaign fields, the honeypot
+    // (so the function can spot bots) and, when the Turnstile widget is on the page, its token.
     var data = Object.fromEntries(new FormData(form).entries());
     button.disabled = true;
     button.dataset.label = button.dataset.label || button.textContent;
@@ -58,16 +102,17 @@
           function () { return [response.status, null]; }
         );
       })
-      .then(function (result) {
-        var shown = describe(result[0], result[1]);
-        show(shown[0], shown[1], result[1]);
+      .then(function (outcome) {
+        var shown = describe(outcome[0], outcome[1]);
+        show(shown[0], shown[1], outcome[1], shown[2]);
         if (shown[0] === "ok") {
+          convert(outcome[1], shown[2]);
           form.reset();
         }
       })
       .catch(function () {
         // A network failure, or an answer without CORS headers (origin not in cors_origins).
-        show("retry", mensajes.sin_conexion, null);
+        show("retry", mensajes.sin_conexion, null, "");
       })
       .finally(function () {
         button.disabled = false;
