@@ -1,0 +1,231 @@
+"""Call outcomes (spec 9): looked up by the sweeper, reported to a signed webhook and to HubSpot."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.simulator import Simulator
+from formcall_webhook.sweep import Sweeper
+from tests.fakes.hubspot import FakeHubSpot
+from tests.fakes.receiver import FakeReceiver
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+TOKEN = "outcome-token-77"
+SIMULATOR_TOKENS = (TOKEN,)
+SECRET = "whsec_" + base64.b64encode(b"outcome-secret-for-tests-000001").decode()
+HUBSPOT_TOKEN = "pat-na1-test-0001"
+
+
+@pytest.fixture
+def receiver() -> Iterator[FakeReceiver]:
+    fake = FakeReceiver(SECRET).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def hubspot() -> Iterator[FakeHubSpot]:
+    fake = FakeHubSpot(HUBSPOT_TOKEN).start()
+    yield fake
+    fake.stop()
+
+
+def make_app(tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = "until_done") -> App:
+    path = tmp_path / "f.toml"
+    path.write_text(
+        "[formcall]\ntimeout_seconds = 2\n"
+        f'[leads]\nkeep_fields = "{keep}"\n'
+        '[defaults.retry]\nschedule = ["1s"]\n'
+        f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = false\noutcome = {outcome}\n"
+    )
+    return App(
+        {
+            "FORMCALL_CONFIG": str(path),
+            "FORMCALL_API_URL": simulator.api_url,
+            "FORMCALL_SECURITY_TOKEN": TOKEN,
+            "OUTCOME_SECRET": SECRET,
+            "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
+        }
+    )
+
+
+def post(app: App, body: dict[str, Any]) -> dict[str, Any]:
+    raw = json.dumps(body).encode()
+    stream = io.BytesIO(raw)
+    req = Request(
+        "POST", "/", {"content-type": "application/json"}, b"", lambda n, *_: read_stream(stream, n), len(raw)
+    )
+    response = app.handle(req)
+    assert response.status == 200, response.body
+    answer: dict[str, Any] = json.loads(response.body)
+    return answer
+
+
+def settle(app: App, lead_id: str, passes: int = 8) -> dict[str, Any]:
+    """Sweep (a second apart: the lookups' schedule) until the lead's outcome work is done."""
+    sweeper = Sweeper(app.runtime)
+    for _ in range(passes):
+        record = app.store.get_lead(lead_id)
+        assert record is not None
+        if record.get("due_at") is None:
+            return record
+        time.sleep(max(0.0, record["due_at"] - time.time()) + 0.05)
+        sweeper.run()
+    record = app.store.get_lead(lead_id)
+    assert record is not None
+    return record
+
+
+def webhook(receiver: FakeReceiver) -> str:
+    return f'{{ after = "0s", give_up = "1h", url = "{receiver.url}", secret = "env:OUTCOME_SECRET" }}'
+
+
+def test_connected_is_recorded_reported_and_the_record_minimized(
+    tmp_path: Path, simulator: Simulator, receiver: FakeReceiver
+) -> None:
+    app = make_app(tmp_path, simulator, webhook(receiver))
+    simulator.set_fate("56962000101", status="Conectada", duration_customer=95, duration_company=117)
+    answer = post(app, {"phone": "+56 9 6200 0101", "nombre": "Ana Pérez", "email": "ana@example.cl"})
+    before = app.store.get_lead(answer["lead_id"])
+    assert before is not None and before["payload"]["adicional"]["Nombre"] == "Ana Pérez"
+    record = settle(app, answer["lead_id"])
+    outcome = record["outcome"]
+    assert (outcome["call_status"], outcome["connected"], outcome["successful"]) == ("Conectada", True, True)
+    assert outcome["duration_customer"] == 95
+    assert outcome["call_at"].endswith("-03:00") or outcome["call_at"].endswith("-04:00")
+    accepted = receiver.accepted()
+    assert len(accepted) == 1
+    payload = accepted[0].payload
+    assert payload["type"] == "call.outcome"
+    assert (payload["lead_id"], payload["uuid"], payload["call_status"]) == (
+        answer["lead_id"], answer["uuid"], "Conectada"
+    )  # fmt: skip
+    assert accepted[0].headers["webhook-id"] == "outcome_" + answer["lead_id"]
+    # Spec 10, until_done: what the person typed is gone; the outcome and the masked number stay.
+    assert record["payload"] is None and record["minimized"] is True
+    assert "Ana" not in json.dumps(record) and "ana@example.cl" not in json.dumps(record)
+    assert record["phone"] == "+56*****101"
+
+
+def test_not_answered(tmp_path: Path, simulator: Simulator, receiver: FakeReceiver) -> None:
+    app = make_app(tmp_path, simulator, webhook(receiver))
+    simulator.set_fate("56962000102", status="SIM-NoContesta")
+    answer = post(app, {"phone": "+56 9 6200 0102"})
+    outcome = settle(app, answer["lead_id"])["outcome"]
+    assert (outcome["call_status"], outcome["connected"], outcome["successful"]) == ("SIM-NoContesta", False, False)
+    assert receiver.accepted()[0].payload["connected"] is False
+
+
+def test_a_status_that_never_settles_is_given_up(tmp_path: Path, simulator: Simulator, receiver: FakeReceiver) -> None:
+    outcome = f'{{ after = "0s", give_up = "3s", url = "{receiver.url}", secret = "env:OUTCOME_SECRET" }}'
+    app = make_app(tmp_path, simulator, outcome)
+    simulator.set_fate("56962000103", settle_after=None, ring_after=0)  # rings forever, its seconds growing
+    answer = post(app, {"phone": "+56 9 6200 0103"})
+    record = settle(app, answer["lead_id"], passes=10)
+    assert record["due_at"] is None
+    assert record["outcome"]["gave_up_lookup"] is True
+    assert record["outcome"]["call_status"] == "SIM-Sonando"
+    assert len(receiver.accepted()) == 1
+
+
+def test_listing_down_for_an_hour_then_back(tmp_path: Path, simulator: Simulator, receiver: FakeReceiver) -> None:
+    outcome = f'{{ after = "0s", give_up = "2h", url = "{receiver.url}", secret = "env:OUTCOME_SECRET" }}'
+    app = make_app(tmp_path, simulator, outcome)
+    answer = post(app, {"phone": "+56 9 6200 0104"})
+    simulator.set_list_down(seconds=3600)
+    sweeper = Sweeper(app.runtime)
+    for _ in range(2):
+        time.sleep(1.05)
+        sweeper.run()  # never stops the sweep
+    record = app.store.get_lead(answer["lead_id"])
+    assert record is not None and "call_status" not in record["outcome"] and record["due_at"] is not None
+    simulator.advance_clock(3601)  # the hour passes: the listing answers again
+    record = settle(app, answer["lead_id"])
+    assert record["outcome"]["call_status"] == "Conectada"
+    assert len(receiver.accepted()) == 1
+
+
+def test_receiver_500_three_times_then_200(tmp_path: Path, simulator: Simulator) -> None:
+    receiver = FakeReceiver(SECRET, [500, 500, 500]).start()
+    try:
+        app = make_app(tmp_path, simulator, webhook(receiver))
+        answer = post(app, {"phone": "+56 9 6200 0105"})
+        record = settle(app, answer["lead_id"], passes=12)
+        assert [a.status for a in receiver.attempts] == [500, 500, 500, 200]
+        assert len({a.headers["webhook-id"] for a in receiver.attempts}) == 1
+        assert len(receiver.accepted()) == 1
+        assert record["outcome"]["webhook"] == "delivered"
+    finally:
+        receiver.stop()
+
+
+def test_receiver_410_is_final(tmp_path: Path, simulator: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    receiver = FakeReceiver(SECRET, [410]).start()
+    try:
+        app = make_app(tmp_path, simulator, webhook(receiver))
+        answer = post(app, {"phone": "+56 9 6200 0106"})
+        record = settle(app, answer["lead_id"])
+        assert [a.status for a in receiver.attempts] == [410]
+        assert record["outcome"]["webhook"] == "final"
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+        assert any(e.get("outcome") == "outcome_failed" and e["severity"] == "ERROR" for e in lines)
+    finally:
+        receiver.stop()
+
+
+def hubspot_outcome(hubspot: FakeHubSpot) -> str:
+    return (
+        '{ after = "0s", give_up = "1h", hubspot = { token = "env:HUBSPOT_TOKEN", property = "formcall_call_status", '
+        f'api_url = "{hubspot.url}" }} }}'
+    )
+
+
+def test_hubspot_429_then_200(tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot) -> None:
+    contact = hubspot.add_contact("lead@example.cl")
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
+    answer = post(app, {"vid": int(contact), "properties": {"phone": {"value": "+56 9 6200 0107"}}})
+    hubspot.fail_next(1, 429, {"Retry-After": "1"})
+    record = settle(app, answer["lead_id"], passes=10)
+    assert record["outcome"]["hubspot"] == "delivered"
+    assert hubspot.contacts[contact].properties["formcall_call_status"] == "Conectada"
+    notes = hubspot.notes_of(contact)
+    assert len(notes) == 1
+    assert answer["uuid"] in json.dumps(notes[0])
+    statuses = [c.status for c in hubspot.calls]
+    assert statuses[0] == 429 and all(200 <= s < 300 for s in statuses[1:])
+    assert all(c.headers["authorization"] == "Bearer " + HUBSPOT_TOKEN for c in hubspot.calls)
+
+
+def test_hubspot_contact_not_found_does_not_fail_the_lead(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
+    answer = post(app, {"phone": "+56 9 6200 0108", "email": "nobody@example.cl"})
+    record = settle(app, answer["lead_id"])
+    assert record["state"] == "placed"
+    assert record["outcome"]["hubspot"] == "not_found"
+    assert record["due_at"] is None
+    assert hubspot.notes == {}
+
+
+def test_500_leads_in_one_sweep_read_each_listing_once(tmp_path: Path, simulator: Simulator) -> None:
+    app = make_app(tmp_path, simulator, '{ after = "0s", give_up = "1h" }')
+    for n in range(500):
+        post(app, {"phone": f"+56 9 64{n:06d}"})
+    time.sleep(0.05)
+    simulator.reset_list_reads()
+    counts = Sweeper(app.runtime).run()
+    assert counts["due"] == 500
+    reads = simulator.list_reads()
+    # One popup; the dates the platform's local day can be around now: each read once.
+    assert reads and all(r["count"] == 1 for r in reads), reads
+    assert len(reads) <= 2
