@@ -1,15 +1,22 @@
 """firestore:// and firestore://PROJECT/DATABASE: serverless, shared by every instance, no VPC (spec 8).
 
-Round trips (RPCs) per operation:
-- `admit`: one transaction of two RPCs: a BatchGetDocuments that also begins the transaction (opt-out,
-  claims, counters, lease in one read), then the Commit (or a Rollback when nothing is written).
-  Firestore answers contention with ABORTED: the transaction is retried, at most five attempts.
-- `finish`: one Commit (no transaction) when this instance made the admission: every write carries
-  the update time that instance saw as its precondition, so any change in between fails the whole
-  batch, which is then redone as a two-RPC transaction. A placed lead thus costs three RPCs.
-- `claim`: one create; two more when the key exists. `put`, `delete`, `delete_lead`, `set_optout`,
-  `get_lead`, `is_opted_out`: one. `release`, `replace`, `hit`: a two-RPC transaction. `save_lead`: one
-  create for a new record, else a transaction. Queries: one RunQuery per page of 500.
+Every read-decide-write is optimistic: the documents are read (one BatchGetDocuments, no transaction),
+and every write carries a precondition on what was read: `exists=False` for a document that was absent,
+its update time for one that was there. One Commit applies all of them or none; when another writer got
+there first, the operation reads again and decides again (at most eight attempts). That is a
+transaction without locks: the emulator (and Firestore under contention) makes a locking transaction
+wait for its lock timeout when several take the same claim at once, while here the losers see the
+winner's claim on their second read.
+
+Round trips (RPCs), which `round_trips` counts:
+- `admit`: two (the read of opt-out, claims and counters; the Commit). A duplicate: one, the read.
+- `finish`: one Commit when this instance wrote (or read) every document it touches: the update times
+  it remembers are the preconditions. Else, or when one fails, a read and a Commit. A lead placed by
+  one instance thus costs three RPCs: two before FormCall, one after.
+- `claim`: one create; a read and a Commit more when the key exists. `put`, `delete`, `delete_lead`,
+  `set_optout`, `get_lead`, `is_opted_out`: one. `release`, `replace`, `hit`: a read and a Commit (the
+  read skipped when this instance wrote the document last). `save_lead`: one create for a new record,
+  else a read and a Commit. Queries: one RunQuery per page of 500.
 
 Data model (the deploy makes the TTL policies on `expires_at` and the composite index state +
 received_at for exactly these names): `formcall_claims` holds claims and counters (`value`,
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -39,7 +47,7 @@ CLAIMS = "formcall_claims"
 LEADS = "formcall_leads"
 OPTOUT = "formcall_optout"
 DEFAULT_DATABASE = "(default)"
-MAX_ATTEMPTS = 5  # the client library's own default for a contended transaction
+MAX_ATTEMPTS = 8  # reads and Commits of one operation when other writers keep getting there first
 _PAGE = 500
 _KNOWN_MAX = 4096  # documents whose last update time this instance remembers (for `finish`)
 
@@ -92,16 +100,6 @@ class _Doc:
         return _record_of(self.fields, now)
 
 
-@dataclass(frozen=True)
-class _Known:
-    """What this instance last wrote to a document: enough to write it again with a precondition."""
-
-    update_time: Any
-    value: str | None = None  # claims
-    expires: float = math.inf
-    version: int | None = None  # leads
-
-
 def _record_of(fields: Mapping[str, Any], now: float) -> dict[str, Any] | None:
     expires = fields.get("expires")
     if isinstance(expires, (int, float)) and expires <= now:
@@ -130,10 +128,10 @@ def _lead_fields(record: Mapping[str, Any]) -> dict[str, Any]:
         "due_at": float(due) if due is not None else None,
         "phone_hash": record.get("phone_hash"),
         "version": int(record.get("version") or 0),
+        # Always both: `update` with a precondition replaces only the fields it names.
+        "expires": float(expires) if isinstance(expires, (int, float)) else None,
+        "expires_at": _timestamp(float(expires)) if isinstance(expires, (int, float)) else None,
     }
-    if isinstance(expires, (int, float)):
-        fields["expires"] = float(expires)
-        fields["expires_at"] = _timestamp(float(expires))
     return fields
 
 
@@ -141,33 +139,45 @@ def _claim_fields(value: str, expires: float) -> dict[str, Any]:
     return {"value": value, "expires": expires, "expires_at": _timestamp(expires)}
 
 
-class _Writes:
-    """Writes gathered for one commit, remembering what each one leaves in its document."""
+Docs = dict[str, _Doc | None]
 
-    def __init__(self, client: Any) -> None:
+
+class _Writes:
+    """Writes for one Commit. A document in `read` is written only if it is still as read: created
+    when it was absent, updated or deleted with its update time as the precondition."""
+
+    def __init__(self, client: Any, read: Docs) -> None:
         self.batch = client.batch()
         self.client = client
-        # per write, in order: (document path, what we know of it afterwards; None when deleted)
-        self.effects: list[tuple[str, _Known | None]] = []
+        self.read = read
+        # per write, in order: (document path, its fields afterwards; None when deleted)
+        self.effects: list[tuple[str, dict[str, Any] | None]] = []
 
     def __bool__(self) -> bool:
         return bool(self.effects)
 
-    def set(self, ref: Any, fields: dict[str, Any], known: _Known, precondition: Any = None) -> None:
-        if precondition is None:
+    def covers(self) -> bool:
+        """Whether every document read is written (so the Commit's preconditions check every read)."""
+        return set(self.read) <= {path for path, _ in self.effects}
+
+    def _option(self, doc: _Doc) -> Any:
+        return self.client.write_option(last_update_time=doc.update_time)
+
+    def set(self, ref: Any, fields: dict[str, Any]) -> None:
+        path = ref._document_path
+        if path not in self.read:
             self.batch.set(ref, fields)
+        elif (doc := self.read[path]) is None:
+            self.batch.create(ref, fields)
         else:
-            self.batch.update(ref, fields, option=self.client.write_option(last_update_time=precondition))
-        self.effects.append((ref._document_path, known))
+            self.batch.update(ref, fields, option=self._option(doc))
+        self.effects.append((path, fields))
 
-    def create(self, ref: Any, fields: dict[str, Any], known: _Known) -> None:
-        self.batch.create(ref, fields)
-        self.effects.append((ref._document_path, known))
-
-    def delete(self, ref: Any, precondition: Any = None) -> None:
-        option = self.client.write_option(last_update_time=precondition) if precondition is not None else None
-        self.batch.delete(ref, option=option)
-        self.effects.append((ref._document_path, None))
+    def delete(self, ref: Any) -> None:
+        path = ref._document_path
+        doc = self.read.get(path)
+        self.batch.delete(ref, option=self._option(doc) if doc is not None else None)
+        self.effects.append((path, None))
 
 
 class FirestoreStore:
@@ -186,9 +196,17 @@ class FirestoreStore:
         self.round_trips = 0
         self._timeout = timeout
         self._count_lock = threading.Lock()
-        self._known: OrderedDict[str, _Known] = OrderedDict()
+        # Documents as this instance last wrote or read them: a Commit can take them as preconditions
+        # without reading first (a stale one fails the Commit, and the operation reads).
+        self._known: OrderedDict[str, _Doc] = OrderedDict()
         self._known_lock = threading.Lock()
         self._exceptions = exceptions
+        self._conflict: tuple[type[BaseException], ...] = (
+            exceptions.AlreadyExists,
+            exceptions.FailedPrecondition,
+            exceptions.NotFound,
+            exceptions.Aborted,
+        )
         self._errors: tuple[type[BaseException], ...] = (
             exceptions.GoogleAPIError,
             auth_exceptions.GoogleAuthError,
@@ -202,8 +220,8 @@ class FirestoreStore:
             self._client: Any = firestore.Client(project=project, database=database)
         except self._errors as err:  # no project or credentials found
             raise unavailable(err) from err
-        # The generated API client: one RPC per call, with our timeout and no retry (the library's own
-        # Transaction begins and commits with a 60 s default and retries for a minute).
+        # The generated API client: one RPC per call, with our timeout and no retry (the library's
+        # defaults are a 60 s timeout and a minute of retries).
         self._api: Any = self._client._firestore_api
         self._database: str = self._client._database_string
         self._claims = self._client.collection(CLAIMS)
@@ -212,95 +230,104 @@ class FirestoreStore:
 
     # -- RPCs --
 
-    def _rpc(self, call: Callable[..., T], *args: Any, expect: tuple[type[BaseException], ...] = (),
-             **kwargs: Any) -> T:  # fmt: skip
+    def _rpc(self, call: Callable[..., T], expect: tuple[type[BaseException], ...] = ()) -> T:
         """One round trip; `expect` are the answers the caller handles, anything else is a 503."""
         with self._count_lock:
             self.round_trips += 1
         try:
-            return call(*args, retry=None, timeout=self._timeout, **kwargs)
+            return call(retry=None, timeout=self._timeout)
         except expect:
             raise
         except self._errors as err:
             raise unavailable(err) from err
 
-    def _metadata(self) -> Any:
-        return self._client._rpc_metadata
-
-    def _read(self, refs: list[Any], transaction: bytes | bool = False) -> tuple[dict[str, _Doc | None], bytes]:
-        """The documents at `refs` in one BatchGetDocuments; with `transaction`, it also begins one
-        (True, or the id of an aborted attempt to retry) and its id comes back."""
+    def _read(self, refs: list[Any]) -> Docs:
+        """The documents at `refs`, in one BatchGetDocuments."""
         paths = list(dict.fromkeys(ref._document_path for ref in refs))
-        request: dict[str, Any] = {"database": self._database, "documents": paths}
-        if transaction is not False:
-            read_write = {"retry_transaction": transaction} if isinstance(transaction, bytes) else {}
-            request["new_transaction"] = {"read_write": read_write}
+        request = {"database": self._database, "documents": paths}
 
         def call(**kwargs: Any) -> list[Any]:
-            return list(self._api.batch_get_documents(request=request, metadata=self._metadata(), **kwargs))
+            metadata = self._client._rpc_metadata
+            return list(self._api.batch_get_documents(request=request, metadata=metadata, **kwargs))
 
-        docs: dict[str, _Doc | None] = dict.fromkeys(paths)
-        txn = b""
-        expect = (self._exceptions.Aborted,) if transaction is not False else ()
-        for response in self._rpc(call, expect=expect):
-            if response.transaction:
-                txn = bytes(response.transaction)
+        docs: Docs = dict.fromkeys(paths)
+        for response in self._rpc(call):
             if response.found and response.found.name:
                 found = response.found
                 docs[found.name] = _Doc(self._decode(found.fields, self._client), found.update_time)
-        return docs, txn
-
-    def _commit(self, writes: _Writes, transaction: bytes | None = None,
-                expect: tuple[type[BaseException], ...] = ()) -> None:  # fmt: skip
-        request: dict[str, Any] = {"database": self._database, "writes": writes.batch._write_pbs}
-        if transaction:
-            request["transaction"] = transaction
-
-        def call(**kwargs: Any) -> Any:
-            return self._api.commit(request=request, metadata=self._metadata(), **kwargs)
-
-        response = self._rpc(call, expect=expect)
-        results = list(response.write_results)
         with self._known_lock:
-            for (path, known), result in zip(writes.effects, results, strict=False):
-                self._known.pop(path, None)
-                if known is not None and result.update_time:
-                    self._known[path] = _Known(result.update_time, known.value, known.expires, known.version)
+            for path, doc in docs.items():
+                self._remember(path, doc)
+        return docs
+
+    def _remember(self, path: str, doc: _Doc | None) -> None:
+        self._known.pop(path, None)
+        if doc is not None:
+            self._known[path] = doc
             while len(self._known) > _KNOWN_MAX:
                 self._known.popitem(last=False)
 
-    def _rollback(self, transaction: bytes) -> None:
+    def _cached(self, refs: list[Any]) -> Docs | None:
+        """The documents as this instance last saw them, when it saw them all."""
+        with self._known_lock:
+            docs: Docs = {}
+            for ref in refs:
+                doc = self._known.get(ref._document_path)
+                if doc is None:
+                    return None
+                docs[ref._document_path] = doc
+            return docs
+
+    def _commit(self, writes: _Writes, expect: tuple[type[BaseException], ...] = ()) -> None:
+        request = {"database": self._database, "writes": writes.batch._write_pbs}
+
         def call(**kwargs: Any) -> Any:
-            request = {"database": self._database, "transaction": transaction}
-            return self._api.rollback(request=request, metadata=self._metadata(), **kwargs)
+            return self._api.commit(request=request, metadata=self._client._rpc_metadata, **kwargs)
 
-        self._rpc(call)
+        try:
+            response = self._rpc(call, expect=expect)
+        except expect:
+            with self._known_lock:  # what we knew of these documents is stale
+                for path, _ in writes.effects:
+                    self._known.pop(path, None)
+            raise
+        results = list(response.write_results)
+        with self._known_lock:
+            for (path, fields), result in zip(writes.effects, results, strict=False):
+                known = _Doc(fields, result.update_time) if fields is not None and result.update_time else None
+                self._remember(path, known)
 
-    def _transact(self, refs: list[Any], decide: Callable[[dict[str, _Doc | None], _Writes, float], T]) -> T:
-        """Read `refs` and write what `decide` adds, atomically; retried when Firestore aborts it."""
-        retry: bytes | bool = True
-        for _ in range(MAX_ATTEMPTS):
+    def _transact(self, refs: list[Any], decide: Callable[[Docs, _Writes, float], T]) -> T:
+        """Read `refs` and apply what `decide` writes, atomically (see the module doc). Starts from the
+        documents as this instance last saw them, when `decide` then writes every one of them."""
+        docs = self._cached(refs)
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.1, 0.005 * 2**attempt)))  # noqa: S311 (jitter, not crypto)
+            if docs is not None:
+                writes = _Writes(self._client, docs)
+                result = decide(docs, writes, time.time())
+                if not writes.covers():
+                    docs = None  # it decided on something only remembered: read it
+            if docs is None:
+                docs = self._read(refs)
+                writes = _Writes(self._client, docs)
+                result = decide(docs, writes, time.time())
+                if not writes:
+                    return result
             try:
-                docs, txn = self._read(refs, transaction=retry)
-            except self._exceptions.Aborted:
-                continue  # contention on a lock: try again, as the library does
-            writes = _Writes(self._client)
-            result = decide(docs, writes, time.time())
-            if not writes:
-                if txn:
-                    self._rollback(txn)  # frees the read locks now, not when the transaction times out
-                return result
-            try:
-                self._commit(writes, txn, expect=(self._exceptions.Aborted,))
-            except self._exceptions.Aborted:
-                retry = txn or True
+                self._commit(writes, expect=self._conflict)
+            except self._conflict:
+                docs = None  # another writer got there first: read again, decide again
                 continue
             return result
-        raise unavailable(TimeoutError("transaction contended"))
+        raise unavailable(TimeoutError("contended"))
 
-    def _known_of(self, path: str) -> _Known | None:
-        with self._known_lock:
-            return self._known.get(path)
+    def _write(self, write: Callable[[_Writes], None], create: Any = None) -> None:
+        """One Commit of writes that depend on no read; `create`, a document that must be absent."""
+        writes = _Writes(self._client, {create._document_path: None} if create is not None else {})
+        write(writes)
+        self._commit(writes, expect=self._conflict if create is not None else ())
 
     # -- claims and counters --
 
@@ -309,37 +336,31 @@ class FirestoreStore:
 
     def claim(self, key: str, value: str, ttl: float) -> str | None:
         ref = self._claim_ref(key)
-        expires = time.time() + ttl
-        writes = _Writes(self._client)
-        writes.create(ref, _claim_fields(value, expires), _Known(None, value, expires))
         try:
-            self._commit(writes, expect=(self._exceptions.AlreadyExists,))
+            # Absent, as most claims are: created in one Commit.
+            self._write(lambda w: w.set(ref, _claim_fields(value, time.time() + ttl)), create=ref)
             return None
-        except self._exceptions.AlreadyExists:
+        except self._conflict:
             pass
 
         # There already: held, or expired but not yet deleted by the TTL policy (then it is ours).
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> str | None:
+        def decide(docs: Docs, writes: _Writes, now: float) -> str | None:
             doc = docs[ref._document_path]
             held = doc.live_value(now) if doc is not None else None
-            if held is not None:
-                return held
-            writes.set(ref, _claim_fields(value, now + ttl), _Known(None, value, now + ttl))
-            return None
+            if held is None:
+                writes.set(ref, _claim_fields(value, now + ttl))
+            return held
 
         return self._transact([ref], decide)
 
     def put(self, key: str, value: str, ttl: float) -> None:
         ref = self._claim_ref(key)
-        expires = time.time() + ttl
-        writes = _Writes(self._client)
-        writes.set(ref, _claim_fields(value, expires), _Known(None, value, expires))
-        self._commit(writes)
+        self._write(lambda w: w.set(ref, _claim_fields(value, time.time() + ttl)))
 
     def release(self, key: str, value: str) -> None:
         ref = self._claim_ref(key)
 
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> None:
+        def decide(docs: Docs, writes: _Writes, now: float) -> None:
             doc = docs[ref._document_path]
             if doc is not None and doc.live_value(now) == value:
                 writes.delete(ref)
@@ -349,50 +370,52 @@ class FirestoreStore:
     def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
         ref = self._claim_ref(key)
 
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> bool:
+        def decide(docs: Docs, writes: _Writes, now: float) -> bool:
             doc = docs[ref._document_path]
             if doc is None or doc.live_value(now) != expected:
                 return False
-            writes.set(ref, _claim_fields(value, now + ttl), _Known(None, value, now + ttl))
+            writes.set(ref, _claim_fields(value, now + ttl))
             return True
 
         return self._transact([ref], decide)
 
-    def _count(self, doc: _Doc | None, ref: Any, window: int, writes: _Writes, now: float) -> tuple[int, int]:
-        """One more event in a counter's fixed window (inside a transaction that read `doc`)."""
+    @staticmethod
+    def _count(doc: _Doc | None, ref: Any, window: int, writes: _Writes, now: float) -> tuple[int, int]:
+        """One more event in a counter's fixed window: the count and the seconds left in the window."""
         current = doc.live_value(now) if doc is not None else None
-        if current is not None and doc is not None and current.isdigit():
+        if doc is not None and current is not None and current.isdigit():
             count, expires = int(current) + 1, float(doc.fields["expires"])
         else:
             count, expires = 1, now + window
-        writes.set(ref, _claim_fields(str(count), expires), _Known(None, str(count), expires))
+        writes.set(ref, _claim_fields(str(count), expires))
         return count, max(1, math.ceil(expires - now))
 
     def hit(self, key: str, window: int) -> tuple[int, int]:
         ref = self._claim_ref(key)
 
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> tuple[int, int]:
+        def decide(docs: Docs, writes: _Writes, now: float) -> tuple[int, int]:
             return self._count(docs[ref._document_path], ref, window, writes, now)
 
         return self._transact([ref], decide)
 
     def delete(self, key: str) -> None:
-        writes = _Writes(self._client)
-        writes.delete(self._claim_ref(key))
-        self._commit(writes)
+        ref = self._claim_ref(key)
+        self._write(lambda w: w.delete(ref))
 
     # -- the ledger --
 
+    def _lead_ref(self, lead_id: str) -> Any:
+        return self._leads.document(doc_id(lead_id))
+
     def admit(self, admission: Admission) -> Admitted:
-        """Opt-out, claims, counters, then every write, in one transaction (two RPCs; see the module doc)."""
+        """Opt-out, claims and counters read at once, then every write in one Commit (two RPCs)."""
         optout = self._optout.document(doc_id(admission.optout)) if admission.optout is not None else None
         claims = [(key, self._claim_ref(key), ttl) for key, ttl in admission.claims]
         counters = [(counter, self._claim_ref(counter.key)) for counter in admission.counters]
-        lease = (self._claim_ref(admission.lease[0]), admission.lease[1]) if admission.lease is not None else None
-        # The lease is written whatever it held, so it is not read (nor locked).
+        # The lease and the record are written whatever was there, so they are not read.
         refs = [ref for _, ref, _ in claims] + [ref for _, ref in counters] + ([optout] if optout else [])
 
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> Admitted:
+        def decide(docs: Docs, writes: _Writes, now: float) -> Admitted:
             if optout is not None and docs[optout._document_path] is not None:
                 return Admitted(refused="opted_out")
             held = {}
@@ -406,46 +429,44 @@ class FirestoreStore:
             for counter, ref in counters:
                 count, left = self._count(docs[ref._document_path], ref, counter.window, writes, now)
                 if count > counter.limit:
-                    # The counts so far stand, as they do in every store.
+                    # The counts so far stand, as in every store.
                     return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
             for _, ref, ttl in claims:
-                writes.set(ref, _claim_fields(admission.marker, now + ttl), _Known(None, admission.marker, now + ttl))
-            if lease is not None:
-                ref, ttl = lease
-                writes.set(ref, _claim_fields(admission.marker, now + ttl), _Known(None, admission.marker, now + ttl))
+                writes.set(ref, _claim_fields(admission.marker, now + ttl))
+            if admission.lease is not None:
+                key, ttl = admission.lease
+                writes.set(self._claim_ref(key), _claim_fields(admission.marker, now + ttl))
             if admission.record is not None:
-                record = admission.record
-                writes.set(self._leads.document(doc_id(record["lead_id"])), _lead_fields(record),
-                           _Known(None, expires=_expires(record), version=int(record.get("version") or 0)))  # fmt: skip
+                writes.set(self._lead_ref(admission.record["lead_id"]), _lead_fields(admission.record))
             return Admitted()
 
         return self._transact(refs, decide)
 
     def finish(self, finish: Finish) -> None:
-        """One precondition Commit when this instance holds the update times, else one transaction."""
-        if self._finish_known(finish):
-            return
-        lead = self._leads.document(doc_id(finish.lead_id))
+        """One Commit when this instance made the admission (its update times are the preconditions),
+        else a read and a Commit."""
+        lead = self._lead_ref(finish.lead_id)
         claims = [(self._claim_ref(key), ttl) for key, ttl in finish.claims]
         lease = self._claim_ref(finish.lease) if finish.lease is not None else None
         refs = [lead] + [ref for ref, _ in claims] + ([lease] if lease is not None else [])
 
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> None:
+        def decide(docs: Docs, writes: _Writes, now: float) -> None:
+            doc = docs[lead._document_path]
             if finish.record is None:
-                writes.delete(lead)
+                if doc is not None:
+                    writes.delete(lead)
             else:
-                doc = docs[lead._document_path]
                 stored = doc.record(now) if doc is not None else None
                 if stored is not None and stored.get("version") == finish.expected_version:
-                    self._set_lead(writes, lead, finish.record)
+                    writes.set(lead, _lead_fields(finish.record))
             for ref, ttl in claims:
                 doc = docs[ref._document_path]
                 if doc is None or doc.live_value(now) != finish.marker:
-                    continue
+                    continue  # expired, or someone else's now
                 if finish.answer is None:
                     writes.delete(ref)
                 else:
-                    writes.set(ref, _claim_fields(finish.answer, now + ttl), _Known(None, finish.answer, now + ttl))
+                    writes.set(ref, _claim_fields(finish.answer, now + ttl))
             if lease is not None:
                 doc = docs[lease._document_path]
                 if doc is not None and doc.live_value(now) == finish.marker:
@@ -453,70 +474,29 @@ class FirestoreStore:
 
         self._transact(refs, decide)
 
-    def _finish_known(self, finish: Finish) -> bool:
-        """`finish` as one Commit whose preconditions are the update times this instance wrote; False
-        when it does not know them all, or when a precondition failed (nothing was written then)."""
-        now = time.time()
-        writes = _Writes(self._client)
-        lead = self._leads.document(doc_id(finish.lead_id))
-        if finish.record is None:
-            writes.delete(lead)
-        else:
-            known = self._known_of(lead._document_path)
-            if known is None or known.version != finish.expected_version or known.expires <= now:
-                return False
-            self._set_lead(writes, lead, finish.record, precondition=known.update_time)
-        mine: list[tuple[Any, float | None]] = [(self._claim_ref(key), ttl) for key, ttl in finish.claims]
-        if finish.lease is not None:
-            mine.append((self._claim_ref(finish.lease), None))
-        for ref, ttl in mine:
-            known = self._known_of(ref._document_path)
-            if known is None or known.value != finish.marker:
-                return False
-            if known.expires <= now:
-                continue  # expired: no longer ours, left alone as every store does
-            if ttl is None or finish.answer is None:
-                writes.delete(ref, precondition=known.update_time)
-            else:
-                fields = _claim_fields(finish.answer, now + ttl)
-                writes.set(ref, fields, _Known(None, finish.answer, now + ttl), precondition=known.update_time)
-        failed = (self._exceptions.FailedPrecondition, self._exceptions.NotFound)
-        try:
-            self._commit(writes, expect=failed)
-        except failed:
-            return False
-        return True
-
-    def _set_lead(self, writes: _Writes, ref: Any, record: Mapping[str, Any], precondition: Any = None) -> None:
-        known = _Known(None, expires=_expires(record), version=int(record.get("version") or 0))
-        writes.set(ref, _lead_fields(record), known, precondition=precondition)
-
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
-        ref = self._leads.document(doc_id(lead_id))
-        docs, _ = self._read([ref])
-        doc = docs[ref._document_path]
+        ref = self._lead_ref(lead_id)
+        doc = self._read([ref])[ref._document_path]
         return doc.record(time.time()) if doc is not None else None
 
     def save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
-        ref = self._leads.document(doc_id(record["lead_id"]))
+        ref = self._lead_ref(record["lead_id"])
         if expected_version is None:
-            writes = _Writes(self._client)
-            known = _Known(None, expires=_expires(record), version=int(record.get("version") or 0))
-            writes.create(ref, _lead_fields(record), known)
             try:
-                self._commit(writes, expect=(self._exceptions.AlreadyExists,))
+                # New, as most are: created in one Commit.
+                self._write(lambda w: w.set(ref, _lead_fields(record)), create=ref)
                 return True
-            except self._exceptions.AlreadyExists:
+            except self._conflict:
                 pass  # there, but perhaps expired and not yet deleted: look
 
-        def decide(docs: dict[str, _Doc | None], writes: _Writes, now: float) -> bool:
+        def decide(docs: Docs, writes: _Writes, now: float) -> bool:
             doc = docs[ref._document_path]
             stored = doc.record(now) if doc is not None else None
             if (stored is None) != (expected_version is None):
                 return False
             if stored is not None and stored.get("version") != expected_version:
                 return False
-            self._set_lead(writes, ref, record)
+            writes.set(ref, _lead_fields(record))
             return True
 
         return self._transact([ref], decide)
@@ -527,7 +507,8 @@ class FirestoreStore:
 
         return self._rpc(call)
 
-    def _records(self, snapshots: list[Any], now: float) -> list[dict[str, Any]]:
+    @staticmethod
+    def _records(snapshots: list[Any], now: float) -> list[dict[str, Any]]:
         found = []
         for snapshot in snapshots:
             record = _record_of(snapshot.to_dict() or {}, now)
@@ -545,7 +526,7 @@ class FirestoreStore:
         self, *, since: float | None = None, state: str | None = None, route: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Page by page, oldest first. With `state`, the composite index state + received_at serves it;
-        `route` is filtered here (a route holds most leads, an index would buy little)."""
+        `route` is filtered here (most leads share a few routes: an index would buy little)."""
         query: Any = self._leads
         if state is not None:
             query = query.where(filter=self._filter("state", "==", state))
@@ -554,9 +535,7 @@ class FirestoreStore:
         query = query.order_by("received_at")
         last = None
         while True:
-            page = query.limit(_PAGE)
-            if last is not None:
-                page = page.start_after(last)
+            page = query.limit(_PAGE) if last is None else query.start_after(last).limit(_PAGE)
             snapshots = self._query(page)
             for record in self._records(snapshots, time.time()):
                 if since is not None and record["received_ts"] < since:
@@ -573,25 +552,16 @@ class FirestoreStore:
         return sorted(found, key=lambda r: r["received_ts"])
 
     def delete_lead(self, lead_id: str) -> None:
-        writes = _Writes(self._client)
-        writes.delete(self._leads.document(doc_id(lead_id)))
-        self._commit(writes)
+        ref = self._lead_ref(lead_id)
+        self._write(lambda w: w.delete(ref))
 
     def set_optout(self, phone_hash: str, on: bool) -> None:
-        writes = _Writes(self._client)
         ref = self._optout.document(doc_id(phone_hash))
         if on:
-            writes.set(ref, {"since": _timestamp(time.time())}, _Known(None))
+            self._write(lambda w: w.set(ref, {"since": _timestamp(time.time())}))
         else:
-            writes.delete(ref)
-        self._commit(writes)
+            self._write(lambda w: w.delete(ref))
 
     def is_opted_out(self, phone_hash: str) -> bool:
         ref = self._optout.document(doc_id(phone_hash))
-        docs, _ = self._read([ref])
-        return docs[ref._document_path] is not None
-
-
-def _expires(record: Mapping[str, Any]) -> float:
-    expires = record.get("expires_at")
-    return float(expires) if isinstance(expires, (int, float)) else math.inf
+        return self._read([ref])[ref._document_path] is not None
