@@ -175,6 +175,27 @@ def test_an_expired_document_is_absent_before_the_ttl_policy_deletes_it(emulator
     assert store.save_lead(records.changed(old, received_ts=time.time(), expires_at=time.time() + 60), None)
 
 
+def test_an_opt_out_between_the_read_and_the_commit_refuses(
+    emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, other = new_store(emulator), new_store(emulator)
+    real_read = store._read
+
+    def read_then_opt_out(refs: list[Any]) -> Any:
+        docs = real_read(refs)
+        if not other.is_opted_out("h-late"):
+            other.set_optout("h-late", True)  # the person opts out while this admission decides
+        return docs
+
+    monkeypatch.setattr(store, "_read", read_then_opt_out)
+    lead = record()
+    got = store.admit(Admission(claims=[("c:late", 60.0)], marker="pending:m", record=lead, optout="h-late"))
+    assert got.refused == "opted_out"
+    assert store.round_trips == 3  # read, the Commit its check failed, read again
+    assert other.get_lead(lead["lead_id"]) is None
+    assert other.claim("c:late", "x", 5) is None
+
+
 def test_racing_instances_admit_one(emulator: FirestoreEmulator) -> None:
     stores = [new_store(emulator) for _ in range(4)]
     wins: list[int] = []

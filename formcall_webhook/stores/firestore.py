@@ -9,7 +9,8 @@ wait for its lock timeout when several take the same claim at once, while here t
 winner's claim on their second read.
 
 Round trips (RPCs), which `round_trips` counts:
-- `admit`: two (the read of opt-out, claims and counters; the Commit). A duplicate: one, the read.
+- `admit`: two (the read of opt-out, claims and counters; the Commit, which also checks that the
+  opt-out is still absent). A duplicate: one, the read.
 - `finish`: one Commit when this instance wrote (or read) every document it touches: the update times
   it remembers are the preconditions. Else, or when one fails, a read and a Commit. A lead placed by
   one instance thus costs three RPCs: two before FormCall, one after.
@@ -178,6 +179,12 @@ class _Writes:
         doc = self.read.get(path)
         self.batch.delete(ref, option=self._option(doc) if doc is not None else None)
         self.effects.append((path, None))
+
+    def still_absent(self, ref: Any) -> None:
+        """No write, only a check: the Commit fails if the document appeared since it was read (a
+        delete that requires the document not to exist)."""
+        self.batch.delete(ref, option=self.client.write_option(exists=False))
+        self.effects.append((ref._document_path, None))
 
 
 class FirestoreStore:
@@ -438,6 +445,8 @@ class FirestoreStore:
                 writes.set(self._claim_ref(key), _claim_fields(admission.marker, now + ttl))
             if admission.record is not None:
                 writes.set(self._lead_ref(admission.record["lead_id"]), _lead_fields(admission.record))
+            if optout is not None:
+                writes.still_absent(optout)  # a number opted out since the read is not admitted
             return Admitted()
 
         return self._transact(refs, decide)
