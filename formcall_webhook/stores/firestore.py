@@ -50,7 +50,7 @@ OPTOUT = "formcall_optout"
 DEFAULT_DATABASE = "(default)"
 MAX_ATTEMPTS = 8  # reads and Commits of one operation when other writers keep getting there first
 _PAGE = 500
-_KNOWN_MAX = 4096  # documents whose last update time this instance remembers (for `finish`)
+_KNOWN_MAX = 4096  # documents this instance remembers as it last wrote or read them (see `_transact`)
 
 T = TypeVar("T")
 
