@@ -12,13 +12,16 @@ from formcall_webhook.errors import FormCallUnavailable
 from formcall_webhook.stores import Store, StoreUnavailable, open_store
 from formcall_webhook.stores.memory import MemoryStore
 from formcall_webhook.stores.redis import RedisStore
+from tests.conftest import open_backend
 from tests.fakes.redis_server import RedisServer
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "firestore"])
 def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "memory":
         return MemoryStore()
+    if request.param == "firestore":
+        return open_backend("firestore", request)
     server: RedisServer = request.getfixturevalue("redis_server")
     redis_store = RedisStore(server.url)
     redis_store._redis.flushdb()

@@ -1,0 +1,576 @@
+"""firestore:// and firestore://PROJECT/DATABASE: serverless, shared by every instance, no VPC (spec 8).
+
+Every read-decide-write is optimistic: the documents are read (one BatchGetDocuments, no transaction),
+and every write carries a precondition on what was read: `exists=False` for a document that was absent,
+its update time for one that was there. One Commit applies all of them or none; when another writer got
+there first, the operation reads again and decides again (at most eight attempts). That is a
+transaction without locks: the emulator (and Firestore under contention) makes a locking transaction
+wait for its lock timeout when several take the same claim at once, while here the losers see the
+winner's claim on their second read.
+
+Round trips (RPCs), which `round_trips` counts:
+- `admit`: two (the read of opt-out, claims and counters; the Commit, which also checks that the
+  opt-out is still absent). A duplicate: one, the read.
+- `finish`: one Commit when this instance wrote (or read) every document it touches: the update times
+  it remembers are the preconditions. Else, or when one fails, a read and a Commit. A lead placed by
+  one instance thus costs three RPCs: two before FormCall, one after.
+- `claim`: one create; a read and a Commit more when the key exists. `put`, `delete`, `delete_lead`,
+  `set_optout`, `get_lead`, `is_opted_out`: one. `release`, `replace`, `hit`: a read and a Commit (the
+  read skipped when this instance wrote the document last). `save_lead`: one create for a new record,
+  else a read and a Commit. Queries: one RunQuery per page of 500.
+
+Data model (the deploy makes the TTL policies on `expires_at` and the composite index state +
+received_at for exactly these names): `formcall_claims` holds claims and counters (`value`,
+`expires` epoch seconds, `expires_at` timestamp); `formcall_leads` one document per lead, the record as
+its `json` plus the fields queries use; `formcall_optout` one document per phone hash. Expiry is
+checked here, against `expires`: Firestore's TTL deletes up to a day late.
+
+Every RPC has the short timeout and no retry, so a dead or hung store is a 503 within seconds. The
+client library is imported by `FirestoreStore()` only: cold start with memory:// never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from .base import Admission, Admitted, Finish, unavailable
+
+CLAIMS = "formcall_claims"
+LEADS = "formcall_leads"
+OPTOUT = "formcall_optout"
+DEFAULT_DATABASE = "(default)"
+MAX_ATTEMPTS = 8  # reads and Commits of one operation when other writers keep getting there first
+_PAGE = 500
+_KNOWN_MAX = 4096  # documents this instance remembers as it last wrote or read them (see `_transact`)
+
+T = TypeVar("T")
+
+
+def parse_url(url: str) -> tuple[str | None, str]:
+    """(project, database) of firestore:// (project from the environment) or firestore://PROJECT/DATABASE."""
+    if not url.startswith("firestore://"):
+        raise ValueError("a Firestore store URL starts with firestore://")
+    rest = url[len("firestore://") :]
+    if any(c in rest for c in "?#@: "):
+        raise ValueError("a Firestore store URL is firestore:// or firestore://PROJECT/DATABASE")
+    parts = rest.split("/")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[0]):
+        raise ValueError("a Firestore store URL is firestore:// or firestore://PROJECT/DATABASE")
+    project = parts[0] or None
+    database = parts[1] if len(parts) == 2 and parts[1] else DEFAULT_DATABASE
+    return project, database
+
+
+def doc_id(key: str) -> str:
+    """A document id for a store key: "/" and "%" escaped, and never one of Firestore's reserved ids."""
+    escaped = key.replace("%", "%25").replace("/", "%2F")
+    if escaped in ("", ".", "..") or escaped.startswith("__"):
+        # "%" alone never comes out of the escaping above, so this stays one-to-one.
+        escaped = "%" + escaped
+    return escaped
+
+
+def _timestamp(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass(frozen=True)
+class _Doc:
+    fields: dict[str, Any]
+    update_time: Any  # DatetimeWithNanoseconds: what a precondition compares
+
+    def live_value(self, now: float) -> str | None:
+        """A claim's or counter's value while it has not expired."""
+        expires = self.fields.get("expires")
+        if not isinstance(expires, (int, float)) or expires <= now:
+            return None
+        value = self.fields.get("value")
+        return value if isinstance(value, str) else None
+
+    def record(self, now: float) -> dict[str, Any] | None:
+        """A lead's record while it has not expired."""
+        return _record_of(self.fields, now)
+
+
+def _record_of(fields: Mapping[str, Any], now: float) -> dict[str, Any] | None:
+    expires = fields.get("expires")
+    if isinstance(expires, (int, float)) and expires <= now:
+        return None
+    raw = fields.get("json")
+    if not isinstance(raw, str):
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _lead_fields(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record as one JSON string (read back exactly as saved) and the fields queries and TTL use."""
+    received = float(record["received_ts"])
+    expires = record.get("expires_at")
+    due = record.get("due_at")
+    fields: dict[str, Any] = {
+        "json": json.dumps(record, separators=(",", ":")),
+        "state": record.get("state"),
+        "route": record.get("route"),
+        "received_ts": received,
+        "received_at": _timestamp(received),
+        "due_at": float(due) if due is not None else None,
+        "phone_hash": record.get("phone_hash"),
+        "version": int(record.get("version") or 0),
+        # Always both: `update` with a precondition replaces only the fields it names.
+        "expires": float(expires) if isinstance(expires, (int, float)) else None,
+        "expires_at": _timestamp(float(expires)) if isinstance(expires, (int, float)) else None,
+    }
+    return fields
+
+
+def _claim_fields(value: str, expires: float) -> dict[str, Any]:
+    return {"value": value, "expires": expires, "expires_at": _timestamp(expires)}
+
+
+Docs = dict[str, _Doc | None]
+
+
+class _Writes:
+    """Writes for one Commit. A document in `read` is written only if it is still as read: created
+    when it was absent, updated or deleted with its update time as the precondition."""
+
+    def __init__(self, client: Any, read: Docs) -> None:
+        self.batch = client.batch()
+        self.client = client
+        self.read = read
+        # per write, in order: (document path, its fields afterwards; None when deleted)
+        self.effects: list[tuple[str, dict[str, Any] | None]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.effects)
+
+    def covers(self) -> bool:
+        """Whether every document read is written (so the Commit's preconditions check every read)."""
+        return set(self.read) <= {path for path, _ in self.effects}
+
+    def _option(self, doc: _Doc) -> Any:
+        return self.client.write_option(last_update_time=doc.update_time)
+
+    def set(self, ref: Any, fields: dict[str, Any]) -> None:
+        path = ref._document_path
+        if path not in self.read:
+            self.batch.set(ref, fields)
+        elif (doc := self.read[path]) is None:
+            self.batch.create(ref, fields)
+        else:
+            self.batch.update(ref, fields, option=self._option(doc))
+        self.effects.append((path, fields))
+
+    def delete(self, ref: Any) -> None:
+        path = ref._document_path
+        doc = self.read.get(path)
+        self.batch.delete(ref, option=self._option(doc) if doc is not None else None)
+        self.effects.append((path, None))
+
+    def still_absent(self, ref: Any) -> None:
+        """No write, only a check: the Commit fails if the document appeared since it was read (a
+        delete that requires the document not to exist)."""
+        self.batch.delete(ref, option=self.client.write_option(exists=False))
+        self.effects.append((ref._document_path, None))
+
+
+class FirestoreStore:
+    """Claims, counters and the lead ledger in Firestore; every operation atomic (see the module doc)."""
+
+    def __init__(self, url: str, timeout: float = 2.0) -> None:
+        project, database = parse_url(url)
+        # Imported here: only deployments that use Firestore pay for it.
+        import grpc  # type: ignore[import-untyped]
+        from google.api_core import exceptions
+        from google.auth import exceptions as auth_exceptions
+        from google.cloud import firestore
+        from google.cloud.firestore_v1 import _helpers
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        self.round_trips = 0
+        self._timeout = timeout
+        self._count_lock = threading.Lock()
+        # Documents as this instance last wrote or read them: a Commit can take them as preconditions
+        # without reading first (a stale one fails the Commit, and the operation reads).
+        self._known: OrderedDict[str, _Doc] = OrderedDict()
+        self._known_lock = threading.Lock()
+        self._exceptions = exceptions
+        self._conflict: tuple[type[BaseException], ...] = (
+            exceptions.AlreadyExists,
+            exceptions.FailedPrecondition,
+            exceptions.NotFound,
+            exceptions.Aborted,
+        )
+        self._errors: tuple[type[BaseException], ...] = (
+            exceptions.GoogleAPIError,
+            auth_exceptions.GoogleAuthError,
+            grpc.RpcError,
+            OSError,
+        )
+        self._decode: Any = _helpers.decode_dict
+        self._filter = FieldFilter
+        try:
+            # FIRESTORE_EMULATOR_HOST, when set, is honoured by the client itself.
+            self._client: Any = firestore.Client(project=project, database=database)
+        except self._errors as err:  # no project or credentials found
+            raise unavailable(err) from err
+        # The generated API client: one RPC per call, with our timeout and no retry (the library's
+        # defaults are a 60 s timeout and a minute of retries).
+        self._api: Any = self._client._firestore_api
+        self._database: str = self._client._database_string
+        self._claims = self._client.collection(CLAIMS)
+        self._leads = self._client.collection(LEADS)
+        self._optout = self._client.collection(OPTOUT)
+
+    # -- RPCs --
+
+    def _rpc(self, call: Callable[..., T], expect: tuple[type[BaseException], ...] = ()) -> T:
+        """One round trip; `expect` are the answers the caller handles, anything else is a 503."""
+        with self._count_lock:
+            self.round_trips += 1
+        try:
+            return call(retry=None, timeout=self._timeout)
+        except expect:
+            raise
+        except self._errors as err:
+            raise unavailable(err) from err
+
+    def _read(self, refs: list[Any]) -> Docs:
+        """The documents at `refs`, in one BatchGetDocuments."""
+        paths = list(dict.fromkeys(ref._document_path for ref in refs))
+        request = {"database": self._database, "documents": paths}
+
+        def call(**kwargs: Any) -> list[Any]:
+            metadata = self._client._rpc_metadata
+            return list(self._api.batch_get_documents(request=request, metadata=metadata, **kwargs))
+
+        docs: Docs = dict.fromkeys(paths)
+        for response in self._rpc(call):
+            if response.found and response.found.name:
+                found = response.found
+                docs[found.name] = _Doc(self._decode(found.fields, self._client), found.update_time)
+        with self._known_lock:
+            for path, doc in docs.items():
+                self._remember(path, doc)
+        return docs
+
+    def _remember(self, path: str, doc: _Doc | None) -> None:
+        self._known.pop(path, None)
+        if doc is not None:
+            self._known[path] = doc
+            while len(self._known) > _KNOWN_MAX:
+                self._known.popitem(last=False)
+
+    def _cached(self, refs: list[Any]) -> Docs | None:
+        """The documents as this instance last saw them, when it saw them all."""
+        with self._known_lock:
+            docs: Docs = {}
+            for ref in refs:
+                doc = self._known.get(ref._document_path)
+                if doc is None:
+                    return None
+                docs[ref._document_path] = doc
+            return docs
+
+    def _commit(self, writes: _Writes, expect: tuple[type[BaseException], ...] = ()) -> None:
+        request = {"database": self._database, "writes": writes.batch._write_pbs}
+
+        def call(**kwargs: Any) -> Any:
+            return self._api.commit(request=request, metadata=self._client._rpc_metadata, **kwargs)
+
+        try:
+            response = self._rpc(call, expect=expect)
+        except expect:
+            with self._known_lock:  # what we knew of these documents is stale
+                for path, _ in writes.effects:
+                    self._known.pop(path, None)
+            raise
+        results = list(response.write_results)
+        with self._known_lock:
+            for (path, fields), result in zip(writes.effects, results, strict=False):
+                known = _Doc(fields, result.update_time) if fields is not None and result.update_time else None
+                self._remember(path, known)
+
+    def _transact(self, refs: list[Any], decide: Callable[[Docs, _Writes, float], T]) -> T:
+        """Read `refs` and apply what `decide` writes, atomically (see the module doc). Starts from the
+        documents as this instance last saw them, when `decide` then writes every one of them."""
+        docs = self._cached(refs)
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(0.1, 0.005 * 2**attempt)))  # noqa: S311 (jitter, not crypto)
+            if docs is not None:
+                writes = _Writes(self._client, docs)
+                result = decide(docs, writes, time.time())
+                if not writes.covers():
+                    docs = None  # it decided on something only remembered: read it
+            if docs is None:
+                docs = self._read(refs)
+                writes = _Writes(self._client, docs)
+                result = decide(docs, writes, time.time())
+                if not writes:
+                    return result
+            try:
+                self._commit(writes, expect=self._conflict)
+            except self._conflict:
+                docs = None  # another writer got there first: read again, decide again
+                continue
+            return result
+        raise unavailable(TimeoutError("contended"))
+
+    def _write(self, write: Callable[[_Writes], None], create: Any = None) -> None:
+        """One Commit of writes that depend on no read; `create`, a document that must be absent."""
+        writes = _Writes(self._client, {create._document_path: None} if create is not None else {})
+        write(writes)
+        self._commit(writes, expect=self._conflict if create is not None else ())
+
+    # -- claims and counters --
+
+    def _claim_ref(self, key: str) -> Any:
+        return self._claims.document(doc_id(key))
+
+    def claim(self, key: str, value: str, ttl: float) -> str | None:
+        ref = self._claim_ref(key)
+        try:
+            # Absent, as most claims are: created in one Commit.
+            self._write(lambda w: w.set(ref, _claim_fields(value, time.time() + ttl)), create=ref)
+            return None
+        except self._conflict:
+            pass
+
+        # There already: held, or expired but not yet deleted by the TTL policy (then it is ours).
+        def decide(docs: Docs, writes: _Writes, now: float) -> str | None:
+            doc = docs[ref._document_path]
+            held = doc.live_value(now) if doc is not None else None
+            if held is None:
+                writes.set(ref, _claim_fields(value, now + ttl))
+            return held
+
+        return self._transact([ref], decide)
+
+    def put(self, key: str, value: str, ttl: float) -> None:
+        ref = self._claim_ref(key)
+        self._write(lambda w: w.set(ref, _claim_fields(value, time.time() + ttl)))
+
+    def release(self, key: str, value: str) -> None:
+        ref = self._claim_ref(key)
+
+        def decide(docs: Docs, writes: _Writes, now: float) -> None:
+            doc = docs[ref._document_path]
+            if doc is not None and doc.live_value(now) == value:
+                writes.delete(ref)
+
+        self._transact([ref], decide)
+
+    def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
+        ref = self._claim_ref(key)
+
+        def decide(docs: Docs, writes: _Writes, now: float) -> bool:
+            doc = docs[ref._document_path]
+            if doc is None or doc.live_value(now) != expected:
+                return False
+            writes.set(ref, _claim_fields(value, now + ttl))
+            return True
+
+        return self._transact([ref], decide)
+
+    @staticmethod
+    def _count(doc: _Doc | None, ref: Any, window: int, writes: _Writes, now: float) -> tuple[int, int]:
+        """One more event in a counter's fixed window: the count and the seconds left in the window."""
+        current = doc.live_value(now) if doc is not None else None
+        if doc is not None and current is not None and current.isdigit():
+            count, expires = int(current) + 1, float(doc.fields["expires"])
+        else:
+            count, expires = 1, now + window
+        writes.set(ref, _claim_fields(str(count), expires))
+        return count, max(1, math.ceil(expires - now))
+
+    def hit(self, key: str, window: int) -> tuple[int, int]:
+        ref = self._claim_ref(key)
+
+        def decide(docs: Docs, writes: _Writes, now: float) -> tuple[int, int]:
+            return self._count(docs[ref._document_path], ref, window, writes, now)
+
+        return self._transact([ref], decide)
+
+    def delete(self, key: str) -> None:
+        ref = self._claim_ref(key)
+        self._write(lambda w: w.delete(ref))
+
+    # -- the ledger --
+
+    def _lead_ref(self, lead_id: str) -> Any:
+        return self._leads.document(doc_id(lead_id))
+
+    def admit(self, admission: Admission) -> Admitted:
+        """Opt-out, claims and counters read at once, then every write in one Commit (two RPCs)."""
+        optout = self._optout.document(doc_id(admission.optout)) if admission.optout is not None else None
+        claims = [(key, self._claim_ref(key), ttl) for key, ttl in admission.claims]
+        counters = [(counter, self._claim_ref(counter.key)) for counter in admission.counters]
+        # The lease and the record are written whatever was there, so they are not read.
+        refs = [ref for _, ref, _ in claims] + [ref for _, ref in counters] + ([optout] if optout else [])
+
+        def decide(docs: Docs, writes: _Writes, now: float) -> Admitted:
+            if optout is not None and docs[optout._document_path] is not None:
+                return Admitted(refused="opted_out")
+            held = {}
+            for key, ref, _ in claims:
+                doc = docs[ref._document_path]
+                value = doc.live_value(now) if doc is not None else None
+                if value is not None:
+                    held[key] = value
+            if held:
+                return Admitted(held=held)
+            for counter, ref in counters:
+                count, left = self._count(docs[ref._document_path], ref, counter.window, writes, now)
+                if count > counter.limit:
+                    # The counts so far stand, as in every store.
+                    return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
+            for _, ref, ttl in claims:
+                writes.set(ref, _claim_fields(admission.marker, now + ttl))
+            if admission.lease is not None:
+                key, ttl = admission.lease
+                writes.set(self._claim_ref(key), _claim_fields(admission.marker, now + ttl))
+            if admission.record is not None:
+                writes.set(self._lead_ref(admission.record["lead_id"]), _lead_fields(admission.record))
+            if optout is not None:
+                writes.still_absent(optout)  # a number opted out since the read is not admitted
+            return Admitted()
+
+        return self._transact(refs, decide)
+
+    def finish(self, finish: Finish) -> None:
+        """One Commit when this instance made the admission (its update times are the preconditions),
+        else a read and a Commit."""
+        lead = self._lead_ref(finish.lead_id)
+        claims = [(self._claim_ref(key), ttl) for key, ttl in finish.claims]
+        lease = self._claim_ref(finish.lease) if finish.lease is not None else None
+        refs = [lead] + [ref for ref, _ in claims] + ([lease] if lease is not None else [])
+
+        def decide(docs: Docs, writes: _Writes, now: float) -> None:
+            doc = docs[lead._document_path]
+            if finish.record is None:
+                if doc is not None:
+                    writes.delete(lead)
+            else:
+                stored = doc.record(now) if doc is not None else None
+                if stored is not None and stored.get("version") == finish.expected_version:
+                    writes.set(lead, _lead_fields(finish.record))
+            for ref, ttl in claims:
+                doc = docs[ref._document_path]
+                if doc is None or doc.live_value(now) != finish.marker:
+                    continue  # expired, or someone else's now
+                if finish.answer is None:
+                    writes.delete(ref)
+                else:
+                    writes.set(ref, _claim_fields(finish.answer, now + ttl))
+            if lease is not None:
+                doc = docs[lease._document_path]
+                if doc is not None and doc.live_value(now) == finish.marker:
+                    writes.delete(lease)
+
+        self._transact(refs, decide)
+
+    def get_lead(self, lead_id: str) -> dict[str, Any] | None:
+        ref = self._lead_ref(lead_id)
+        doc = self._read([ref])[ref._document_path]
+        return doc.record(time.time()) if doc is not None else None
+
+    def save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
+        ref = self._lead_ref(record["lead_id"])
+        if expected_version is None:
+            try:
+                # New, as most are: created in one Commit.
+                self._write(lambda w: w.set(ref, _lead_fields(record)), create=ref)
+                return True
+            except self._conflict:
+                pass  # there, but perhaps expired and not yet deleted: look
+
+        def decide(docs: Docs, writes: _Writes, now: float) -> bool:
+            doc = docs[ref._document_path]
+            stored = doc.record(now) if doc is not None else None
+            if (stored is None) != (expected_version is None):
+                return False
+            if stored is not None and stored.get("version") != expected_version:
+                return False
+            writes.set(ref, _lead_fields(record))
+            return True
+
+        return self._transact([ref], decide)
+
+    def _query(self, query: Any) -> list[Any]:
+        def call(**kwargs: Any) -> list[Any]:
+            return list(query.stream(**kwargs))
+
+        return self._rpc(call)
+
+    @staticmethod
+    def _records(snapshots: list[Any], now: float) -> list[dict[str, Any]]:
+        found = []
+        for snapshot in snapshots:
+            record = _record_of(snapshot.to_dict() or {}, now)
+            if record is not None:
+                found.append(record)
+        return found
+
+    def due_leads(self, now: float, limit: int) -> list[dict[str, Any]]:
+        # A range filter leaves out documents whose due_at is null: exactly the leads not due.
+        query = self._leads.where(filter=self._filter("due_at", "<=", float(now))).order_by("due_at").limit(limit)
+        due = self._records(self._query(query), time.time())
+        return [r for r in due if r.get("due_at") is not None and r["due_at"] <= now]
+
+    def scan_leads(
+        self, *, since: float | None = None, state: str | None = None, route: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Page by page, oldest first. With `state`, the composite index state + received_at serves it;
+        `route` is filtered here (most leads share a few routes: an index would buy little)."""
+        query: Any = self._leads
+        if state is not None:
+            query = query.where(filter=self._filter("state", "==", state))
+        if since is not None:
+            query = query.where(filter=self._filter("received_at", ">=", _timestamp(since)))
+        query = query.order_by("received_at")
+        last = None
+        while True:
+            page = query.limit(_PAGE) if last is None else query.start_after(last).limit(_PAGE)
+            snapshots = self._query(page)
+            for record in self._records(snapshots, time.time()):
+                if since is not None and record["received_ts"] < since:
+                    continue  # received_at is rounded to the microsecond
+                if route is None or record.get("route") == route:
+                    yield record
+            if len(snapshots) < _PAGE:
+                return
+            last = snapshots[-1]
+
+    def leads_by_phone(self, phone_hash: str) -> list[dict[str, Any]]:
+        query = self._leads.where(filter=self._filter("phone_hash", "==", phone_hash))
+        found = self._records(self._query(query), time.time())
+        return sorted(found, key=lambda r: r["received_ts"])
+
+    def delete_lead(self, lead_id: str) -> None:
+        ref = self._lead_ref(lead_id)
+        self._write(lambda w: w.delete(ref))
+
+    def set_optout(self, phone_hash: str, on: bool) -> None:
+        ref = self._optout.document(doc_id(phone_hash))
+        if on:
+            self._write(lambda w: w.set(ref, {"since": _timestamp(time.time())}))
+        else:
+            self._write(lambda w: w.delete(ref))
+
+    def is_opted_out(self, phone_hash: str) -> bool:
+        ref = self._optout.document(doc_id(phone_hash))
+        return self._read([ref])[ref._document_path] is not None

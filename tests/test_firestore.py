@@ -1,0 +1,322 @@
+"""What only firestore:// has: its URL, its documents, its round trips, a dead store, a lazy import.
+
+The contract every store shares is in test_ledger.py and test_store.py, run against Google's emulator.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from formcall_webhook import records
+from formcall_webhook.stores import Admission, Counter, Finish, StoreUnavailable, open_store
+from formcall_webhook.stores import firestore as firestore_store
+from formcall_webhook.stores.firestore import FirestoreStore, doc_id, parse_url
+from tests.fakes.firestore_emulator import PROJECT, FirestoreEmulator
+from tests.test_ledger import record
+
+
+@pytest.fixture
+def emulator(firestore_emulator: FirestoreEmulator) -> FirestoreEmulator:
+    firestore_emulator.clear()
+    return firestore_emulator
+
+
+def new_store(emulator: FirestoreEmulator, timeout: float = 2.0) -> FirestoreStore:
+    return FirestoreStore(emulator.store_url, timeout=timeout)
+
+
+def raw_client() -> Any:
+    from google.cloud import firestore
+
+    return firestore.Client(project=PROJECT, database="(default)")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("firestore://", (None, "(default)")),
+        ("firestore://my-project", ("my-project", "(default)")),
+        ("firestore://my-project/", ("my-project", "(default)")),
+        ("firestore://my-project/leads-db", ("my-project", "leads-db")),
+        ("firestore://demo-formcall/(default)", ("demo-formcall", "(default)")),
+    ],
+)
+def test_url(url: str, expected: tuple[str | None, str]) -> None:
+    assert parse_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url", ["firestore:///db", "firestore://p/d/extra", "firestore://p/d?x=1", "firestore://user@p", "redis://x"]
+)
+def test_bad_url(url: str) -> None:
+    with pytest.raises(ValueError, match="firestore://"):
+        parse_url(url)
+
+
+def test_document_ids_are_one_to_one_and_never_reserved() -> None:
+    keys = ["formcall:default:lead:ab12", "a/b", "a%2Fb", "a%b", "__x__", "%__x__", ".", "..", "", "%"]
+    ids = [doc_id(k) for k in keys]
+    assert len(set(ids)) == len(keys)
+    for escaped in ids:
+        assert "/" not in escaped
+        assert escaped not in ("", ".", "..")
+        assert not escaped.startswith("__")
+    assert doc_id("formcall:default:lead:ab12") == "formcall:default:lead:ab12"
+
+
+def test_documents_have_the_names_the_deploy_indexes(emulator: FirestoreEmulator) -> None:
+    """The TTL policies (expires_at) and the state + received_at index are made for these names."""
+    store = new_store(emulator)
+    lead = records.changed(record(phone_hash="ph"), due_at=time.time() + 60)
+    assert store.admit(Admission(claims=[("formcall:r/1:lead:x", 60.0)], marker="pending:m", record=lead,
+                                 counters=[Counter("formcall:rate:ip", 60, 5)]))  # fmt: skip
+    store.set_optout("hash/1", True)
+    client = raw_client()
+    claim = client.collection("formcall_claims").document("formcall:r%2F1:lead:x").get().to_dict()
+    assert claim["value"] == "pending:m"
+    assert claim["expires"] == pytest.approx(time.time() + 60, abs=5)
+    assert claim["expires_at"].timestamp() == pytest.approx(claim["expires"], abs=1e-3)  # a Timestamp
+    counter = client.collection("formcall_claims").document("formcall:rate:ip").get().to_dict()
+    assert counter["value"] == "1"
+    doc = client.collection("formcall_leads").document(lead["lead_id"]).get().to_dict()
+    assert doc["state"] == "scheduled"
+    assert doc["route"] == "default"
+    assert doc["phone_hash"] == "ph"
+    assert doc["version"] == lead["version"] == 2
+    assert doc["due_at"] == lead["due_at"]
+    assert doc["received_ts"] == lead["received_ts"]
+    assert doc["received_at"].timestamp() == pytest.approx(lead["received_ts"], abs=1e-3)
+    assert doc["expires"] == lead["expires_at"]
+    assert doc["expires_at"].timestamp() == pytest.approx(lead["expires_at"], abs=1e-3)
+    assert client.collection("formcall_optout").document("hash%2F1").get().exists
+
+
+def test_a_placed_lead_costs_two_rpcs_before_formcall_and_one_after(emulator: FirestoreEmulator) -> None:
+    store = new_store(emulator)
+    lead = record()
+    lease = "lease:" + lead["lead_id"]
+    claims = [("c:lead", 600.0), ("c:delivery", 600.0)]
+    admission = Admission(claims=claims, marker="pending:m", record=lead, counters=[Counter("rate:ip", 60, 10)],
+                          optout="h1", lease=(lease, 30.0))  # fmt: skip
+    assert store.admit(admission).ok
+    assert store.round_trips == 2
+    placed = records.changed(lead, state="placed", uuid="80b5fc503f24d33de4f15f908f42b279", due_at=None)
+    store.finish(Finish(lead["lead_id"], placed, 1, claims, "pending:m", '{"uuid":"80b5"}', lease))
+    assert store.round_trips == 3
+    # A duplicate is answered from one read.
+    again = store.admit(Admission(claims=claims, marker="pending:n", record=record(), optout="h1"))
+    assert again.held == {"c:lead": '{"uuid":"80b5"}', "c:delivery": '{"uuid":"80b5"}'}
+    assert store.round_trips == 4
+    assert store.get_lead(lead["lead_id"]) == placed
+
+
+def test_finish_on_another_instance_reads_first(emulator: FirestoreEmulator) -> None:
+    admitting, finishing = new_store(emulator), new_store(emulator)
+    lead = record()
+    claims = [("c:other", 600.0)]
+    assert admitting.admit(Admission(claims=claims, marker="pending:m", record=lead)).ok
+    placed = records.changed(lead, state="placed")
+    finishing.finish(Finish(lead["lead_id"], placed, 1, claims, "pending:m", '{"uuid":"u"}'))
+    assert finishing.round_trips == 2  # the read, then the Commit
+    assert finishing.get_lead(lead["lead_id"]) == placed
+    assert finishing.claim("c:other", "x", 5) == '{"uuid":"u"}'
+
+
+def test_what_an_instance_remembers_never_overrides_another_writer(emulator: FirestoreEmulator) -> None:
+    """Instance A admitted; B then changed the claim and the record. A's one-Commit finish fails its
+    preconditions and A decides again on what is there now, as every store does."""
+    mine, theirs = new_store(emulator), new_store(emulator)
+    lead = record()
+    claims = [("c:taken", 600.0), ("c:kept", 600.0)]
+    assert mine.admit(Admission(claims=claims, marker="pending:m", record=lead)).ok
+    theirs.put("c:taken", "pending:someone-else", 600)
+    moved = records.changed(lead, state="failed")
+    assert theirs.save_lead(moved, 1)
+    before = mine.round_trips
+    mine.finish(Finish(lead["lead_id"], records.changed(lead, state="placed"), 1, claims, "pending:m", "answer"))
+    assert mine.round_trips - before == 3  # the Commit that failed, the read, the Commit
+    assert theirs.get_lead(lead["lead_id"]) == moved  # version 1 was no longer there: not replaced
+    assert theirs.claim("c:taken", "x", 5) == "pending:someone-else"
+    assert theirs.claim("c:kept", "x", 5) == "answer"
+
+
+def test_counters_and_claims_remembered_cost_one_commit(emulator: FirestoreEmulator) -> None:
+    store = new_store(emulator)
+    assert store.hit("rate", 60) == (1, 60)
+    assert store.round_trips == 2  # the read (absent) and the create
+    assert store.hit("rate", 60)[0] == 2
+    assert store.round_trips == 3  # written by this instance: one Commit on its update time
+    other = new_store(emulator)
+    assert other.hit("rate", 60)[0] == 3
+    assert store.hit("rate", 60)[0] == 4  # its remembered update time failed: read, then count
+    assert store.claim("k", "v", 60) is None
+    store.release("k", "v")
+    assert other.claim("k", "w", 60) is None
+
+
+def test_an_expired_document_is_absent_before_the_ttl_policy_deletes_it(emulator: FirestoreEmulator) -> None:
+    store = new_store(emulator)
+    assert store.claim("c:short", "first", 0.3) is None
+    lead = record(claims=[("c:short", 60.0)])
+    time.sleep(0.5)
+    assert store.admit(Admission(claims=[("c:short", 60.0)], marker="pending:2", record=lead)).ok
+    assert store.claim("c:short", "x", 5) == "pending:2"
+    old = record(received=time.time() - 40 * 86400, keep_days=30)
+    assert store.save_lead(old, None)  # written, already expired: TTL deletes it later
+    assert store.get_lead(old["lead_id"]) is None
+    assert store.save_lead(records.changed(old, received_ts=time.time(), expires_at=time.time() + 60), None)
+
+
+def test_an_opt_out_between_the_read_and_the_commit_refuses(
+    emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, other = new_store(emulator), new_store(emulator)
+    real_read = store._read
+
+    def read_then_opt_out(refs: list[Any]) -> Any:
+        docs = real_read(refs)
+        if not other.is_opted_out("h-late"):
+            other.set_optout("h-late", True)  # the person opts out while this admission decides
+        return docs
+
+    monkeypatch.setattr(store, "_read", read_then_opt_out)
+    lead = record()
+    got = store.admit(Admission(claims=[("c:late", 60.0)], marker="pending:m", record=lead, optout="h-late"))
+    assert got.refused == "opted_out"
+    assert store.round_trips == 3  # read, the Commit its check failed, read again
+    assert other.get_lead(lead["lead_id"]) is None
+    assert other.claim("c:late", "x", 5) is None
+
+
+def test_racing_instances_admit_one(emulator: FirestoreEmulator) -> None:
+    stores = [new_store(emulator) for _ in range(4)]
+    wins: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def attempt(n: int) -> None:
+        barrier.wait()
+        got = stores[n % 4].admit(Admission(claims=[("c:race", 60.0)], marker=f"pending:{n}", record=record(),
+                                            counters=[Counter("rate:all", 60, 100)]))  # fmt: skip
+        if got.ok:
+            wins.append(n)
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert stores[0].claim("c:race", "x", 5) == f"pending:{wins[0]}"
+    assert stores[0].hit("rate:all", 60)[0] == 2  # duplicates are not counted
+
+
+def test_scan_pages_through_ties(emulator: FirestoreEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(firestore_store, "_PAGE", 2)
+    store = new_store(emulator)
+    now = time.time()
+    leads = [record(received=now - 100 + (i // 2), route="a" if i % 3 else "b") for i in range(7)]
+    for lead in leads:
+        assert store.save_lead(lead, None)
+    scanned = [r["lead_id"] for r in store.scan_leads()]
+    assert sorted(scanned) == sorted(r["lead_id"] for r in leads)
+    assert [store.get_lead(i)["received_ts"] for i in scanned] == sorted(r["received_ts"] for r in leads)  # type: ignore[index]
+    assert {r["lead_id"] for r in store.scan_leads(route="b")} == {r["lead_id"] for r in leads if r["route"] == "b"}
+    assert len(list(store.scan_leads(since=now - 98, state="scheduled"))) == 3
+
+
+@pytest.fixture
+def dead_host(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A loopback port with nothing listening, as the store's address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{port}")
+    return f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def hung_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A loopback port that accepts connections and never answers: a hung store."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{server.getsockname()[1]}"
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", host)
+    yield host
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def _every_operation(store: FirestoreStore) -> list[tuple[str, Any]]:
+    lead = record()
+    return [
+        ("claim", lambda: store.claim("k", "v", 5)),
+        ("hit", lambda: store.hit("k", 5)),
+        ("admit", lambda: store.admit(Admission(claims=[("k", 5.0)], marker="pending:m", record=lead))),
+        ("finish", lambda: store.finish(Finish(lead["lead_id"], lead, 1, [("k", 5.0)], "pending:m", "a"))),
+        ("get_lead", lambda: store.get_lead(lead["lead_id"])),
+        ("save_lead", lambda: store.save_lead(lead, 3)),
+        ("due_leads", lambda: store.due_leads(time.time(), 10)),
+        ("scan_leads", lambda: list(store.scan_leads(state="failed"))),
+    ]
+
+
+@pytest.mark.parametrize("where", ["dead_host", "hung_host"])
+def test_a_dead_or_hung_store_is_503_within_a_few_timeouts(where: str, request: pytest.FixtureRequest) -> None:
+    request.getfixturevalue(where)
+    timeout = 0.5
+    store = FirestoreStore(f"firestore://{PROJECT}/(default)", timeout=timeout)
+    for name, operation in _every_operation(store):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            operation()
+        took = time.monotonic() - started
+        assert caught.value.status == 503, name
+        assert took < timeout * 3, (name, took)
+
+
+def test_a_stopped_emulator_is_503() -> None:
+    emulator = FirestoreEmulator().start()
+    try:
+        store = open_store(emulator.store_url)  # a 2 s timeout: a cold JVM's first answer is slow
+        assert store.claim("k", "v", 60) is None
+    finally:
+        emulator.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        store.claim("k", "v", 60)
+    assert time.monotonic() - started < 6
+
+
+def test_importing_the_stores_leaves_the_firestore_client_unloaded() -> None:
+    code = (
+        "import sys, formcall_webhook.stores, formcall_webhook.stores.firestore\n"
+        "formcall_webhook.stores.open_store('memory://')\n"
+        "print([m for m in sys.modules if m.startswith(('google.cloud.firestore', 'grpc'))])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
