@@ -140,6 +140,21 @@ def test_stalled_uploads_get_408_and_do_not_block_other_requests(logdir: Path) -
         assert elapsed < BODY_TIMEOUT + 1
 
 
+def test_an_oversized_upload_gets_413_without_the_rest_being_read(logdir: Path) -> None:
+    # A 100 MB body declared, 64 KB sent, then nothing: the answer must not wait for (or buffer) the rest.
+    with start(logdir, "oversized", {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_DRY_RUN": "1"}) as fn:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", fn.port), timeout=BODY_TIMEOUT) as sock:
+            sock.sendall(
+                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000000\r\n\r\n" + b"x" * 65536
+            )
+            answer = sock.recv(65536)
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert elapsed < 2
+
+
 class _TrickleStream:
     """A body that arrives one byte per `delay` seconds, as a slow client sends it."""
 
