@@ -38,7 +38,13 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             url=raw_url(request.environ),
         )
     )
-    return flask.Response(answer.body, status=answer.status, headers=answer.headers)
+    # Streamed, so functions-framework skips reading the rest of the body after the answer (its
+    # read_request), which would wait on a stalled client for ever or buffer an oversized upload
+    # whole; gunicorn drains what is left within its own time and size bounds, or closes.
+    headers = dict(answer.headers)
+    if answer.status not in (204, 304):
+        headers["Content-Length"] = str(len(answer.body))
+    return flask.Response(iter([answer.body]), status=answer.status, headers=headers)
 
 
 @functions_framework.http
