@@ -333,6 +333,13 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
     store_url = env.get("FORMCALL_STORE_URL", "").strip() or "memory://"
     if not store_url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", f"must be {', '.join(STORE_SCHEMES.values())}")
+    if store_url.startswith("firestore://"):
+        from .stores.firestore import parse_url
+
+        try:
+            parse_url(store_url)
+        except ValueError as err:
+            raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", str(err)) from err
     leads = parse_leads(source, top.table("leads"), lambda key, value: _secret_ref(source, key, value))
     sweep_text = env.get("FORMCALL_SWEEP_SECONDS", "").strip() or "15"
     try:
