@@ -3,7 +3,12 @@
 The page is served as it ships, except that index.html's function URL (action and data-endpoint, both
 http://127.0.0.1:8080/ for `make run`) is replaced by the test's function, as a user edits that tag. The
 function runs in a real functions-framework process with examples/landing/formcall.toml, its page origin
-(http://127.0.0.1:8000) replaced by the test's, against the FormCall simulator.
+(http://127.0.0.1:8000) replaced by the test's and its per-IP limit raised (every test posts from
+127.0.0.1), against the FormCall simulator.
+
+Each answer the page can get is shown its own way: placed, scheduled (FormCall out of service hours),
+duplicate, consent missing (blocked by the browser, and answered 422 when the box is not required),
+and the campaign fields and the Google Ads / GA4 conversion event travel as the contract says.
 
 Needs Debian's chromium (`apt-get install chromium`), driven by Playwright's Python package; Playwright's
 own browser downloads are never used. Where either is missing the tests skip, except under CI, where they fail.
@@ -12,7 +17,9 @@ LANDING_SCREENSHOT=examples/landing/screenshot.png regenerates the README's scre
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import threading
 import tomllib
@@ -20,7 +27,7 @@ from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
@@ -37,8 +44,21 @@ TOKEN = "formcall-landing-5e2a"
 SIMULATOR_TOKENS = (TOKEN,)  # the tokens the module's simulator accepts (tests/conftest.py)
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 ORIGEN = "Landing Acme Seguros"
-SUCCESS_TEXT = "¡Listo! Te llamaremos en segundos."
+PLACED_TEXT = "¡Listo! Te estamos llamando: ten tu teléfono a mano."
+SCHEDULED_TEXT = (
+    "¡Recibido! Ahora no hay ejecutivos disponibles: te llamaremos en horario hábil, "
+    "de lunes a viernes entre 9:00 y 19:00."
+)
+DUPLICATE_TEXT = "Ya habíamos recibido tu solicitud: te llamaremos una sola vez, no hace falta enviarla de nuevo."
+CONSENT_MISSING_TEXT = "Para llamarte necesitamos tu autorización: marca la casilla de aceptación y envía de nuevo."
+OPTED_OUT_TEXT = (
+    "Este número pidió no recibir nuestras llamadas. Si cambiaste de opinión, escríbenos a privacidad@acmeseguros.cl."
+)
+GRACIAS_TEXT = "¡Listo! Recibimos tus datos."
 INVALID_PHONE_TEXT = "Ese número de teléfono no parece válido. Escríbelo como +56 9 1234 5678."
+CONSENT = {"field": "acepto", "required": True, "text": "v2026-12"}
+CAMPAIGN_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid")
+NO_CAMPAIGN = dict.fromkeys(CAMPAIGN_FIELDS, "")
 # Chromium's background services (updates, sync, field trials, QUIC probes) would only hit a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -108,14 +128,15 @@ class _LandingHandler(SimpleHTTPRequestHandler):
 # -- fixtures: simulator, page server, function, browser; all per module --
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def chromium() -> str:
-    """First of all: without a browser, skip (or fail under CI) before starting anything."""
+    """Before the servers: without a browser, skip (or fail under CI) before starting anything. The
+    static checks of the shipped files need none of it."""
     return _chromium_path()
 
 
 @pytest.fixture(scope="module")
-def site() -> Iterator[LandingServer]:
+def site(chromium: str) -> Iterator[LandingServer]:
     server = LandingServer()
     thread = threading.Thread(target=server.serve_forever, name="landing-page", daemon=True)
     thread.start()
@@ -126,10 +147,12 @@ def site() -> Iterator[LandingServer]:
 
 
 def landing_config(page_origin: str) -> str:
-    """examples/landing/formcall.toml with the test's page origin in cors_origins and redirect."""
+    """examples/landing/formcall.toml with the test's page origin in cors_origins and redirect, and room
+    for this module's posts from one address (the shipped 10/minute is for real visitors)."""
     text = (LANDING / "formcall.toml").read_text(encoding="utf-8")
     assert LOCAL_PAGE_ORIGIN in text
-    return text.replace(LOCAL_PAGE_ORIGIN, page_origin)
+    assert 'per_ip = "10/minute"' in text
+    return text.replace(LOCAL_PAGE_ORIGIN, page_origin).replace('per_ip = "10/minute"', 'per_ip = "1000/minute"')
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +169,8 @@ def fn(
         "FORMCALL_CONFIG": str(config),
         "FORMCALL_API_URL": simulator.api_url,
         "FORMCALL_SECURITY_TOKEN": TOKEN,
+        # A scheduled lead must not be swept into a call while a later test counts the simulator's calls.
+        "FORMCALL_SWEEP_SECONDS": "3600",
     }
     process = FunctionProcess(env, workdir / "function.log")
     site.endpoint = f"{process.url}/"
@@ -196,11 +221,32 @@ def page_without_js(browser: Browser) -> Iterator[Page]:
 # -- helpers --
 
 
-def fill_like_a_person(page: Page, nombre: str, telefono: str, email: str) -> None:
+def fill_like_a_person(page: Page, nombre: str, telefono: str, email: str, consent: bool = True) -> None:
     """Through the labels a person reads; the number key by key, spaces and all, as people type it."""
     page.get_by_label("Nombre").fill(nombre)
     page.get_by_label("Teléfono").press_sequentially(telefono, delay=10)
     page.get_by_label("Email").fill(email)
+    if consent:
+        page.get_by_label("Acepto que Acme Seguros me llame").check()
+
+
+def submit(page: Page, fn: FunctionProcess) -> Response:
+    """Click the button and wait for the function's answer to the page's POST."""
+    with page.expect_response(is_function_post(fn)) as answer:
+        page.get_by_role("button", name="Quiero que me llamen").click()
+    page.locator("#form-status").wait_for(state="visible")
+    return answer.value
+
+
+def shown(page: Page) -> tuple[str, str | None, str | None]:
+    """What the page says under the button: text, data-kind and data-result."""
+    status = page.locator("#form-status")
+    return status.inner_text(), status.get_attribute("data-kind"), status.get_attribute("data-result")
+
+
+def conversions(page: Page) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = page.evaluate("() => window.dataLayer || []")
+    return [e for e in events if e.get("event") == "generate_lead"]
 
 
 def is_function_post(fn: FunctionProcess) -> Callable[[Response], bool]:
@@ -234,6 +280,10 @@ def assert_one_call(simulator: Simulator, phonenumber: str, nombre: str, email: 
     return call
 
 
+def is_lead_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= 64
+
+
 # -- A: JavaScript on, fetch with JSON across origins --
 
 
@@ -243,9 +293,7 @@ def test_fetch_submission_shows_success_and_places_one_call(
     preflights_before = requests_seen(fn, "OPTIONS")
     page.goto(f"{site.origin}/index.html")
     fill_like_a_person(page, "Ana Pérez", "9 6123 4567", "ana@example.cl")
-    with page.expect_response(is_function_post(fn)) as answer:
-        page.get_by_role("button", name="Quiero que me llamen").click()
-    response = answer.value
+    response = submit(page, fn)
 
     assert response.status == 200
     assert response.headers["access-control-allow-origin"] == site.origin
@@ -254,23 +302,77 @@ def test_fetch_submission_shows_success_and_places_one_call(
         "nombre": "Ana Pérez",
         "telefono": "9 6123 4567",
         "email": "ana@example.cl",
+        "acepto": "si",
+        **NO_CAMPAIGN,
         "_gotcha": "",
     }
-    status = page.locator("#form-status")
-    status.wait_for(state="visible")
-    assert status.inner_text() == SUCCESS_TEXT
-    assert status.get_attribute("data-kind") == "ok"
+    assert shown(page) == (PLACED_TEXT, "ok", "placed")
     # The JSON body reached the page (CORS let it read it) and names the call the simulator placed.
     call = assert_one_call(simulator, "61234567", "Ana Pérez", "ana@example.cl")
-    assert response.json() == {"success": True, "uuid": call["uuid"]}
+    answer = response.json()
+    assert answer == {"success": True, "uuid": call["uuid"], "lead_id": answer.get("lead_id")}
+    assert is_lead_id(answer["lead_id"])
     # application/json is not a simple content type: the browser asked first, and the function said yes.
     assert requests_seen(fn, "OPTIONS") == preflights_before + 1
+
+    # One conversion for Google Ads and GA4, keyed by the lead, and nothing that identifies the person.
+    assert conversions(page) == [
+        {
+            "event": "generate_lead",
+            "form_id": "lead-form",
+            "lead_id": answer["lead_id"],
+            "transaction_id": answer["lead_id"],
+            "lead_status": "placed",
+        }
+    ]
+    layer = json.dumps(page.evaluate("() => window.dataLayer"), ensure_ascii=False)
+    for personal in ("61234567", "6123 4567", "Ana", "ana@example.cl"):
+        assert personal not in layer
 
     shot = tmp_path / "landing.png"
     page.screenshot(path=str(shot))
     assert_png(shot)
     if target := os.environ.get("LANDING_SCREENSHOT"):
         page.screenshot(path=str(ROOT / target))
+
+
+def test_campaign_fields_from_the_url_reach_formcall_in_adicional(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    campaign = {
+        "utm_source": "google",
+        "utm_medium": "cpc",
+        "utm_campaign": "seguro-auto-verano",
+        "utm_content": "anuncio-b",
+        "gclid": "EAIaIQobChMI-test_123",
+    }
+    page.goto(f"{site.origin}/index.html?{urlencode(campaign)}&otro=x")
+    for name in CAMPAIGN_FIELDS:
+        assert page.locator(f"input[type=hidden][name={name}]").input_value() == campaign.get(name, "")
+    fill_like_a_person(page, "Fernanda Lagos", "9 4455 6677", "fer@example.cl")
+    response = submit(page, fn)
+    assert response.status == 200
+    assert response.request.post_data_json == {
+        "nombre": "Fernanda Lagos",
+        "telefono": "9 4455 6677",
+        "email": "fer@example.cl",
+        "acepto": "si",
+        **NO_CAMPAIGN,
+        **campaign,
+        "_gotcha": "",
+    }
+    [call] = simulator.wait_for_calls(1)
+    assert call["outcome"] == "placed"
+    # utm_term was not in the URL: its template renders empty, and empty values are left out.
+    assert call["payload"]["adicional"] == {
+        "Nombre": "Fernanda Lagos",
+        "Email": "fer@example.cl",
+        "Origen": ORIGEN,
+        **campaign,
+    }
+    # The form is cleared after a success, but the campaign stays for the next lead from this visit.
+    assert page.locator("#telefono").input_value() == ""
+    assert page.locator("input[name=gclid]").input_value() == campaign["gclid"]
 
 
 # -- B: JavaScript off, a plain form post answered 303 --
@@ -306,7 +408,8 @@ def test_plain_form_post_lands_on_gracias(
         assert redirect.status == 303
         assert redirect.headers["location"] == f"{site.origin}/gracias.html"
         assert redirect.request.headers["content-type"] == "application/x-www-form-urlencoded"
-        assert page.locator("h1").inner_text() == SUCCESS_TEXT
+        assert "acepto=si" in (redirect.request.post_data or "").split("&")
+        assert page.locator("h1").inner_text() == GRACIAS_TEXT
         assert_one_call(simulator, phonenumber, "Benjamín Soto", "benja@example.cl")
     finally:
         context.close()
@@ -333,9 +436,7 @@ def test_fetch_of_a_bad_number_shows_the_error_and_calls_no_one(
     endpoint = f"{fn.url}/?via=endpoint-param"
     page.goto(f"{site.origin}/index.html?endpoint={quote(endpoint, safe='')}")
     fill_like_a_person(page, "Diego Rojas", "9 1234", "diego@example.cl")
-    with page.expect_response(is_function_post(fn)) as answer:
-        page.get_by_role("button", name="Quiero que me llamen").click()
-    response = answer.value
+    response = submit(page, fn)
 
     assert response.url == endpoint
     assert response.status == 422
@@ -345,6 +446,7 @@ def test_fetch_of_a_bad_number_shows_the_error_and_calls_no_one(
     assert status.inner_text() == INVALID_PHONE_TEXT
     assert status.get_attribute("data-error") == "invalid_phone"
     assert status.get_attribute("data-kind") == "error"
+    assert conversions(page) == []
     # The form keeps what was typed, so the person only fixes the number.
     assert page.locator("#nombre").input_value() == "Diego Rojas"
     assert simulator.calls() == []
@@ -380,9 +482,200 @@ def test_filled_honeypot_looks_accepted_and_calls_no_one(
     fill_like_a_person(page, "Bot", "9 5432 1098", "bot@example.cl")
     # A bot fills every field it finds, the visually hidden one too.
     page.locator("#_gotcha").evaluate("(input) => { input.value = 'https://spam.example' }")
-    with page.expect_response(is_function_post(fn)) as answer:
-        page.get_by_role("button", name="Quiero que me llamen").click()
-    assert answer.value.status == 200
-    page.locator("#form-status").wait_for(state="visible")
-    assert page.locator("#form-status").inner_text() == SUCCESS_TEXT
+    response = submit(page, fn)
+    assert response.status == 200
+    assert response.json() == {"success": True}
+    assert shown(page) == (PLACED_TEXT, "ok", "placed")
+    assert conversions(page) == []  # a bot is not a conversion
     assert simulator.calls() == []
+
+
+# -- D: the other successes: scheduled, duplicate --
+
+
+def test_out_of_service_hours_is_scheduled_and_says_so(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    simulator.set_popup(POPUP, in_service_hours=False)  # FormCall error 2; the route's retry covers it
+    page.goto(f"{site.origin}/index.html")
+    fill_like_a_person(page, "Gonzalo Vera", "9 3344 5566", "gonzalo@example.cl")
+    response = submit(page, fn)
+
+    assert response.status == 200
+    answer = response.json()
+    assert answer == {"success": True, "scheduled": True, "lead_id": answer.get("lead_id")}
+    assert is_lead_id(answer["lead_id"])
+    assert shown(page) == (SCHEDULED_TEXT, "ok", "scheduled")
+    [call] = simulator.wait_for_calls(1)
+    assert (call["outcome"], call["error_code"]) == ("error", 2)
+    assert simulator.placed() == []
+    # Kept to be called later is a lead all the same: one conversion.
+    assert [(e["lead_id"], e["lead_status"]) for e in conversions(page)] == [(answer["lead_id"], "scheduled")]
+
+
+def test_the_same_lead_twice_is_a_duplicate_and_rings_once(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    page.goto(f"{site.origin}/index.html")
+    fill_like_a_person(page, "Hugo Tapia", "9 2233 4455", "hugo@example.cl")
+    first = submit(page, fn).json()
+    assert shown(page) == (PLACED_TEXT, "ok", "placed")
+
+    # Impatient: the same number again (the form was cleared after the success).
+    fill_like_a_person(page, "Hugo Tapia", "+56 9 2233 4455", "hugo@example.cl")
+    response = submit(page, fn)
+    assert response.status == 200
+    second = response.json()
+    assert second["success"] is True
+    assert second["duplicate"] is True
+    assert second["lead_id"] == first["lead_id"]
+    assert second.get("uuid") == first["uuid"]
+    assert shown(page) == (DUPLICATE_TEXT, "ok", "duplicate")
+
+    assert [c["uuid"] for c in simulator.placed()] == [first["uuid"]]
+    assert len(simulator.calls()) == 1
+    assert [e["lead_id"] for e in conversions(page)] == [first["lead_id"]]  # counted once
+
+
+# -- E: consent --
+
+
+def test_the_browser_does_not_send_the_form_without_consent(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    posts_before, preflights_before = requests_seen(fn, "POST"), requests_seen(fn, "OPTIONS")
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.url) if request.url.startswith(fn.url) else None)
+    page.goto(f"{site.origin}/index.html")
+    fill_like_a_person(page, "Isabel Fuentes", "9 6677 8899", "isabel@example.cl", consent=False)
+    page.get_by_role("button", name="Quiero que me llamen").click()
+
+    box = page.get_by_label("Acepto que Acme Seguros me llame")
+    assert box.evaluate("(input) => input.validity.valueMissing") is True
+    assert page.locator("#lead-form").evaluate("(form) => form.checkValidity()") is False
+    page.wait_for_timeout(500)  # time enough for a request the page should not send
+    assert sent == []
+    assert page.locator("#form-status").is_hidden()
+    assert (requests_seen(fn, "POST"), requests_seen(fn, "OPTIONS")) == (posts_before, preflights_before)
+
+    box.check()
+    assert submit(page, fn).status == 200
+    assert shown(page) == (PLACED_TEXT, "ok", "placed")
+    assert len(simulator.placed()) == 1
+
+
+def test_a_submission_without_consent_is_refused_and_the_page_says_why(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    # An old copy of the page, or a script, that does not require the box: the function still refuses.
+    page.goto(f"{site.origin}/index.html")
+    page.locator("#acepto").evaluate("(input) => input.removeAttribute('required')")
+    fill_like_a_person(page, "Juan Silva", "9 7788 9900", "juan@example.cl", consent=False)
+    response = submit(page, fn)
+
+    assert response.status == 422
+    assert "acepto" not in (response.request.post_data_json or {})
+    answer = response.json()
+    assert (answer["success"], answer["error"]) == (False, "consent_missing")
+    assert isinstance(answer["message"], str)
+    assert answer["message"]
+    assert shown(page)[:2] == (CONSENT_MISSING_TEXT, "error")
+    assert page.locator("#form-status").get_attribute("data-error") == "consent_missing"
+    assert conversions(page) == []
+    assert simulator.calls() == []
+
+
+def test_a_plain_post_without_consent_lands_on_error_with_the_reason(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    page.goto(f"{site.origin}/index.html?nojs=1")
+    page.locator("#acepto").evaluate("(input) => input.removeAttribute('required')")
+    fill_like_a_person(page, "Karen Araya", "9 8899 0011", "karen@example.cl", consent=False)
+    page.get_by_role("button", name="Quiero que me llamen").click()
+    page.wait_for_url(f"{site.origin}/error.html?error=consent_missing")
+    assert page.locator("#error-text").inner_text() == CONSENT_MISSING_TEXT
+    assert simulator.calls() == []
+
+
+def test_error_page_explains_an_opted_out_number(page: Page, site: LandingServer) -> None:
+    page.goto(f"{site.origin}/error.html?error=opted_out")
+    assert page.locator("#error-text").inner_text() == OPTED_OUT_TEXT
+    assert page.locator("#error-text").get_attribute("data-error") == "opted_out"
+
+
+def test_privacy_notice_is_linked_from_the_consent_box_and_loads(page: Page, site: LandingServer) -> None:
+    page.goto(f"{site.origin}/index.html")
+    link = page.locator("label[for=acepto] a")
+    assert link.get_attribute("href") == "privacidad.html"
+    page.goto(f"{site.origin}/{link.get_attribute('href')}")
+    assert page.title() == "Aviso de privacidad · Acme Seguros"
+    text = page.locator("main").inner_text()
+    assert "Ley N° 21.719" in text
+
+
+# -- F: the files as they ship, read without a browser --
+
+
+def test_shipped_route_requires_consent_and_carries_the_campaign() -> None:
+    route = tomllib.loads((LANDING / "formcall.toml").read_text(encoding="utf-8"))["routes"]["default"]
+    assert route["consent"] == CONSENT
+    for name in CAMPAIGN_FIELDS:
+        assert route["adicional"][name] == "{{ " + name + " }}"
+
+
+def test_shipped_page_has_the_consent_box_and_the_campaign_fields() -> None:
+    html = (LANDING / "index.html").read_text(encoding="utf-8")
+    box = re.search(r"<input[^>]*\bid=\"acepto\"[^>]*>", html)
+    assert box, "no consent box"
+    for attribute in ('name="acepto"', 'type="checkbox"', "required"):
+        assert attribute in box[0]
+    for name in CAMPAIGN_FIELDS:
+        assert re.search(rf'<input type="hidden" name="{name}" value="">', html), name
+    # The value the box sends is one the function reads as consent given.
+    assert re.search(r'value="(si|sí|on|yes|true|1|acepto)"', box[0], re.IGNORECASE)
+
+
+def test_privacy_notice_says_what_the_law_asks() -> None:
+    notice = (LANDING / "privacidad.html").read_text(encoding="utf-8")
+    for words in (
+        "21.719",
+        "1 de diciembre de 2026",
+        "número",
+        "nombre",
+        "email",
+        "consentimiento",
+        "resultado de la llamada",
+        "30 días",
+        "apenas termina la llamada",
+        "llamarte de vuelta",
+        "Acceso",
+        "Rectificación",
+        "Supresión",
+        "Oposición",
+        "privacidad@acmeseguros.cl",
+        "v2026-12",
+    ):
+        assert words in notice, words
+    # The law the pages cite is the one in force; the old one is gone from the example and its guide.
+    for path in [*LANDING.glob("*.html"), *LANDING.glob("*.md"), ROOT / "docs" / "landing-page.md"]:
+        assert "19.628" not in path.read_text(encoding="utf-8"), path
+
+
+def test_every_error_word_of_the_spec_has_a_spanish_sentence() -> None:
+    mensajes = (LANDING / "mensajes.js").read_text(encoding="utf-8")
+    for word in (
+        "listo",
+        "pendiente",
+        "programada",
+        "duplicada",
+        "phone_missing",
+        "invalid_phone",
+        "region_not_allowed",
+        "number_type_not_allowed",
+        "consent_missing",
+        "opted_out",
+        "captcha_failed",
+        "rate_limited",
+        "formcall_rejected",
+    ):
+        assert re.search(rf"^\s*{word}: \"[^\"]+\",?$", mensajes, re.MULTILINE), word
