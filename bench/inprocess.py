@@ -49,7 +49,7 @@ ENVIRON = {
 
 def body_reader(raw: bytes) -> Callable[[int], bytes]:
     """Request.read_body for a body already in memory."""
-    return lambda limit: raw[:limit]
+    return lambda limit, timeout=None: raw[:limit]
 
 
 def _summary(samples_ns: list[int], cpu_ns: list[int]) -> dict[str, Any]:

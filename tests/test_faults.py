@@ -40,7 +40,10 @@ def lead() -> dict[str, str]:
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("faults")
     (path / "formcall.toml").write_text(
-        f'[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = "{POPUP}"\n', encoding="utf-8"
+        f'[formcall]\ntimeout_seconds = {TIMEOUT}\n[defaults]\nrate_limit = false\npopup_uuid = "{POPUP}"\n'
+        # The same route with retry off: FormCall's own answer goes back to the sender (spec 4).
+        "[routes.default]\n[routes.noretry]\nretry = false\n",
+        encoding="utf-8",
     )
     return path
 
@@ -58,10 +61,18 @@ def fn(workdir: Path, simulator: Simulator) -> Iterator[FunctionProcess]:
     process.stop()
 
 
-def timed_post(fn: FunctionProcess) -> tuple[requests.Response, float]:
+def timed_post(fn: FunctionProcess, route: str = "noretry") -> tuple[requests.Response, float]:
     started = time.monotonic()
-    response = fn.post(json=lead())
+    response = fn.post(route, json=lead())
     return response, time.monotonic() - started
+
+
+def expect_kept(response: requests.Response, elapsed: float) -> None:
+    """retry on (the default): FormCall could not take it now, so the lead is kept and called later."""
+    body = response.json()
+    assert (response.status_code, body.get("scheduled")) == (200, True), body
+    assert body["lead_id"].startswith("ld_")
+    assert elapsed < BOUND, f"{elapsed:.2f} s"
 
 
 def expect(response: requests.Response, elapsed: float, status: int, word: str) -> dict[str, Any]:
@@ -98,6 +109,10 @@ def test_formcall_fault(fn: FunctionProcess, simulator: Simulator, fault: dict[s
     expect(response, elapsed, 503, "formcall_unavailable")
     # Never retried by the function: a POST that may have reached FormCall could ring the lead twice.
     assert len(simulator.calls()) == 1
+    simulator.inject(fault)
+    response, elapsed = timed_post(fn, "")
+    expect_kept(response, elapsed)
+    assert len(simulator.calls()) == 2
 
 
 @pytest.mark.parametrize(
@@ -120,6 +135,12 @@ def test_formcall_error_code(fn: FunctionProcess, simulator: Simulator, code: in
     assert body["formcall_error_code"] == code
     # Error 8 is retried only with a token that changed; an environment token cannot change.
     assert len(simulator.calls()) == 1
+    simulator.inject({"kind": "error", "code": code})
+    response, elapsed = timed_post(fn, "")
+    if word in ("origination_failed", "out_of_service_hours"):
+        expect_kept(response, elapsed)  # covered by the default retry.on
+    else:
+        assert expect(response, elapsed, status, word)["formcall_error_code"] == code
 
 
 def test_formcall_unreachable(workdir: Path) -> None:
@@ -235,7 +256,7 @@ def test_redis_store_down(workdir: Path, simulator: Simulator, blackhole: int, h
     }
     with start(workdir, f"redis-{how}", **env) as process:
         response, elapsed = timed_post(process)
-    expect(response, elapsed, 503, "formcall_unavailable")
+    expect(response, elapsed, 503, "store_unavailable")
     # Never a call without the guard.
     assert simulator.calls() == []
 

@@ -193,7 +193,12 @@ def test_standard_webhooks_and_replayed_webhook_id(fn: FunctionProcess, simulato
     first = requests.post(f"{fn.url}/sw", data=body, headers=headers, timeout=30)
     replay = requests.post(f"{fn.url}/sw", data=body, headers=headers, timeout=30)
     assert first.status_code == replay.status_code == 200
-    assert replay.json() == {"success": True, "duplicate": True, "uuid": first.json()["uuid"]}
+    assert replay.json() == {
+        "success": True, "duplicate": True, "lead_id": first.json()["lead_id"], "uuid": first.json()["uuid"]
+    }  # fmt: skip
+    # An unsigned Idempotency-Key added to a captured request does not make it a new delivery.
+    keyed = requests.post(f"{fn.url}/sw", data=body, headers={**headers, "Idempotency-Key": "new-1"}, timeout=30)
+    assert keyed.json()["duplicate"] is True
     forged = requests.post(f"{fn.url}/sw", data=body, headers={**headers, "webhook-id": "msg_other"}, timeout=30)
     assert forged.status_code == 401
     assert len(simulator.placed()) == 1
@@ -341,14 +346,16 @@ def test_idempotency_key_replay_gets_the_first_answer(fn: FunctionProcess, simul
     first = post_json(fn, "", {"phone": number()}, headers={"Idempotency-Key": "zap-run-551"})
     # A replay carries the same key; even a different body is the same delivery.
     replay = post_json(fn, "", {"phone": number()}, headers={"Idempotency-Key": "zap-run-551"})
-    assert replay.json() == {"success": True, "duplicate": True, "uuid": first.json()["uuid"]}
+    assert replay.json() == {
+        "success": True, "duplicate": True, "lead_id": first.json()["lead_id"], "uuid": first.json()["uuid"]
+    }  # fmt: skip
     assert len(simulator.placed()) == 1
 
 
 def test_failed_call_does_not_hold_the_lead(fn: FunctionProcess, simulator: Simulator) -> None:
     lead = {"phone": number()}
-    simulator.inject({"kind": "error", "code": 3})
-    assert post_json(fn, "", lead).status_code == 502
+    simulator.inject({"kind": "error", "code": 1})  # refused: a corrected resend must get through
+    assert post_json(fn, "", lead).status_code == 422
     retry = post_json(fn, "", lead)
     assert retry.status_code == 200
     assert "duplicate" not in retry.json()

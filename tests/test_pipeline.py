@@ -31,7 +31,7 @@ def request(
     all_headers = {"content-type": content_type} if content_type else {}
     all_headers.update(headers or {})
     stream = io.BytesIO(raw)
-    return Request(method, path, all_headers, query, lambda limit: read_stream(stream, limit), len(raw))
+    return Request(method, path, all_headers, query, lambda limit, timeout=None: read_stream(stream, limit, timeout), len(raw))
 
 
 def app_with(tmp_path: Path, simulator: Simulator, config: str | None = None, **env: str) -> App:
@@ -113,7 +113,7 @@ def test_an_unexpected_error_is_a_clean_500(
 ) -> None:
     app = app_with(tmp_path, simulator)
 
-    def broken(limit: int) -> bytes:
+    def broken(limit: int, timeout: float | None = None) -> bytes:
         raise RuntimeError("the stream broke with +56961234567 in it")
 
     status, body = result(app, Request("POST", "/", {}, b"", broken))
