@@ -7,6 +7,7 @@ with --dry-run, with a `gcloud` on PATH that records any call (there must be non
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -689,3 +690,195 @@ def test_redis_goes_through_direct_vpc_egress_and_no_invoker_check(dry_runs: dic
         "--network default --subnet formcall --vpc-egress private-ranges-only",
     ]
     assert "firestore" not in result.stdout
+
+
+# --- Terraform: sweeper, Firestore, build account ------------------------------------------------
+
+
+def test_terraform_sweeper_is_private_and_called_by_its_own_account() -> None:
+    invoker = of_type("google_cloud_run_service_iam_member")["sweep_invoker"]
+    assert invoker["service"] == '${google_cloudfunctions2_function.function["sweep"].name}'
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "${google_service_account.scheduler[0].member}"
+    job = of_type("google_cloud_scheduler_job")["sweep"]
+    assert job["schedule"] == "* * * * *"
+    assert 60 <= int(job["attempt_deadline"].rstrip("s")) <= 120
+    (target,) = job["http_target"]
+    assert target["http_method"] == "POST"
+    (oidc,) = target["oidc_token"]
+    assert oidc["service_account_email"] == "${google_service_account.scheduler[0].email}"
+    assert (
+        oidc["audience"]
+        == target["uri"]
+        == '${google_cloudfunctions2_function.function["sweep"].service_config[0].uri}'
+    )
+    # Only the webhook may be public.
+    public = of_type("google_cloud_run_service_iam_member")["public_invoker"]
+    assert "webhook" in public["service"]
+
+
+def test_terraform_firestore_ttls_index_and_grant() -> None:
+    database = of_type("google_firestore_database")["store"]
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["location_id"] == "${var.firestore_location}"
+    assert variables()["firestore_location"]["default"] == "southamerica-west1"
+    assert variables()["firestore_database"]["default"] == "(default)"
+    ttl = of_type("google_firestore_field")["ttl"]
+    assert ttl["field"] == "expires_at"
+    assert "formcall_claims" in ttl["for_each"] and "formcall_leads" in ttl["for_each"]
+    assert ttl["ttl_config"] == [{}]
+    index = of_type("google_firestore_index")["leads_by_state"]
+    assert index["collection"] == "formcall_leads"
+    assert index["fields"] == [
+        {"field_path": "state", "order": "ASCENDING"},
+        {"field_path": "received_at", "order": "ASCENDING"},
+    ]
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    assert "firestore.googleapis.com" in local_block["apis"]
+    assert "cloudscheduler.googleapis.com" in local_block["apis"]
+
+
+def test_terraform_build_account_gets_the_documented_roles() -> None:
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    for role in ("roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"):
+        assert role in local_block["build_roles"]
+    assert of_type("google_project_iam_member")["build"]["for_each"].startswith("${var.build_service_account == null")
+    source = of_type("google_storage_bucket_iam_member")["build_source"]
+    assert source["bucket"] == "${google_storage_bucket.source.name}"
+    assert source["role"] == "roles/storage.objectViewer"
+
+
+# --- monitoring: the dashboards and alerts against the fields the function really logs ------------
+
+MONITORING = INFRA / "monitoring"
+RENDER_VALUES = {
+    "webhook_service": "formcall-webhook",
+    "sweep_service": "formcall-sweep",
+    "notification_channels": '["projects/acme-prod/notificationChannels/1"]',
+    "scheduled_share": "0.5",
+    "error_share": "0.05",
+}
+
+
+def rendered(path: Path) -> dict[str, Any]:
+    from string import Template
+
+    text = path.read_text()
+    placeholders = set(re.findall(r"(?<!\$)\$\{([^}]*)\}", text))
+    assert placeholders <= set(RENDER_VALUES), f"{path.name}: unknown placeholders {placeholders - set(RENDER_VALUES)}"
+    value: dict[str, Any] = json.loads(Template(text).substitute(RENDER_VALUES))
+    return value
+
+
+def metric_defs() -> dict[str, dict[str, Any]]:
+    return {path.stem: rendered(path) for path in sorted((MONITORING / "metrics").glob("*.json"))}
+
+
+def all_filters(value: Any) -> list[str]:
+    """Every monitoring filter string inside a policy or dashboard."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if isinstance(item, str) and key.lower().endswith("filter"):
+                found.append(item)
+            else:
+                found += all_filters(item)
+        return found
+    if isinstance(value, list):
+        return [f for item in value for f in all_filters(item)]
+    return []
+
+
+def outcome_words(text: str) -> set[str]:
+    words: set[str] = set()
+    for match in re.finditer(r"(?:jsonPayload|metric\.label)\.outcome\s*(?:=|!=)\s*(\"[^\"]*\"|one_of\([^)]*\))", text):
+        words.update(re.findall(r'"([^"]*)"', match.group(1)))
+    return words
+
+
+def test_log_metrics_read_only_fields_the_function_logs() -> None:
+    from formcall_webhook.logs import LOG_FIELDS
+
+    defs = metric_defs()
+    assert {"formcall_outcomes", "formcall_wait_seconds", "formcall_latency_ms"} <= set(defs)
+    for name, metric in defs.items():
+        assert metric["name"] == name
+        used = set(re.findall(r"jsonPayload\.([A-Za-z_]+)", json.dumps(metric)))
+        assert used, name
+        assert used <= LOG_FIELDS, f"{name} reads {sorted(used - LOG_FIELDS)}, which no line carries"
+        labels = {label["key"] for label in metric["metricDescriptor"]["labels"]}
+        assert labels == set(metric["labelExtractors"]), name
+        for extractor in metric["labelExtractors"].values():
+            assert re.fullmatch(r"EXTRACT\(jsonPayload\.[a-z_]+\)", extractor)
+        assert "formcall-webhook" in metric["filter"] and "formcall-sweep" in metric["filter"]
+    outcomes = defs["formcall_outcomes"]
+    assert {"outcome", "route", "formcall_error_code"} <= set(outcomes["labelExtractors"])
+    assert defs["formcall_wait_seconds"]["valueExtractor"] == "EXTRACT(jsonPayload.wait_seconds)"
+    assert defs["formcall_latency_ms"]["valueExtractor"] == "EXTRACT(jsonPayload.formcall_ms)"
+
+
+def test_alerts_and_dashboard_use_defined_metrics_labels_and_real_outcome_words() -> None:
+    from formcall_webhook.logs import OUTCOMES
+
+    defs = metric_defs()
+    labels = {name: {label["key"] for label in m["metricDescriptor"]["labels"]} for name, m in defs.items()}
+    documents = {path.name: rendered(path) for path in sorted((MONITORING / "policies").glob("*.json"))}
+    documents["dashboard.json"] = rendered(MONITORING / "dashboard.json")
+    for name, document in documents.items():
+        filters = all_filters(document)
+        assert filters, name
+        for text in filters:
+            (metric_type,) = re.findall(r'metric\.type="([^"]+)"', text)
+            if metric_type.startswith("logging.googleapis.com/user/"):
+                metric = metric_type.rsplit("/", 1)[1]
+                assert metric in defs, f"{name}: {metric} is not defined in infra/monitoring/metrics"
+                used = set(re.findall(r"metric\.labels?\.([a-z_]+)", text))
+                assert used <= labels[metric], f"{name}: {sorted(used - labels[metric])} not labels of {metric}"
+            else:
+                assert metric_type == "run.googleapis.com/request_count", metric_type
+            words = outcome_words(text)
+            assert words <= OUTCOMES, f"{name}: {sorted(words - OUTCOMES)} are no outcome words"
+        for group in re.findall(r'"metric\.label\.([a-z_]+)"', json.dumps(document)):
+            assert any(group in keys for keys in labels.values()) or group == "response_code_class", group
+    by_title = {name: " ".join(all_filters(doc)) for name, doc in documents.items()}
+    assert outcome_words(by_title["lead_failed.json"]) == {"lead_failed"}
+    assert "formcall_misconfigured" in outcome_words(by_title["formcall_misconfigured.json"])
+    assert "scheduled" in outcome_words(by_title["scheduled_share.json"])
+    assert "5xx" in by_title["webhook_5xx.json"]
+
+
+def test_the_dashboard_shows_what_operators_asked_for() -> None:
+    board = rendered(MONITORING / "dashboard.json")
+    titles = [tile["widget"]["title"] for tile in board["mosaicLayout"]["tiles"]]
+    text = json.dumps(board)
+    assert any("route and outcome" in t for t in titles)
+    assert any("submission to call" in t for t in titles)
+    assert any("FormCall latency" in t for t in titles)
+    assert any("error codes" in t for t in titles)
+    assert any("Scheduled and failed" in t for t in titles)
+    for metric in ("formcall_outcomes", "formcall_wait_seconds", "formcall_latency_ms"):
+        assert f"logging.googleapis.com/user/{metric}" in text
+
+
+def test_both_deploy_paths_use_the_same_monitoring_files() -> None:
+    monitoring_tf = (MODULE / "monitoring.tf").read_text()
+    assert '"${path.module}/../monitoring"' in monitoring_tf
+    for kind in ("metrics", "policies"):
+        assert f'"${{local.monitoring_dir}}/{kind}"' in monitoring_tf
+    assert "dashboard.json" in monitoring_tf
+    script = DEPLOY.read_text()
+    assert "infra/monitoring/render.py" in script
+    assert "--monitoring" in script
+
+
+def test_monitoring_dry_run_renders_and_names_the_files(fake_gcloud: Path) -> None:
+    args = ["--popup-uuid", POPUP, "--token-version", "1", "--monitoring", "ops@acme.cl"]
+    result = deploy(fake_gcloud, "--dry-run", "--project", PROJECT, *args)
+    assert result.returncode == 0, result.stderr
+    files = re.findall(r"--(?:config|policy)-from-file (\S+)", result.stdout)
+    assert len({Path(f).name for f in files}) == 3 + 4 + 1
+    for file in files:
+        content = json.loads(Path(file).read_text())
+        assert "${" not in json.dumps(content).replace("${metric.labels.route}", "")
+    policy = json.loads(Path(next(f for f in files if f.endswith("lead_failed.json"))).read_text())
+    assert policy["notificationChannels"] == [f"projects/{PROJECT}/notificationChannels/0000000000000000000"]
