@@ -20,8 +20,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 ## make run: the function on $(HOST):$(PORT) against the FormCall simulator on $(HOST):$(SIM_PORT)
+## (FORMCALL_API_URL follows SIM_PORT unless you set it yourself)
 run: $(STAMP)
-	@while IFS='=' read -r key value; do \
+	@[ -n "$${FORMCALL_API_URL+set}" ] || export FORMCALL_API_URL=http://$(HOST):$(SIM_PORT)/calls/manage/api; \
+	while IFS='=' read -r key value; do \
 	  case "$$key" in ''|'#'*) continue ;; esac; \
 	  [ -n "$${!key+set}" ] || export "$$key=$$value"; \
 	done < .env.example; \
@@ -36,6 +38,10 @@ test: lint typecheck unit
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@if command -v terraform >/dev/null 2>&1; then \
+	  echo "terraform fmt -check -recursive infra/terraform"; terraform fmt -check -recursive infra/terraform; \
+	elif [ -n "$${CI:-}" ]; then echo "terraform is not installed, and CI must check infra/terraform's format" >&2; exit 1; \
+	else echo "skipped: terraform fmt (terraform is not installed)"; fi
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

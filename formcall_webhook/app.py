@@ -247,7 +247,7 @@ class App:
             "method": request.method,
         }
         message = f"{outcome.route}: {outcome.outcome} ({response.status})"
-        self.logger.write(severity_for(response.status), message, fields, request.headers)
+        self.logger.write(severity_for(outcome.outcome, response.status), message, fields, request.headers)
         if report.extra.get("lead_failed"):
             self.logger.write(
                 "ERROR",

@@ -33,7 +33,14 @@ def app(tmp_path: Path, simulator: Simulator) -> App:
 def post(app: App, phone: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     raw = json.dumps({"phone": phone}).encode()
     stream = io.BytesIO(raw)
-    req = Request("POST", "/", {"content-type": "application/json"}, b"", lambda n, timeout=None: read_stream(stream, n, timeout), len(raw))
+    req = Request(
+        "POST",
+        "/",
+        {"content-type": "application/json"},
+        b"",
+        lambda n, timeout=None: read_stream(stream, n, timeout),
+        len(raw),
+    )
     response = app.handle(req)
     return response.status, json.loads(response.body), response.headers
 

@@ -7,6 +7,7 @@ with --dry-run, with a `gcloud` on PATH that records any call (there must be non
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ TF_FILES = sorted(MODULE.rglob("*.tf"))
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 PROJECT = "acme-prod"
 SA_EMAIL = f"formcall-webhook@{PROJECT}.iam.gserviceaccount.com"
+BUILD_EMAIL = f"formcall-build@{PROJECT}.iam.gserviceaccount.com"
+SCHEDULER_EMAIL = f"formcall-scheduler@{PROJECT}.iam.gserviceaccount.com"
 ACCESSOR = "roles/secretmanager.secretAccessor"
 
 _OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
@@ -69,7 +72,8 @@ def outputs() -> dict[str, dict[str, Any]]:
 
 
 def function() -> dict[str, Any]:
-    return of_type("google_cloudfunctions2_function")["webhook"]
+    """The functions' resource: the webhook and the sweeper, for_each over local.functions."""
+    return of_type("google_cloudfunctions2_function")["function"]
 
 
 def service_config() -> dict[str, Any]:
@@ -99,14 +103,19 @@ def test_versions_pin_terraform_and_providers() -> None:
     assert terraform["required_version"] == ">= 1.5"
     (providers,) = terraform["required_providers"]
     assert providers["google"]["source"] == "hashicorp/google"
-    assert providers["google"]["version"] == "~> 6.0"
+    assert providers["google"]["version"] == "~> 7.21"
     assert providers["archive"]["source"] == "hashicorp/archive"
 
 
 def test_function_runtime_and_entry_point() -> None:
     (build,) = function()["build_config"]
     assert build["runtime"] == "python312"
-    assert build["entry_point"] == "formcall_webhook"
+    assert build["entry_point"] == "${each.value.entry_point}"
+    assert build["service_account"] == "${local.build_service_account}"
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    functions = local_block["functions"]
+    assert 'entry_point = "formcall_webhook"' in functions
+    assert 'entry_point = "formcall_sweep"' in functions
     (source,) = build["source"]
     (storage,) = source["storage_source"]
     assert storage["bucket"] == "${google_storage_bucket.source.name}"
@@ -139,12 +148,15 @@ def test_source_excludes_cover_gcloudignore() -> None:
 
 def test_service_config_limits_and_ingress() -> None:
     config = service_config()
-    assert config["max_instance_count"] == "${var.max_instances}"
-    assert config["min_instance_count"] == "${var.min_instances}"
-    assert config["max_instance_request_concurrency"] == "${var.concurrency}"
+    assert config["max_instance_count"] == "${each.value.max}"
+    assert config["min_instance_count"] == "${each.value.min}"
+    assert config["max_instance_request_concurrency"] == "${each.value.concurrency}"
     assert config["available_cpu"] == "${var.available_cpu}"
     assert config["available_memory"] == "${var.available_memory}"
-    assert config["timeout_seconds"] == "${var.timeout_seconds}"
+    assert config["timeout_seconds"] == "${each.value.timeout}"
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    for setting in ("max = var.max_instances", "min = var.min_instances", "concurrency = var.concurrency"):
+        assert re.search(setting.replace(" = ", r"\s*=\s*"), local_block["functions"]), setting
     assert config["ingress_settings"] == "ALLOW_ALL"
     defaults = {name: body.get("default") for name, body in variables().items()}
     assert defaults["max_instances"] == 10
@@ -157,15 +169,23 @@ def test_service_config_limits_and_ingress() -> None:
 
 
 def test_environment_variables_carry_popup_config_region_and_store() -> None:
-    assert service_config()["environment_variables"] == "${local.environment_variables}"
+    assert service_config()["environment_variables"] == (
+        "${merge(local.environment_variables, {THREADS = tostring(each.value.concurrency)})}"
+    )
     (local_block,) = parse(MODULE / "main.tf")["locals"]
     env = local_block["environment_variables"]
+    assert "FORMCALL_SWEEP_SECONDS" not in env
+    store = (
+        'FORMCALL_STORE_URL = local.use_firestore ? "firestore://${var.project_id}/${var.firestore_database}"'
+        " : var.store_url"
+    )
+    assert store in env
+    assert variables()["store_url"]["default"] == "firestore://"
     for name, source in [
         ("FORMCALL_POPUP_UUID", "var.popup_uuid"),
         ("FORMCALL_CONFIG", "var.config_path"),
         ("FORMCALL_DEFAULT_REGION", "var.default_phone_region"),
-        ("FORMCALL_STORE_URL", "var.store_url"),
-        ("THREADS", "var.concurrency"),
+        ("GOOGLE_CLOUD_PROJECT", "var.project_id"),
     ]:
         assert re.search(rf"{name}\W+[^,}}]*{re.escape(source)}", env), f"{name} is not set from {source}"
 
@@ -195,10 +215,15 @@ def test_the_function_runs_as_the_dedicated_service_account_with_no_project_role
     account = of_type("google_service_account")["runtime"]
     assert account["account_id"] == "${var.service_account_id}"
     assert variables()["service_account_id"]["default"] == "formcall-webhook"
-    project_iam = [
-        kind for kind, _ in resources() if kind.startswith(("google_project_iam", "google_organization_iam"))
-    ]
-    assert project_iam == [], "no project-wide grants"
+    project_iam = {
+        name: body
+        for (kind, name), body in resources().items()
+        if kind.startswith(("google_project_iam", "google_organization_iam"))
+    }
+    assert set(project_iam) == {"build", "runtime_datastore"}, "no other project-wide grants"
+    assert project_iam["runtime_datastore"]["role"] == "roles/datastore.user"
+    assert project_iam["runtime_datastore"]["member"] == "${google_service_account.runtime.member}"
+    assert project_iam["build"]["member"] == "${google_service_account.build[0].member}"
 
 
 def test_secret_accessor_is_granted_on_each_secret_the_function_reads() -> None:
@@ -239,7 +264,7 @@ def test_public_invoker_binding_only_when_public() -> None:
     assert invoker["count"] == "${var.public ? 1 : 0}"
     assert invoker["role"] == "roles/run.invoker"
     assert invoker["member"] == "allUsers"
-    assert invoker["service"] == "${google_cloudfunctions2_function.webhook.name}"
+    assert invoker["service"] == '${google_cloudfunctions2_function.function["webhook"].name}'
     assert invoker["location"] == "${var.region}"
     assert variables()["public"]["default"] is True
     assert "${var.public" not in str(function()), "the function itself does not depend on public"
@@ -248,7 +273,6 @@ def test_public_invoker_binding_only_when_public() -> None:
 def test_redis_resources_only_when_enable_redis() -> None:
     conditional = [
         ("google_redis_instance", "store"),
-        ("google_vpc_access_connector", "connector"),
         ("google_secret_manager_secret", "store_url"),
         ("google_secret_manager_secret_version", "store_url"),
         ("google_secret_manager_secret_iam_member", "store_url"),
@@ -259,11 +283,18 @@ def test_redis_resources_only_when_enable_redis() -> None:
     for key in conditional:
         assert resources()[key]["count"] == "${var.enable_redis ? 1 : 0}", key
     redis = of_type("google_redis_instance")["store"]
-    assert redis["tier"] == "BASIC"
+    assert redis["tier"] == "STANDARD_HA", "a BASIC instance is flushed on maintenance: dedupe claims lost"
+    assert redis["maintenance_policy"][0]["weekly_maintenance_window"][0]["day"] == "${var.redis_maintenance_day}"
     assert redis["auth_enabled"] is True
     assert redis["transit_encryption_mode"] == "SERVER_AUTHENTICATION"
+    assert "google_vpc_access_connector" not in {kind for kind, _ in resources()}
+    ca = of_type("google_secret_manager_secret_version")["redis_ca"]["secret_data"]
+    assert "for ca in google_redis_instance.store[0].server_ca_certs" in ca, "every server CA is mounted"
     config = service_config()
-    assert config["vpc_connector"] == "${var.enable_redis ? google_vpc_access_connector.connector[0].id : null}"
+    (vpc,) = dynamic_blocks(config, "direct_vpc_network_interface")
+    assert vpc["for_each"] == "${var.enable_redis ? [1] : []}"
+    assert vpc["content"][0] == {"network": "${var.network}", "subnetwork": "${var.subnetwork}"}
+    assert config["direct_vpc_egress"] == '${var.enable_redis ? "VPC_EGRESS_PRIVATE_RANGES_ONLY" : null}'
     store_env = [b for b in dynamic_blocks(config, "secret_environment_variables") if "enable_redis" in b["for_each"]]
     assert [b["content"][0]["key"] for b in store_env] == ["FORMCALL_STORE_URL"]
     url = of_type("google_secret_manager_secret_version")["store_url"]["secret_data"]
@@ -275,7 +306,9 @@ def test_redis_resources_only_when_enable_redis() -> None:
 
 def test_outputs() -> None:
     found = outputs()
-    assert "service_config[0].uri" in found["function_url"]["value"]
+    webhook = 'google_cloudfunctions2_function.function["webhook"]'
+    assert found["function_url"]["value"] == f"${{{webhook}.service_config[0].uri}}"
+    assert found["function_legacy_url"]["value"] == f"${{{webhook}.url}}"
     assert found["service_account_email"]["value"] == "${google_service_account.runtime.email}"
     assert found["token_secret_id"]["value"] == "${google_secret_manager_secret.token.id}"
 
@@ -358,8 +391,8 @@ def deploy(fake_gcloud: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def deploy_line(stdout: str) -> str:
-    (line,) = [line for line in stdout.splitlines() if line.startswith("gcloud functions deploy ")]
+def deploy_line(stdout: str, function: str = "formcall-webhook") -> str:
+    (line,) = [line for line in stdout.splitlines() if line.startswith(f"gcloud functions deploy {function} ")]
     return line
 
 
@@ -368,6 +401,8 @@ def dry_runs(fake_gcloud: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     """The dry runs that reach the config check (a Python start each), run side by side."""
     bad = tmp_path_factory.mktemp("config") / "formcall.toml"
     bad.write_text(f'[routes.default]\npopup_uuid = "{POPUP}"\nregion = "ZZ"\n')
+    refs = bad.parent / "refs.toml"
+    refs.write_text(SECRET_REFS_CONFIG)
     base = ["--dry-run", "--project", PROJECT]
     started = {
         "pinned": _start(
@@ -377,11 +412,40 @@ def dry_runs(fake_gcloud: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         ),
         "private": _start(fake_gcloud, *base, "--popup-uuid", POPUP, "--private"),
         "bad_config": _start(fake_gcloud, *base, "--config", str(bad), "--token-version", "1"),
+        "refs": _start(fake_gcloud, *base, "--config", str(refs), "--token-version", "1"),
+        "refs_provided": _start(
+            fake_gcloud,
+            *base,
+            *["--config", str(refs), "--token-version", "1", "--secret", "HUBSPOT_APP_SECRET=hubspot-app"],
+            *["--secret", "ZAPIER=zapier-token", "--secret", "/etc/secrets/form/token=form-token"],
+        ),
+        "memory": _start(fake_gcloud, *base, "--popup-uuid", POPUP, "--store-url", "memory://", "--token-version", "1"),
+        "redis": _start(
+            fake_gcloud,
+            *base,
+            *["--popup-uuid", POPUP, "--token-version", "1", "--secret", "FORMCALL_STORE_URL=store-url:1"],
+            *["--network", "default", "--subnet", "formcall", "--no-invoker-iam-check"],
+        ),
     }
     results: dict[str, Any] = {name: _finish(process) for name, process in started.items()}
     assert not (fake_gcloud / "gcloud-called").exists(), "deploy.sh called gcloud"
     results["bad_config_path"] = bad
     return results
+
+
+SECRET_REFS_CONFIG = f"""
+[routes.default]
+popup_uuid = "{POPUP}"
+auth = {{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET" }}
+
+[routes.zap]
+popup_uuid = "{POPUP}"
+auth = {{ type = "token", secret = "secret:projects/{PROJECT}/secrets/zapier-token/versions/1" }}
+
+[routes.form]
+popup_uuid = "{POPUP}"
+auth = {{ type = "token", secret = "file:/etc/secrets/form/token" }}
+"""
 
 
 @pytest.fixture
@@ -397,8 +461,11 @@ def test_dry_run_deploys_gen2_python312_with_a_pinned_token(pinned_run: subproce
     assert "--gen2 --runtime python312 --entry-point formcall_webhook" in line
     assert "--region southamerica-west1 --project acme-prod --source . --trigger-http" in line
     assert "--set-secrets FORMCALL_SECURITY_TOKEN=formcall-token:3,HUBSPOT_APP_SECRET=hubspot-app:2" in line
-    assert f"--set-env-vars THREADS=16,FORMCALL_POPUP_UUID={POPUP}" in line
+    env = f"--set-env-vars THREADS=16,GOOGLE_CLOUD_PROJECT={PROJECT},FORMCALL_POPUP_UUID={POPUP},FORMCALL_STORE_URL=firestore://"
+    assert env in line
     assert "latest" not in line
+    assert "FORMCALL_SWEEP_SECONDS" not in pinned_run.stdout, "deployed, Cloud Scheduler runs the sweep"
+    assert f"--build-service-account projects/{PROJECT}/serviceAccounts/{BUILD_EMAIL}" in line
 
 
 def test_dry_run_sets_account_limits_and_public_access(pinned_run: subprocess.CompletedProcess[str]) -> None:
@@ -430,12 +497,25 @@ def test_dry_run_grants_access_per_secret_and_creates_only_what_is_missing(
             f"gcloud secrets describe {secret} --project {PROJECT} >/dev/null 2>&1 || gcloud secrets create {secret} "
         )
         assert any(c.startswith(create) for c in commands), f"{secret} is not created behind a describe"
-    assert not [c for c in commands if "projects add-iam-policy-binding" in c], "project-wide grant"
+    project_grants = sorted(
+        re.sub(r" --condition=None --quiet$", "", c.split("--member ")[1])
+        for c in commands
+        if "projects add-iam-policy-binding" in c
+    )
+    assert project_grants == sorted(
+        [
+            f"serviceAccount:{BUILD_EMAIL} --role roles/logging.logWriter",
+            f"serviceAccount:{BUILD_EMAIL} --role roles/artifactregistry.writer",
+            f"serviceAccount:{BUILD_EMAIL} --role roles/storage.objectViewer",
+            f"serviceAccount:{SA_EMAIL} --role roles/datastore.user",
+        ]
+    ), "the only project-wide grants: the build account's and Firestore's"
     account = f"gcloud iam service-accounts describe {SA_EMAIL} --project {PROJECT} >/dev/null 2>&1 || "
     assert any(c.startswith(account + "gcloud iam service-accounts create formcall-webhook ") for c in commands)
     for command in commands:
-        if re.search(r"\bcreate\b", command):
-            assert " describe " in command.split(" create ")[0], f"unguarded create: {command}"
+        if re.search(r"\b(create|update http)\b", command) and "monitoring" not in command:
+            guard = command.split(" create ")[0]
+            assert " describe " in guard or " list " in guard, f"unguarded create: {command}"
         assert "versions add" not in command, "deploy.sh must never put a secret value"
     assert "--data-file" not in pinned_run.stdout
 
@@ -473,8 +553,26 @@ def test_a_bad_config_stops_before_any_gcloud_command(dry_runs: dict[str, Any]) 
         ["--project", PROJECT, "--concurrency", "8", "--cpu", "0.5"],
         ["--project", PROJECT, "--secret", "HUBSPOT_APP_SECRET"],
         ["--project", PROJECT, "--region"],
+        ["--project", PROJECT, "--vpc-connector", "c"],
+        ["--project", PROJECT, "--network", "default"],
+        ["--project", PROJECT, "--store-url", "firestore://other-project/db"],
+        ["--project", PROJECT, "--monitoring", "not-an-email"],
+        ["--project", PROJECT, "--secret", "FORMCALL_SWEEP_SECONDS=x"],
     ],
-    ids=["unknown-flag", "no-project", "bad-version", "password-in-url", "cpu-below-1", "bad-secret", "no-value"],
+    ids=[
+        "unknown-flag",
+        "no-project",
+        "bad-version",
+        "password-in-url",
+        "cpu-below-1",
+        "bad-secret",
+        "no-value",
+        "vpc-connector-gone",
+        "network-without-subnet",
+        "firestore-elsewhere",
+        "bad-email",
+        "sweep-seconds",
+    ],
 )
 def test_usage_errors_exit_2(fake_gcloud: Path, args: list[str]) -> None:
     result = deploy(fake_gcloud, "--dry-run", *args)
@@ -500,3 +598,287 @@ def test_scripts_pass_shellcheck() -> None:
     scripts = [DEPLOY, INFRA / "check.sh", ROOT / ".ci" / "run"]
     result = subprocess.run([shellcheck, *map(str, scripts)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_sweeper_is_private_and_only_the_schedulers_account_may_invoke_it(
+    pinned_run: subprocess.CompletedProcess[str],
+) -> None:
+    lines = pinned_run.stdout.splitlines()
+    sweep = deploy_line(pinned_run.stdout, "formcall-sweep")
+    words = sweep.split()
+    assert "--entry-point formcall_sweep" in sweep
+    assert "--no-allow-unauthenticated" in words
+    assert "--allow-unauthenticated" not in words
+    webhook = deploy_line(pinned_run.stdout)
+    env = re.search(r"--set-env-vars (\S+)", webhook)
+    sweep_env = re.search(r"--set-env-vars (\S+)", sweep)
+    assert env and sweep_env
+    assert env.group(1).split(",")[1:] == sweep_env.group(1).split(",")[1:], "same environment but THREADS"
+    assert re.search(r"--set-secrets (\S+)", webhook).group(1) == re.search(r"--set-secrets (\S+)", sweep).group(1)  # type: ignore[union-attr]
+    binding = [line for line in lines if "add-invoker-policy-binding" in line]
+    assert binding == [
+        "gcloud functions add-invoker-policy-binding formcall-sweep --region southamerica-west1 "
+        f"--project {PROJECT} --member serviceAccount:{SCHEDULER_EMAIL}"
+    ]
+    assert not [line for line in lines if "run.invoker" in line and "projects add-iam" in line]
+    (job,) = [line for line in lines if "scheduler jobs" in line]
+    create = job.split(" || ")[-1]
+    assert create.startswith("gcloud scheduler jobs create http formcall-sweep ")
+    assert "--schedule '* * * * *'" in create
+    assert "--http-method POST" in create
+    assert f"--oidc-service-account-email {SCHEDULER_EMAIL}" in create
+    url = re.search(r"--uri (\S+)", create)
+    assert url and f"--oidc-token-audience {url.group(1)}" in create, "the audience is the sweeper's URL"
+    deadline = re.search(r"--attempt-deadline (\d+)s", create)
+    assert deadline and 60 <= int(deadline.group(1)) <= 120
+    assert " && gcloud scheduler jobs update http formcall-sweep " in job, "an existing job is updated to match"
+
+
+def test_firestore_is_created_with_ttls_and_the_leads_index(pinned_run: subprocess.CompletedProcess[str]) -> None:
+    out = pinned_run.stdout
+    assert "firestore.googleapis.com" in out and "cloudscheduler.googleapis.com" in out
+    assert (
+        f"gcloud firestore databases describe --database='(default)' --project {PROJECT} >/dev/null 2>&1 || "
+        "gcloud firestore databases create --database='(default)' --location=southamerica-west1 --type=firestore-native"
+    ) in out
+    for collection in ("formcall_claims", "formcall_leads"):
+        assert f"ttls update expires_at --collection-group={collection} " in out
+        assert "--enable-ttl" in out
+    assert (
+        "composite create --collection-group=formcall_leads --field-config=field-path=state,order=ascending "
+        "--field-config=field-path=received_at,order=ascending"
+    ) in out
+
+
+def test_every_secret_reference_of_the_config_must_be_provided(dry_runs: dict[str, Any]) -> None:
+    result = dry_runs["refs"]
+    assert result.returncode == 1
+    assert "nothing was deployed" in result.stderr
+    assert 'routes.default.auth.secret = "env:HUBSPOT_APP_SECRET"' in result.stderr
+    assert f'routes.zap.auth.secret = "secret:projects/{PROJECT}/secrets/zapier-token/versions/1"' in result.stderr
+    assert 'routes.form.auth.secret = "file:/etc/secrets/form/token"' in result.stderr
+    assert "gcloud" not in result.stdout
+    provided = dry_runs["refs_provided"]
+    assert "refers to secrets" not in provided.stderr
+    # (It then stops because the temporary config is outside the repository: no upload could hold it.)
+    assert "is outside" in provided.stderr
+
+
+def test_memory_store_warns_and_deploys_no_sweeper(dry_runs: dict[str, Any]) -> None:
+    result = dry_runs["memory"]
+    assert result.returncode == 0, result.stderr
+    assert "memory:// with --max-instances 10: each instance has its own leads, dedupe and rate limits" in result.stderr
+    assert "functions deploy formcall-sweep" not in result.stdout
+    assert "scheduler" not in result.stdout
+    assert "FORMCALL_STORE_URL=memory://" in deploy_line(result.stdout)
+    assert "firestore" not in result.stdout
+
+
+def test_redis_goes_through_direct_vpc_egress_and_no_invoker_check(dry_runs: dict[str, Any]) -> None:
+    result = dry_runs["redis"]
+    assert result.returncode == 0, result.stderr
+    line = deploy_line(result.stdout)
+    assert "FORMCALL_STORE_URL=store-url:1" in line
+    assert "FORMCALL_STORE_URL=" not in line.split("--set-env-vars")[1].split()[0]
+    assert "--vpc-connector" not in result.stdout
+    assert "--no-allow-unauthenticated" in line.split(), "no allUsers binding"
+    updates = [line for line in result.stdout.splitlines() if line.startswith("gcloud run services update")]
+    assert updates == [
+        f"gcloud run services update formcall-webhook --region southamerica-west1 --project {PROJECT} "
+        "--network default --subnet formcall --vpc-egress private-ranges-only --no-invoker-iam-check",
+        f"gcloud run services update formcall-sweep --region southamerica-west1 --project {PROJECT} "
+        "--network default --subnet formcall --vpc-egress private-ranges-only",
+    ]
+    assert "firestore" not in result.stdout
+
+
+# --- Terraform: sweeper, Firestore, build account ------------------------------------------------
+
+
+def test_terraform_sweeper_is_private_and_called_by_its_own_account() -> None:
+    invoker = of_type("google_cloud_run_service_iam_member")["sweep_invoker"]
+    assert invoker["service"] == '${google_cloudfunctions2_function.function["sweep"].name}'
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "${google_service_account.scheduler[0].member}"
+    job = of_type("google_cloud_scheduler_job")["sweep"]
+    assert job["schedule"] == "* * * * *"
+    assert 60 <= int(job["attempt_deadline"].rstrip("s")) <= 120
+    (target,) = job["http_target"]
+    assert target["http_method"] == "POST"
+    (oidc,) = target["oidc_token"]
+    assert oidc["service_account_email"] == "${google_service_account.scheduler[0].email}"
+    assert (
+        oidc["audience"]
+        == target["uri"]
+        == '${google_cloudfunctions2_function.function["sweep"].service_config[0].uri}'
+    )
+    # Only the webhook may be public.
+    public = of_type("google_cloud_run_service_iam_member")["public_invoker"]
+    assert "webhook" in public["service"]
+
+
+def test_terraform_firestore_ttls_index_and_grant() -> None:
+    database = of_type("google_firestore_database")["store"]
+    assert database["type"] == "FIRESTORE_NATIVE"
+    assert database["location_id"] == "${var.firestore_location}"
+    assert variables()["firestore_location"]["default"] == "southamerica-west1"
+    assert variables()["firestore_database"]["default"] == "(default)"
+    ttl = of_type("google_firestore_field")["ttl"]
+    assert ttl["field"] == "expires_at"
+    assert "formcall_claims" in ttl["for_each"] and "formcall_leads" in ttl["for_each"]
+    assert ttl["ttl_config"] == [{}]
+    index = of_type("google_firestore_index")["leads_by_state"]
+    assert index["collection"] == "formcall_leads"
+    assert index["fields"] == [
+        {"field_path": "state", "order": "ASCENDING"},
+        {"field_path": "received_at", "order": "ASCENDING"},
+    ]
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    assert "firestore.googleapis.com" in local_block["apis"]
+    assert "cloudscheduler.googleapis.com" in local_block["apis"]
+
+
+def test_terraform_build_account_gets_the_documented_roles() -> None:
+    (local_block,) = parse(MODULE / "main.tf")["locals"]
+    for role in ("roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"):
+        assert role in local_block["build_roles"]
+    assert of_type("google_project_iam_member")["build"]["for_each"].startswith("${var.build_service_account == null")
+    source = of_type("google_storage_bucket_iam_member")["build_source"]
+    assert source["bucket"] == "${google_storage_bucket.source.name}"
+    assert source["role"] == "roles/storage.objectViewer"
+
+
+# --- monitoring: the dashboards and alerts against the fields the function really logs ------------
+
+MONITORING = INFRA / "monitoring"
+RENDER_VALUES = {
+    "webhook_service": "formcall-webhook",
+    "sweep_service": "formcall-sweep",
+    "notification_channels": '["projects/acme-prod/notificationChannels/1"]',
+    "scheduled_share": "0.5",
+    "error_share": "0.05",
+}
+
+
+def rendered(path: Path) -> dict[str, Any]:
+    from string import Template
+
+    text = path.read_text()
+    placeholders = set(re.findall(r"(?<!\$)\$\{([^}]*)\}", text))
+    assert placeholders <= set(RENDER_VALUES), f"{path.name}: unknown placeholders {placeholders - set(RENDER_VALUES)}"
+    value: dict[str, Any] = json.loads(Template(text).substitute(RENDER_VALUES))
+    return value
+
+
+def metric_defs() -> dict[str, dict[str, Any]]:
+    return {path.stem: rendered(path) for path in sorted((MONITORING / "metrics").glob("*.json"))}
+
+
+def all_filters(value: Any) -> list[str]:
+    """Every monitoring filter string inside a policy or dashboard."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if isinstance(item, str) and key.lower().endswith("filter"):
+                found.append(item)
+            else:
+                found += all_filters(item)
+        return found
+    if isinstance(value, list):
+        return [f for item in value for f in all_filters(item)]
+    return []
+
+
+def outcome_words(text: str) -> set[str]:
+    words: set[str] = set()
+    for match in re.finditer(r"(?:jsonPayload|metric\.label)\.outcome\s*(?:=|!=)\s*(\"[^\"]*\"|one_of\([^)]*\))", text):
+        words.update(re.findall(r'"([^"]*)"', match.group(1)))
+    return words
+
+
+def test_log_metrics_read_only_fields_the_function_logs() -> None:
+    from formcall_webhook.logs import LOG_FIELDS
+
+    defs = metric_defs()
+    assert {"formcall_outcomes", "formcall_wait_seconds", "formcall_latency_ms"} <= set(defs)
+    for name, metric in defs.items():
+        assert metric["name"] == name
+        used = set(re.findall(r"jsonPayload\.([A-Za-z_]+)", json.dumps(metric)))
+        assert used, name
+        assert used <= LOG_FIELDS, f"{name} reads {sorted(used - LOG_FIELDS)}, which no line carries"
+        labels = {label["key"] for label in metric["metricDescriptor"]["labels"]}
+        assert labels == set(metric["labelExtractors"]), name
+        for extractor in metric["labelExtractors"].values():
+            assert re.fullmatch(r"EXTRACT\(jsonPayload\.[a-z_]+\)", extractor)
+        assert "formcall-webhook" in metric["filter"] and "formcall-sweep" in metric["filter"]
+    outcomes = defs["formcall_outcomes"]
+    assert {"outcome", "route", "formcall_error_code"} <= set(outcomes["labelExtractors"])
+    assert defs["formcall_wait_seconds"]["valueExtractor"] == "EXTRACT(jsonPayload.wait_seconds)"
+    assert defs["formcall_latency_ms"]["valueExtractor"] == "EXTRACT(jsonPayload.formcall_ms)"
+
+
+def test_alerts_and_dashboard_use_defined_metrics_labels_and_real_outcome_words() -> None:
+    from formcall_webhook.logs import OUTCOMES
+
+    defs = metric_defs()
+    labels = {name: {label["key"] for label in m["metricDescriptor"]["labels"]} for name, m in defs.items()}
+    documents = {path.name: rendered(path) for path in sorted((MONITORING / "policies").glob("*.json"))}
+    documents["dashboard.json"] = rendered(MONITORING / "dashboard.json")
+    for name, document in documents.items():
+        filters = all_filters(document)
+        assert filters, name
+        for text in filters:
+            (metric_type,) = re.findall(r'metric\.type="([^"]+)"', text)
+            if metric_type.startswith("logging.googleapis.com/user/"):
+                metric = metric_type.rsplit("/", 1)[1]
+                assert metric in defs, f"{name}: {metric} is not defined in infra/monitoring/metrics"
+                used = set(re.findall(r"metric\.labels?\.([a-z_]+)", text))
+                assert used <= labels[metric], f"{name}: {sorted(used - labels[metric])} not labels of {metric}"
+            else:
+                assert metric_type == "run.googleapis.com/request_count", metric_type
+            words = outcome_words(text)
+            assert words <= OUTCOMES, f"{name}: {sorted(words - OUTCOMES)} are no outcome words"
+        for group in re.findall(r'"metric\.label\.([a-z_]+)"', json.dumps(document)):
+            assert any(group in keys for keys in labels.values()) or group == "response_code_class", group
+    by_title = {name: " ".join(all_filters(doc)) for name, doc in documents.items()}
+    assert outcome_words(by_title["lead_failed.json"]) == {"lead_failed"}
+    assert "formcall_misconfigured" in outcome_words(by_title["formcall_misconfigured.json"])
+    assert "scheduled" in outcome_words(by_title["scheduled_share.json"])
+    assert "5xx" in by_title["webhook_5xx.json"]
+
+
+def test_the_dashboard_shows_what_operators_asked_for() -> None:
+    board = rendered(MONITORING / "dashboard.json")
+    titles = [tile["widget"]["title"] for tile in board["mosaicLayout"]["tiles"]]
+    text = json.dumps(board)
+    assert any("route and outcome" in t for t in titles)
+    assert any("submission to call" in t for t in titles)
+    assert any("FormCall latency" in t for t in titles)
+    assert any("error codes" in t for t in titles)
+    assert any("Scheduled and failed" in t for t in titles)
+    for metric in ("formcall_outcomes", "formcall_wait_seconds", "formcall_latency_ms"):
+        assert f"logging.googleapis.com/user/{metric}" in text
+
+
+def test_both_deploy_paths_use_the_same_monitoring_files() -> None:
+    monitoring_tf = (MODULE / "monitoring.tf").read_text()
+    assert '"${path.module}/../monitoring"' in monitoring_tf
+    for kind in ("metrics", "policies"):
+        assert f'"${{local.monitoring_dir}}/{kind}"' in monitoring_tf
+    assert "dashboard.json" in monitoring_tf
+    script = DEPLOY.read_text()
+    assert "infra/monitoring/render.py" in script
+    assert "--monitoring" in script
+
+
+def test_monitoring_dry_run_renders_and_names_the_files(fake_gcloud: Path) -> None:
+    args = ["--popup-uuid", POPUP, "--token-version", "1", "--monitoring", "ops@acme.cl"]
+    result = deploy(fake_gcloud, "--dry-run", "--project", PROJECT, *args)
+    assert result.returncode == 0, result.stderr
+    files = re.findall(r"--(?:config|policy)-from-file (\S+)", result.stdout)
+    assert len({Path(f).name for f in files}) == 3 + 4 + 1
+    for file in files:
+        content = json.loads(Path(file).read_text())
+        assert "${" not in json.dumps(content).replace("${metric.labels.route}", "")
+    policy = json.loads(Path(next(f for f in files if f.endswith("lead_failed.json"))).read_text())
+    assert policy["notificationChannels"] == [f"projects/{PROJECT}/notificationChannels/0000000000000000000"]

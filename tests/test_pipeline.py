@@ -31,7 +31,9 @@ def request(
     all_headers = {"content-type": content_type} if content_type else {}
     all_headers.update(headers or {})
     stream = io.BytesIO(raw)
-    return Request(method, path, all_headers, query, lambda limit, timeout=None: read_stream(stream, limit, timeout), len(raw))
+    return Request(
+        method, path, all_headers, query, lambda limit, timeout=None: read_stream(stream, limit, timeout), len(raw)
+    )
 
 
 def app_with(tmp_path: Path, simulator: Simulator, config: str | None = None, **env: str) -> App:

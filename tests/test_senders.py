@@ -83,7 +83,9 @@ def send(
 ) -> tuple[int, dict[str, Any]]:
     all_headers = {"content-type": content_type, **{k.lower(): v for k, v in (headers or {}).items()}}
     stream = io.BytesIO(body)
-    request = Request("POST", path, all_headers, query, lambda limit, timeout=None: read_stream(stream, limit, timeout), len(body))
+    request = Request(
+        "POST", path, all_headers, query, lambda limit, timeout=None: read_stream(stream, limit, timeout), len(body)
+    )
     response = app.handle(request)
     return response.status, json.loads(response.body)
 

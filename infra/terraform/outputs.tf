@@ -1,11 +1,11 @@
 output "function_url" {
-  description = "The function's HTTPS URL: point forms and webhooks at it (add /ROUTE for named routes)."
-  value       = google_cloudfunctions2_function.webhook.service_config[0].uri
+  description = "The webhook's run.app URL. Its cloudfunctions.net URL (function_legacy_url) serves it too: paste one of them into HubSpot, Zapier or a form (add /ROUTE for named routes), and use exactly that one as a HubSpot route's auth.public_url."
+  value       = google_cloudfunctions2_function.function["webhook"].service_config[0].uri
 }
 
 output "function_name" {
   description = "The function's name (also its Cloud Run service's)."
-  value       = google_cloudfunctions2_function.webhook.name
+  value       = google_cloudfunctions2_function.function["webhook"].name
 }
 
 output "service_account_email" {
@@ -26,4 +26,24 @@ output "source_bucket" {
 output "redis_host" {
   description = "Memorystore's private address, when enable_redis (null otherwise)."
   value       = var.enable_redis ? google_redis_instance.store[0].host : null
+}
+
+output "function_legacy_url" {
+  description = "The webhook's https://REGION-PROJECT.cloudfunctions.net/NAME URL, which serves it as well."
+  value       = google_cloudfunctions2_function.function["webhook"].url
+}
+
+output "sweep_function_name" {
+  description = "The private sweeper function, null with memory://."
+  value       = local.deploy_sweeper ? google_cloudfunctions2_function.function["sweep"].name : null
+}
+
+output "firestore_database" {
+  description = "The Firestore database of the leads, null when the store is not Firestore."
+  value       = local.use_firestore ? var.firestore_database : null
+}
+
+output "dashboard_id" {
+  description = "The Cloud Monitoring dashboard, when enable_monitoring."
+  value       = var.enable_monitoring ? google_monitoring_dashboard.formcall[0].id : null
 }

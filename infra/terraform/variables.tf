@@ -43,10 +43,43 @@ variable "service_account_id" {
   }
 }
 
+variable "sweep_function_name" {
+  description = "Name of the private sweeper function (entry point formcall_sweep) that Cloud Scheduler calls every minute; also the scheduler job's name."
+  type        = string
+  default     = "formcall-sweep"
+
+  validation {
+    condition     = can(regex("^[a-z]([a-z0-9-]{0,47}[a-z0-9])?$", var.sweep_function_name))
+    error_message = "sweep_function_name: lower-case letters, digits and dashes, at most 49, starting with a letter."
+  }
+}
+
+variable "scheduler_service_account_id" {
+  description = "Account id of the service account Cloud Scheduler calls the sweeper as; it holds run.invoker on the sweeper's service alone."
+  type        = string
+  default     = "formcall-scheduler"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.scheduler_service_account_id))
+    error_message = "scheduler_service_account_id: 6-30 lower-case letters, digits and dashes, starting with a letter."
+  }
+}
+
 variable "build_service_account" {
-  description = "Full resource name (projects/P/serviceAccounts/EMAIL) of the service account Cloud Build uses to build the function; null for the project's default."
+  description = "Full resource name (projects/P/serviceAccounts/EMAIL) of an existing service account for Cloud Build; null to create build_service_account_id with the roles Google's build-custom-sa page lists."
   type        = string
   default     = null
+}
+
+variable "build_service_account_id" {
+  description = "Account id of the build service account created when build_service_account is null."
+  type        = string
+  default     = "formcall-build"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.build_service_account_id))
+    error_message = "build_service_account_id: 6-30 lower-case letters, digits and dashes, starting with a letter."
+  }
 }
 
 variable "source_dir" {
@@ -60,11 +93,12 @@ variable "source_excludes" {
   type        = list(string)
   default = [
     # As in .gcloudignore (tests/test_infra.py keeps the two in step):
-    ".gcloudignore", ".git", ".gitignore", ".venv", ".ci", ".env", ".env.example", "**/__pycache__",
-    ".pytest_cache", ".mypy_cache", ".ruff_cache", ".coverage*", "htmlcov", "tests", "docs", "examples",
-    "infra", "Makefile", "pyproject.toml", "requirements-dev.txt", "README*.md", "formcall_webhook/simulator.py",
+    ".gcloudignore", ".git", ".gitignore", ".venv", ".ci", ".env", ".env.*", ".github", "build", ".terraform",
+    "**/__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".coverage*", "htmlcov", "tests", "docs",
+    "examples", "infra", "bench", "Makefile", "pyproject.toml", "requirements-dev.txt", "README*.md",
+    "formcall_webhook/simulator*",
     # Local tools and scratch, never needed at run time:
-    ".venv-checkov", ".github", "bench", "build", "**/*.pyc", "**/.terraform",
+    ".venv-checkov", "**/*.pyc", "**/.terraform",
   ]
 }
 
@@ -122,14 +156,32 @@ variable "default_phone_region" {
 }
 
 variable "store_url" {
-  description = "FORMCALL_STORE_URL when enable_redis is false: memory:// (per instance) or a redis:// URL without a password. With enable_redis the module sets it."
+  description = "FORMCALL_STORE_URL when enable_redis is false: firestore:// (the default: the database below, shared, serverless, no network), memory:// (one instance's own memory; no sweeper is deployed) or a redis:// URL without a password. With enable_redis the module sets it."
   type        = string
-  default     = "memory://"
+  default     = "firestore://"
 
   validation {
-    condition     = can(regex("^(memory|redis|rediss)://[^@,]*$", var.store_url))
-    error_message = "store_url must be memory:// or redis://HOST:PORT/DB without a password (put one in a secret and use extra_secrets)."
+    condition     = can(regex("^(memory://|firestore://|redis://[^@,]*|rediss://[^@,]*)$", var.store_url))
+    error_message = "store_url must be firestore://, memory:// or redis://HOST:PORT/DB without a password (the database is firestore_database; put a password in a secret)."
   }
+}
+
+variable "firestore_database" {
+  description = "Firestore database (native mode) for the leads, dedupe claims and rate counters, when store_url is firestore://."
+  type        = string
+  default     = "(default)"
+}
+
+variable "firestore_location" {
+  description = "Where the Firestore database is created (it cannot move later)."
+  type        = string
+  default     = "southamerica-west1"
+}
+
+variable "create_firestore_database" {
+  description = "Create the Firestore database; false when it exists already (the TTL policies, index and grant are still made)."
+  type        = bool
+  default     = true
 }
 
 variable "environment_variables" {
@@ -140,9 +192,9 @@ variable "environment_variables" {
   validation {
     condition = length(setintersection(keys(var.environment_variables), [
       "FORMCALL_SECURITY_TOKEN", "FORMCALL_SECURITY_TOKEN_SECRET", "FORMCALL_STORE_URL", "FORMCALL_POPUP_UUID",
-      "FORMCALL_CONFIG", "FORMCALL_DEFAULT_REGION", "THREADS",
+      "FORMCALL_CONFIG", "FORMCALL_DEFAULT_REGION", "THREADS", "GOOGLE_CLOUD_PROJECT", "FORMCALL_SWEEP_SECONDS",
     ])) == 0
-    error_message = "environment_variables must not set what the module sets (token, store URL, popup, config, region, THREADS): use their own variables."
+    error_message = "environment_variables must not set what the module sets (token, store URL, popup, config, region, THREADS, GOOGLE_CLOUD_PROJECT) nor FORMCALL_SWEEP_SECONDS (Cloud Scheduler runs the sweep)."
   }
 }
 
@@ -266,26 +318,21 @@ variable "public" {
 # Memorystore ------------------------------------------------------------------------------------
 
 variable "enable_redis" {
-  description = "Create a Memorystore for Redis instance (BASIC, AUTH, TLS) and a VPC connector, and point FORMCALL_STORE_URL at it: dedupe and rate limits shared by every instance."
+  description = "Create a Memorystore for Redis instance (STANDARD_HA, AUTH, TLS) reached by Direct VPC egress, and point FORMCALL_STORE_URL at it: for high volume. Firestore (the default) needs no network."
   type        = bool
   default     = false
 }
 
 variable "network" {
-  description = "VPC network (name or self link) for Memorystore and the VPC connector, when enable_redis."
+  description = "VPC network (name or self link) for Memorystore and the functions' Direct VPC egress, when enable_redis."
   type        = string
   default     = "default"
 }
 
-variable "connector_cidr" {
-  description = "An unused /28 in the network for the Serverless VPC Access connector, when enable_redis."
+variable "subnetwork" {
+  description = "Subnet in network, in region, the functions' Direct VPC egress takes addresses from (a /26 or larger leaves room to scale), when enable_redis."
   type        = string
-  default     = "10.8.0.0/28"
-
-  validation {
-    condition     = can(cidrhost(var.connector_cidr, 0)) && endswith(var.connector_cidr, "/28")
-    error_message = "connector_cidr must be a /28 such as 10.8.0.0/28."
-  }
+  default     = "default"
 }
 
 variable "redis_memory_size_gb" {
@@ -298,4 +345,52 @@ variable "redis_version" {
   description = "Memorystore Redis version."
   type        = string
   default     = "REDIS_7_2"
+}
+
+variable "redis_maintenance_day" {
+  description = "Weekly maintenance day of Memorystore (MONDAY ... SUNDAY); with STANDARD_HA a failover, not a flush."
+  type        = string
+  default     = "SUNDAY"
+
+  validation {
+    condition     = contains(["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"], var.redis_maintenance_day)
+    error_message = "redis_maintenance_day must be a day name such as SUNDAY."
+  }
+}
+
+variable "redis_maintenance_hour" {
+  description = "Hour (UTC, 0-23) the weekly maintenance window starts."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.redis_maintenance_hour >= 0 && var.redis_maintenance_hour <= 23 && floor(var.redis_maintenance_hour) == var.redis_maintenance_hour
+    error_message = "redis_maintenance_hour must be a whole hour from 0 to 23."
+  }
+}
+
+# Monitoring -------------------------------------------------------------------------------------
+
+variable "enable_monitoring" {
+  description = "Create the log-based metrics, alert policies and dashboard of infra/monitoring/ (the same files deploy.sh --monitoring uses)."
+  type        = bool
+  default     = true
+}
+
+variable "alert_emails" {
+  description = "Email addresses the alert policies notify (one notification channel each); empty: the policies exist but notify no one."
+  type        = list(string)
+  default     = []
+}
+
+variable "scheduled_alert_share" {
+  description = "Alert when more than this share of the answered leads were scheduled instead of called (FormCall down)."
+  type        = number
+  default     = 0.5
+}
+
+variable "error_alert_share" {
+  description = "Alert when more than this share of the webhook's answers are 5xx."
+  type        = number
+  default     = 0.05
 }

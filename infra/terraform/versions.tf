@@ -5,7 +5,7 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      version = "~> 7.21"
     }
     # 2.5 and later: `excludes` accepts glob patterns (**/__pycache__).
     archive = {

@@ -1,4 +1,4 @@
-# With Memorystore: dedupe and rate limits shared by every instance (FORMCALL_STORE_URL=rediss://...),
+# With Memorystore instead of Firestore: for high volume (FORMCALL_STORE_URL=rediss://..., Direct VPC egress),
 # a config file deployed with the source, and a private function (only run.invoker callers).
 #
 #   cp examples/formcall.toml formcall.toml   # at the repository root, then edit it
@@ -13,7 +13,7 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      version = "~> 7.21"
     }
     archive = {
       source  = "hashicorp/archive"
@@ -45,11 +45,11 @@ module "formcall" {
     ZAPIER_TOKEN       = { secret = "zapier-token", version = "1" }
   }
 
-  public         = false
-  enable_redis   = true
-  network        = "default"
-  connector_cidr = "10.8.0.0/28"
-  max_instances  = 20
+  public        = false
+  enable_redis  = true
+  network       = "default"
+  subnetwork    = "default"
+  max_instances = 20
 }
 
 output "function_url" {
