@@ -26,7 +26,11 @@ SETTLE = 2 * TIMEOUT
 @pytest.fixture
 def app(tmp_path: Path, simulator: Simulator) -> App:
     path = tmp_path / "f.toml"
-    path.write_text(f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\n")
+    # retry = false: the sender's own retry settles a lost answer (with retry on, the sweeper does:
+    # tests/test_leads_kept.py).
+    path.write_text(
+        f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\nretry = false\n"
+    )
     return App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
 
 
@@ -66,7 +70,12 @@ def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Si
     status, body, _ = post(app, "+56 9 6100 0001")
     placed = simulator.placed()
     assert len(placed) == 1
-    assert (status, body) == (200, {"success": True, "duplicate": True, "uuid": placed[0]["uuid"]})
+    assert (status, body) == (
+        200, {"success": True, "duplicate": True, "lead_id": body["lead_id"], "uuid": placed[0]["uuid"]}
+    )  # fmt: skip
+    # The first lead's record is now placed, with the call's uuid.
+    record = app.store.get_lead(body["lead_id"])
+    assert record is not None and (record["state"], record["uuid"]) == ("placed", placed[0]["uuid"])
     # Settled for good: later duplicates answer from the store without asking FormCall again.
     status, body, _ = post(app, "+56 9 6100 0001")
     assert body["uuid"] == placed[0]["uuid"]
@@ -89,13 +98,18 @@ def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
 
 def test_never_sent_is_retried_at_once(tmp_path: Path, simulator: Simulator) -> None:
     path = tmp_path / "f.toml"
-    path.write_text(f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\n")
+    path.write_text(
+        f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\nretry = false\n"
+    )
     env = {"FORMCALL_CONFIG": str(path), "FORMCALL_SECURITY_TOKEN": TOKEN}
     down = App({**env, "FORMCALL_API_URL": "http://127.0.0.1:9/calls/manage/api"})
     assert post(down, "+56 9 6100 0003")[0] == 503
     # Nothing left: the same lead through a healthy FormCall is placed without waiting to settle.
     up = App({**env, "FORMCALL_API_URL": simulator.api_url})
-    up._store = down.store  # the two share one store, as instances sharing Redis do
+    # The two share one store, as instances sharing Redis do.
+    up.runtime.config()
+    up.runtime._store = down.store
+    up.runtime.deliverer.store = down.store
     assert post(up, "+56 9 6100 0003")[0] == 200
 
 

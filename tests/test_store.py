@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
 
-from formcall_webhook import once
-from formcall_webhook.errors import FormCallUnavailable
 from formcall_webhook.stores import Store, StoreUnavailable, open_store
 from formcall_webhook.stores.memory import MemoryStore
 from formcall_webhook.stores.redis import RedisStore
@@ -69,60 +66,14 @@ def test_memory_store_sweeps_expired_keys() -> None:
     assert len(memory) < 2200
 
 
-def test_acquire_complete_and_duplicates(store: Store) -> None:
-    keys = [("delivery", 60), ("lead", 60)]
-    claim = once.acquire(store, keys, pending_ttl=10, wait=1)
-    assert isinstance(claim, once.Claim)
-    once.complete(store, claim, once.FirstAnswer("a" * 32))
-    assert once.acquire(store, keys, pending_ttl=10, wait=1) == once.FirstAnswer("a" * 32)
-    # A new delivery of the same lead: a duplicate, and its delivery id now remembers that answer.
-    assert once.acquire(store, [("delivery-2", 60), ("lead", 60)], pending_ttl=10, wait=1) == once.FirstAnswer("a" * 32)
-    assert once.acquire(store, [("delivery-2", 60)], pending_ttl=10, wait=1) == once.FirstAnswer("a" * 32)
-
-
-def test_release_lets_a_retry_through(store: Store) -> None:
-    claim = once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1)
-    assert isinstance(claim, once.Claim)
-    once.release(store, claim)
-    assert isinstance(once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1), once.Claim)
-
-
-def test_in_flight_is_waited_for_then_answered(store: Store) -> None:
-    claim = once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1)
-    assert isinstance(claim, once.Claim)
-    threading.Timer(0.3, once.complete, (store, claim, once.FirstAnswer("b" * 32))).start()
-    started = time.monotonic()
-    assert once.acquire(store, [("lead", 60)], pending_ttl=10, wait=3) == once.FirstAnswer("b" * 32)
-    assert 0.2 < time.monotonic() - started < 2
-
-
-def test_in_flight_too_long_is_503(store: Store) -> None:
-    assert isinstance(once.acquire(store, [("lead", 60)], pending_ttl=10, wait=1), once.Claim)
-    with pytest.raises(FormCallUnavailable) as caught:
-        once.acquire(store, [("lead", 60)], pending_ttl=10, wait=0.2)
-    assert caught.value.status == 503
-
-
-def test_twenty_threads_one_claim(store: Store) -> None:
-    results: list[object] = []
-    barrier = threading.Barrier(20)
-
-    def submit() -> None:
-        barrier.wait()
-        held = once.acquire(store, [("same-lead", 60)], pending_ttl=10, wait=5)
-        if isinstance(held, once.Claim):
-            time.sleep(0.2)  # the FormCall round trip
-            once.complete(store, held, once.FirstAnswer("c" * 32))
-        results.append(held)
-
-    threads = [threading.Thread(target=submit) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    claims = [r for r in results if isinstance(r, once.Claim)]
-    assert len(claims) == 1
-    assert results.count(once.FirstAnswer("c" * 32)) == 19
+def test_memory_store_is_bounded_oldest_first() -> None:
+    """Fresh Idempotency-Keys from an abuser must not grow an instance without bound (issue 9)."""
+    store = MemoryStore(max_keys=100)
+    for n in range(1000):
+        store.put(f"k{n}", "v", 3600)
+    assert len(store) == 100
+    assert store.claim("k0", "x", 5) is None  # the oldest went first
+    assert store.claim("k999", "x", 5) == "v"
 
 
 def test_redis_down_is_store_unavailable() -> None:
