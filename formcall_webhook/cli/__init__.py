@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.code
     except WebhookError as err:
         # The store unreachable, or a secret (the hash key, the token) that cannot be read.
-        print(f"error: {store_error(err)}", file=sys.stderr)
+        print(f"error: {store_error(err, context)}", file=sys.stderr)
         return FAILED
     except KeyboardInterrupt:
         return INTERRUPTED

@@ -11,7 +11,7 @@ import phonenumbers
 
 from .. import phones
 from ..config import DEFAULT_REGION
-from ..errors import Misconfigured, WebhookError
+from ..errors import Misconfigured, StoreUnavailableError, WebhookError
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -50,6 +50,10 @@ class Context:
         self._runtime: Runtime | None = None
 
     @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    @property
     def runtime(self) -> Runtime:
         if self._runtime is None:
             from ..runtime import Runtime
@@ -83,6 +87,12 @@ class Context:
 
         return Sweeper(self.runtime)
 
+    def store_label(self) -> str:
+        """The store's URL without the password a redis:// URL may carry."""
+        url = self.config.store_url
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if sep else url
+
     def default_region(self) -> str:
         routes = self.config.routes
         route = routes.get("default") or next(iter(routes.values()), None)
@@ -104,6 +114,9 @@ class Context:
         return self.deliverer.phone_hash(e164)
 
 
-def store_error(err: WebhookError) -> str:
+def store_error(err: WebhookError, ctx: Context | None = None) -> str:
     """One line for a store that is down or a secret that cannot be read."""
-    return f"{err.message} ({err.reason})" if err.reason else err.message
+    message = err.message
+    if isinstance(err, StoreUnavailableError) and ctx is not None and ctx.loaded:
+        message = f"the store {ctx.store_label()} cannot be reached; nothing was changed."
+    return f"{message} ({err.reason})" if err.reason else message

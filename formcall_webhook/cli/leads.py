@@ -135,15 +135,8 @@ def list_leads(args: argparse.Namespace, ctx: Context) -> int:
 def _lead(ctx: Context, lead_id: str) -> dict[str, Any]:
     record = ctx.store.get_lead(lead_id)
     if record is None:
-        raise CliError(f"no lead {lead_id!r} in {_where(ctx)} (unknown, forgotten, or older than keep_days)")
+        raise CliError(f"no lead {lead_id!r} in {ctx.store_label()} (unknown, forgotten, or older than keep_days)")
     return record
-
-
-def _where(ctx: Context) -> str:
-    """The store, without a password a redis:// URL may carry."""
-    url = ctx.config.store_url
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if sep else url
 
 
 def show(args: argparse.Namespace, ctx: Context) -> int:

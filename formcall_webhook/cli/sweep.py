@@ -45,7 +45,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             _print(sweeper.run(budget_seconds=max(1.0, min(args.loop, BUDGET_SECONDS))))
         except WebhookError as err:
             # A store that blinked: say so and try again next period; the loop is meant to outlive it.
-            print(f"error: {store_error(err)}", file=sys.stderr, flush=True)
+            print(f"error: {store_error(err, ctx)}", file=sys.stderr, flush=True)
         stop.wait(args.loop)
     return OK
 
