@@ -437,3 +437,23 @@ def test_a_broken_config_names_file_key_and_problem(tmp_path: Path, simulator: S
     assert done.stderr.strip() == f'error: {bad}: leads.keep_fields: must be "until_done" or "keep", not \'forever\''
     assert setup.cli("leads").returncode == 2
     assert setup.leads("list", "--since", "3x").returncode == 2
+
+
+def test_readme_documents_every_command_and_option() -> None:
+    """README's command reference names every leads subcommand and every option it takes."""
+    from formcall_webhook.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Leads are never lost") : readme.index("## Personal data")]
+    top = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
+    leads = top.choices["leads"]._subparsers._group_actions[0]
+    commands = {f"leads {name}": parser for name, parser in leads.choices.items()}
+    commands["sweep"] = top.choices["sweep"]
+    for command, parser in commands.items():
+        assert f"`{command}" in section or f"/ `{command}" in section, f"README does not document {command}"
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help", "--config"):
+                    rows = [line for line in section.splitlines() if f"`{command}" in line]
+                    assert any(option in row for row in rows), f"README does not document {command} {option}"
+    assert "`--config FILE`" in section

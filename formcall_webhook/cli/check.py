@@ -69,6 +69,12 @@ def _warnings(cfg: config_module.Config) -> list[str]:
         found.append(
             f"formcall.api_url: {cfg.api_url} is http://: the FormCall token would travel in clear; use https://"
         )
+    if cfg.leads.hash_key is None and not cfg.store_url.startswith("memory://"):
+        found.append(
+            "leads.hash_key is not set: the store's phone hashes (the opt-out list, each lead's phone index) are "
+            "keyed with a public key, so whoever reads the store can recover the numbers; set leads.hash_key = "
+            '"secret:..." once, and keep it: a new key forgets every opt-out'
+        )
     for name, route in cfg.routes.items():
         found += _route_warnings(f"routes.{name}", route)
     return found
