@@ -435,6 +435,11 @@ def test_a_broken_config_names_file_key_and_problem(tmp_path: Path, simulator: S
     done = setup.leads("list", "--config", str(bad))
     assert done.returncode == 1
     assert done.stderr.strip() == f'error: {bad}: leads.keep_fields: must be "until_done" or "keep", not \'forever\''
+    # memory:// is the default, and another process's memory: say so rather than list nothing silently.
+    empty = setup.leads("list")
+    columns = ["lead_id", "received_at", "route", "state", "attempts", "last_error", "uuid", "phone"]
+    assert (empty.returncode, empty.stdout.split()) == (0, columns)
+    assert empty.stderr.startswith("warning: the store is memory:// (FORMCALL_STORE_URL unset?)")
     assert setup.cli("leads").returncode == 2
     assert setup.leads("list", "--since", "3x").returncode == 2
 

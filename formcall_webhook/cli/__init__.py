@@ -16,11 +16,15 @@ from .context import FAILED, CliError, Context, store_error
 
 __all__ = ["build_parser", "main"]
 
+DESCRIPTION = (
+    "check and try: a config and a sample before deploying (no store, no network). "
+    "sweep and leads: due leads and the lead ledger, in the store FORMCALL_STORE_URL names."
+)
 INTERRUPTED = 130  # the shell's code for Ctrl-C
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m formcall_webhook", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m formcall_webhook", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     check.register(commands)
     sweep.register(commands)

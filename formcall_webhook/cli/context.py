@@ -66,6 +66,13 @@ class Context:
             except Misconfigured as err:
                 bad = runtime.config_error
                 raise CliError(f"{bad.source}: {bad.key}: {bad.problem}" if bad else err.message) from err
+            if runtime.config().store_url.startswith("memory://"):
+                print(
+                    "warning: the store is memory:// (FORMCALL_STORE_URL unset?): its leads live inside the "
+                    "function's own process, so this command sees none; set FORMCALL_STORE_URL to the deployed "
+                    "store's URL",
+                    file=sys.stderr,
+                )
             self._runtime = runtime
         return self._runtime
 
