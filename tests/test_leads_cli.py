@@ -462,3 +462,12 @@ def test_readme_documents_every_command_and_option() -> None:
                     rows = [line for line in section.splitlines() if f"`{command}" in line]
                     assert any(option in row for row in rows), f"README does not document {command} {option}"
     assert "`--config FILE`" in section
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
+    from formcall_webhook.cli.leads import _cell
+
+    assert _cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
+    assert _cell("@SUM(A1)") == "'@SUM(A1)"
+    assert _cell("-2+3") == "'-2+3"
+    assert (_cell("+56*****567"), _cell(X), _cell(3), _cell(None), _cell(True)) == ("+56*****567", X, "3", "", "true")
