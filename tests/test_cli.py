@@ -188,3 +188,13 @@ def test_check_refuses_a_cors_origin_that_cannot_match(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "routes.default.cors_origins: 'https://acme.cl/' can never match" in done.stderr
     assert "write https://acme.cl" in done.stderr
+
+
+def test_check_warns_about_a_shared_store_without_a_hash_key_and_never_opens_it(tmp_path: Path) -> None:
+    # Nothing listens on port 1: check would fail if it opened the store.
+    dead = {"FORMCALL_STORE_URL": "redis://127.0.0.1:1/0", "K": "k"}
+    done = check_config(tmp_path, "", env=dead)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("warning: leads.hash_key is not set: the store's phone hashes")
+    assert check_config(tmp_path, "[leads]\nhash_key = 'env:K'\n", env=dead).stderr == ""
+    assert check_config(tmp_path, "").stderr == ""  # memory://: nothing outlives the process

@@ -1,0 +1,129 @@
+"""What the store commands share, opened on first use: `check` and `try` never build a Runtime or a store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import phonenumbers
+
+from .. import phones
+from ..config import DEFAULT_REGION
+from ..errors import Misconfigured, StoreUnavailableError, WebhookError
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..delivery import Deliverer
+    from ..runtime import Runtime
+    from ..stores import Backend
+    from ..sweep import Sweeper
+
+# Exit codes (spec 8's commands): 0 done, 1 not found, refused or the store down, 2 a usage error.
+OK, FAILED, USAGE = 0, 1, 2
+
+
+def add_config_option(parser: Any) -> None:
+    """--config for the commands that open the store (dest store_config: main builds the Context with it)."""
+    parser.add_argument(
+        "--config", dest="store_config", help="the TOML file (default: FORMCALL_CONFIG or formcall.toml)"
+    )
+
+
+class CliError(Exception):
+    """Ends a command with one line on stderr and its exit code; never a traceback."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Context:
+    """The Runtime (config, secrets, store, deliverer) of one command, built on first use."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, config_file: str | None = None) -> None:
+        environ = dict(os.environ if environ is None else environ)
+        if config_file:
+            environ["FORMCALL_CONFIG"] = config_file
+        self.environ = environ
+        self._runtime: Runtime | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._runtime is not None
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            from ..runtime import Runtime
+
+            runtime = Runtime(self.environ)
+            # stdout is the command's own output (tables, JSON): the sweeper's log lines go to stderr.
+            runtime.logger.stream = sys.stderr
+            try:
+                runtime.config()
+            except Misconfigured as err:
+                bad = runtime.config_error
+                raise CliError(f"{bad.source}: {bad.key}: {bad.problem}" if bad else err.message) from err
+            if runtime.config().store_url.startswith("memory://"):
+                print(
+                    "warning: the store is memory:// (FORMCALL_STORE_URL unset?): its leads live inside the "
+                    "function's own process, so this command sees none; set FORMCALL_STORE_URL to the deployed "
+                    "store's URL",
+                    file=sys.stderr,
+                )
+            self._runtime = runtime
+        return self._runtime
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config()
+
+    @property
+    def store(self) -> Backend:
+        return self.runtime.store
+
+    @property
+    def deliverer(self) -> Deliverer:
+        return self.runtime.deliverer
+
+    def sweeper(self) -> Sweeper:
+        """The sweeper `sweep` and `leads retry` use; the one place to hand it outcome work (spec 9)."""
+        from ..sweep import Sweeper
+
+        return Sweeper(self.runtime)
+
+    def store_label(self) -> str:
+        """The store's URL without the password a redis:// URL may carry."""
+        url = self.config.store_url
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}://{rest.rsplit('@', 1)[-1]}" if sep else url
+
+    def default_region(self) -> str:
+        routes = self.config.routes
+        route = routes.get("default") or next(iter(routes.values()), None)
+        return route.region if route is not None else DEFAULT_REGION
+
+    def e164(self, typed: str, region: str | None = None) -> str:
+        """A number however it is written ("+56 9 6123 4567", "09 6123 4567") in E.164; any valid
+        number of any country, since a person's request is not bound to a route's allowed regions."""
+        region = (region or self.default_region()).upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise CliError(f"--region {region!r} is not a region code such as CL", USAGE)
+        try:
+            number, _ = phones.parse(typed, region)
+        except WebhookError as err:
+            raise CliError(f"{err.message} (read with region {region})", USAGE) from err
+        return f"+{number.country_code}{phonenumbers.national_significant_number(number)}"
+
+    def phone_hash(self, e164: str) -> str:
+        return self.deliverer.phone_hash(e164)
+
+
+def store_error(err: WebhookError, ctx: Context | None = None) -> str:
+    """One line for a store that is down or a secret that cannot be read."""
+    message = err.message
+    if isinstance(err, StoreUnavailableError) and ctx is not None and ctx.loaded:
+        message = f"the store {ctx.store_label()} cannot be reached; nothing was changed."
+    return f"{message} ({err.reason})" if err.reason else message
