@@ -109,3 +109,19 @@ def open_backend(kind: str, request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture(params=["memory", "redis", "firestore"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     return open_backend(request.param, request)
+
+
+@pytest.fixture(params=["memory", "redis", "firestore"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store of each kind, as FORMCALL_STORE_URL names it."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        import redis
+
+        redis.Redis.from_url(server.url).flushdb()
+        return server.url
+    emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
+    emulator.clear()
+    return emulator.store_url

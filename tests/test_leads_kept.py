@@ -23,29 +23,12 @@ from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.stores import Backend
 from formcall_webhook.sweep import Sweeper
-from tests.fakes.firestore_emulator import FirestoreEmulator
-from tests.fakes.redis_server import RedisServer
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "kept-token-5e1"
 SIMULATOR_TOKENS = (TOKEN,)
 TIMEOUT = 0.5
 SETTLE = 2 * TIMEOUT
-
-
-@pytest.fixture(params=["memory", "redis", "firestore"])
-def store_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "redis":
-        server: RedisServer = request.getfixturevalue("redis_server")
-        import redis
-
-        redis.Redis.from_url(server.url).flushdb()
-        return server.url
-    emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
-    emulator.clear()
-    return emulator.store_url
 
 
 def make_app(tmp_path: Path, simulator: Simulator, store_url: str, route_extra: str = "", retry: str = "") -> App:
