@@ -248,14 +248,6 @@ class App:
         }
         message = f"{outcome.route}: {outcome.outcome} ({response.status})"
         self.logger.write(severity_for(outcome.outcome, response.status), message, fields, request.headers)
-        if report.extra.get("lead_failed"):
-            self.logger.write(
-                "ERROR",
-                f"{outcome.route}: lead_failed",
-                {"route": outcome.route, "outcome": "lead_failed", "lead_id": report.lead_id, "source": "request",
-                 "reason": outcome.reason or report.reason, "formcall_error_code": outcome.formcall_error_code},
-                request.headers,
-            )  # fmt: skip
 
 
 def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:

@@ -319,7 +319,6 @@ class Deliverer:
                 failed = records.changed(record, state=records.FAILED, last_error=err.error, due_at=None,
                                          attempt_since=None)  # fmt: skip
                 self._finish(record, failed, marker, windows, None)
-                report.extra["lead_failed"] = True
             else:
                 # A 5xx keeps nothing: the sender retries, and its retry is a new lead.
                 self._finish(record, None, marker, windows, None)

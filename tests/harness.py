@@ -35,8 +35,9 @@ def coverage_env() -> dict[str, str]:
 class FunctionProcess:
     """`functions-framework --target formcall_webhook` with exactly the environment given."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT, target: str = "formcall_webhook") -> None:
         self.env = env
+        self.target = target
         self.log_path = log_path
         self.cwd = cwd
         self.port = free_port()
@@ -55,7 +56,7 @@ class FunctionProcess:
             [
                 str(_BIN / "functions-framework"),
                 "--target",
-                "formcall_webhook",
+                self.target,
                 "--source",
                 str(ROOT / "main.py"),
                 "--host",
