@@ -302,7 +302,13 @@ class Deliverer:
                 due = max(policy.next_attempt(1, err.error, time.time()), started + self.settle_after)
                 return self._keep(record, marker, windows, err, due, policy, report, attempt_since=started)
             # retry = false: the sender's retry settles it (the claims say so); nothing stays due.
-            failed = records.changed(record, state=records.FAILED, last_error=err.error, due_at=None)
+            failed = records.changed(
+                record,
+                state=records.FAILED,
+                last_error=err.error,
+                due_at=None,
+                **self._minimized(record, records.FAILED),
+            )
             uncertain = once.uncertain_value(started, lead_id)
             self.store.finish(Finish(lead_id, failed, record["version"], [], marker, None, once.lease_key(lead_id)))
             for store_key, window in windows:
@@ -317,7 +323,7 @@ class Deliverer:
             if err.status < 500:
                 # Refused for good (FormCall errors 1, 5, 6): kept as failed, so it can be seen.
                 failed = records.changed(record, state=records.FAILED, last_error=err.error, due_at=None,
-                                         attempt_since=None)  # fmt: skip
+                                         attempt_since=None, **self._minimized(record, records.FAILED))  # fmt: skip
                 self._finish(record, failed, marker, windows, None)
             else:
                 # A 5xx keeps nothing: the sender retries, and its retry is a new lead.
@@ -370,8 +376,7 @@ class Deliverer:
             fields["due_at"] = now + outcome.after
             fields["outcome"] = {"due": True}
         elif self.config.leads.keep_fields == "until_done":
-            fields["payload"] = None
-            fields["minimized"] = True
+            fields.update(records.minimized(record, state))
         done = records.changed(record, **fields)
         answer = once.FirstAnswer(record["lead_id"], placed.uuid, pending=placed.pending)
         try:
@@ -383,6 +388,9 @@ class Deliverer:
         report.uuid = placed.uuid
         report.wait_seconds = round(now - record["received_ts"], 1)
         return answer
+
+    def _minimized(self, record: Mapping[str, Any], state: str) -> dict[str, Any]:
+        return records.minimized(record, state) if self.config.leads.keep_fields == "until_done" else {}
 
     def _finish(
         self,
@@ -417,7 +425,7 @@ class Deliverer:
         if record.get("phone_hash") and self.store.is_opted_out(record["phone_hash"]):
             report.outcome = "opted_out"
             return self._save(record, state=records.FAILED, last_error="opted_out", due_at=None, attempt_since=None)
-        if policy.expired(record["received_ts"], now):
+        if policy.expired(_age_from(record), now):
             return self._give_up(record, record.get("last_error") or "formcall_unavailable", report)
         since = record.get("attempt_since")
         if since is not None:
@@ -495,8 +503,7 @@ class Deliverer:
             fields["due_at"] = now + outcome.after
             fields["outcome"] = {"due": True}
         elif self.config.leads.keep_fields == "until_done":
-            fields["payload"] = None
-            fields["minimized"] = True
+            fields.update(records.minimized(record, state))
         saved = self._save(record, **fields)
         if saved is None:
             return None
@@ -519,7 +526,7 @@ class Deliverer:
         report: Report,
         attempt_since: float | None = None,
     ) -> dict[str, Any] | None:
-        if due >= record["received_ts"] + policy.max_age and attempt_since is None:
+        if due >= _age_from(record) + policy.max_age and attempt_since is None:
             return self._give_up(record, word, report)
         report.outcome = "scheduled"
         return self._save(record, state=records.SCHEDULED, last_error=word, due_at=due, attempt_since=attempt_since)
@@ -531,10 +538,14 @@ class Deliverer:
         report.reason = reason or report.reason or f"given up after {record.get('attempts') or 0} attempts: {word}"
         fields: dict[str, Any] = {"state": records.FAILED, "last_error": word, "due_at": None, "attempt_since": None}
         if self.config.leads.keep_fields == "until_done":
-            fields["payload"] = None
-            fields["minimized"] = True
+            fields.update(records.minimized(record, records.FAILED))
         return self._save(record, **fields)
 
     def _save(self, record: Mapping[str, Any], **fields: Any) -> dict[str, Any] | None:
         new = records.changed(record, **fields)
         return new if self.store.save_lead(new, record["version"]) else None
+
+
+def _age_from(record: Mapping[str, Any]) -> float:
+    """When max_age starts: the lead's arrival, or an operator's `leads retry`, whichever is later."""
+    return max(float(record["received_ts"]), float(record.get("retried_at") or 0))

@@ -213,7 +213,7 @@ class FollowUp:
         fields: dict[str, Any] = {"outcome": state, "due_at": None}
         if self.runtime.config().leads.keep_fields == "until_done":
             # Spec 10: the call and its outcome work are done; what the person typed goes.
-            fields.update(payload=None, contact=None, minimized=True)
+            fields.update(records.minimized(record, record["state"]))
         return self._save(record, **fields)
 
     def _save(self, record: Mapping[str, Any], **fields: Any) -> dict[str, Any] | None:

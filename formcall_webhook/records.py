@@ -18,8 +18,6 @@ PUBLIC_FIELDS = (
     "popup_uuid", "phone", "consent", "call_status", "connected", "successful", "duration_customer",
     "call_at",
 )  # fmt: skip
-# What a person typed that the call needs and nothing after it (spec 10, keep_fields = "until_done").
-PERSONAL_FIELDS = ("payload",)
 
 
 def new_lead_id() -> str:
@@ -83,11 +81,20 @@ def changed(record: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
     return new
 
 
-def minimized(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record without the name, email, adicional values and the whole number (spec 10)."""
-    new = {k: v for k, v in record.items() if k not in PERSONAL_FIELDS}
-    new["minimized"] = True
-    return new
+def minimized(record: Mapping[str, Any], state: str) -> dict[str, Any]:
+    """The fields that leave a record once its call is done (spec 10, keep_fields = "until_done").
+
+    Placed or pending: everything the person typed, the whole number included; the record keeps the
+    masked number, states, times, uuid, consent and outcome. Failed: the name, email and other
+    `adicional` values go, the number stays until keep_days so `leads retry` can still call it once.
+    """
+    fields: dict[str, Any] = {"contact": None, "minimized": True}
+    payload = record.get("payload")
+    if state == FAILED and isinstance(payload, dict):
+        fields["payload"] = {k: v for k, v in payload.items() if k != "adicional"}
+    else:
+        fields["payload"] = None
+    return fields
 
 
 def public(record: Mapping[str, Any], phone: str | None = None) -> dict[str, Any]:

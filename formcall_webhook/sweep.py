@@ -97,9 +97,7 @@ class Sweeper:
             record = store.get_lead(lead_id) or record
             now = time.time()
             # A failed lead gets a fresh max_age from now on: it was the operator's choice to try again.
-            fields: dict[str, Any] = {"state": records.SCHEDULED, "due_at": now}
-            if record["state"] == records.FAILED:
-                fields["received_ts"] = record["received_ts"] if not record.get("payload") else now
+            fields: dict[str, Any] = {"state": records.SCHEDULED, "due_at": now, "retried_at": now}
             renewed = records.changed(record, **fields)
             if not store.save_lead(renewed, record["version"]):
                 return Report(outcome="busy", lead_id=lead_id, reason="the lead changed while it was read")
