@@ -1,0 +1,94 @@
+"""Replays on signed routes (spec 5): a captured delivery sent again inside its signature's window is a
+duplicate, identified by what the signature vouches for, even after the dedupe window has passed."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.simulator import Simulator
+from tests import signing
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+TOKEN = "replay-token-8d"
+SIMULATOR_TOKENS = (TOKEN,)
+SECRET = "replay-secret-0001"
+WHSEC = signing.whsec(b"replay-whsec-key-000000000000001")
+URL = "https://fn.example/"
+
+SIGNERS: dict[str, Callable[[str, bytes], dict[str, str]]] = {
+    "hubspot": lambda route, body: signing.hubspot_v3(SECRET, "POST", URL + route, body),
+    "standard_webhooks": lambda route, body: signing.standard_webhooks([WHSEC], "msg_replay_1", body),
+    "typeform": lambda route, body: signing.typeform(SECRET, body),
+    "tally": lambda route, body: signing.tally(SECRET, body),
+    "webflow": lambda route, body: signing.webflow(SECRET, body),
+}
+
+
+@pytest.fixture
+def app(tmp_path: Path, simulator: Simulator) -> App:
+    routes = []
+    for kind in SIGNERS:
+        secret = "env:WHSEC" if kind == "standard_webhooks" else "env:SECRET"
+        extra = f', public_url = "{URL}{kind}"' if kind == "hubspot" else ""
+        routes.append(
+            f'[routes.{kind}]\nauth = {{ type = "{kind}", secret = "{secret}"{extra} }}\n'
+            # A dedupe window shorter than the replay: only the delivery id can catch it.
+            "dedupe = { window_seconds = 1 }\n"
+        )
+    path = tmp_path / "f.toml"
+    path.write_text(f"[formcall]\ntimeout_seconds = 2\n[defaults]\npopup_uuid = '{POPUP}'\n" + "".join(routes))
+    return App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url,
+                "FORMCALL_SECURITY_TOKEN": TOKEN, "SECRET": SECRET, "WHSEC": WHSEC})  # fmt: skip
+
+
+def post(app: App, route: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    stream = io.BytesIO(body)
+    all_headers = {"content-type": "application/json", **{k.lower(): v for k, v in headers.items()}}
+    request = Request(
+        "POST", f"/{route}", all_headers, b"", lambda n, *_: read_stream(stream, n), len(body), url=URL + route
+    )
+    response = app.handle(request)
+    return response.status, json.loads(response.body)
+
+
+@pytest.mark.parametrize("kind", list(SIGNERS))
+def test_a_replay_inside_the_signature_window_is_a_duplicate(app: App, simulator: Simulator, kind: str) -> None:
+    body = json.dumps({"phone": "+56 9 6250 0001", "nombre": "Ana"}).encode()
+    headers = SIGNERS[kind](kind, body)
+    status, first = post(app, kind, body, headers)
+    assert status == 200 and first["uuid"], first
+    time.sleep(1.2)  # past the route's dedupe window
+    status, replay = post(app, kind, body, {**headers, "Idempotency-Key": "fresh-" + kind})
+    assert (status, replay.get("duplicate"), replay.get("uuid")) == (200, True, first["uuid"]), replay
+    assert len(simulator.placed()) == 1
+
+
+def test_an_unsigned_route_trusts_the_idempotency_key(simulator: Simulator, tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(
+        f"[defaults]\npopup_uuid = '{POPUP}'\nrate_limit = false\n"
+        "[routes.default]\ndedupe = { window_seconds = 1 }\n[routes.steady]\n"
+    )
+    plain = App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
+    body = json.dumps({"phone": "+56 9 6250 0002"}).encode()
+    first = post(plain, "", body, {"Idempotency-Key": "zap-1"})[1]
+    time.sleep(1.2)
+    again = post(plain, "", body, {"Idempotency-Key": "zap-1"})[1]
+    assert again == {"success": True, "duplicate": True, "lead_id": first["lead_id"], "uuid": first["uuid"]}
+    # Fresh keys on a duplicate keep nothing: a delivery id is kept only when its delivery placed or
+    # scheduled something (an abuser's fresh keys must not fill the store).
+    other = json.dumps({"phone": "+56 9 6250 0003"}).encode()
+    assert post(plain, "steady", other, {"Idempotency-Key": "k-0"})[1]["uuid"]
+    before = len(plain.store)  # type: ignore[arg-type]
+    for n in range(1, 500):
+        assert post(plain, "steady", other, {"Idempotency-Key": f"k-{n}"})[1].get("duplicate") is True
+    assert len(plain.store) == before  # type: ignore[arg-type]
+    assert len(simulator.placed()) == 2
