@@ -348,7 +348,9 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
         sweep_seconds = -1.0
     if not 0 < sweep_seconds <= 3600:
         raise ConfigError(
-            ENV_SOURCE, "FORMCALL_SWEEP_SECONDS", f"must be seconds between 1 and 3600, not {sweep_text!r}"
+            ENV_SOURCE,
+            "FORMCALL_SWEEP_SECONDS",
+            f"must be seconds above 0, at most 3600, not {sweep_text!r}",
         )
     hops = _proxy_hops(env)
     return Config(

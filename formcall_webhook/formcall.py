@@ -241,7 +241,9 @@ def parse_answer(status: int, raw: bytes) -> Placed:
     except (ValueError, RecursionError):
         answer = None
     if not isinstance(answer, dict) or not isinstance(answer.get("success"), bool):
-        raise FormCallUnavailable(
+        # An error page or a broken body after the request went out: FormCall (or a proxy in front of
+        # it) may have queued the call, so it is settled from /calls/list like a lost answer.
+        raise FormCallUncertain(
             "FormCall answered something unexpected; try again later.",
             reason=f"undocumented answer: HTTP {status}, {len(raw)} bytes",
         )

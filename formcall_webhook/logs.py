@@ -43,6 +43,12 @@ LOG_FIELDS: frozenset[str] = frozenset(
         "call_status",
         "connected",
         "successful",
+        # The outcome work's lines (spec 9): where each report stands, a status never seen before.
+        "webhook",
+        "webhook_failed",
+        "hubspot",
+        "hubspot_failed",
+        "unknown_status",
         # The sweep's summary line.
         "due",
         "placed",
