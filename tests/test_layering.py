@@ -1,0 +1,103 @@
+"""The package stays layered with no import cycles (layout.md's dependency rule), read from the source
+with `ast`, so a change that breaks the rule fails here rather than in a review."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "formcall_webhook"
+NAME = "formcall_webhook"
+# Pure modules: no I/O; they import only errors and each other (plus the standard library).
+PURE = {"errors", "parsing", "phones", "templates", "states", "consent", "records", "outcomes", "answers"}
+# Families behind one small interface: they import only errors and their own members.
+FAMILIES = {"senders", "stores", "clients"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, *, top_level_only: bool) -> set[str]:
+    """The package modules `path` imports (resolved), at module level only when asked."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            if target.startswith(NAME):
+                found.add(target)
+                found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith(NAME))
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    return {m for m in found if m in modules}
+
+
+def graph(top_level_only: bool) -> dict[str, set[str]]:
+    return {module_name(p): imports(p, top_level_only=top_level_only) for p in PACKAGE.rglob("*.py")}
+
+
+def test_no_import_cycles() -> None:
+    edges = graph(top_level_only=True)
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if nxt == node or nxt == node.rpartition(".")[0]:
+                continue  # a package's __init__ and its own members
+            if state.get(nxt) == 1 and not cycle:
+                cycle.extend([*path, nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [module])
+    assert cycle == [], " -> ".join(cycle)
+
+
+def test_pure_modules_and_families_keep_to_their_layer() -> None:
+    problems = []
+    for module, targets in graph(top_level_only=False).items():
+        short = module.removeprefix(NAME + ".")
+        family = short.split(".")[0]
+        if short in PURE:
+            allowed = {f"{NAME}.{p}" for p in PURE}
+        elif family in FAMILIES:
+            allowed = {f"{NAME}.errors", f"{NAME}.{family}"}
+        else:
+            continue
+        for target in targets:
+            if not any(target == a or target.startswith(a + ".") for a in allowed):
+                problems.append(f"{module} imports {target}")
+    assert problems == []
+
+
+def test_cold_start_with_memory_imports_no_heavy_client() -> None:
+    """memory:// never loads the Firestore or Redis clients, nor Secret Manager without secret: refs."""
+    code = (
+        "import sys, main\n"
+        "heavy = [m for m in ('google.cloud.firestore', 'redis', 'google.cloud.secretmanager', 'holidays') "
+        "if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    env = {"FORMCALL_POPUP_UUID": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PACKAGE.parent, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1:] in ([], [""]), done.stdout
