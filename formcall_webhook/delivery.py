@@ -360,23 +360,8 @@ class Deliverer:
     def _placed(
         self, record: dict[str, Any], marker: str, windows: list[tuple[str, float]], placed: Placed, report: Report
     ) -> once.FirstAnswer:
-        route = self.config.routes.get(record["route"])
-        outcome = route.outcome if route is not None else None
         now = time.time()
-        state = records.PENDING if placed.pending else records.PLACED
-        fields: dict[str, Any] = {
-            "state": state,
-            "uuid": placed.uuid,
-            "last_error": None,
-            "attempt_since": None,
-            "placed_at": now,
-            "due_at": None,
-        }
-        if outcome is not None and placed.uuid:
-            fields["due_at"] = now + outcome.after
-            fields["outcome"] = {"due": True}
-        elif self.config.leads.keep_fields == "until_done":
-            fields.update(records.minimized(record, state))
+        state, fields = self._placed_fields(record, placed, now)
         done = records.changed(record, **fields)
         answer = once.FirstAnswer(record["lead_id"], placed.uuid, pending=placed.pending)
         try:
@@ -388,6 +373,20 @@ class Deliverer:
         report.uuid = placed.uuid
         report.wait_seconds = round(now - record["received_ts"], 1)
         return answer
+
+    def _placed_fields(self, record: Mapping[str, Any], placed: Placed, now: float) -> tuple[str, dict[str, Any]]:
+        """A placed or pending lead: due again for its outcome work (spec 9), else done and minimized."""
+        route = self.config.routes.get(record["route"])
+        outcome = route.outcome if route is not None else None
+        state = records.PENDING if placed.pending else records.PLACED
+        fields: dict[str, Any] = {"state": state, "uuid": placed.uuid, "last_error": None, "attempt_since": None,
+                                  "placed_at": now, "due_at": None}  # fmt: skip
+        if outcome is not None and placed.uuid:
+            fields["due_at"] = now + outcome.after
+            fields["outcome"] = {"due": True}
+        else:
+            fields.update(self._minimized(record, state))
+        return state, fields
 
     def _minimized(self, record: Mapping[str, Any], state: str) -> dict[str, Any]:
         return records.minimized(record, state) if self.config.leads.keep_fields == "until_done" else {}
@@ -493,17 +492,8 @@ class Deliverer:
         return self._sweep_placed(record, Placed(uuid), report) or {}
 
     def _sweep_placed(self, record: dict[str, Any], placed: Placed, report: Report) -> dict[str, Any] | None:
-        route = self.config.routes.get(record["route"])
-        outcome = route.outcome if route is not None else None
         now = time.time()
-        state = records.PENDING if placed.pending else records.PLACED
-        fields: dict[str, Any] = {"state": state, "uuid": placed.uuid, "last_error": None, "attempt_since": None,
-                                  "placed_at": now, "due_at": None}  # fmt: skip
-        if outcome is not None and placed.uuid:
-            fields["due_at"] = now + outcome.after
-            fields["outcome"] = {"due": True}
-        elif self.config.leads.keep_fields == "until_done":
-            fields.update(records.minimized(record, state))
+        state, fields = self._placed_fields(record, placed, now)
         saved = self._save(record, **fields)
         if saved is None:
             return None

@@ -114,11 +114,7 @@ class FollowUp:
             report.outcome = "call_outcome"
             report.reason = "outcome lookup gave up"
             return None
-        step = DEFAULT_RETRY.schedule[min(lookups, len(DEFAULT_RETRY.schedule)) - 1]
-        route = self.runtime.config().routes.get(record["route"])
-        if route is not None and route.retry is not None:
-            step = route.retry.schedule[min(lookups, len(route.retry.schedule)) - 1]
-        return self._save(record, outcome=state, due_at=min(now + step, give_up_at))
+        return self._save(record, outcome=state, due_at=min(now + self._step(record, lookups), give_up_at))
 
     def _find(self, record: Mapping[str, Any], listings: Listings, now: float) -> outcomes.CallResult | None:
         popup = str(record.get("popup_uuid") or "")
@@ -194,11 +190,7 @@ class FollowUp:
                 waits.append(result.retry_after or 0)
             report.extra["hubspot"] = state.get("hubspot", "retry")
         if waits:
-            attempts = max(int(state.get("webhook_attempts") or 0), 1)
-            step = DEFAULT_RETRY.schedule[min(attempts, len(DEFAULT_RETRY.schedule)) - 1]
-            route = self.runtime.config().routes.get(record["route"])
-            if route is not None and route.retry is not None:
-                step = route.retry.schedule[min(attempts, len(route.retry.schedule)) - 1]
+            step = self._step(record, max(int(state.get("webhook_attempts") or 0), 1))
             due = min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))
             report.outcome = report.outcome or "call_outcome"
             return self._save(record, outcome=state, due_at=due)
@@ -207,6 +199,12 @@ class FollowUp:
             report.outcome = "outcome_failed" if failed else ("outcome_delivered" if (policy.url or policy.hubspot)
                                                                else "call_outcome")  # fmt: skip
         return self._done(record, state)
+
+    def _step(self, record: Mapping[str, Any], attempts: int) -> int:
+        """The wait before the next lookup or report: the lead's own backoff (its route's retry schedule)."""
+        route = self.runtime.config().routes.get(record["route"])
+        schedule = route.retry.schedule if route is not None and route.retry is not None else DEFAULT_RETRY.schedule
+        return schedule[min(attempts, len(schedule)) - 1]
 
     def _done(self, record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any] | None:
         state["due"] = False

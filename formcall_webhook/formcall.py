@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urljoin
 import urllib3
 
 # make_pool moved to clients.http; imported here so `from .formcall import make_pool` keeps working.
-from .clients.http import TransportError, send
+from .clients.http import TransportError, read_until, send
 from .clients.http import make_pool as make_pool
 from .errors import (
     FormCallMisconfigured,
@@ -106,7 +106,7 @@ class FormCallClient:
                 redirect=False,
             )
             try:
-                raw = _read_until(response, deadline)
+                raw, _ = read_until(response, deadline, _MAX_ANSWER_BYTES)
             except BaseException:
                 response.close()
                 raise
@@ -208,30 +208,6 @@ def _call_at(value: Any) -> float | None:
         return datetime.strptime(value.strip(), "%Y/%m/%d %H:%M:%S %z").timestamp()
     except ValueError:
         return None
-
-
-def _read_until(raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
-    """The body, read in pieces so a server that drips bytes cannot hold us past the deadline."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("FormCall's answer took longer than the timeout")
-        _set_read_timeout(raw, remaining)
-        chunk = raw.read1(8192)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > _MAX_ANSWER_BYTES:
-            return b"".join(chunks)
-
-
-def _set_read_timeout(raw: Any, seconds: float) -> None:
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
-    if sock is not None:
-        sock.settimeout(max(seconds, 0.001))
 
 
 def parse_answer(status: int, raw: bytes) -> Placed:
