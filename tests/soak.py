@@ -262,7 +262,20 @@ class Weather:
             self.sim.set_popup(POPUP)
 
     def at(self, share: float) -> None:
-        self.set([mood for start, mood in WEATHER if share >= start][-1])
+        self.set(mood_at(share))
+
+
+def mood_at(share: float) -> str:
+    return [mood for start, mood in WEATHER if share >= start][-1]
+
+
+def rejection_points(leads: int, count: int) -> set[int]:
+    """Where FormCall refuses one request for good (error 6), spread over the normal stretches."""
+    normal = [i for i in range(leads) if mood_at(i / leads) == "normal"]
+    if not normal or count <= 0:
+        return set()
+    step = len(normal) / count
+    return {normal[int(k * step)] for k in range(count)}
 
 
 def write_config(workdir: Path) -> Path:
@@ -290,10 +303,14 @@ def run(
     firestore: FirestoreEmulator | None = None,
     redis: RedisServer | None = None,
     drain_seconds: float = 120.0,
+    rejections: int | None = None,
 ) -> Counts:
     """One soak run against one store; `problems` lists every lead not accounted for, and why.
 
-    Leads arrive evenly over `seconds`. A Redis server or Firestore emulator not given is started
+    Leads arrive evenly over `seconds`. Besides the random faults, FormCall refuses `rejections`
+    requests for good (error 6; default 3, or one lead in a hundred), so the failed path is always
+    walked: the lead those land on, on the request path or in a sweep, must end failed and logged.
+    A Redis server or Firestore emulator not given is started
     (and stopped) here.
     """
     if store not in STORES:
@@ -374,11 +391,14 @@ def run(
         instances = [FunctionProcess(env, workdir / f"soak-{store}-{i}.log").start() for i in range(2 if shared else 1)]
         if shared:
             sweepers = [SweeperProcess(env, workdir / f"sweeper-{store}-{i}.log").start() for i in range(2)]
+        refusals = rejection_points(leads, max(3, leads // 100) if rejections is None else rejections)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             futures = []
             for index in range(leads):
                 weather.at(index / leads)
+                if index in refusals:
+                    sim.inject({"kind": "error", "code": 6})
                 delay = started + index * seconds / leads - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)

@@ -25,6 +25,8 @@ def test_no_lead_lost_or_rung_twice(store: str, tmp_path: Path, request: pytest.
     mistyped = sum(1 for i in range(counts.leads) if soak.mistyped(i))
     assert counts.leads_placed + counts.leads_pending + counts.leads_failed + mistyped == counts.leads
     assert counts.calls_placed == counts.leads_placed
+    # FormCall refused three requests for good: those leads failed, each with its ERROR lead_failed line.
+    assert counts.leads_failed >= 3
     # FormCall down or out of service hours: the function kept the leads and answered 200, never a 5xx.
     assert counts.answered["scheduled"] > 0
     assert counts.answered["5xx"] == 0
