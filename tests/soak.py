@@ -71,6 +71,7 @@ WEATHER: list[tuple[float, str]] = [
     (0.00, "normal"),
     (0.15, "down"),
     (0.30, "normal"),
+    (0.40, "pending"),
     (0.50, "error2"),
     (0.65, "normal"),
     (0.80, "down"),
@@ -233,7 +234,8 @@ def sweeper_main(every: float) -> int:
 
 
 class Weather:
-    """The simulator's mood: normal (10% random faults), down, or out of service hours (error 2)."""
+    """The simulator's mood: normal (10% random faults), down, out of service hours (error 2), or out
+    of service hours with the popup keeping calls pending (random faults go on in both)."""
 
     def __init__(self, sim: Simulator, fault_rate: float, seed: int) -> None:
         self.sim = sim
@@ -252,10 +254,11 @@ class Weather:
             self.sim.set_fault_rate(1.0, DOWN, seed=self.seed)
             self.sim.set_list_down("http500_html")
             self.sim.set_popup(POPUP)
-        elif mood == "error2":
+        elif mood in ("error2", "pending"):
+            # Out of service hours: error 2, or the call kept pending when the popup is set to.
             self.sim.set_fault_rate(self.fault_rate, FAULTS, seed=self.seed)
             self.sim.set_list_up()
-            self.sim.set_popup(POPUP, in_service_hours=False)
+            self.sim.set_popup(POPUP, in_service_hours=False, keep_pending=mood == "pending")
         else:
             self.sim.set_fault_rate(self.fault_rate, FAULTS, seed=self.seed)
             self.sim.set_list_up()
@@ -603,7 +606,7 @@ def _settled(
         return f"failed with {len(rings)} calls placed" if rings else None
     if state == "pending":
         counts.leads_pending += 1
-        return None
+        return f"pending but FormCall placed {rings}" if rings else None
     if state != "placed":
         return f"left {state}"
     counts.leads_placed += 1

@@ -19,7 +19,7 @@ def test_no_lead_lost_or_rung_twice(store: str, tmp_path: Path, request: pytest.
     assert counts.problems == []
     assert (counts.lost, counts.called_twice) == (0, 0)
     # The weather happened: both kinds of stretch, and random faults on top.
-    assert {"down", "error2"} <= set(counts.stretches)
+    assert {"down", "error2", "pending"} <= set(counts.stretches)
     assert counts.faults_injected > 0
     # Every distinct lead ended in one of the three states, or was a mistyped number answered 422.
     mistyped = sum(1 for i in range(counts.leads) if soak.mistyped(i))
@@ -29,6 +29,8 @@ def test_no_lead_lost_or_rung_twice(store: str, tmp_path: Path, request: pytest.
     assert counts.leads_failed >= 3
     # FormCall down or out of service hours: the function kept the leads and answered 200, never a 5xx.
     assert counts.answered["scheduled"] > 0
+    assert counts.answered["pending"] > 0
+    assert counts.leads_pending > 0
     assert counts.answered["5xx"] == 0
     # Every resend was answered as the lead it repeats, never kept as a second lead.
     assert counts.resends > 0
