@@ -5,8 +5,10 @@ stretches, answers error 2 for stretches and fails 10% of calls at random.
 processes and two sweepers sharing Redis, then the same sharing Google's Firestore emulator.
 tests/test_soak.py runs a short version of each in `make test`.
 
-At the end, after sweeping until nothing is due, every lead must be placed, pending, or failed with an
-ERROR `lead_failed` line naming it; no number called twice; every lead_id answered in the store.
+At the end, after sweeping until nothing is due, every lead must be placed, pending, or failed with a
+logged reason: an ERROR `lead_failed` line naming it when its sender had been answered 200, or the
+request's own line when FormCall refused it (422) while the sender waited. No number called twice;
+every lead_id answered in the store.
 
     python tests/soak.py [--leads 2000] [--store all|memory|redis|firestore] [--seconds 60]
     python tests/soak.py sweeper [--every 0.5]     # one sweeper process (the soak starts two)
@@ -484,7 +486,7 @@ def _check(
     entries: list[dict[str, Any]],
     records: list[dict[str, Any]] | None,
 ) -> None:
-    """Every lead accounted for: placed (one call), pending, or failed with its ERROR lead_failed line."""
+    """Every lead accounted for: placed (one call), pending, or failed with its logged reason."""
     calls = sim.calls()
     placed = [c for c in calls if c["outcome"] == "placed"]
     counts.calls_placed = len(placed)
@@ -494,9 +496,18 @@ def _check(
         p = c["payload"]
         per_number[p["country_code"] + p["areacode"] + p["phonenumber"]].append(c["uuid"])
     counts.called_twice = sum(1 for uuids in per_number.values() if len(uuids) > 1)
+    # A lead that fails after its sender was answered 200 must raise the alert: an ERROR lead_failed line.
     failed_logged = {
-        e.get("lead_id") for e in entries if e.get("outcome") == "lead_failed" and e["severity"] == "ERROR"
+        e.get("lead_id") for e in entries if e.get("outcome") == "lead_failed" and e.get("severity") == "ERROR"
     }
+    # One FormCall refused on the request path was answered 422, so its sender knows: the request's own
+    # line, with the lead_id and the reason, is its logged reason (a failed record, not an alert).
+    told = {
+        e.get("lead_id")
+        for e in entries
+        if e.get("source") == "request" and e.get("outcome") == "formcall_rejected" and e.get("status") == 422
+        and e.get("lead_id") and e.get("reason")
+    }  # fmt: skip
     # The last word the logs hold for each lead: the request's answer, then each sweep's attempt.
     last: dict[str, dict[str, Any]] = {}
     for e in entries:
@@ -513,9 +524,10 @@ def _check(
         if mistyped(index):
             wrong = None if status == 422 and not rings else f"mistyped number answered {status}, {len(rings)} calls"
         elif records is not None:
-            wrong = _check_record(counts, index, status, answer, rings, by_hash, failed_logged)
+            logged = failed_logged | told if status == 422 else failed_logged
+            wrong = _check_record(counts, index, status, answer, rings, by_hash, logged)
         else:
-            wrong = _check_logged(counts, status, answer, rings, last)
+            wrong = _check_logged(counts, status, answer, rings, last, failed_logged)
         if first_status == 200 and status == 200 and answer.get("lead_id") != first.get("lead_id"):
             wrong = wrong or "a resend answered another lead_id"
         if lost or wrong:
@@ -526,10 +538,9 @@ def _check(
     if records is None:
         # memory://: a lead refused by FormCall (422) is known only by its log lines, not its number.
         rejected = sum(1 for s, a in final.values() if s == 422 and a.get("error") == "formcall_rejected")
-        logged = sum(1 for e in entries if e.get("outcome") == "lead_failed" and e.get("source") == "request")
         counts.leads_failed += rejected
-        if logged != rejected:
-            counts.problems.append(f"{rejected} leads refused by FormCall, {logged} lead_failed lines for them")
+        if len(told) != rejected:
+            counts.problems.append(f"{rejected} leads refused by FormCall, {len(told)} request lines say so")
 
 
 def _word(status: int, answer: dict[str, Any]) -> str:
@@ -572,7 +583,12 @@ def _check_record(
 
 
 def _check_logged(
-    counts: Counts, status: int, answer: dict[str, Any], rings: list[str], last: dict[str, dict[str, Any]]
+    counts: Counts,
+    status: int,
+    answer: dict[str, Any],
+    rings: list[str],
+    last: dict[str, dict[str, Any]],
+    failed_logged: set[Any],
 ) -> str | None:
     """memory://: the lead's last log line settles it (the store is inside the function's process)."""
     if status != 200:
@@ -584,8 +600,7 @@ def _check_logged(
     if entry is None:
         return f"no log line settles {lead_id}"
     state = {"lead_failed": "failed", "opted_out": "failed"}.get(entry["outcome"], entry["outcome"])
-    # The lead_failed line is itself the logged reason.
-    return _settled(counts, state, lead_id, entry.get("uuid"), rings, {lead_id} if state == "failed" else set())
+    return _settled(counts, state, lead_id, entry.get("uuid"), rings, failed_logged)
 
 
 def _settled(
