@@ -49,7 +49,11 @@ ENVIRON = {
 
 def body_reader(raw: bytes) -> Callable[[int], bytes]:
     """Request.read_body for a body already in memory."""
-    return lambda limit, timeout=None: raw[:limit]
+
+    def read(limit: int, timeout: float | None = None) -> bytes:
+        return raw[:limit]
+
+    return read
 
 
 def _summary(samples_ns: list[int], cpu_ns: list[int]) -> dict[str, Any]:
@@ -172,7 +176,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--iterations", type=int, default=20_000)
     parser.add_argument("--warmup", type=int, default=2_000)
     parser.add_argument("--lead-start", type=int, default=5_000_000, help="first lead number of the counter")
+    parser.add_argument("--config", help="the function's config file (the bench's: rate_limit = false)")
     args = parser.parse_args(argv)
+    if args.config:
+        ENVIRON["FORMCALL_CONFIG"] = args.config
     leads = Leads(args.lead_start)
     result = {
         "speed_index_ms": speed_index(),

@@ -37,6 +37,7 @@ import urllib3
 from bench.inprocess import ENVIRON, HEADERS, body_reader
 from bench.loadgen import Leads, run_load
 from bench.procs import POPUP, ROOT, TOKEN, ServerProcess, SimulatorProcess
+from bench.run import function_config
 from formcall_webhook import config as config_module
 from formcall_webhook import guards, mapping, once, phones
 from formcall_webhook.app import App, Request, map_submission, parse_submission
@@ -234,7 +235,8 @@ def worker(seconds: float, py_spy: str | None, target: str, top: int, keep: Path
     with tempfile.TemporaryDirectory() as tmp:
         log_dir = Path(tmp)
         sim = SimulatorProcess(log_dir).start()
-        env = {"FORMCALL_API_URL": sim.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN, "FORMCALL_POPUP_UUID": POPUP}
+        env = {"FORMCALL_API_URL": sim.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN, "FORMCALL_POPUP_UUID": POPUP,
+               "FORMCALL_CONFIG": str(function_config(log_dir))}  # fmt: skip
         if target == "function":
             server = ServerProcess("function", ROOT / "main.py", "formcall_webhook", env, log_dir)
         else:
@@ -266,7 +268,8 @@ def memory(first: int, total: int, top: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sim = SimulatorProcess(Path(tmp)).start()
         try:
-            app = App({"FORMCALL_API_URL": sim.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN, "FORMCALL_POPUP_UUID": POPUP})
+            app = App({"FORMCALL_API_URL": sim.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN, "FORMCALL_POPUP_UUID": POPUP,
+                       "FORMCALL_CONFIG": str(function_config(Path(tmp)))})  # fmt: skip
             app.logger.stream = open(os.devnull, "w")  # noqa: SIM115 - for the life of this process
             leads = Leads(9_500_000)
 
