@@ -10,20 +10,16 @@ from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.config import DEFAULT_BODY_TIMEOUT_SECONDS as BODY_TIMEOUT
 from formcall_webhook.errors import WebhookError
 from formcall_webhook.senders import raw_url
-from formcall_webhook.sweep import Sweeper, counts_json
 
 # One per instance: the config, secret cache, store and FormCall connection pool outlive requests.
 app = App()
 app.warm()
-sweeper = Sweeper(app.runtime)
-# memory:// keeps leads in this process only, so the process sweeps them itself.
-self_sweep = app.runtime.self_sweeper(sweeper)
 
 
 @functions_framework.http
 def formcall_webhook(request: flask.Request) -> flask.Response:
-    if self_sweep is not None:
-        self_sweep.ensure_running()
+    # memory:// keeps leads in this process only, so the process sweeps them itself.
+    app.runtime.ensure_self_sweep()
     answer = app.handle(
         Request(
             method=request.method,
@@ -50,8 +46,11 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
 @functions_framework.http
 def formcall_sweep(request: flask.Request) -> flask.Response:
     """Private: Cloud Scheduler calls it every minute with an OIDC token (Cloud Run checks it)."""
+    # Imported on the first call: the webhook's cold start never pays for the sweeper's modules.
+    from formcall_webhook.sweep import Sweeper, counts_json
+
     try:
-        counts = sweeper.run()
+        counts = Sweeper(app.runtime).run()
     except WebhookError as err:
         answer = failure(err)
         return flask.Response(answer.body, status=answer.status, headers=answer.headers)

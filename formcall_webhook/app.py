@@ -18,7 +18,6 @@ from . import config as config_module
 from . import consent, guards, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
 from .auth import Delivery, authenticate, private_headers
-from .clients import hubspot
 from .config import Config, Route
 from .delivery import MISCONFIGURED, Report, Submission
 from .errors import (
@@ -254,6 +253,8 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email."""
     if route.outcome is None or route.outcome.hubspot is None:
         return None
+    from .clients import hubspot  # only routes that report to HubSpot need it
+
     props = body.get("properties")
     nested = props.get("hs_object_id") if isinstance(props, dict) else None
     candidates = [body.get("vid"), body.get("objectId"), body.get("hs_object_id"), body.get("canonical-vid"),

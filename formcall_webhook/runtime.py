@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
 
 from . import config as config_module
 from .config import Config
@@ -31,6 +30,8 @@ class Runtime:
         self._client: FormCallClient | None = None
         self._store: Backend | None = None
         self._deliverer: Deliverer | None = None
+        self._self_sweep_pid: int | None = None
+        self._stop = threading.Event()
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
         setup_library_logging(level)
@@ -97,14 +98,32 @@ class Runtime:
             # Only the import (a second or more): the client itself is made in the worker that uses it.
             import google.cloud.secretmanager  # noqa: F401
 
-    def self_sweeper(self, sweeper: Any) -> Any:
-        """memory:// only: a SelfSweeper for this process (spec 8); None for a shared store."""
+    def ensure_self_sweep(self) -> None:
+        """memory:// only (spec 8): no other process can see this one's leads, so it sweeps them itself,
+        every FORMCALL_SWEEP_SECONDS, on a thread of this process (after a fork, the parent's is not here)."""
+        if self._self_sweep_pid == os.getpid():
+            return
+        self._self_sweep_pid = os.getpid()
         try:
             config = self.config()
         except Misconfigured:
-            return None
-        if not config.store_url.startswith("memory://"):
-            return None
-        from .sweep import SelfSweeper
+            return
+        if config.store_url.startswith("memory://"):
+            threading.Thread(target=self._self_sweep, args=(config.sweep_seconds,), name="formcall-self-sweep",
+                             daemon=True).start()  # fmt: skip
 
-        return SelfSweeper(sweeper, config.sweep_seconds)
+    def _self_sweep(self, seconds: float) -> None:
+        # Imported here, on the sweeping thread: a cold start never waits for the sweeper's modules.
+        from .sweep import Sweeper
+
+        sweeper = Sweeper(self)
+        while not self._stop.wait(seconds):
+            try:
+                sweeper.run(budget_seconds=max(1.0, seconds * 0.8))
+            except Exception as err:  # never let the thread die: say so and go on
+                self.logger.write(
+                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
+                )
+
+    def stop(self) -> None:
+        self._stop.set()

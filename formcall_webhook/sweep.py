@@ -7,8 +7,6 @@ then reports. A lead whose lease another sweeper holds is left to that sweeper.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -159,35 +157,6 @@ class Sweeper:
             **report.extra,
         }
         self.runtime.logger.write(severity, f"{fields['route']}: {outcome} (sweep)", fields, {})
-
-
-class SelfSweeper:
-    """memory://: no other process can see this one's leads, so it sweeps them itself (spec 8)."""
-
-    def __init__(self, sweeper: Sweeper, seconds: float) -> None:
-        self.sweeper = sweeper
-        self.seconds = seconds
-        self._pid: int | None = None
-        self._stop = threading.Event()
-
-    def ensure_running(self) -> None:
-        """Start the thread in this process (after a fork the parent's thread is not here)."""
-        if self._pid == os.getpid():
-            return
-        self._pid = os.getpid()
-        threading.Thread(target=self._loop, name="formcall-self-sweep", daemon=True).start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.seconds):
-            try:
-                self.sweeper.run(budget_seconds=max(1.0, self.seconds * 0.8))
-            except Exception as err:  # never let the thread die: log and go on
-                self.sweeper.runtime.logger.write(
-                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
-                )
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 def counts_json(counts: dict[str, int]) -> bytes:
