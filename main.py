@@ -26,8 +26,12 @@ def formcall_webhook(request: flask.Request) -> flask.Response:
             path=request.path,
             headers={name.lower(): value for name, value in request.headers.items()},
             query_string=request.query_string,
+            # With a Content-Length, exactly that much is read (one read, no probe for the end).
             read_body=lambda limit, timeout=BODY_TIMEOUT: read_stream(
-                request.stream, limit, timeout, request.environ.get("gunicorn.socket")
+                request.stream,
+                limit if request.content_length is None else min(limit, request.content_length),
+                timeout,
+                request.environ.get("gunicorn.socket"),
             ),
             content_length=request.content_length,
             remote_addr=request.remote_addr or "",

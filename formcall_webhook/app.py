@@ -147,7 +147,9 @@ class App:
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
 
         raw = _read_limited(request, route.max_body_bytes, route.body_timeout_seconds)
-        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops)
+        # The client's address is read only where something uses it: per_ip limits and captchas.
+        needs_ip = route.rate_per_ip is not None or route.captcha is not None
+        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops) if needs_ip else ""
         try:
             trusted = authenticate(
                 route.auth,
@@ -191,7 +193,7 @@ class App:
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
             delivery=_delivery_id(request.headers, trusted),
-            ip_key=guards.rate_key(ip),
+            ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
         )
@@ -361,39 +363,47 @@ def read_stream(
 
     With `timeout`, RequestTimeout (408) once that many seconds have passed: a client that sends its
     headers and then stalls must not hold a worker thread. A blocking read can only be cut short
-    through the connection's socket (gunicorn's environ["gunicorn.socket"]), whose timeout is set to
-    what is left before each read and restored after. Without the socket the deadline is checked
+    through the connection's socket (gunicorn's environ["gunicorn.socket"]): its timeout is set to what
+    is left before each read. A body read in time leaves it set, for the answer's write too (gunicorn
+    makes the socket blocking again before it reads the connection's next request, and each setting is
+    a system call that, under eight threads, costs a GIL hand-off); a body that failed gets the socket
+    back blocking, so its 4xx answer is written whole. Without the socket the deadline is checked
     between reads only."""
+    try:
+        return _read_until_deadline(stream, limit, timeout, sock)
+    except WebhookError:
+        if sock is not None and timeout is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(None)
+        raise
+
+
+def _read_until_deadline(stream: IO[bytes], limit: int, timeout: float | None, sock: socket.socket | None) -> bytes:
     deadline = None if timeout is None else time.monotonic() + timeout
-    prior = sock.gettimeout() if sock is not None and deadline is not None else None
     chunks: list[bytes] = []
     size = 0
-    try:
-        while size < limit:
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _body_timeout(timeout)
-                if sock is not None:
+    while size < limit:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _body_timeout(timeout)
+            if sock is not None:
+                with contextlib.suppress(OSError):
                     sock.settimeout(remaining)
-            try:
-                chunk = stream.read(min(65536, limit - size))
-            except (OSError, ValueError, ClientDisconnected) as err:
-                # werkzeug turns the socket's timeout into ClientDisconnected; the cause tells them apart.
-                timed_out = isinstance(err, TimeoutError) or isinstance(err.__context__, TimeoutError)
-                if timed_out or (deadline is not None and time.monotonic() >= deadline):
-                    raise _body_timeout(timeout) from err
-                raise BadRequest(
-                    "The body ended before it was complete.", reason=f"body read failed: {type(err).__name__}"
-                ) from err
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
-        if sock is not None and deadline is not None:
-            with contextlib.suppress(OSError):
-                sock.settimeout(prior)
+        try:
+            chunk = stream.read(min(65536, limit - size))
+        except (OSError, ValueError, ClientDisconnected) as err:
+            # werkzeug turns the socket's timeout into ClientDisconnected; the cause tells them apart.
+            timed_out = isinstance(err, TimeoutError) or isinstance(err.__context__, TimeoutError)
+            if timed_out or (deadline is not None and time.monotonic() >= deadline):
+                raise _body_timeout(timeout) from err
+            raise BadRequest(
+                "The body ended before it was complete.", reason=f"body read failed: {type(err).__name__}"
+            ) from err
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
 
 

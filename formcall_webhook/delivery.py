@@ -169,7 +169,8 @@ class Deliverer:
         record = {**record, "attempts": 1, "attempt_since": now, "due_at": now + self.lease_seconds}
         if sub.contact:
             record["contact"] = dict(sub.contact)
-        marker = once.new_marker()
+        # The lead's own id marks its claims: unique per submission, and no second random draw.
+        marker = once.PENDING + lead_id
         pending_ttl = self.config.timeout_seconds + 30
         admission = Admission(
             claims=[(k, pending_ttl) for k, _ in claims],
@@ -265,6 +266,9 @@ class Deliverer:
         if uuid is None:
             for store_key, value in held:
                 self.store.release(store_key, value)
+            if old_lead:
+                # That attempt placed nothing: its record was a lead this delivery now carries on.
+                self.store.delete_lead(old_lead)
             if report.reason is None:
                 report.reason = "previous attempt placed no call; calling"
             return None

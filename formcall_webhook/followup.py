@@ -7,6 +7,7 @@ Every step is saved conditionally on the version read, before the next one is se
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ class Listings:
 
     rows: dict[tuple[str, str], dict[str, outcomes.CallResult] | None] = field(default_factory=dict)
     reads: int = 0
+    # The pass works on several leads at once: one of them reads a listing, the others wait for it.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class FollowUp:
@@ -121,14 +124,15 @@ class FollowUp:
         uuid = str(record.get("uuid") or "").lower()
         for day in list_days(float(record.get("placed_at") or record["received_ts"]), now):
             key = (popup, day)
-            if key not in listings.rows:
-                listings.reads += 1
-                try:
-                    rows = self.runtime.client.list_calls(self.runtime.deliverer.token(), popup, day)
-                    listings.rows[key] = outcomes.parse_rows(rows)[0]
-                except ListUnavailable:
-                    listings.rows[key] = None
-            found = listings.rows[key]
+            with listings.lock:
+                if key not in listings.rows:
+                    listings.reads += 1
+                    try:
+                        rows = self.runtime.client.list_calls(self.runtime.deliverer.token(), popup, day)
+                        listings.rows[key] = outcomes.parse_rows(rows)[0]
+                    except ListUnavailable:
+                        listings.rows[key] = None
+                found = listings.rows[key]
             if found is not None and uuid in found:
                 return found[uuid]
         return None

@@ -7,8 +7,10 @@ then reports. A lead whose lease another sweeper holds is left to that sweeper.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import once, records
@@ -20,6 +22,8 @@ from .runtime import Runtime
 # A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
 BUDGET_SECONDS = 45.0
 _BATCH = 200
+# Leads worked on at once in a pass; each waits on FormCall or a receiver, not on the CPU.
+WORKERS = 8
 # Outcome words of attempts -> the count they add to.
 _COUNTED = {"placed": "placed", "pending": "pending", "scheduled": "scheduled", "lead_failed": "failed",
             "opted_out": "failed"}  # fmt: skip
@@ -34,6 +38,12 @@ class Counts:
     pending: int = 0
     scheduled: int = 0
     failed: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str | None) -> None:
+        if name:
+            with self._lock:
+                setattr(self, name, getattr(self, name) + 1)
 
     def as_dict(self) -> dict[str, int]:
         return {"due": self.due, "placed": self.placed, "pending": self.pending, "scheduled": self.scheduled,
@@ -55,15 +65,16 @@ class Sweeper:
         counts = Counts()
         self.listings = Listings()
         seen: set[str] = set()
-        while time.monotonic() - started < budget_seconds:
-            batch = [r for r in store.due_leads(now, _BATCH) if r["lead_id"] not in seen]
-            if not batch:
-                break
-            for record in batch:
-                seen.add(record["lead_id"])
-                if time.monotonic() - started >= budget_seconds:
+        deadline = started + budget_seconds
+        # Several leads at once, each under its own lease: one slow FormCall answer does not hold the pass.
+        with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="formcall-sweep") as pool:
+            while time.monotonic() < deadline:
+                batch = [r for r in store.due_leads(now, _BATCH) if r["lead_id"] not in seen]
+                if not batch:
                     break
-                self._one(record, now, counts)
+                seen.update(r["lead_id"] for r in batch)
+                for done in [pool.submit(self._one, record, now, counts, deadline) for record in batch]:
+                    done.result()
         self.runtime.logger.write(
             "INFO",
             f"sweep: {counts.due} due",
@@ -106,7 +117,9 @@ class Sweeper:
         finally:
             store.release(lease, marker)
 
-    def _one(self, record: dict[str, Any], now: float, counts: Counts) -> None:
+    def _one(self, record: dict[str, Any], now: float, counts: Counts, deadline: float = float("inf")) -> None:
+        if time.monotonic() >= deadline:
+            return  # the budget ran out: the next pass takes it
         store = self.runtime.store
         marker = once.new_marker()
         lease = once.lease_key(record["lead_id"])
@@ -116,7 +129,7 @@ class Sweeper:
             fresh = store.get_lead(record["lead_id"])
             if fresh is None or fresh.get("due_at") is None or fresh["due_at"] > now:
                 return
-            counts.due += 1
+            counts.add("due")
             report = Report(lead_id=fresh["lead_id"])
             try:
                 if fresh["state"] == records.SCHEDULED:
@@ -130,9 +143,7 @@ class Sweeper:
                 # The store or the token went away mid-lead: the lead stays due for the next pass.
                 report.outcome = report.outcome or err.error
                 report.reason = err.reason
-            counted = _COUNTED.get(report.outcome)
-            if counted:
-                setattr(counts, counted, getattr(counts, counted) + 1)
+            counts.add(_COUNTED.get(report.outcome))
             if report.outcome:
                 self._log(fresh, report)
         finally:

@@ -190,7 +190,7 @@ def test_read_stream_deadline_on_a_blocking_socket() -> None:
         with pytest.raises(RequestTimeout):
             read_stream(stream, 100, timeout=0.5, sock=left)
         assert 0.4 < time.monotonic() - started < 1.5
-        assert left.gettimeout() is None  # restored for the answer to be written
+        assert left.gettimeout() is None  # blocking again, for the 408 to be written whole
 
 
 def test_read_limited_passes_the_route_timeout() -> None:

@@ -94,6 +94,8 @@ def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
     assert "duplicate" not in body
     assert len(simulator.placed()) == 1
     assert body["uuid"] == simulator.placed()[0]["uuid"]
+    # One lead: the failed record of the lost attempt went once its call proved never placed.
+    assert [r["state"] for r in app.store.scan_leads()] == ["placed"]
 
 
 def test_never_sent_is_retried_at_once(tmp_path: Path, simulator: Simulator) -> None:

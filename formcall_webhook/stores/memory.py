@@ -1,12 +1,13 @@
 """memory://: one process's store, for local runs and tests. No round trips; claims bounded in number.
 
-Records are kept as JSON text, as Redis keeps them: a caller can never change a stored record by
-changing the dict it wrote or read, and encoding is several times cheaper than a deep copy.
+A record is written as given (callers never change a record in place once written: records.changed
+makes a new one) and read as a deep copy, so no reader can change what is stored. The request path
+only writes, so it pays for no copy at all.
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import math
 import threading
 import time
@@ -30,8 +31,8 @@ class MemoryStore:
         self.max_keys = max_keys
         # key -> (value, expires on the monotonic clock); oldest write first.
         self._data: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        # lead_id -> (the record as JSON, the fields the store reads: INDEXED in base.py).
-        self._leads: dict[str, tuple[str, dict[str, Any]]] = {}
+        # lead_id -> (the record, the fields the store reads: INDEXED in base.py).
+        self._leads: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._optout: set[str] = set()
         self._lock = threading.RLock()
         self._writes = 0
@@ -146,7 +147,7 @@ class MemoryStore:
 
     def _write(self, record: Mapping[str, Any]) -> None:
         index = {k: record.get(k) for k in INDEXED}
-        self._leads[record["lead_id"]] = (json.dumps(record, separators=(",", ":")), index)
+        self._leads[record["lead_id"]] = (dict(record), index)
 
     def _live_index(self) -> list[tuple[str, dict[str, Any]]]:
         """Every record that has not expired (expiry checked here, not left to a sweep)."""
@@ -160,8 +161,7 @@ class MemoryStore:
         entry = self._leads.get(lead_id)
         if entry is None or _expired(entry[1]):
             return None
-        record: dict[str, Any] = json.loads(entry[0])
-        return record
+        return copy.deepcopy(entry[0])
 
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         with self._lock:
