@@ -179,8 +179,8 @@ def cors_headers(route: Route, origin: str | None, preflight: bool) -> dict[str,
 
 def prefers_html(accept_header: str | None) -> bool:
     """True for a browser's plain form post; fetch() and webhooks send */* or JSON."""
-    if not accept_header:
-        return False
+    if not accept_header or "html" not in accept_header:
+        return False  # webhooks and fetch(): no need to parse the header
     accept = parse_accept_header(accept_header, MIMEAccept)
     return accept.quality("text/html") > accept.quality("application/json")
 

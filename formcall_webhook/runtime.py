@@ -16,6 +16,17 @@ from .secret_store import SecretStore
 from .senders import secret_refs
 from .stores import Backend, open_store
 
+# This process's id, kept current across forks without a system call per request.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
 
 class Runtime:
     """One per process. A broken config is kept and reported by every request, never raised at start."""
@@ -30,6 +41,7 @@ class Runtime:
         self._client: FormCallClient | None = None
         self._store: Backend | None = None
         self._deliverer: Deliverer | None = None
+        # The process whose self-sweep runs: a forked worker starts its own (threads do not survive a fork).
         self._self_sweep_pid: int | None = None
         self._stop = threading.Event()
         level = level_from_env(self.environ)
@@ -101,9 +113,9 @@ class Runtime:
     def ensure_self_sweep(self) -> None:
         """memory:// only (spec 8): no other process can see this one's leads, so it sweeps them itself,
         every FORMCALL_SWEEP_SECONDS, on a thread of this process (after a fork, the parent's is not here)."""
-        if self._self_sweep_pid == os.getpid():
+        if self._self_sweep_pid == _pid:
             return
-        self._self_sweep_pid = os.getpid()
+        self._self_sweep_pid = _pid
         try:
             config = self.config()
         except Misconfigured:

@@ -86,3 +86,21 @@ def test_redis_down_is_store_unavailable() -> None:
     assert time.monotonic() - started < 5
     with pytest.raises(StoreUnavailable):
         redis_store.hit("k", 5)
+
+
+def test_memory_ledger_is_bounded_and_never_drops_a_lead_still_due() -> None:
+    from formcall_webhook import records
+
+    store = MemoryStore(max_leads=100)
+    due = []
+    for n in range(300):
+        record = records.new_record(lead_id=f"ld_{n:04d}", route="r", received=time.time(), payload={},
+                                    masked="+56*****000", phone_hash="h", keep_days=1, claims=[])  # fmt: skip
+        if n % 10 == 0:
+            record["due_at"] = time.time() + 60
+            due.append(record["lead_id"])
+        assert store.save_lead(record, None)
+    kept = {r["lead_id"] for r in store.scan_leads()}
+    assert len(kept) <= 100 + len(due)
+    assert set(due) <= kept
+    assert "ld_0299" in kept and "ld_0001" not in kept  # the oldest finished went first

@@ -20,22 +20,25 @@ from .base import INDEXED, Admission, Admitted, Finish
 # Claims and counters kept at most; past it the oldest written goes first (an abuser sending fresh
 # Idempotency-Keys must not grow an instance's memory without bound).
 MAX_KEYS = 100_000
-# How many writes between sweeps of expired keys.
-_SWEEP_EVERY = 1024
+# Lead records kept at most; past it the oldest finished one (nothing left due) goes first. A lead still
+# due is never dropped: memory:// is for one process and local runs, and a shared store has no cap.
+MAX_LEADS = 20_000
+# Expired keys dropped from the front at each write, at most.
+_DROP_PER_WRITE = 2
 
 
 class MemoryStore:
     round_trips = 0  # nothing leaves the process
 
-    def __init__(self, max_keys: int = MAX_KEYS) -> None:
+    def __init__(self, max_keys: int = MAX_KEYS, max_leads: int = MAX_LEADS) -> None:
         self.max_keys = max_keys
+        self.max_leads = max_leads
         # key -> (value, expires on the monotonic clock); oldest write first.
         self._data: OrderedDict[str, tuple[str, float]] = OrderedDict()
         # lead_id -> (the record, the fields the store reads: INDEXED in base.py).
         self._leads: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._optout: set[str] = set()
         self._lock = threading.RLock()
-        self._writes = 0
 
     # -- claims and counters --
 
@@ -49,10 +52,13 @@ class MemoryStore:
     def _set(self, key: str, value: str, expires: float, now: float) -> None:
         self._data[key] = (value, expires)
         self._data.move_to_end(key)
-        self._writes += 1
-        if self._writes % _SWEEP_EVERY == 0:
-            for stale in [k for k, (_, until) in self._data.items() if until <= now]:
-                del self._data[stale]
+        # The least recently written keys are the likeliest to have expired: drop a few from the front
+        # on every write. Constant work per write, where a sweep of every key cost O(keys) at once.
+        for _ in range(_DROP_PER_WRITE):
+            oldest = next(iter(self._data))
+            if self._data[oldest][1] > now:
+                break
+            del self._data[oldest]
         while len(self._data) > self.max_keys:
             self._data.popitem(last=False)
 
@@ -148,6 +154,11 @@ class MemoryStore:
     def _write(self, record: Mapping[str, Any]) -> None:
         index = {k: record.get(k) for k in INDEXED}
         self._leads[record["lead_id"]] = (dict(record), index)
+        if len(self._leads) > self.max_leads:
+            # Dicts keep insertion order: the first finished ones are the oldest written.
+            done = [k for k, (_, i) in self._leads.items() if i.get("due_at") is None]
+            for lead_id in done[: len(self._leads) - self.max_leads + self.max_leads // 10]:
+                del self._leads[lead_id]
 
     def _live_index(self) -> list[tuple[str, dict[str, Any]]]:
         """Every record that has not expired (expiry checked here, not left to a sweep)."""
