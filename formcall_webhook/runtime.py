@@ -125,12 +125,15 @@ class Runtime:
                              daemon=True).start()  # fmt: skip
 
     def _self_sweep(self, seconds: float) -> None:
-        # Imported here, on the sweeping thread: a cold start never waits for the sweeper's modules.
-        from .sweep import Sweeper
-
-        sweeper = Sweeper(self)
+        sweeper = None
         while not self._stop.wait(seconds):
             try:
+                if sweeper is None:
+                    # Imported on the sweeping thread after its first wait: the first requests of a cold
+                    # start never share the interpreter with the sweeper's imports.
+                    from .sweep import Sweeper
+
+                    sweeper = Sweeper(self)
                 sweeper.run(budget_seconds=max(1.0, seconds * 0.8))
             except Exception as err:  # never let the thread die: say so and go on
                 self.logger.write(
