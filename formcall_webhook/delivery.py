@@ -1,6 +1,6 @@
 """Place once (spec 4 and 8): keep the lead, call FormCall, then settle. No Request, no HTTP.
 
-The request path (`submit`) and the sweeper (`attempt_due`) share it. Every lead is written to the
+The request path (`submit`) and the sweeper (`attempt`) share it. Every lead is written to the
 store before FormCall is called, with its attempt marked in flight, so a process that dies mid-call
 leaves a record the sweeper settles from FormCall's own list instead of a lost lead or a second ring.
 """
