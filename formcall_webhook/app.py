@@ -107,8 +107,8 @@ class App:
             response = self._handle(request, outcome)
         except WebhookError as err:
             outcome.outcome = err.error
-            outcome.formcall_error_code = err.formcall_error_code or outcome.formcall_error_code
-            outcome.reason = err.reason or outcome.reason
+            outcome.formcall_error_code = err.formcall_error_code
+            outcome.reason = err.reason
             response = failure(err)
         except Exception as err:  # a bug: answer like the table's 500, log where, never the data
             frame = traceback.extract_tb(err.__traceback__)[-1]

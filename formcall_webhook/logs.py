@@ -10,7 +10,7 @@ import sys
 import threading
 import urllib.request
 from collections.abc import Mapping
-from typing import Any, TextIO, overload
+from typing import Any, TextIO
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": 25, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _TRACE = re.compile(r"^([0-9a-fA-F]{32})")
@@ -136,24 +136,11 @@ def level_from_env(environ: Mapping[str, str] | None = None) -> int:
     return _LEVELS.get(env.get("FORMCALL_LOG_LEVEL", "INFO").strip().upper(), 20)
 
 
-@overload
-def severity_for(outcome: str, status: int) -> str: ...
-
-
-@overload
-def severity_for(outcome: int) -> str: ...
-
-
-def severity_for(outcome: str | int, status: int | None = None) -> str:
+def severity_for(word: str, code: int) -> str:
     """The line's severity from its outcome word; any 5xx is an ERROR whatever the word.
 
-    A failure answered to a browser as a 303 is still logged as the failure it is. The old form,
-    severity_for(status), still works until every caller passes the outcome.
+    A failure answered to a browser as a 303 is still logged as the failure it is.
     """
-    if isinstance(outcome, int):
-        word, code = "", outcome
-    else:
-        word, code = outcome, status or 0
     if word in ERROR_OUTCOMES or code >= 500:
         return "ERROR"
     if word in WARNING_OUTCOMES:

@@ -17,6 +17,7 @@ from . import once, records
 from .delivery import Report
 from .errors import WebhookError
 from .followup import FollowUp, Listings
+from .logs import severity_for
 from .runtime import Runtime
 
 # A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
@@ -27,8 +28,6 @@ WORKERS = 8
 # Outcome words of attempts -> the count they add to.
 _COUNTED = {"placed": "placed", "pending": "pending", "scheduled": "scheduled", "lead_failed": "failed",
             "opted_out": "failed"}  # fmt: skip
-# Lines of the outcome work that a person or an alert needs; a lookup that found nothing new is quiet.
-_SEVERITY = {"lead_failed": "ERROR", "outcome_failed": "ERROR", "scheduled": "WARNING", "opted_out": "WARNING"}
 
 
 @dataclass
@@ -151,7 +150,8 @@ class Sweeper:
 
     def _log(self, record: dict[str, Any], report: Report) -> None:
         outcome = report.outcome
-        severity = _SEVERITY.get(outcome, "INFO")
+        # The sweep's lines answer nobody: their severity is the outcome word's alone.
+        severity = severity_for(outcome, 200)
         fields = {
             "route": str(record.get("route", ""))[:64],
             "outcome": outcome,

@@ -131,10 +131,10 @@ def test_the_words_are_partitioned_as_the_contract_says() -> None:
     assert {"due", "placed", "pending", "scheduled", "failed", "formcall_ms", "wait_seconds"} <= logs.LOG_FIELDS
 
 
-def test_the_old_status_only_form_still_works() -> None:
-    assert logs.severity_for(502) == "ERROR"
-    assert logs.severity_for(422) == "WARNING"
-    assert logs.severity_for(200) == "INFO"
+def test_a_word_the_table_does_not_know_follows_the_status() -> None:
+    assert logs.severity_for("something_new", 502) == "ERROR"
+    assert logs.severity_for("something_new", 422) == "WARNING"
+    assert logs.severity_for("something_new", 200) == "INFO"
     assert logs.severity_for("something_new", 404) == "WARNING"
 
 
