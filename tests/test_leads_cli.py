@@ -449,7 +449,8 @@ def test_readme_documents_every_command_and_option() -> None:
     from formcall_webhook.cli import build_parser
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Leads are never lost") : readme.index("## Personal data")]
+    start = readme.index("### The `leads` and `sweep` commands")
+    section = readme[start : readme.index("\n## ", start)]
     top = build_parser()._subparsers._group_actions[0]  # type: ignore[union-attr]
     leads = top.choices["leads"]._subparsers._group_actions[0]
     commands = {f"leads {name}": parser for name, parser in leads.choices.items()}
