@@ -13,9 +13,17 @@ deploy.sh run would drop it).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -161,3 +169,189 @@ def test_the_parity_check_catches_a_missing_fact(tmp_path: Path) -> None:
     spanish = next(s for s in sections(README_ES) if s.title == "Dos comandos")
     assert inline_code(english.text) - inline_code(spanish.text.replace("`SIM_PORT`", "el otro")) == {"SIM_PORT"}
     assert code_blocks(spanish.text.replace("make test", "make tests")) != code_blocks(english.text)
+
+
+# -- the guides' commands: deploy.sh --dry-run accepts them with the config the guide builds --
+
+GUIDES = sorted(
+    {README, README_ES, *(ROOT / "docs").rglob("*.md"), ROOT / "examples" / "landing" / "README.md"},
+)
+DEPLOY_BLOCK = re.compile(r"(?:<!-- deploy(?:: (?P<base>\S+))? -->\n)?```sh\n(?P<sh>.*?)```", re.DOTALL)
+TOML_BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
+GCLOUD = shutil.which("gcloud")
+NO_ACCOUNT = "You do not currently have an active account"
+
+
+@dataclass
+class DeployCommand:
+    guide: str
+    args: list[str]
+    config: dict[str, Any] | None  # None: zero-config
+
+
+def merged(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merged(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
+def guide_config(text: str, end: int, base: str | None) -> dict[str, Any] | None:
+    """The base file, then every TOML block the guide shows before `end`; a block of bare keys goes into
+    the first route ("in the route: captcha = ...")."""
+    config: dict[str, Any] = tomllib.loads((ROOT / base).read_text(encoding="utf-8")) if base else {}
+    blocks = [m[1] for m in TOML_BLOCK.finditer(text, 0, end)]
+    for block in blocks:
+        snippet = tomllib.loads(block)
+        if any(line.startswith("[") for line in block.splitlines()):
+            merged(config, snippet)
+        else:
+            first = next(iter(config["routes"]))
+            merged(config["routes"][first], snippet)
+    return config or None
+
+
+def sh_lines(block: str) -> list[str]:
+    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def deploy_commands() -> list[DeployCommand]:
+    found = []
+    for path in GUIDES:
+        text = path.read_text(encoding="utf-8")
+        name = str(path.relative_to(ROOT))
+        for match in DEPLOY_BLOCK.finditer(text):
+            lines = [line for line in sh_lines(match["sh"]) if line.startswith("infra/deploy.sh")]
+            if not lines:
+                continue
+            marked = match[0].startswith("<!--")
+            # The READMEs' first deploy is zero-config; a guide says which config its deploy is for.
+            assert marked or path in (README, README_ES), f"{name}: mark the deploy block with <!-- deploy: ... -->"
+            config = guide_config(text, match.start(), match["base"]) if marked else None
+            found += [DeployCommand(name, shlex.split(line, comments=True)[1:], config) for line in lines]
+    return found
+
+
+def toml_text(table: dict[str, Any], prefix: str = "") -> str:
+    """A small TOML writer, enough for configs: tables, strings, numbers, booleans and lists of them."""
+    scalars = [
+        f"{key} = {json.dumps(value, ensure_ascii=False)}"
+        for key, value in table.items()
+        if not isinstance(value, dict)
+    ]
+    out = (f"[{prefix}]\n" if prefix and scalars else "") + "".join(line + "\n" for line in scalars)
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out += "\n" + toml_text(value, f"{prefix}.{json.dumps(key)}" if prefix else json.dumps(key))
+    return out
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    """The repository, so that a test's formcall.toml sits where deploy.sh and `check` look for it: the
+    package is copied (it finds the file beside itself, symlinks resolved), the rest linked."""
+    for entry in ROOT.iterdir():
+        if entry.name == "formcall_webhook":
+            shutil.copytree(entry, tmp_path / entry.name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif entry.name not in (".git", "formcall.toml"):
+            (tmp_path / entry.name).symlink_to(entry)
+    return tmp_path
+
+
+def dry_run(sandbox: Path, args: list[str], config: dict[str, Any] | None) -> subprocess.CompletedProcess[str]:
+    if config is not None:
+        (sandbox / "formcall.toml").write_text(toml_text(config), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORMCALL_", "COVERAGE_"))}
+    for name in ("PROJECT", "REGION", "CONFIG", "PYTHON"):
+        env.pop(name, None)
+    if "--dry-run" not in args:
+        args = [*args, "--dry-run"]
+    return subprocess.run(
+        ["bash", str(sandbox / "infra" / "deploy.sh"), *args, "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=sandbox,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+
+COMMANDS = deploy_commands()
+
+
+def test_the_guides_deploy_with_deploy_sh() -> None:
+    guides = {command.guide for command in COMMANDS}
+    for guide in ("README.md", "README.es.md", "docs/senders/README.md", "docs/senders/hubspot.md"):
+        assert guide in guides, guide
+    assert {"docs/senders/zapier.md", "docs/landing-page.md", "examples/landing/README.md"} <= guides
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"{c.guide}:{' '.join(c.args)[:60]}")
+def test_each_guides_deploy_is_accepted_by_a_dry_run(sandbox: Path, command: DeployCommand) -> None:
+    result = dry_run(sandbox, command.args, command.config)
+    assert result.returncode == 0, result.stderr
+    deploys = [line for line in result.stdout.splitlines() if line.startswith("gcloud functions deploy")]
+    assert deploys, result.stdout
+    secrets = [
+        arg.split("=", 1)[0] for flag, arg in zip(command.args, command.args[1:], strict=False) if flag == "--secret"
+    ]
+    for line in deploys:
+        for env_name in secrets:
+            assert f"{env_name}=" in line.split("--set-secrets", 1)[1], (env_name, line)
+
+
+def test_a_reference_to_a_made_up_secret_is_refused(sandbox: Path) -> None:
+    """What the HubSpot guide used to say: a secret: reference in another project stops the deploy."""
+    config = tomllib.loads((ROOT / "tests/samples/configs/hubspot.toml").read_text(encoding="utf-8"))
+    config["routes"]["hubspot"]["outcome"] = {
+        "hubspot": {"token": "secret:projects/acme/secrets/hubspot-token/versions/latest", "property": "p"}
+    }
+    secrets = ["--secret", "HUBSPOT_APP_SECRET=a", "--secret", "HUBSPOT_WEBHOOK_TOKEN=b"]
+    result = dry_run(sandbox, ["--project", "acme-prod", "--popup-uuid", POPUP, *secrets], config)
+    assert result.returncode == 1
+    assert "a secret in project acme;" in result.stderr
+
+
+def test_no_guide_hand_runs_set_secrets() -> None:
+    """A hand-run --set-secrets is dropped by the next deploy.sh run, which sets exactly its own."""
+    for path in GUIDES:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"--set-secrets [A-Z_]+=", text), path
+        assert "gcloud functions deploy ..." not in text, path
+
+
+def gcloud_lines() -> list[tuple[str, list[str]]]:
+    found = []
+    for path in GUIDES:
+        for block in re.findall(r"```sh\n(.*?)```", path.read_text(encoding="utf-8"), re.DOTALL):
+            for line in sh_lines(block):
+                for part in re.split(r" \| | && | \|\| ", line):
+                    words = shlex.split(part, comments=True)
+                    if words and words[0] == "gcloud":
+                        found.append((str(path.relative_to(ROOT)), words))
+    return found
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed (Google Cloud SDK)")
+@pytest.mark.parametrize(
+    ("guide", "words"), gcloud_lines(), ids=lambda v: " ".join(v)[:70] if isinstance(v, list) else v
+)
+def test_each_guides_gcloud_command_parses(guide: str, words: list[str], tmp_path: Path) -> None:
+    """Through the real gcloud with an empty configuration: it may only stop for the missing account."""
+    assert GCLOUD is not None
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "CLOUDSDK_CONFIG": str(tmp_path),
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
+        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
+    }
+    result = subprocess.run(
+        [GCLOUD, *words[1:]], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60, check=False
+    )
+    assert result.returncode == 0 or NO_ACCOUNT in result.stderr, (guide, result.stderr[-2000:])
