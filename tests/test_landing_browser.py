@@ -8,15 +8,20 @@ function runs in a real functions-framework process with examples/landing/formca
 
 Each answer the page can get is shown its own way: placed, scheduled (FormCall out of service hours),
 duplicate, consent missing (blocked by the browser, and answered 422 when the box is not required),
-and the campaign fields and the Google Ads / GA4 conversion event travel as the contract says.
+and the campaign fields and the Google Ads / GA4 conversion event travel as the contract says. The page
+works with the function on any port (?endpoint=, with JavaScript, with ?nojs=1, and with JavaScript off
+through examples/landing/serve.py), a success leaves when a new lead is typed, the call button is on the
+first screen of a 390 x 844 phone, and the pages name no hours that the route's config does not set.
 
 Needs Debian's chromium (`apt-get install chromium`), driven by Playwright's Python package; Playwright's
 own browser downloads are never used. Where either is missing the tests skip, except under CI, where they fail.
-LANDING_SCREENSHOT=examples/landing/screenshot.png regenerates the README's screenshot.
+LANDING_SCREENSHOT=examples/landing/screenshot.png regenerates the README's screenshot (and
+LANDING_SCREENSHOT_PHONE=PATH saves the phone's first screen).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -28,6 +33,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import urlopen
 
 import pytest
 
@@ -46,8 +52,7 @@ POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 ORIGEN = "Landing Acme Seguros"
 PLACED_TEXT = "¡Listo! Te estamos llamando: ten tu teléfono a mano."
 SCHEDULED_TEXT = (
-    "¡Recibido! Ahora no hay ejecutivos disponibles: te llamaremos en horario hábil, "
-    "de lunes a viernes entre 9:00 y 19:00."
+    "¡Recibido! En este momento no pudimos conectarte con un ejecutivo: te llamaremos apenas haya uno disponible."
 )
 DUPLICATE_TEXT = "Ya habíamos recibido tu solicitud: te llamaremos una sola vez, no hace falta enviarla de nuevo."
 CONSENT_MISSING_TEXT = "Para llamarte necesitamos tu autorización: marca la casilla de aceptación y envía de nuevo."
@@ -196,12 +201,40 @@ def browser(chromium: str) -> Iterator[Browser]:
     playwright.stop()
 
 
-def _context(browser: Browser, javascript: bool = True) -> BrowserContext:
-    context = browser.new_context(
-        java_script_enabled=javascript, locale="es-CL", viewport={"width": 1280, "height": 860}
-    )
+PHONE = {"width": 390, "height": 844}  # the first screen of a common phone, in CSS pixels
+
+
+def _context(browser: Browser, javascript: bool = True, phone: bool = False) -> BrowserContext:
+    if phone:
+        context = browser.new_context(
+            locale="es-CL", viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True
+        )
+    else:
+        context = browser.new_context(
+            java_script_enabled=javascript, locale="es-CL", viewport={"width": 1280, "height": 860}
+        )
     context.set_default_timeout(TIMEOUT_MS)
     return context
+
+
+def _load_serve_py() -> Any:
+    spec = importlib.util.spec_from_file_location("landing_serve", LANDING / "serve.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def preview(chromium: str) -> Iterator[str]:
+    """examples/landing/serve.py as shipped, on a port of its own: the origin it serves."""
+    server = _load_serve_py().make_server(0)
+    thread = threading.Thread(target=server.serve_forever, name="landing-serve-py", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
 
 
 @pytest.fixture
@@ -456,6 +489,62 @@ def test_fetch_of_a_bad_number_shows_the_error_and_calls_no_one(
     assert page.locator("#error-text").inner_text() == INVALID_PHONE_TEXT
 
 
+def test_nojs_param_posts_to_the_endpoint_param(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    # The tag names a function that is not there; ?endpoint= names the one that is.
+    site.endpoint = "http://127.0.0.1:9/"
+    try:
+        endpoint = f"{fn.url}/?via=nojs"
+        page.goto(f"{site.origin}/index.html?nojs=1&endpoint={quote(endpoint, safe='')}")
+        assert page.locator("#lead-form").get_attribute("action") == endpoint
+        fill_like_a_person(page, "Lucía Reyes", "9 5566 7788", "lucia@example.cl")
+        with page.expect_response(is_function_post(fn)) as answer:
+            page.get_by_role("button", name="Quiero que me llamen").click()
+        page.wait_for_url(f"{site.origin}/gracias.html")
+        assert answer.value.url == endpoint
+        assert answer.value.status == 303
+        assert_one_call(simulator, "55667788", "Lucía Reyes", "lucia@example.cl")
+    finally:
+        site.endpoint = f"{fn.url}/"
+
+
+def test_an_endpoint_param_that_is_not_a_web_address_is_ignored(page: Page, site: LandingServer) -> None:
+    page.goto(f"{site.origin}/index.html?endpoint={quote('javascript:alert(1)', safe='')}")
+    assert page.locator("#lead-form").get_attribute("action") == site.endpoint
+
+
+def test_javascript_off_the_endpoint_param_works_through_serve_py(
+    browser: Browser, preview: str, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    """A page without JavaScript cannot read its URL: serve.py writes ?endpoint= into the form's tag."""
+    endpoint = f"{fn.url}/?via=serve-py"
+    context = _context(browser, javascript=False)
+    try:
+        page = context.new_page()
+        page.goto(f"{preview}/?endpoint={quote(endpoint, safe='')}")
+        form = page.locator("#lead-form")
+        assert (form.get_attribute("action"), form.get_attribute("data-endpoint")) == (endpoint, endpoint)
+        fill_like_a_person(page, "Mateo Núñez", "9 6655 4433", "mateo@example.cl")
+        with page.expect_response(is_function_post(fn)) as answer:
+            page.get_by_role("button", name="Quiero que me llamen").click()
+        # The function's config sends browsers to the test's page origin.
+        page.wait_for_url(f"{site.origin}/gracias.html")
+        assert (answer.value.url, answer.value.status) == (endpoint, 303)
+        assert_one_call(simulator, "66554433", "Mateo Núñez", "mateo@example.cl")
+    finally:
+        context.close()
+
+    # What it writes is an http(s) URL, escaped; anything else leaves the tag as shipped.
+    for asked in ("javascript:alert(1)", 'http://127.0.0.1:1/"><script>x</script>'):
+        with urlopen(f"{preview}/?endpoint={quote(asked, safe='')}", timeout=30) as answer:
+            html = answer.read().decode("utf-8")
+        assert "javascript:alert" not in html
+        assert "<script>x" not in html
+    with urlopen(f"{preview}/index.html", timeout=30) as answer:
+        assert f'action="{LOCAL_ENDPOINT}"' in answer.read().decode("utf-8")
+
+
 def test_page_on_an_origin_not_in_cors_origins_sends_nothing(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -537,6 +626,35 @@ def test_the_same_lead_twice_is_a_duplicate_and_rings_once(
     assert [e["lead_id"] for e in conversions(page)] == [first["lead_id"]]  # counted once
 
 
+def test_a_success_leaves_when_the_next_lead_is_typed_or_the_form_is_reset(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    page.goto(f"{site.origin}/index.html")
+    fill_like_a_person(page, "Nora Paz", "9 3123 4455", "nora@example.cl")
+    submit(page, fn)
+    assert shown(page) == (PLACED_TEXT, "ok", "placed")
+    assert page.locator("#nombre").input_value() == ""  # the form was reset, the message stayed up
+
+    # A new lead typed in: the message about the last one leaves.
+    page.get_by_label("Nombre").fill("Otro")
+    assert page.locator("#form-status").is_hidden()
+    assert page.locator("#form-status").inner_text() == ""
+
+    fill_like_a_person(page, "Olga Paz", "9 3234 5566", "olga@example.cl")
+    submit(page, fn)
+    assert shown(page) == (PLACED_TEXT, "ok", "placed")
+    page.locator("#lead-form").evaluate("(form) => form.reset()")
+    assert page.locator("#form-status").is_hidden()
+    assert len(simulator.placed()) == 2
+
+    # An error stays while the person fixes what it names.
+    fill_like_a_person(page, "Olga Paz", "9 12", "olga@example.cl")
+    submit(page, fn)
+    assert shown(page)[1] == "error"
+    page.get_by_label("Teléfono").press_sequentially("34")
+    assert page.locator("#form-status").is_visible()
+
+
 # -- E: consent --
 
 
@@ -613,6 +731,46 @@ def test_privacy_notice_is_linked_from_the_consent_box_and_loads(page: Page, sit
     assert "Ley N° 21.719" in text
 
 
+# -- G: a phone --
+
+
+def test_the_call_button_is_on_a_phones_first_screen(
+    browser: Browser, site: LandingServer, fn: FunctionProcess, simulator: Simulator, tmp_path: Path
+) -> None:
+    context = _context(browser, phone=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{site.origin}/index.html")
+        assert page.evaluate("() => [window.innerWidth, window.innerHeight]") == [PHONE["width"], PHONE["height"]]
+        button = page.get_by_role("button", name="Quiero que me llamen")
+        box = button.bounding_box()
+        assert box is not None
+        assert box["y"] >= 0
+        assert box["y"] + box["height"] <= PHONE["height"], f"the button ends at {box['y'] + box['height']} px"
+        assert page.evaluate("() => window.scrollY") == 0
+        # The headline is above it, and the page does not scroll sideways.
+        assert page.locator("h1").bounding_box()["y"] < box["y"]  # type: ignore[index]
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+
+        shot = tmp_path / "phone.png"
+        page.screenshot(path=str(shot))
+        assert_png(shot)
+        if target := os.environ.get("LANDING_SCREENSHOT_PHONE"):
+            page.screenshot(path=target)
+
+        # Sent from the phone, the answer shows up under the button, still on the first screen.
+        fill_like_a_person(page, "Pía Soto", "9 7766 5544", "pia@example.cl")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        submit(page, fn)
+        assert shown(page) == (PLACED_TEXT, "ok", "placed")
+        status = page.locator("#form-status").bounding_box()
+        assert status is not None
+        assert status["y"] + status["height"] <= PHONE["height"]
+        assert len(simulator.placed()) == 1
+    finally:
+        context.close()
+
+
 # -- F: the files as they ship, read without a browser --
 
 
@@ -679,3 +837,67 @@ def test_every_error_word_of_the_spec_has_a_spanish_sentence() -> None:
         "formcall_rejected",
     ):
         assert re.search(rf"^\s*{word}: \"[^\"]+\",?$", mensajes, re.MULTILINE), word
+
+
+# -- hours: a page names only the hours the route's config sets --
+
+DAYS = {"mon": "lunes", "tue": "martes", "wed": "miércoles", "thu": "jueves", "fri": "viernes", "sat": "sábado"}
+DAYS["sun"] = "domingo"
+DAY_NAMES = "|".join(DAYS.values())
+HOURS_WORDS = re.compile(rf"\b\d{{1,2}}:\d{{2}}\b|\b(?:{DAY_NAMES})\b|horario hábil", re.IGNORECASE)
+
+
+def hours_configured(config: dict[str, Any]) -> set[str]:
+    """The times and day names the default route's retry.service_hours sets (empty when unset)."""
+    retry = {**config.get("defaults", {}).get("retry", {}), **config["routes"]["default"].get("retry", {})}
+    hours = retry.get("service_hours") if isinstance(retry, dict) else None
+    if not hours:
+        return set()
+    allowed = {"horario hábil"}
+    order = list(DAYS)
+    for part in hours.split(","):
+        days, _, times = part.strip().partition(" ")
+        first, _, last = days.partition("-")
+        span = order[order.index(first) : order.index(last or first) + 1] if first in order else order
+        allowed |= {DAYS[day] for day in span}
+        allowed |= {time.lstrip("0") if not time.startswith("0:") else time for time in times.split("-")}
+    return allowed
+
+
+def hours_named(text: str) -> set[str]:
+    return {word.lower().lstrip("0") if ":" in word else word.lower() for word in HOURS_WORDS.findall(text)}
+
+
+def hours_problems(config: dict[str, Any], pages: dict[str, str]) -> list[str]:
+    allowed = hours_configured(config)
+    return [
+        f"{name} names {word!r}, which the route's service_hours does not set"
+        for name, text in sorted(pages.items())
+        for word in sorted(hours_named(text) - allowed)
+    ]
+
+
+def shipped_pages() -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted([*LANDING.glob("*.html"), *LANDING.glob("*.js")])}
+
+
+def test_the_pages_name_no_hours_the_config_does_not_set() -> None:
+    config = tomllib.loads((LANDING / "formcall.toml").read_text(encoding="utf-8"))
+    assert hours_problems(config, shipped_pages()) == []
+    assert "gracias.html" in shipped_pages()
+
+
+def test_the_hours_check_holds_pages_to_the_config() -> None:
+    without = {"routes": {"default": {}}}
+    with_hours = {"routes": {"default": {"retry": {"service_hours": "mon-fri 09:00-19:00"}}}}
+    promise = "te llamaremos en horario hábil, de lunes a viernes entre 9:00 y 19:00."
+    assert hours_problems(with_hours, {"gracias.html": promise}) == []
+    assert hours_problems(without, {"gracias.html": promise}) == [
+        f"gracias.html names {word!r}, which the route's service_hours does not set"
+        for word in ("19:00", "9:00", "horario hábil", "lunes", "viernes")
+    ]
+    assert hours_problems(with_hours, {"x.js": "el sábado de 10:00 a 14:00"}) == [
+        "x.js names '10:00', which the route's service_hours does not set",
+        "x.js names '14:00', which the route's service_hours does not set",
+        "x.js names 'sábado', which the route's service_hours does not set",
+    ]

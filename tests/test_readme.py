@@ -199,10 +199,14 @@ def merged(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
 
 
 def guide_config(text: str, end: int, base: str | None) -> dict[str, Any] | None:
-    """The base file, then every TOML block the guide shows before `end`; a block of bare keys goes into
-    the first route ("in the route: captcha = ...")."""
+    """The base file, then the TOML blocks of the guide's opening (before its first `##`) and of the
+    deploy's own section up to the command; a block of bare keys goes into the first route ("in the
+    route: captcha = ...")."""
     config: dict[str, Any] = tomllib.loads((ROOT / base).read_text(encoding="utf-8")) if base else {}
-    blocks = [m[1] for m in TOML_BLOCK.finditer(text, 0, end)]
+    opening = text.find("\n## ")
+    section = text.rfind("\n## ", 0, end)
+    spans = [(0, opening if opening >= 0 else end), (max(section, 0), end)]
+    blocks = [m[1] for start, stop in dict.fromkeys(spans) for m in TOML_BLOCK.finditer(text, start, stop)]
     for block in blocks:
         snippet = tomllib.loads(block)
         if any(line.startswith("[") for line in block.splitlines()):
@@ -288,6 +292,12 @@ def test_the_guides_deploy_with_deploy_sh() -> None:
     for guide in ("README.md", "README.es.md", "docs/senders/README.md", "docs/senders/hubspot.md"):
         assert guide in guides, guide
     assert {"docs/senders/zapier.md", "docs/landing-page.md", "examples/landing/README.md"} <= guides
+    # Each deploy is tried with what its guide adds to the route.
+    configs = {c.guide: c.config for c in COMMANDS if c.config}
+    assert configs["docs/senders/hubspot.md"]["routes"]["hubspot"]["outcome"]["hubspot"]["token"] == "env:HUBSPOT_TOKEN"
+    assert configs["docs/senders/zapier.md"]["routes"]["zapier"]["outcome"]["url"].startswith("https://hooks.zapier")
+    assert configs["docs/landing-page.md"]["routes"]["default"]["captcha"]["secret"] == "env:TURNSTILE_SECRET"
+    assert configs["examples/landing/README.md"]["routes"]["default"]["captcha"]["provider"] == "turnstile"
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: f"{c.guide}:{' '.join(c.args)[:60]}")

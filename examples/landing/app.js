@@ -1,6 +1,6 @@
 /* Sends the lead form with fetch and shows the function's JSON answer on the page.
    Without JavaScript (or with ?nojs=1 in the page's URL) the form posts itself and the function
-   answers 303 to gracias.html or error.html. */
+   answers 303 to gracias.html or error.html. ?endpoint=URL names the function for one visit, both ways. */
 "use strict";
 
 (function () {
@@ -20,15 +20,26 @@
     }
   });
 
+  // The function URL: ?endpoint= in the page's URL (an http or https URL only: it becomes the form's
+  // action), else the form's data-endpoint. The plain post uses it too: ?nojs=1, or should this script
+  // fail later.
+  function httpUrl(value) {
+    try {
+      var url = new URL(value);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : "";
+    } catch (error) {
+      return "";
+    }
+  }
+  var endpoint = httpUrl(params.get("endpoint") || "") || form.dataset.endpoint || form.action;
+  form.action = endpoint;
+
   if (params.get("nojs") === "1") {
     return; // plain form post, as with JavaScript off
   }
   var mensajes = window.FORMCALL_MENSAJES || {};
   var status = document.getElementById("form-status");
   var button = form.querySelector("button[type=submit]");
-  // The function URL: ?endpoint= in the page's URL, else the form's data-endpoint.
-  var endpoint = params.get("endpoint") || form.dataset.endpoint || form.action;
-  form.action = endpoint; // keeps a plain post (should this script fail later) on the same URL
   // Google Tag Manager and gtag.js read this array; it works (and does nothing) without them.
   window.dataLayer = window.dataLayer || [];
 
@@ -53,6 +64,19 @@
   }
 
   var SUCCESS_TEXT = { placed: "listo", pending: "pendiente", scheduled: "programada", duplicate: "duplicada" };
+
+  // A success is about the lead just sent: it leaves when the form is reset or a new lead is typed in.
+  // An error stays while the person fixes what it names.
+  function clearSuccess() {
+    if (status.dataset.kind === "ok") {
+      status.hidden = true;
+      status.textContent = "";
+      status.dataset.kind = "";
+      status.dataset.result = "";
+    }
+  }
+  form.addEventListener("reset", clearSuccess);
+  form.addEventListener("input", clearSuccess);
 
   function describe(httpStatus, answer) {
     if (answer && answer.success === true) {
@@ -104,11 +128,11 @@
       })
       .then(function (outcome) {
         var shown = describe(outcome[0], outcome[1]);
-        show(shown[0], shown[1], outcome[1], shown[2]);
         if (shown[0] === "ok") {
+          form.reset(); // first: the reset takes the previous success away, then this one is shown
           convert(outcome[1], shown[2]);
-          form.reset();
         }
+        show(shown[0], shown[1], outcome[1], shown[2]);
       })
       .catch(function () {
         // A network failure, or an answer without CORS headers (origin not in cors_origins).

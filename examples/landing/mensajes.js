@@ -1,6 +1,8 @@
 /* Sentences for the function's answers, shared by app.js (fetch answers) and error.html (?error=).
    Successes by kind (listo, pendiente, programada, duplicada), failures by the function's `error` word.
-   The function's own `message` is English; a word missing here falls back to it. */
+   The function's own `message` is English; a word missing here falls back to it.
+   Name no hours here unless formcall.toml's retry.service_hours sets them, and then the same ones
+   (tests/test_landing_browser.py holds the pages to the config). */
 "use strict";
 
 window.FORMCALL_MENSAJES = {
@@ -8,7 +10,7 @@ window.FORMCALL_MENSAJES = {
   // later (scheduled), or the same request again (duplicate: nobody is called twice).
   listo: "¡Listo! Te estamos llamando: ten tu teléfono a mano.",
   pendiente: "¡Listo! Recibimos tus datos y te llamaremos apenas un ejecutivo quede libre.",
-  programada: "¡Recibido! Ahora no hay ejecutivos disponibles: te llamaremos en horario hábil, de lunes a viernes entre 9:00 y 19:00.",
+  programada: "¡Recibido! En este momento no pudimos conectarte con un ejecutivo: te llamaremos apenas haya uno disponible.",
   duplicada: "Ya habíamos recibido tu solicitud: te llamaremos una sola vez, no hace falta enviarla de nuevo.",
 
   phone_missing: "Escribe tu número de teléfono para que podamos llamarte.",
@@ -18,7 +20,7 @@ window.FORMCALL_MENSAJES = {
   consent_missing: "Para llamarte necesitamos tu autorización: marca la casilla de aceptación y envía de nuevo.",
   opted_out: "Este número pidió no recibir nuestras llamadas. Si cambiaste de opinión, escríbenos a privacidad@acmeseguros.cl.",
   captcha_failed: "No pudimos verificar que no eres un robot. Recarga la página e inténtalo de nuevo.",
-  out_of_service_hours: "Nuestros ejecutivos no están disponibles en este momento. Vuelve a intentarlo de lunes a viernes entre 9:00 y 19:00.",
+  out_of_service_hours: "Nuestros ejecutivos no están disponibles en este momento. Inténtalo de nuevo más tarde.",
   rate_limited: "Recibimos muchos intentos seguidos. Espera un minuto e inténtalo de nuevo.",
   formcall_rejected: "No pudimos programar la llamada a ese número. Revisa que esté bien escrito.",
   // 5xx: the call was not placed and a retry is safe (the function never rings a lead twice).
