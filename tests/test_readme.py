@@ -365,3 +365,16 @@ def test_each_guides_gcloud_command_parses(guide: str, words: list[str], tmp_pat
         [GCLOUD, *words[1:]], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60, check=False
     )
     assert result.returncode == 0 or NO_ACCOUNT in result.stderr, (guide, result.stderr[-2000:])
+
+
+def test_the_example_configs_own_deploy_line_is_accepted(sandbox: Path) -> None:
+    """examples/formcall.toml names the deploy that provides each of its secrets; a dry run agrees."""
+    text = (ROOT / "examples" / "formcall.toml").read_text(encoding="utf-8")
+    [line] = [line.lstrip("# ") for line in text.splitlines() if line.lstrip("# ").startswith("infra/deploy.sh")]
+    result = dry_run(sandbox, shlex.split(line)[1:], tomllib.loads(text))
+    assert result.returncode == 0, result.stderr
+    # Without the hash key's secret, the same deploy stops before it creates anything.
+    short = shlex.split(line.replace(" --secret FORMCALL_HASH_KEY=formcall-hash-key", ""))[1:]
+    refused = dry_run(sandbox, short, tomllib.loads(text))
+    assert refused.returncode == 1
+    assert "leads.hash_key" in refused.stderr
