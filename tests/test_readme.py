@@ -378,3 +378,26 @@ def test_the_example_configs_own_deploy_line_is_accepted(sandbox: Path) -> None:
     refused = dry_run(sandbox, short, tomllib.loads(text))
     assert refused.returncode == 1
     assert "leads.hash_key" in refused.stderr
+
+
+def anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation but '-' and '_' dropped, spaces to '-'."""
+    found = set()
+    for section in sections(path):
+        slug = re.sub(r"[^\w\- ]", "", section.title.lower().replace("`", "")).replace(" ", "-")
+        found.add(slug)
+    return found
+
+
+def test_every_link_of_the_readmes_and_docs_leads_somewhere() -> None:
+    """The move to docs/ kept every link: each relative link names a file, and each #anchor a heading."""
+    for path in GUIDES:
+        text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            assert linked.exists(), f"{path.relative_to(ROOT)}: {target}"
+            if anchor and linked.suffix == ".md":
+                assert anchor in anchors(linked), f"{path.relative_to(ROOT)}: {target}"
