@@ -21,7 +21,11 @@ Each runs as a dedicated service account; builds run as a dedicated build servic
 
 Where and what:
   --project PROJECT        Google Cloud project id (or the PROJECT environment variable)
-  --region REGION          region (or REGION; default southamerica-west1, Santiago)
+  --region REGION          region of both functions (or REGION; default southamerica-west1, Santiago)
+  --scheduler-region R     where the Cloud Scheduler job lives (default: REGION when Cloud Scheduler
+                           is offered there, else the nearest region that has it: southamerica-east1
+                           for Santiago). Every location is checked against infra/locations.py, the
+                           table of where Google offers each service, before anything is created.
   --function NAME          the webhook function (default formcall-webhook)
   --sweep-function NAME    the sweeper function (default formcall-sweep)
   --service-account-name N runtime service account id of both functions (default formcall-webhook)
@@ -119,6 +123,7 @@ note() {
 
 PROJECT="${PROJECT:-}"
 REGION="${REGION:-southamerica-west1}"
+SCHEDULER_REGION=""
 FUNCTION="formcall-webhook"
 SWEEP_FUNCTION="formcall-sweep"
 SA_NAME="formcall-webhook"
@@ -168,7 +173,7 @@ SWEEP_SCHEDULE="* * * * *"
 # Options that take a value; both `--name value` and `--name=value` are accepted.
 takes_value() {
   case $1 in
-    --project | --region | --function | --sweep-function | --service-account-name | \
+    --project | --region | --scheduler-region | --function | --sweep-function | --service-account-name | \
       --scheduler-service-account-name | --build-service-account-name | --build-service-account | \
       --token-secret | --token-version | --secret | --popup-uuid | --config | --default-region | \
       --store-url | --firestore-location | --network | --subnet | --vpc-connector | --max-instances | \
@@ -196,6 +201,7 @@ while (($# > 0)); do
   case $option in
     --project) PROJECT=$value ;;
     --region) REGION=$value ;;
+    --scheduler-region) SCHEDULER_REGION=$value ;;
     --function) FUNCTION=$value ;;
     --sweep-function) SWEEP_FUNCTION=$value ;;
     --service-account-name) SA_NAME=$value ;;
@@ -249,6 +255,8 @@ SHARE_RE='^(0?\.[0-9]+|1(\.0+)?)$'
 matches "$PROJECT" '^[a-z][a-z0-9-]{4,28}[a-z0-9]$' || usage_error "--project: '$PROJECT' is not a project id"
 [[ -n $REGION ]] || usage_error "--region must not be empty"
 matches "$REGION" '^[a-z]+-[a-z]+[0-9]+$' || usage_error "--region: '$REGION' is not a region such as southamerica-west1"
+[[ -z $SCHEDULER_REGION ]] || matches "$SCHEDULER_REGION" '^[a-z]+-[a-z]+[0-9]+$' ||
+  usage_error "--scheduler-region: '$SCHEDULER_REGION' is not a region such as southamerica-east1"
 matches "$FUNCTION" "$FUNCTION_RE" ||
   usage_error "--function: lower-case letters, digits and dashes, at most 49, starting with a letter"
 matches "$SWEEP_FUNCTION" "$FUNCTION_RE" ||
@@ -398,6 +406,20 @@ cd "$ROOT"
 
 if [[ -z $PYTHON ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Locations: every resource where Google offers its service (infra/locations.py), checked before
+# anything is created. The sweep job gets its own location: Cloud Scheduler is not offered in every
+# region that runs functions (not in Santiago).
+
+place_args=(--region "$REGION" --scheduler-region "$SCHEDULER_REGION")
+[[ $STORE_KIND != firestore ]] || place_args+=(--firestore-location "$FIRESTORE_LOCATION")
+((!DEPLOY_SWEEPER)) || place_args+=(--sweeper)
+placed=$("$PYTHON" infra/locations.py place "${place_args[@]}") || exit 2
+if ((DEPLOY_SWEEPER)); then
+  SCHEDULER_REGION=$(sed -n 's/^scheduler=//p' <<<"$placed")
+  [[ -n $SCHEDULER_REGION ]] || fail "infra/locations.py chose no scheduler region"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -677,7 +699,7 @@ if ((!DRY_RUN)) && ! command -v gcloud >/dev/null 2>&1; then
 fi
 
 if ((DEPLOY_SWEEPER)); then
-  comment "formcall-webhook -> $FUNCTION and $SWEEP_FUNCTION in $PROJECT/$REGION, store ${STORE_URL:-from a secret}"
+  comment "formcall-webhook -> $FUNCTION and $SWEEP_FUNCTION in $PROJECT/$REGION, store ${STORE_URL:-from a secret}, sweep job in $SCHEDULER_REGION"
 else
   comment "formcall-webhook -> $FUNCTION in $PROJECT/$REGION, store $STORE_URL (the function sweeps itself)"
 fi
@@ -843,13 +865,13 @@ if ((DEPLOY_SWEEPER)); then
     --format='value(serviceConfig.uri)'
   [[ -n $SWEEP_URL ]] || fail "$SWEEP_FUNCTION has no URL"
 
-  comment "Cloud Scheduler: POST the sweeper every minute"
-  job_flags=(--location "$REGION" --project "$PROJECT" --schedule "$SWEEP_SCHEDULE" --time-zone Etc/UTC
+  comment "Cloud Scheduler in $SCHEDULER_REGION: POST the sweeper every minute"
+  job_flags=(--location "$SCHEDULER_REGION" --project "$PROJECT" --schedule "$SWEEP_SCHEDULE" --time-zone Etc/UTC
     --uri "$SWEEP_URL" --http-method POST --attempt-deadline "$SWEEP_DEADLINE"
     --oidc-service-account-email "$SCHEDULER_SA_EMAIL" --oidc-token-audience "$SWEEP_URL"
     --max-retry-attempts 0 --description "formcall-webhook: deliver the leads kept for later")
   # No retries: the next minute's run is the retry, and a late duplicate would only find nothing due.
-  converge gcloud scheduler jobs describe "$SWEEP_FUNCTION" --location "$REGION" --project "$PROJECT" -- \
+  converge gcloud scheduler jobs describe "$SWEEP_FUNCTION" --location "$SCHEDULER_REGION" --project "$PROJECT" -- \
     gcloud scheduler jobs update http "$SWEEP_FUNCTION" "${job_flags[@]}" -- \
     gcloud scheduler jobs create http "$SWEEP_FUNCTION" "${job_flags[@]}"
 fi

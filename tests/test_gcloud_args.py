@@ -43,6 +43,8 @@ RUNS = {
         *("--subnet", "formcall", "--private", "--build-service-account", "builder@acme-prod.iam.gserviceaccount.com"),
     ],
     "memory": ["--popup-uuid", POPUP, "--store-url", "memory://", "--max-instances", "1", "--token-version", "1"],
+    # A region without Cloud Scheduler: the job goes to the nearest one (us-central1).
+    "us-south1": ["--popup-uuid", POPUP, "--token-version", "1", "--region", "us-south1"],
     "named-database": [
         *("--popup-uuid", POPUP, "--store-url", "firestore://acme-prod/formcall", "--firestore-location", "nam5"),
         *("--token-version", "2", "--concurrency", "1", "--memory", "512Mi"),

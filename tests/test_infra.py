@@ -100,7 +100,7 @@ def test_every_tf_file_parses(path: Path) -> None:
 
 def test_versions_pin_terraform_and_providers() -> None:
     (terraform,) = parse(MODULE / "versions.tf")["terraform"]
-    assert terraform["required_version"] == ">= 1.5"
+    assert terraform["required_version"] == ">= 1.9"
     (providers,) = terraform["required_providers"]
     assert providers["google"]["source"] == "hashicorp/google"
     assert providers["google"]["version"] == "~> 7.21"
@@ -315,8 +315,11 @@ def test_outputs() -> None:
 
 def test_variable_validations() -> None:
     found = variables()
-    (region_rule,) = found["region"]["validation"]
+    region_rule, offered_rule, redis_rule = found["region"]["validation"]
     assert 'trimspace(var.region) != ""' in region_rule["condition"]
+    # Where Google offers each service: tests/test_locations.py runs these for real.
+    assert "contains(local.locations.functions, var.region)" in offered_rule["condition"]
+    assert "contains(local.locations.memorystore, var.region)" in redis_rule["condition"]
     popup = hcl_regex(found["popup_uuid"]["validation"][0]["condition"])
     assert popup.search(POPUP)
     assert not popup.search("not-a-uuid")

@@ -8,6 +8,10 @@ locals {
   bucket_name = coalesce(var.source_bucket_name, trimsuffix(substr("${var.project_id}-${var.function_name}-source", 0, 63), "-"))
   labels      = merge({ app = "formcall-webhook" }, var.labels)
 
+  # The sweep job's own location: Cloud Scheduler is not offered in every functions region (not in
+  # Santiago); locations.tf.json maps each one to itself or to the nearest region that has it.
+  scheduler_region = coalesce(var.scheduler_region, lookup(local.scheduler_nearest, var.region, var.region))
+
   use_firestore = !var.enable_redis && var.store_url == "firestore://"
   # memory:// is one instance's own memory: no other process could sweep its leads.
   deploy_sweeper = var.enable_redis || var.store_url != "memory://"
@@ -578,7 +582,7 @@ resource "google_cloud_scheduler_job" "sweep" {
   count = local.deploy_sweeper ? 1 : 0
 
   project     = var.project_id
-  region      = var.region
+  region      = local.scheduler_region
   name        = var.sweep_function_name
   description = "formcall-webhook: deliver the leads kept for later."
   schedule    = "* * * * *"
