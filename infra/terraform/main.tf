@@ -40,9 +40,10 @@ locals {
   redis_ca_file = "ca.pem"
 
   build_service_account = coalesce(var.build_service_account, try(google_service_account.build[0].id, null))
-  # What Cloud Build needs to build a function as a user-specified account (Google's build-custom-sa
-  # page): build logs, the image in Artifact Registry, and reading the uploaded source.
-  build_roles = toset(["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"])
+  # What Cloud Build needs to build a function as a user-specified account, as Google's build-account
+  # page lists (run/docs/configuring/services/build-service-account): build logs, the image in Artifact
+  # Registry, and Storage Object Admin to read the function's source and store build images.
+  build_roles = toset(["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectAdmin"])
 
   # Plain settings only; everything secret goes through Secret Manager below. The sweeper gets the
   # same, but THREADS. FORMCALL_SWEEP_SECONDS stays unset: Cloud Scheduler runs the sweep.
@@ -114,6 +115,8 @@ resource "google_service_account" "runtime" {
 
 # Since mid-2024 a new project's default build account may lack what a function build needs, or be
 # disabled by policy: builds run as this one.
+# IAM is eventually consistent: the provider (v7.21.0, resource_google_service_account.go) polls a new
+# account until three reads in a row find it and then waits 10 s more, before anything grants it a role.
 resource "google_service_account" "build" {
   count = var.build_service_account == null ? 1 : 0
 
@@ -129,16 +132,6 @@ resource "google_project_iam_member" "build" {
   project = var.project_id
   role    = each.value
   member  = google_service_account.build[0].member
-}
-
-# The source bucket itself, by name, for the build account (project-wide objectViewer above covers the
-# gcf-v2-sources bucket Cloud Functions copies the archive to).
-resource "google_storage_bucket_iam_member" "build_source" {
-  count = var.build_service_account == null ? 1 : 0
-
-  bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.build[0].member
 }
 
 # Firestore -------------------------------------------------------------------------------------
@@ -168,7 +161,26 @@ resource "google_firestore_field" "ttl" {
   field      = "expires_at"
 
   ttl_config {}
-  # Only the TTL: the field keeps Firestore's automatic single-field indexes.
+  # An empty index_config disables the field's single-field indexes: nothing queries expires_at, and
+  # an index on a time-ordered field caps its writes at Firestore's documented 500 a second.
+  index_config {}
+
+  depends_on = [google_firestore_database.store]
+}
+
+# Single-field index exemptions (an empty index_config disables the field's indexes). Nothing queries
+# claims by a field: at a campaign's burst (100 leads/s, about 600 claim writes and deletes a second) an
+# index on their time-ordered `expires` would pass Firestore's documented 500 writes/s for such fields.
+# The leads' `json` is the whole record, a large string no query reads by value. expires_at is exempted
+# by its TTL field above. deploy.sh makes the same exemptions.
+resource "google_firestore_field" "exempt" {
+  for_each = local.use_firestore ? toset(["formcall_claims/value", "formcall_claims/expires", "formcall_leads/json"]) : toset([])
+
+  project    = var.project_id
+  database   = var.firestore_database
+  collection = split("/", each.value)[0]
+  field      = split("/", each.value)[1]
+
   index_config {}
 
   depends_on = [google_firestore_database.store]
@@ -267,12 +279,22 @@ resource "google_storage_bucket" "source" {
     enabled = true
   }
 
-  # Objects are named by content, so replaced archives pile up as old versions: keep a few for
-  # rollback and delete the rest after 30 days.
+  # Archives are named by their content's md5, so a new archive is a new object: none is ever
+  # replaced, and a rule on noncurrent versions alone would never fire. Live archives go after 30 days
+  # (the build copies the source it uses; Terraform uploads the current one again if it is gone), and
+  # anything deleted or overwritten after 7 more.
   lifecycle_rule {
     condition {
-      num_newer_versions         = 3
-      days_since_noncurrent_time = 30
+      age        = 30
+      with_state = "LIVE"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 7
       with_state                 = "ARCHIVED"
     }
     action {
@@ -529,7 +551,6 @@ resource "google_cloudfunctions2_function" "function" {
     google_secret_manager_secret_iam_member.store_url,
     google_secret_manager_secret_iam_member.redis_ca,
     google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_source,
     google_project_iam_member.runtime_datastore,
     google_firestore_database.store,
     google_project_service.apis,
