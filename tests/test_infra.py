@@ -1028,3 +1028,66 @@ def test_check_warns_when_a_route_accepts_the_token_in_the_query_string(tmp_path
     assert "query_token = false" in loud.stderr
     quiet = check(common + ", query_token = false }\n")
     assert quiet.returncode == 0 and "?token=" not in quiet.stderr, quiet.stderr
+
+
+# Labels of Google's own monitored resources and metrics that the filters may name.
+RESOURCE_LABELS = {
+    "cloud_run_revision": {"service_name", "revision_name", "location", "configuration_name", "project_id"},
+    "cloud_scheduler_job": {"job_id", "location", "project_id"},
+}
+BUILT_IN_METRIC_LABELS = {"run.googleapis.com/request_count": {"response_code", "response_code_class", "route"}}
+
+
+def test_every_alert_filter_field_is_one_the_code_writes() -> None:
+    """Each field an alert or its log metric filters on: a log field the code writes, a label a log
+    metric extracts from one, or a label of the Google resource or metric named in the same filter."""
+    from formcall_webhook.logs import LOG_FIELDS
+
+    defs = metric_defs()
+    for name, metric in defs.items():
+        fields = re.findall(r"\b(jsonPayload|resource\.labels|severity)\b\.?([a-z_]*)", metric["filter"])
+        (rtype,) = re.findall(r'resource\.type="([^"]+)"', metric["filter"])
+        for kind, field in fields:
+            if kind == "jsonPayload":
+                assert field in LOG_FIELDS, f"{name} filters on jsonPayload.{field}, which the code never writes"
+            elif kind == "resource.labels":
+                assert field in RESOURCE_LABELS[rtype], f"{name}: {rtype} has no label {field}"
+        for extractor in [*metric["labelExtractors"].values(), metric.get("valueExtractor", "")]:
+            for field in re.findall(r"jsonPayload\.([a-z_]+)", extractor):
+                assert field in LOG_FIELDS, f"{name} extracts jsonPayload.{field}, which the code never writes"
+    for path in sorted((MONITORING / "policies").glob("*.json")):
+        policy = rendered(path)
+        for condition in policy["conditions"]:
+            (kind,) = [key for key in condition if key.startswith("condition")]
+            assert kind in {"conditionThreshold", "conditionAbsent"}, f"{path.name}: {kind}"
+        for text in all_filters(policy):
+            (rtype,) = re.findall(r'resource\.type="([^"]+)"', text)
+            (metric_type,) = re.findall(r'metric\.type="([^"]+)"', text)
+            if metric_type.startswith("logging.googleapis.com/user/"):
+                metric_labels = set(defs[metric_type.rsplit("/", 1)[1]]["labelExtractors"])
+            else:
+                metric_labels = BUILT_IN_METRIC_LABELS[metric_type]
+            for field in re.findall(r"\bmetric\.labels?\.([a-z_]+)", text):
+                assert field in metric_labels, f"{path.name}: {metric_type} has no label {field}"
+            for field in re.findall(r"\bresource\.labels?\.([a-z_]+)", text):
+                assert field in RESOURCE_LABELS[rtype], f"{path.name}: {rtype} has no label {field}"
+            assert not re.search(r"jsonPayload\.", text), f"{path.name}: policies filter metrics, not log lines"
+
+
+def test_the_alerts_issue_17_asks_for() -> None:
+    policies = {path.stem: rendered(path) for path in sorted((MONITORING / "policies").glob("*.json"))}
+    text = {name: json.dumps(policy) for name, policy in policies.items()}
+    assert outcome_words(" ".join(all_filters(policies["sweeper_stale"]))) == {"sweeper_stale"}
+    (absent,) = policies["sweeper_silent"]["conditions"]
+    assert absent["conditionAbsent"]["duration"] == "300s"
+    assert 'metric.label.outcome=\\"sweep\\"' in text["sweeper_silent"]
+    assert "formcall-sweep" in text["sweeper_5xx"] and "5xx" in text["sweeper_5xx"]
+    assert "formcall_scheduler_errors" in text["sweeper_scheduler_errors"]
+    assert metric_defs()["formcall_scheduler_errors"]["filter"].endswith("severity>=ERROR")
+    assert outcome_words(" ".join(all_filters(policies["formcall_unavailable"]))) == {
+        "store_unavailable",
+        "formcall_unavailable",
+        "origination_failed",
+    }
+    assert "formcall_browser_redirects" in text["browser_failures"]
+    assert "jsonPayload.status=303" in metric_defs()["formcall_browser_redirects"]["filter"]
