@@ -261,7 +261,7 @@ def test_no_secret_value_comes_from_a_variable() -> None:
 
 def test_public_invoker_binding_only_when_public() -> None:
     invoker = of_type("google_cloud_run_service_iam_member")["public_invoker"]
-    assert invoker["count"] == "${var.public ? 1 : 0}"
+    assert invoker["count"] == "${var.public && !var.invoker_iam_disabled ? 1 : 0}"
     assert invoker["role"] == "roles/run.invoker"
     assert invoker["member"] == "allUsers"
     assert invoker["service"] == '${google_cloudfunctions2_function.function["webhook"].name}'
@@ -307,8 +307,11 @@ def test_redis_resources_only_when_enable_redis() -> None:
 def test_outputs() -> None:
     found = outputs()
     webhook = 'google_cloudfunctions2_function.function["webhook"]'
-    assert found["function_url"]["value"] == f"${{{webhook}.service_config[0].uri}}"
-    assert found["function_legacy_url"]["value"] == f"${{{webhook}.url}}"
+    run = "google_cloud_run_v2_service.webhook[0]"
+    assert (
+        found["function_url"]["value"] == f"${{var.invoker_iam_disabled ? {run}.uri : {webhook}.service_config[0].uri}}"
+    )
+    assert found["function_legacy_url"]["value"] == f"${{var.invoker_iam_disabled ? null : {webhook}.url}}"
     assert found["service_account_email"]["value"] == "${google_service_account.runtime.email}"
     assert found["token_secret_id"]["value"] == "${google_secret_manager_secret.token.id}"
 
@@ -1091,3 +1094,22 @@ def test_the_alerts_issue_17_asks_for() -> None:
     }
     assert "formcall_browser_redirects" in text["browser_failures"]
     assert "jsonPayload.status=303" in metric_defs()["formcall_browser_redirects"]["filter"]
+
+
+def test_terraform_public_without_allusers_turns_the_invoker_check_off_in_the_deploying_resource() -> None:
+    """An org that refuses allUsers: the webhook is a Cloud Run service with invoker_iam_disabled."""
+    (service,) = of_type("google_cloud_run_v2_service").values()
+    assert service["count"] == "${var.invoker_iam_disabled ? 1 : 0}"
+    assert service["invoker_iam_disabled"] is True
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
+    (build,) = service["build_config"]
+    assert build["function_target"] == "formcall_webhook"
+    assert build["base_image"] == "${local.webhook_base_image}"
+    assert "runtimes/python312" in (MODULE / "webhook_run.tf").read_text()
+    assert "google_storage_bucket_object.source.name" in build["source_location"]
+    (template,) = service["template"]
+    assert template["service_account"] == "${google_service_account.runtime.email}"
+    # The function resource leaves the webhook out then, and no allUsers binding is made.
+    assert 'key == "webhook" && var.invoker_iam_disabled' in function()["for_each"]
+    rule = variables()["invoker_iam_disabled"]["validation"][0]["condition"]
+    assert rule == "${!var.invoker_iam_disabled || var.public}"

@@ -422,7 +422,8 @@ resource "google_secret_manager_secret_iam_member" "redis_ca" {
 # The webhook (public) and the sweeper (private), from the same source, environment and secrets.
 resource "google_cloudfunctions2_function" "function" {
   #checkov:skip=CKV_GCP_124:Ingress ALLOW_ALL is the point: webhooks come from HubSpot, Zapier and browsers on the internet; each route authenticates requests itself (signatures, tokens, honeypot, captcha, rate limits). The sweeper takes only OIDC-authenticated calls (no allUsers).
-  for_each = local.functions
+  # With invoker_iam_disabled the webhook is a Cloud Run service instead (webhook_run.tf).
+  for_each = { for key, fn in local.functions : key => fn if !(key == "webhook" && var.invoker_iam_disabled) }
 
   project     = var.project_id
   location    = var.region
@@ -567,7 +568,7 @@ moved {
 # invoker_iam_disabled, anyone, where an organisation policy refuses allUsers).
 resource "google_cloud_run_service_iam_member" "public_invoker" {
   #checkov:skip=CKV_GCP_102:Public invocation is intended (var.public): HubSpot, Zapier and browser form posts cannot send Google identity tokens; the function's own per-route auth, honeypot, captcha and rate limits protect it.
-  count = var.public ? 1 : 0
+  count = var.public && !var.invoker_iam_disabled ? 1 : 0
 
   project  = var.project_id
   location = var.region

@@ -340,6 +340,17 @@ variable "public" {
   default     = true
 }
 
+variable "invoker_iam_disabled" {
+  description = "Public without an allUsers binding, for organisations whose policy (iam.allowedPolicyMemberDomains) refuses allUsers: Cloud Run's invoker check is turned off on the webhook instead. google_cloudfunctions2_function has no such field (provider v7.21.0), so the webhook is then a google_cloud_run_v2_service built from the same source (build_config), with invoker_iam_disabled = true; the sweeper stays a private function."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.invoker_iam_disabled || var.public
+    error_message = "invoker_iam_disabled makes the webhook public: it needs public = true (false means private, only callers with run.invoker)."
+  }
+}
+
 # Memorystore ------------------------------------------------------------------------------------
 
 variable "enable_redis" {

@@ -22,6 +22,7 @@ import sys
 from functools import cache
 
 RESOURCES = (
+    "google_artifact_registry_repository",
     "google_cloud_run_service_iam_member",
     "google_cloud_run_v2_service",
     "google_cloud_scheduler_job",
