@@ -141,7 +141,7 @@ def test_the_dry_runs_cover_every_kind_of_command(commands: list[list[str]]) -> 
         "functions add-invoker-policy-binding formcall-sweep",
         "run deploy formcall-webhook",
         "run deploy formcall-sweep",
-        "run services add-iam-policy-binding formcall-sweep",
+        "run services add-iam-policy-binding",
         "run services describe",
         "firestore indexes fields",
         "scheduler jobs create",
