@@ -39,6 +39,7 @@ from .stores import Backend
 from .templates import TemplateFailed
 
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
+UNKNOWN_ROUTE = "(unknown)"  # the request line's route for a path that names no route
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,8 @@ class App:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         report = outcome.report
         fields = {
-            "route": outcome.route,
+            # Unknown paths share one route value: strangers cannot add labels to the log-based metrics.
+            "route": UNKNOWN_ROUTE if outcome.outcome == "unknown_route" else outcome.route,
             "outcome": outcome.outcome,
             "status": response.status,
             "lead_id": report.lead_id,

@@ -3,7 +3,8 @@
 # the sweeper (a second, private function) and the Cloud Scheduler job that calls it every minute,
 # the Firestore database they share, their service accounts, and optionally monitoring.
 # It converges: what exists is looked up and kept or updated to match; what is missing is created.
-# Each run deploys both functions again (a new revision each, same settings).
+# Each run deploys both functions again (a new revision each, same settings), each in one command
+# that carries all its settings: no revision serves without its network, ingress or invoker setting.
 # `infra/deploy.sh --help` for the options; `--dry-run` prints the gcloud commands without running any.
 set -euo pipefail
 
@@ -21,7 +22,11 @@ Each runs as a dedicated service account; builds run as a dedicated build servic
 
 Where and what:
   --project PROJECT        Google Cloud project id (or the PROJECT environment variable)
-  --region REGION          region (or REGION; default southamerica-west1, Santiago)
+  --region REGION          region of both functions (or REGION; default southamerica-west1, Santiago)
+  --scheduler-region R     where the Cloud Scheduler job lives (default: REGION when Cloud Scheduler
+                           is offered there, else the nearest region that has it: southamerica-east1
+                           for Santiago). Every location is checked against infra/locations.py, the
+                           table of where Google offers each service, before anything is created.
   --function NAME          the webhook function (default formcall-webhook)
   --sweep-function NAME    the sweeper function (default formcall-sweep)
   --service-account-name N runtime service account id of both functions (default formcall-webhook)
@@ -63,7 +68,9 @@ Function settings (the environment of both functions):
                            southamerica-west1); an existing database stays where it is
   --network NET --subnet SUBNET
                            Direct VPC egress to Memorystore (redis://): only private ranges go
-                           through the VPC; FormCall is reached directly
+                           through the VPC; FormCall is reached directly. `gcloud functions deploy`
+                           has no flag for it, so both functions are then deployed with
+                           `gcloud run deploy --function` (same source and build, one step each)
 
 Scaling and limits (the webhook; the sweeper serves one request at a time on at most 2 instances):
   --max-instances N        default 10     --min-instances N   default 0
@@ -78,15 +85,19 @@ Who may call the webhook:
                            honeypot, captcha, CORS and rate limits.
   --no-invoker-iam-check   public without an allUsers binding, for organisations whose policy
                            (iam.allowedPolicyMemberDomains) refuses allUsers: Cloud Run's invoker
-                           check is turned off on the webhook's service instead
+                           check is turned off on the webhook's service instead, in the same step
+                           that deploys it (`gcloud run deploy --function ... --no-invoker-iam-check`)
   --private                only callers with roles/run.invoker and a Google identity token,
                            e.g. another Google Cloud service
 
 Monitoring:
   --monitoring EMAIL       also create, from infra/monitoring/ (as Terraform does), the log-based
                            metrics, the alert policies notifying EMAIL (any lead_failed, FormCall
-                           errors 4/7/8, the share of scheduled answers, the 5xx rate) and the
-                           dashboard
+                           errors 4/7/8, the share of scheduled answers, the 5xx rate,
+                           store_unavailable / formcall_unavailable / origination_failed lines,
+                           failures answered to browsers as 303; with a sweeper: sweeper_stale, no
+                           sweep line for 5 minutes, the sweeper's 5xx, the Scheduler job's errors)
+                           and the dashboard
   --scheduled-alert-share F  alert above this share of scheduled answers (default 0.5)
   --error-alert-share F    alert above this share of 5xx answers (default 0.05)
 
@@ -119,6 +130,7 @@ note() {
 
 PROJECT="${PROJECT:-}"
 REGION="${REGION:-southamerica-west1}"
+SCHEDULER_REGION=""
 FUNCTION="formcall-webhook"
 SWEEP_FUNCTION="formcall-sweep"
 SA_NAME="formcall-webhook"
@@ -168,7 +180,7 @@ SWEEP_SCHEDULE="* * * * *"
 # Options that take a value; both `--name value` and `--name=value` are accepted.
 takes_value() {
   case $1 in
-    --project | --region | --function | --sweep-function | --service-account-name | \
+    --project | --region | --scheduler-region | --function | --sweep-function | --service-account-name | \
       --scheduler-service-account-name | --build-service-account-name | --build-service-account | \
       --token-secret | --token-version | --secret | --popup-uuid | --config | --default-region | \
       --store-url | --firestore-location | --network | --subnet | --vpc-connector | --max-instances | \
@@ -196,6 +208,7 @@ while (($# > 0)); do
   case $option in
     --project) PROJECT=$value ;;
     --region) REGION=$value ;;
+    --scheduler-region) SCHEDULER_REGION=$value ;;
     --function) FUNCTION=$value ;;
     --sweep-function) SWEEP_FUNCTION=$value ;;
     --service-account-name) SA_NAME=$value ;;
@@ -249,6 +262,8 @@ SHARE_RE='^(0?\.[0-9]+|1(\.0+)?)$'
 matches "$PROJECT" '^[a-z][a-z0-9-]{4,28}[a-z0-9]$' || usage_error "--project: '$PROJECT' is not a project id"
 [[ -n $REGION ]] || usage_error "--region must not be empty"
 matches "$REGION" '^[a-z]+-[a-z]+[0-9]+$' || usage_error "--region: '$REGION' is not a region such as southamerica-west1"
+[[ -z $SCHEDULER_REGION ]] || matches "$SCHEDULER_REGION" '^[a-z]+-[a-z]+[0-9]+$' ||
+  usage_error "--scheduler-region: '$SCHEDULER_REGION' is not a region such as southamerica-east1"
 matches "$FUNCTION" "$FUNCTION_RE" ||
   usage_error "--function: lower-case letters, digits and dashes, at most 49, starting with a letter"
 matches "$SWEEP_FUNCTION" "$FUNCTION_RE" ||
@@ -398,6 +413,20 @@ cd "$ROOT"
 
 if [[ -z $PYTHON ]]; then
   if [[ -x .venv/bin/python ]]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Locations: every resource where Google offers its service (infra/locations.py), checked before
+# anything is created. The sweep job gets its own location: Cloud Scheduler is not offered in every
+# region that runs functions (not in Santiago).
+
+place_args=(--region "$REGION" --scheduler-region "$SCHEDULER_REGION")
+[[ $STORE_KIND != firestore ]] || place_args+=(--firestore-location "$FIRESTORE_LOCATION")
+((!DEPLOY_SWEEPER)) || place_args+=(--sweeper)
+placed=$("$PYTHON" infra/locations.py place "${place_args[@]}") || exit 2
+if ((DEPLOY_SWEEPER)); then
+  SCHEDULER_REGION=$(sed -n 's/^scheduler=//p' <<<"$placed")
+  [[ -n $SCHEDULER_REGION ]] || fail "infra/locations.py chose no scheduler region"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -636,6 +665,33 @@ comment() {
   if ((DRY_RUN)); then printf '# %s\n' "$*"; else note "== $*"; fi
 }
 
+# run_retrying COMMAND...: run, and again when gcloud says a service account does not exist (yet):
+# IAM is eventually consistent, and an account created a moment ago may take a minute to be seen by
+# policy bindings and deploys. Any other failure stops the deploy at once. Waits 5, 10, 20, 40, 60 s.
+run_retrying() {
+  local wait status log
+  if ((DRY_RUN)); then
+    show "$@"
+    return
+  fi
+  note "+ $(show "$@")"
+  log=$(mktemp)
+  for wait in 5 10 20 40 60 0; do
+    status=0
+    "$@" 2>&1 | tee "$log" >&2 || status=${PIPESTATUS[0]}
+    if ((status == 0)); then
+      rm -f "$log"
+      return 0
+    fi
+    if ((wait == 0)) || ! grep -qiE 'service account .*(does not exist|not found)|SERVICE_ACCOUNT_NOT_FOUND' "$log"; then
+      rm -f "$log"
+      fail "failed (exit $status): $(show "${@:1:4}") ..."
+    fi
+    note "a service account is not visible yet (IAM is eventually consistent); again in ${wait}s"
+    sleep "$wait"
+  done
+}
+
 # PINNED: the version a secret is pinned to, resolved from "" or "latest" to a number.
 # Pinned because a function that reads "latest" would silently change the token it uses at its next
 # cold start after someone adds a version; pinned, a rotation takes effect when you redeploy (and
@@ -677,7 +733,7 @@ if ((!DRY_RUN)) && ! command -v gcloud >/dev/null 2>&1; then
 fi
 
 if ((DEPLOY_SWEEPER)); then
-  comment "formcall-webhook -> $FUNCTION and $SWEEP_FUNCTION in $PROJECT/$REGION, store ${STORE_URL:-from a secret}"
+  comment "formcall-webhook -> $FUNCTION and $SWEEP_FUNCTION in $PROJECT/$REGION, store ${STORE_URL:-from a secret}, sweep job in $SCHEDULER_REGION"
 else
   comment "formcall-webhook -> $FUNCTION in $PROJECT/$REGION, store $STORE_URL (the function sweeps itself)"
 fi
@@ -699,15 +755,17 @@ ensure gcloud iam service-accounts describe "$SA_EMAIL" --project "$PROJECT" -- 
 
 if ((CREATE_BUILD_SA)); then
   # Since mid-2024 a new project's default build account may lack what a function build needs, or
-  # be disabled by policy. Google's build-custom-sa page lists these roles for a user-specified one:
-  # build logs, the built image in Artifact Registry, and the uploaded source (gcf-v2-sources-*).
+  # be disabled by policy. Google's build-account page (run/docs/configuring/services/build-service-account)
+  # lists these roles for a user-specified one: build logs (logging.logWriter), the built image in
+  # Artifact Registry (artifactregistry.writer), and Storage Object Admin to read the function's
+  # source from its bucket and store build images.
   comment "Build service account: what Cloud Build needs to build the functions, nothing more"
   ensure gcloud iam service-accounts describe "$BUILD_SA_EMAIL" --project "$PROJECT" -- \
     gcloud iam service-accounts create "$BUILD_SA_NAME" --project "$PROJECT" \
     --display-name "formcall-webhook build" \
     --description "Builds $FUNCTION and $SWEEP_FUNCTION (Cloud Build)"
-  for role in roles/logging.logWriter roles/artifactregistry.writer roles/storage.objectViewer; do
-    run gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$BUILD_SA_EMAIL" \
+  for role in roles/logging.logWriter roles/artifactregistry.writer roles/storage.objectAdmin; do
+    run_retrying gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$BUILD_SA_EMAIL" \
       --role "$role" --condition=None --quiet
   done
 fi
@@ -721,6 +779,15 @@ if [[ $STORE_KIND == firestore ]]; then
   for collection in formcall_claims formcall_leads; do
     run gcloud firestore fields ttls update expires_at --collection-group="$collection" \
       --database="$FIRESTORE_DATABASE" --enable-ttl --async --project "$PROJECT"
+  done
+  # Single-field index exemptions. Nothing queries claims by a field, and at a campaign's burst
+  # (100 leads/s: about 600 claim writes and deletes a second) indexes on their time-ordered fields
+  # would pass Firestore's documented 500 writes/s for such fields. The leads' record (json) is a large
+  # string no query reads by value; expires_at (the TTL field) is never queried in either collection.
+  for exempt in formcall_claims:value formcall_claims:expires formcall_claims:expires_at \
+    formcall_leads:json formcall_leads:expires_at; do
+    run gcloud firestore indexes fields update "${exempt#*:}" --collection-group="${exempt%%:*}" \
+      --disable-indexes --database="$FIRESTORE_DATABASE" --async --project "$PROJECT" --quiet
   done
   # The one composite index the store needs (`leads list --state` by age); the sweep's due_at order
   # is a single-field index Firestore makes itself.
@@ -740,7 +807,7 @@ if [[ $STORE_KIND == firestore ]]; then
   fi
   # Read and write documents; no admin rights. Project-wide: Firestore has no per-database role
   # binding, and a dedicated project holds nothing else.
-  run gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$SA_EMAIL" \
+  run_retrying gcloud projects add-iam-policy-binding "$PROJECT" --member "serviceAccount:$SA_EMAIL" \
     --role roles/datastore.user --condition=None --quiet
 fi
 
@@ -762,7 +829,7 @@ for i in "${!all_targets[@]}"; do
   if [[ $granted != *" $secret "* ]]; then
     # On the secret itself, never project-wide: the account can read these secrets and no other.
     # Adding a binding that exists changes nothing.
-    run gcloud secrets add-iam-policy-binding "$secret" --project "$PROJECT" \
+    run_retrying gcloud secrets add-iam-policy-binding "$secret" --project "$PROJECT" \
       --member "serviceAccount:$SA_EMAIL" --role roles/secretmanager.secretAccessor \
       --condition=None --quiet
     granted+="$secret "
@@ -783,73 +850,87 @@ join() {
 }
 
 # deploy_function NAME ENTRY_POINT CONCURRENCY MAX MIN TIMEOUT AUTH: the command, in DEPLOY.
+# One command per function, with every setting it serves with: no revision ever runs without its
+# network (a 503 per lead with Redis) or its invoker setting (a 403 per lead). `gcloud functions deploy`
+# has no flag for Direct VPC egress or Cloud Run's invoker check (release 528), so a function that needs
+# either is deployed by `gcloud run deploy --function`, which builds the same source the same way and
+# has both flags. A function keeps the command that created it: do not switch an existing function
+# between the two (add or drop --network or --no-invoker-iam-check only on a fresh function name).
 deploy_function() {
-  local name=$1 entry=$2 concurrency=$3 max=$4 min=$5 timeout=$6 auth=$7
+  local name=$1 entry=$2 concurrency=$3 max=$4 min=$5 timeout=$6 auth=$7 kind=functions
+  [[ -z $NETWORK ]] || kind=run
+  [[ $name != "$FUNCTION" || $ACCESS != no-invoker-iam-check ]] || kind=run
+  DEPLOYED_BY[$name]=$kind
   # functions-framework serves with THREADS gunicorn threads (default 4 x CPUs): as many as the
   # concurrency, or requests queue inside an instance that Cloud Run thinks has room.
-  DEPLOY=(gcloud functions deploy "$name" --gen2 --runtime python312 --entry-point "$entry"
-    --region "$REGION" --project "$PROJECT" --source . --trigger-http "$auth"
-    --ingress-settings all --service-account "$SA_EMAIL" --build-service-account "$BUILD_SA"
-    --max-instances "$max" --min-instances "$min" --concurrency "$concurrency")
+  if [[ $kind == functions ]]; then
+    DEPLOY=(gcloud functions deploy "$name" --gen2 --runtime python312 --entry-point "$entry"
+      --region "$REGION" --project "$PROJECT" --source . --trigger-http "$auth"
+      --ingress-settings all --service-account "$SA_EMAIL" --build-service-account "$BUILD_SA")
+  else
+    DEPLOY=(gcloud run deploy "$name" --source . --function "$entry" --base-image python312
+      --region "$REGION" --project "$PROJECT" "$auth" --ingress all
+      --service-account "$SA_EMAIL" --build-service-account "$BUILD_SA")
+    [[ $name != "$FUNCTION" || $ACCESS != no-invoker-iam-check ]] || DEPLOY+=(--no-invoker-iam-check)
+    # Direct VPC egress: no connector VMs to pay for; only private ranges (Memorystore) go through it.
+    [[ -z $NETWORK ]] || DEPLOY+=(--network "$NETWORK" --subnet "$SUBNET" --vpc-egress private-ranges-only)
+  fi
+  DEPLOY+=(--max-instances "$max" --min-instances "$min" --concurrency "$concurrency")
   [[ -z $CPU ]] || DEPLOY+=(--cpu "$CPU")
   # --set-*: the function ends up with exactly these variables and secrets, whatever it had before.
   DEPLOY+=(--memory "$MEMORY" --timeout "${timeout}s"
     --set-env-vars "$(join "THREADS=$concurrency" "${env_vars[@]}")" --set-secrets "$(join "${set_secrets[@]}")")
 }
-
-# After a deploy: what `gcloud functions deploy` cannot set (release 528) goes to the function's
-# Cloud Run service. Each deploy resets it, and this run sets it again.
-run_update() {
-  local name=$1 extra=()
-  if [[ -n $NETWORK ]]; then
-    # Direct VPC egress: no connector VMs to pay for; only private ranges (Memorystore) go through it.
-    extra+=(--network "$NETWORK" --subnet "$SUBNET" --vpc-egress private-ranges-only)
-  fi
-  [[ $name != "$FUNCTION" || $ACCESS != no-invoker-iam-check ]] || extra+=(--no-invoker-iam-check)
-  ((${#extra[@]} == 0)) || run gcloud run services update "$name" --region "$REGION" --project "$PROJECT" "${extra[@]}"
-}
+declare -A DEPLOYED_BY=()
 
 case $ACCESS in
   # Public: senders (HubSpot, Zapier, browsers) cannot present Google identity tokens; each route
   # authenticates requests itself (signatures, tokens, honeypot, captcha, rate limits).
   public) webhook_auth=--allow-unauthenticated ;;
+  # Public without allUsers (an organisation policy refuses it): Cloud Run's invoker check is off.
   *) webhook_auth=--no-allow-unauthenticated ;;
 esac
 
 comment "The webhook (the source is this directory, less what .gcloudignore excludes)"
 deploy_function "$FUNCTION" formcall_webhook "$CONCURRENCY" "$MAX_INSTANCES" "$MIN_INSTANCES" "$TIMEOUT" "$webhook_auth"
-run "${DEPLOY[@]}"
-run_update "$FUNCTION"
+run_retrying "${DEPLOY[@]}"
 
 if ((DEPLOY_SWEEPER)); then
-  # Private: no allUsers. Only the scheduler's own account may invoke it.
+  # Private: no allUsers. Only the scheduler's own account may invoke it. Ingress stays `all`: the
+  # pages of Google's ingress documentation read for this deploy did not show Cloud Scheduler among
+  # the sources an `internal` service accepts, and a sweeper it cannot reach would keep every lead
+  # waiting; IAM (an OIDC token from the scheduler's account) is what keeps others out.
   comment "The sweeper: private, same source, environment and secrets"
   deploy_function "$SWEEP_FUNCTION" formcall_sweep 1 2 0 "$SWEEP_TIMEOUT" --no-allow-unauthenticated
-  run "${DEPLOY[@]}"
-  run_update "$SWEEP_FUNCTION"
+  run_retrying "${DEPLOY[@]}"
 
-  comment "Cloud Scheduler's account: may invoke $SWEEP_FUNCTION and nothing else"
+comment "Cloud Scheduler's account: may invoke $SWEEP_FUNCTION and nothing else"
   ensure gcloud iam service-accounts describe "$SCHEDULER_SA_EMAIL" --project "$PROJECT" -- \
     gcloud iam service-accounts create "$SCHEDULER_SA_NAME" --project "$PROJECT" \
     --display-name "formcall-webhook scheduler" \
     --description "Calls $SWEEP_FUNCTION every minute with an OIDC token"
-  # roles/run.invoker on the sweeper's Cloud Run service alone, never project-wide.
-  run gcloud functions add-invoker-policy-binding "$SWEEP_FUNCTION" --region "$REGION" --project "$PROJECT" \
-    --member "serviceAccount:$SCHEDULER_SA_EMAIL"
+  # roles/run.invoker on the sweeper's Cloud Run service alone, never project-wide. Retried: a
+  # service account just created may not be visible to IAM for a minute.
+  if [[ ${DEPLOYED_BY[$SWEEP_FUNCTION]} == functions ]]; then
+    run_retrying gcloud functions add-invoker-policy-binding "$SWEEP_FUNCTION" --region "$REGION" --project "$PROJECT" \
+      --member "serviceAccount:$SCHEDULER_SA_EMAIL"
+  else
+    run_retrying gcloud run services add-iam-policy-binding "$SWEEP_FUNCTION" --region "$REGION" --project "$PROJECT" \
+      --member "serviceAccount:$SCHEDULER_SA_EMAIL" --role roles/run.invoker --condition=None --quiet
+  fi
 
   comment "The sweeper's URL, the OIDC token's audience"
   lookup SWEEP_URL "https://$SWEEP_FUNCTION-000000000000.$REGION.run.app" \
-    gcloud functions describe "$SWEEP_FUNCTION" --gen2 --region "$REGION" --project "$PROJECT" \
-    --format='value(serviceConfig.uri)'
+    gcloud run services describe "$SWEEP_FUNCTION" --region "$REGION" --project "$PROJECT" --format='value(status.url)'
   [[ -n $SWEEP_URL ]] || fail "$SWEEP_FUNCTION has no URL"
 
-  comment "Cloud Scheduler: POST the sweeper every minute"
-  job_flags=(--location "$REGION" --project "$PROJECT" --schedule "$SWEEP_SCHEDULE" --time-zone Etc/UTC
+  comment "Cloud Scheduler in $SCHEDULER_REGION: POST the sweeper every minute"
+  job_flags=(--location "$SCHEDULER_REGION" --project "$PROJECT" --schedule "$SWEEP_SCHEDULE" --time-zone Etc/UTC
     --uri "$SWEEP_URL" --http-method POST --attempt-deadline "$SWEEP_DEADLINE"
     --oidc-service-account-email "$SCHEDULER_SA_EMAIL" --oidc-token-audience "$SWEEP_URL"
     --max-retry-attempts 0 --description "formcall-webhook: deliver the leads kept for later")
   # No retries: the next minute's run is the retry, and a late duplicate would only find nothing due.
-  converge gcloud scheduler jobs describe "$SWEEP_FUNCTION" --location "$REGION" --project "$PROJECT" -- \
+  converge gcloud scheduler jobs describe "$SWEEP_FUNCTION" --location "$SCHEDULER_REGION" --project "$PROJECT" -- \
     gcloud scheduler jobs update http "$SWEEP_FUNCTION" "${job_flags[@]}" -- \
     gcloud scheduler jobs create http "$SWEEP_FUNCTION" "${job_flags[@]}"
 fi
@@ -884,6 +965,8 @@ if [[ -n $MONITORING_EMAIL ]]; then
   done
 
   for file in "$rendered"/policies/*.json; do
+    # sweeper_*.json watch the sweeper and its job: none with memory:// (no sweeper is deployed).
+    ((DEPLOY_SWEEPER)) || [[ $(basename "$file") != sweeper_* ]] || continue
     title=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["displayName"])' "$file")
     lookup policy "" gcloud alpha monitoring policies list --project "$PROJECT" \
       --filter="displayName=\"$title\"" --format='value(name)'
@@ -909,8 +992,12 @@ if [[ -n $MONITORING_EMAIL ]]; then
 fi
 
 comment "The webhook's URLs: both serve it; paste one of them into HubSpot, Zapier or a form's action"
-run gcloud functions describe "$FUNCTION" --gen2 --region "$REGION" --project "$PROJECT" \
-  --format='value(url,serviceConfig.uri)'
+if [[ ${DEPLOYED_BY[$FUNCTION]} == functions ]]; then
+  run gcloud functions describe "$FUNCTION" --gen2 --region "$REGION" --project "$PROJECT" \
+    --format='value(url,serviceConfig.uri)'
+else
+  run gcloud run services describe "$FUNCTION" --region "$REGION" --project "$PROJECT" --format='value(status.url,urls)'
+fi
 if ((!DRY_RUN)); then
   note "Use the same URL everywhere you paste it: a HubSpot route's auth.public_url must be exactly that URL (plus /ROUTE)."
 fi

@@ -128,7 +128,7 @@ def test_check_warns_about_an_open_route_and_not_a_guarded_one(tmp_path: Path) -
     done = check_config(
         tmp_path,
         "[routes.open]\nrate_limit = false\n[routes.limited]\n[routes.own]\nrate_limit = { per_ip = '5/minute' }\n"
-        "[routes.zapier]\nauth = { type = 'token', secret = 'env:Z' }\nrate_limit = false\n",
+        "[routes.zapier]\nauth = { type = 'token', secret = 'env:Z', query_token = false }\nrate_limit = false\n",
     )
     assert done.returncode == 0, done.stderr
     warnings = done.stderr.splitlines()

@@ -43,6 +43,8 @@ RUNS = {
         *("--subnet", "formcall", "--private", "--build-service-account", "builder@acme-prod.iam.gserviceaccount.com"),
     ],
     "memory": ["--popup-uuid", POPUP, "--store-url", "memory://", "--max-instances", "1", "--token-version", "1"],
+    # A region without Cloud Scheduler: the job goes to the nearest one (us-central1).
+    "us-south1": ["--popup-uuid", POPUP, "--token-version", "1", "--region", "us-south1"],
     "named-database": [
         *("--popup-uuid", POPUP, "--store-url", "firestore://acme-prod/formcall", "--firestore-location", "nam5"),
         *("--token-version", "2", "--concurrency", "1", "--memory", "512Mi"),
@@ -137,7 +139,11 @@ def test_the_dry_runs_cover_every_kind_of_command(commands: list[list[str]]) -> 
         "functions deploy formcall-webhook",
         "functions deploy formcall-sweep",
         "functions add-invoker-policy-binding formcall-sweep",
-        "run services update",
+        "run deploy formcall-webhook",
+        "run deploy formcall-sweep",
+        "run services add-iam-policy-binding",
+        "run services describe",
+        "firestore indexes fields",
         "scheduler jobs create",
         "scheduler jobs update",
         "logging metrics create",

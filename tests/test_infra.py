@@ -100,7 +100,7 @@ def test_every_tf_file_parses(path: Path) -> None:
 
 def test_versions_pin_terraform_and_providers() -> None:
     (terraform,) = parse(MODULE / "versions.tf")["terraform"]
-    assert terraform["required_version"] == ">= 1.5"
+    assert terraform["required_version"] == ">= 1.9"
     (providers,) = terraform["required_providers"]
     assert providers["google"]["source"] == "hashicorp/google"
     assert providers["google"]["version"] == "~> 7.21"
@@ -261,7 +261,7 @@ def test_no_secret_value_comes_from_a_variable() -> None:
 
 def test_public_invoker_binding_only_when_public() -> None:
     invoker = of_type("google_cloud_run_service_iam_member")["public_invoker"]
-    assert invoker["count"] == "${var.public ? 1 : 0}"
+    assert invoker["count"] == "${var.public && !var.invoker_iam_disabled ? 1 : 0}"
     assert invoker["role"] == "roles/run.invoker"
     assert invoker["member"] == "allUsers"
     assert invoker["service"] == '${google_cloudfunctions2_function.function["webhook"].name}'
@@ -307,16 +307,22 @@ def test_redis_resources_only_when_enable_redis() -> None:
 def test_outputs() -> None:
     found = outputs()
     webhook = 'google_cloudfunctions2_function.function["webhook"]'
-    assert found["function_url"]["value"] == f"${{{webhook}.service_config[0].uri}}"
-    assert found["function_legacy_url"]["value"] == f"${{{webhook}.url}}"
+    run = "google_cloud_run_v2_service.webhook[0]"
+    assert (
+        found["function_url"]["value"] == f"${{var.invoker_iam_disabled ? {run}.uri : {webhook}.service_config[0].uri}}"
+    )
+    assert found["function_legacy_url"]["value"] == f"${{var.invoker_iam_disabled ? null : {webhook}.url}}"
     assert found["service_account_email"]["value"] == "${google_service_account.runtime.email}"
     assert found["token_secret_id"]["value"] == "${google_secret_manager_secret.token.id}"
 
 
 def test_variable_validations() -> None:
     found = variables()
-    (region_rule,) = found["region"]["validation"]
+    region_rule, offered_rule, redis_rule = found["region"]["validation"]
     assert 'trimspace(var.region) != ""' in region_rule["condition"]
+    # Where Google offers each service: tests/test_locations.py runs these for real.
+    assert "contains(local.locations.functions, var.region)" in offered_rule["condition"]
+    assert "contains(local.locations.memorystore, var.region)" in redis_rule["condition"]
     popup = hcl_regex(found["popup_uuid"]["validation"][0]["condition"])
     assert popup.search(POPUP)
     assert not popup.search("not-a-uuid")
@@ -392,7 +398,12 @@ def deploy(fake_gcloud: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def deploy_line(stdout: str, function: str = "formcall-webhook") -> str:
-    (line,) = [line for line in stdout.splitlines() if line.startswith(f"gcloud functions deploy {function} ")]
+    """The one command that deploys FUNCTION: `gcloud functions deploy`, or `gcloud run deploy --function`."""
+    (line,) = [
+        line
+        for line in stdout.splitlines()
+        if line.startswith((f"gcloud functions deploy {function} ", f"gcloud run deploy {function} "))
+    ]
     return line
 
 
@@ -506,7 +517,7 @@ def test_dry_run_grants_access_per_secret_and_creates_only_what_is_missing(
         [
             f"serviceAccount:{BUILD_EMAIL} --role roles/logging.logWriter",
             f"serviceAccount:{BUILD_EMAIL} --role roles/artifactregistry.writer",
-            f"serviceAccount:{BUILD_EMAIL} --role roles/storage.objectViewer",
+            f"serviceAccount:{BUILD_EMAIL} --role roles/storage.objectAdmin",
             f"serviceAccount:{SA_EMAIL} --role roles/datastore.user",
         ]
     ), "the only project-wide grants: the build account's and Firestore's"
@@ -648,6 +659,20 @@ def test_firestore_is_created_with_ttls_and_the_leads_index(pinned_run: subproce
         "composite create --collection-group=formcall_leads --field-config=field-path=state,order=ascending "
         "--field-config=field-path=received_at,order=ascending"
     ) in out
+    exempt = sorted(
+        (words[5], words[6].split("=", 1)[1])
+        for words in (line.split() for line in out.splitlines())
+        if words[:4] == ["gcloud", "firestore", "indexes", "fields"] and "--disable-indexes" in words
+    )
+    assert exempt == sorted(
+        [
+            ("value", "formcall_claims"),
+            ("expires", "formcall_claims"),
+            ("expires_at", "formcall_claims"),
+            ("json", "formcall_leads"),
+            ("expires_at", "formcall_leads"),
+        ]
+    )
 
 
 def test_every_secret_reference_of_the_config_must_be_provided(dry_runs: dict[str, Any]) -> None:
@@ -682,14 +707,52 @@ def test_redis_goes_through_direct_vpc_egress_and_no_invoker_check(dry_runs: dic
     assert "FORMCALL_STORE_URL=" not in line.split("--set-env-vars")[1].split()[0]
     assert "--vpc-connector" not in result.stdout
     assert "--no-allow-unauthenticated" in line.split(), "no allUsers binding"
-    updates = [line for line in result.stdout.splitlines() if line.startswith("gcloud run services update")]
-    assert updates == [
-        f"gcloud run services update formcall-webhook --region southamerica-west1 --project {PROJECT} "
-        "--network default --subnet formcall --vpc-egress private-ranges-only --no-invoker-iam-check",
-        f"gcloud run services update formcall-sweep --region southamerica-west1 --project {PROJECT} "
-        "--network default --subnet formcall --vpc-egress private-ranges-only",
-    ]
+    # One step per function: every setting in the deploy itself, never a `run services update` after it.
+    assert "services update" not in result.stdout
+    assert "gcloud functions deploy" not in result.stdout
+    deploys = {
+        line.split()[3]: line.split() for line in result.stdout.splitlines() if line.startswith("gcloud run deploy ")
+    }
+    assert set(deploys) == {"formcall-webhook", "formcall-sweep"}
+    for name, words in deploys.items():
+        joined = " ".join(words)
+        assert "--source . --function formcall_" in joined and "--base-image python312" in joined
+        assert "--network default --subnet formcall --vpc-egress private-ranges-only" in joined, name
+        assert "--no-allow-unauthenticated" in words
+    assert "--no-invoker-iam-check" in deploys["formcall-webhook"]
+    assert "--no-invoker-iam-check" not in deploys["formcall-sweep"], "the sweeper keeps its invoker check"
+    assert (
+        f"gcloud run services add-iam-policy-binding formcall-sweep --region southamerica-west1 --project {PROJECT} "
+        f"--member serviceAccount:{SCHEDULER_EMAIL} --role roles/run.invoker"
+    ) in result.stdout
     assert "firestore" not in result.stdout
+
+
+def test_the_default_deploy_is_gcloud_functions_deploy_in_one_step(
+    pinned_run: subprocess.CompletedProcess[str],
+) -> None:
+    out = pinned_run.stdout
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("gcloud functions deploy ")] == [
+        "formcall-webhook",
+        "formcall-sweep",
+    ]
+    assert "services update" not in out and "gcloud run deploy" not in out
+
+
+def test_bindings_naming_a_new_service_account_are_retried() -> None:
+    script = DEPLOY.read_text()
+    body = script[script.index("run_retrying() {") :]
+    body = body[: body.index("\n}\n")]
+    assert "does not exist" in body and "sleep" in body
+    for command in (
+        "run_retrying gcloud projects add-iam-policy-binding",
+        "run_retrying gcloud secrets add-iam-policy-binding",
+        "run_retrying gcloud functions add-invoker-policy-binding",
+        "run_retrying gcloud run services add-iam-policy-binding",
+        'run_retrying "${DEPLOY[@]}"',
+    ):
+        assert command in script, command
+    assert "run gcloud projects add-iam-policy-binding" not in script
 
 
 # --- Terraform: sweeper, Firestore, build account ------------------------------------------------
@@ -727,6 +790,14 @@ def test_terraform_firestore_ttls_index_and_grant() -> None:
     assert ttl["field"] == "expires_at"
     assert "formcall_claims" in ttl["for_each"] and "formcall_leads" in ttl["for_each"]
     assert ttl["ttl_config"] == [{}]
+    assert ttl["index_config"] == [{}], "the TTL field's single-field indexes are off"
+    exempt = of_type("google_firestore_field")["exempt"]
+    assert exempt["index_config"] == [{}]
+    for pair in ("formcall_claims/value", "formcall_claims/expires", "formcall_leads/json"):
+        assert pair in exempt["for_each"]
+    main = (MODULE / "main.tf").read_text()
+    assert "An empty index_config disables" in main
+    assert "keeps Firestore's automatic single-field indexes" not in main
     index = of_type("google_firestore_index")["leads_by_state"]
     assert index["collection"] == "formcall_leads"
     assert index["fields"] == [
@@ -740,12 +811,28 @@ def test_terraform_firestore_ttls_index_and_grant() -> None:
 
 def test_terraform_build_account_gets_the_documented_roles() -> None:
     (local_block,) = parse(MODULE / "main.tf")["locals"]
-    for role in ("roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"):
+    # Google's build-account page: Logs Writer, Artifact Registry Writer, Storage Object Admin.
+    for role in ("roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectAdmin"):
         assert role in local_block["build_roles"]
+    assert "roles/storage.objectViewer" not in local_block["build_roles"]
     assert of_type("google_project_iam_member")["build"]["for_each"].startswith("${var.build_service_account == null")
-    source = of_type("google_storage_bucket_iam_member")["build_source"]
-    assert source["bucket"] == "${google_storage_bucket.source.name}"
-    assert source["role"] == "roles/storage.objectViewer"
+
+
+def test_terraform_source_bucket_lifecycle_rules_can_fire() -> None:
+    (bucket,) = [of_type("google_storage_bucket")["source"]]
+    rules = bucket["lifecycle_rule"]
+    conditions = [rule["condition"][0] for rule in rules]
+    # Archives are named by content: never overwritten, so only an age rule on live objects removes them.
+    assert {"age": 30, "with_state": "LIVE"} in conditions
+    assert all("num_newer_versions" not in c for c in conditions)
+    assert all(rule["action"] == [{"type": "Delete"}] for rule in rules)
+
+
+def test_terraform_monitoring_without_recipients_warns() -> None:
+    (check,) = [c["alert_recipients"] for c in parse(MODULE / "monitoring.tf")["check"]]
+    (assertion,) = check["assert"]
+    assert assertion["condition"] == "${!var.enable_monitoring || length(var.alert_emails) > 0}"
+    assert "notify no one" in assertion["error_message"]
 
 
 # --- monitoring: the dashboards and alerts against the fields the function really logs ------------
@@ -804,17 +891,22 @@ def test_log_metrics_read_only_fields_the_function_logs() -> None:
     for name, metric in defs.items():
         assert metric["name"] == name
         used = set(re.findall(r"jsonPayload\.([A-Za-z_]+)", json.dumps(metric)))
-        assert used, name
+        assert used or 'resource.type="cloud_scheduler_job"' in metric["filter"], name
         assert used <= LOG_FIELDS, f"{name} reads {sorted(used - LOG_FIELDS)}, which no line carries"
         labels = {label["key"] for label in metric["metricDescriptor"]["labels"]}
         assert labels == set(metric["labelExtractors"]), name
         for extractor in metric["labelExtractors"].values():
             assert re.fullmatch(r"EXTRACT\(jsonPayload\.[a-z_]+\)", extractor)
-        assert "formcall-webhook" in metric["filter"] and "formcall-sweep" in metric["filter"]
+        assert "formcall-webhook" in metric["filter"] or "formcall-sweep" in metric["filter"], name
     outcomes = defs["formcall_outcomes"]
     assert {"outcome", "route", "formcall_error_code"} <= set(outcomes["labelExtractors"])
     assert defs["formcall_wait_seconds"]["valueExtractor"] == "EXTRACT(jsonPayload.wait_seconds)"
     assert defs["formcall_latency_ms"]["valueExtractor"] == "EXTRACT(jsonPayload.formcall_ms)"
+
+
+# Outcome words the alerts key on that another part of issue 17 adds to the code (the heartbeat's
+# WARNING line); once formcall_webhook.logs.OUTCOMES holds them, this set can go.
+PENDING_OUTCOMES = frozenset({"sweeper_stale"})
 
 
 def test_alerts_and_dashboard_use_defined_metrics_labels_and_real_outcome_words() -> None:
@@ -837,7 +929,8 @@ def test_alerts_and_dashboard_use_defined_metrics_labels_and_real_outcome_words(
             else:
                 assert metric_type == "run.googleapis.com/request_count", metric_type
             words = outcome_words(text)
-            assert words <= OUTCOMES, f"{name}: {sorted(words - OUTCOMES)} are no outcome words"
+            known = OUTCOMES | PENDING_OUTCOMES
+            assert words <= known, f"{name}: {sorted(words - known)} are no outcome words"
         for group in re.findall(r'"metric\.label\.([a-z_]+)"', json.dumps(document)):
             assert any(group in keys for keys in labels.values()) or group == "response_code_class", group
     by_title = {name: " ".join(all_filters(doc)) for name, doc in documents.items()}
@@ -876,9 +969,147 @@ def test_monitoring_dry_run_renders_and_names_the_files(fake_gcloud: Path) -> No
     result = deploy(fake_gcloud, "--dry-run", "--project", PROJECT, *args)
     assert result.returncode == 0, result.stderr
     files = re.findall(r"--(?:config|policy)-from-file (\S+)", result.stdout)
-    assert len({Path(f).name for f in files}) == 3 + 4 + 1
+    assert len({Path(f).name for f in files}) == 5 + 10 + 1
+    memory = deploy(
+        fake_gcloud, "--dry-run", "--project", PROJECT, *args, "--store-url", "memory://", "--max-instances", "1"
+    )
+    assert memory.returncode == 0, memory.stderr
+    policies = {Path(f).name for f in re.findall(r"--policy-from-file (\S+)", memory.stdout)}
+    assert len(policies) == 6 and not any(name.startswith("sweeper_") for name in policies), policies
     for file in files:
         content = json.loads(Path(file).read_text())
         assert "${" not in json.dumps(content).replace("${metric.labels.route}", "")
     policy = json.loads(Path(next(f for f in files if f.endswith("lead_failed.json"))).read_text())
     assert policy["notificationChannels"] == [f"projects/{PROJECT}/notificationChannels/0000000000000000000"]
+
+
+def test_unknown_paths_log_one_fixed_route_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """formcall_outcomes labels lines by route: a stranger's paths must not add label values."""
+    import io
+
+    from formcall_webhook.app import UNKNOWN_ROUTE, App, Request, read_stream
+
+    config = tmp_path / "f.toml"
+    config.write_text(f"[routes.contact]\npopup_uuid = '{POPUP}'\nretry = false\n")
+    app = App(
+        {"FORMCALL_CONFIG": str(config), "FORMCALL_SECURITY_TOKEN": "t", "FORMCALL_API_URL": "http://127.0.0.1:9/x"}
+    )
+    for path in ("/wp-admin", "/a/b/c", "/" + "x" * 300):
+        raw = b"{}"
+        stream = io.BytesIO(raw)
+        reader = functools.partial(read_stream, stream)
+        response = app.handle(Request("POST", path, {"content-type": "application/json"}, b"", reader, len(raw)))
+        assert response.status == 404
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    unknown = [line for line in lines if line.get("outcome") == "unknown_route"]
+    assert len(unknown) == 3
+    assert {line["route"] for line in unknown} == {UNKNOWN_ROUTE}
+    assert any("wp-admin" in line["message"] for line in unknown), "the path itself stays in the message"
+
+
+def test_check_warns_when_a_route_accepts_the_token_in_the_query_string(tmp_path: Path) -> None:
+    """Cloud Run's request logs keep the URL's query string: ?token= would sit there for 30 days."""
+    path = tmp_path / "formcall.toml"
+    common = f"[defaults]\npopup_uuid = '{POPUP}'\n[routes.zap]\nauth = {{ type = 'token', secret = 'env:Z'"
+
+    def check(text: str) -> subprocess.CompletedProcess[str]:
+        path.write_text(text)
+        env = {"PATH": os.environ.get("PATH", ""), "FORMCALL_SECURITY_TOKEN": "t", "Z": "z"}
+        return subprocess.run(
+            [sys.executable, "-m", "formcall_webhook", "check", str(path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    loud = check(common + " }\n")
+    assert loud.returncode == 0, loud.stderr
+    assert "warning: routes.zap.auth: the token is also accepted as ?token=" in loud.stderr
+    assert "query_token = false" in loud.stderr
+    quiet = check(common + ", query_token = false }\n")
+    assert quiet.returncode == 0 and "?token=" not in quiet.stderr, quiet.stderr
+
+
+# Labels of Google's own monitored resources and metrics that the filters may name.
+RESOURCE_LABELS = {
+    "cloud_run_revision": {"service_name", "revision_name", "location", "configuration_name", "project_id"},
+    "cloud_scheduler_job": {"job_id", "location", "project_id"},
+}
+BUILT_IN_METRIC_LABELS = {"run.googleapis.com/request_count": {"response_code", "response_code_class", "route"}}
+
+
+def test_every_alert_filter_field_is_one_the_code_writes() -> None:
+    """Each field an alert or its log metric filters on: a log field the code writes, a label a log
+    metric extracts from one, or a label of the Google resource or metric named in the same filter."""
+    from formcall_webhook.logs import LOG_FIELDS
+
+    defs = metric_defs()
+    for name, metric in defs.items():
+        fields = re.findall(r"\b(jsonPayload|resource\.labels|severity)\b\.?([a-z_]*)", metric["filter"])
+        (rtype,) = re.findall(r'resource\.type="([^"]+)"', metric["filter"])
+        for kind, field in fields:
+            if kind == "jsonPayload":
+                assert field in LOG_FIELDS, f"{name} filters on jsonPayload.{field}, which the code never writes"
+            elif kind == "resource.labels":
+                assert field in RESOURCE_LABELS[rtype], f"{name}: {rtype} has no label {field}"
+        for extractor in [*metric["labelExtractors"].values(), metric.get("valueExtractor", "")]:
+            for field in re.findall(r"jsonPayload\.([a-z_]+)", extractor):
+                assert field in LOG_FIELDS, f"{name} extracts jsonPayload.{field}, which the code never writes"
+    for path in sorted((MONITORING / "policies").glob("*.json")):
+        policy = rendered(path)
+        for condition in policy["conditions"]:
+            (kind,) = [key for key in condition if key.startswith("condition")]
+            assert kind in {"conditionThreshold", "conditionAbsent"}, f"{path.name}: {kind}"
+        for text in all_filters(policy):
+            (rtype,) = re.findall(r'resource\.type="([^"]+)"', text)
+            (metric_type,) = re.findall(r'metric\.type="([^"]+)"', text)
+            if metric_type.startswith("logging.googleapis.com/user/"):
+                metric_labels = set(defs[metric_type.rsplit("/", 1)[1]]["labelExtractors"])
+            else:
+                metric_labels = BUILT_IN_METRIC_LABELS[metric_type]
+            for field in re.findall(r"\bmetric\.labels?\.([a-z_]+)", text):
+                assert field in metric_labels, f"{path.name}: {metric_type} has no label {field}"
+            for field in re.findall(r"\bresource\.labels?\.([a-z_]+)", text):
+                assert field in RESOURCE_LABELS[rtype], f"{path.name}: {rtype} has no label {field}"
+            assert not re.search(r"jsonPayload\.", text), f"{path.name}: policies filter metrics, not log lines"
+
+
+def test_the_alerts_issue_17_asks_for() -> None:
+    policies = {path.stem: rendered(path) for path in sorted((MONITORING / "policies").glob("*.json"))}
+    text = {name: json.dumps(policy) for name, policy in policies.items()}
+    assert outcome_words(" ".join(all_filters(policies["sweeper_stale"]))) == {"sweeper_stale"}
+    (absent,) = policies["sweeper_silent"]["conditions"]
+    assert absent["conditionAbsent"]["duration"] == "300s"
+    assert 'metric.label.outcome=\\"sweep\\"' in text["sweeper_silent"]
+    assert "formcall-sweep" in text["sweeper_5xx"] and "5xx" in text["sweeper_5xx"]
+    assert "formcall_scheduler_errors" in text["sweeper_scheduler_errors"]
+    assert metric_defs()["formcall_scheduler_errors"]["filter"].endswith("severity>=ERROR")
+    assert outcome_words(" ".join(all_filters(policies["formcall_unavailable"]))) == {
+        "store_unavailable",
+        "formcall_unavailable",
+        "origination_failed",
+    }
+    assert "formcall_browser_redirects" in text["browser_failures"]
+    assert "jsonPayload.status=303" in metric_defs()["formcall_browser_redirects"]["filter"]
+
+
+def test_terraform_public_without_allusers_turns_the_invoker_check_off_in_the_deploying_resource() -> None:
+    """An org that refuses allUsers: the webhook is a Cloud Run service with invoker_iam_disabled."""
+    (service,) = of_type("google_cloud_run_v2_service").values()
+    assert service["count"] == "${var.invoker_iam_disabled ? 1 : 0}"
+    assert service["invoker_iam_disabled"] is True
+    assert service["ingress"] == "INGRESS_TRAFFIC_ALL"
+    (build,) = service["build_config"]
+    assert build["function_target"] == "formcall_webhook"
+    assert build["base_image"] == "${local.webhook_base_image}"
+    assert "runtimes/python312" in (MODULE / "webhook_run.tf").read_text()
+    assert "google_storage_bucket_object.source.name" in build["source_location"]
+    (template,) = service["template"]
+    assert template["service_account"] == "${google_service_account.runtime.email}"
+    # The function resource leaves the webhook out then, and no allUsers binding is made.
+    assert 'key == "webhook" && var.invoker_iam_disabled' in function()["for_each"]
+    rule = variables()["invoker_iam_disabled"]["validation"][0]["condition"]
+    assert rule == "${!var.invoker_iam_disabled || var.public}"

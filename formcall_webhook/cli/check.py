@@ -89,6 +89,12 @@ def _route_warnings(key: str, route: config_module.Route) -> list[str]:
             '(rate_limit = false); add a captcha or remove rate_limit = false for the defaults per_ip = "30/hour", '
             'per_phone = "3/day"'
         )
+    if route.auth.type == "token" and route.auth.query_token:
+        found.append(
+            f"{key}.auth: the token is also accepted as ?token= in the URL, and Cloud Run's request logs keep "
+            f"the query string (30 days by default); send it in the {route.auth.header} header and set "
+            "query_token = false (README: personal data in request logs)"
+        )
     urls = [("captcha.verify_url", route.captcha.verify_url if route.captcha else None)]
     urls += [("redirect.success", route.redirect_success), ("redirect.failure", route.redirect_failure)]
     # Call outcomes (spec 9) are posted to outcome.url, where a route has one.

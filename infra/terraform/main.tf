@@ -8,6 +8,10 @@ locals {
   bucket_name = coalesce(var.source_bucket_name, trimsuffix(substr("${var.project_id}-${var.function_name}-source", 0, 63), "-"))
   labels      = merge({ app = "formcall-webhook" }, var.labels)
 
+  # The sweep job's own location: Cloud Scheduler is not offered in every functions region (not in
+  # Santiago); locations.tf.json maps each one to itself or to the nearest region that has it.
+  scheduler_region = coalesce(var.scheduler_region, lookup(local.scheduler_nearest, var.region, var.region))
+
   use_firestore = !var.enable_redis && var.store_url == "firestore://"
   # memory:// is one instance's own memory: no other process could sweep its leads.
   deploy_sweeper = var.enable_redis || var.store_url != "memory://"
@@ -36,9 +40,10 @@ locals {
   redis_ca_file = "ca.pem"
 
   build_service_account = coalesce(var.build_service_account, try(google_service_account.build[0].id, null))
-  # What Cloud Build needs to build a function as a user-specified account (Google's build-custom-sa
-  # page): build logs, the image in Artifact Registry, and reading the uploaded source.
-  build_roles = toset(["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"])
+  # What Cloud Build needs to build a function as a user-specified account, as Google's build-account
+  # page lists (run/docs/configuring/services/build-service-account): build logs, the image in Artifact
+  # Registry, and Storage Object Admin to read the function's source and store build images.
+  build_roles = toset(["roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectAdmin"])
 
   # Plain settings only; everything secret goes through Secret Manager below. The sweeper gets the
   # same, but THREADS. FORMCALL_SWEEP_SECONDS stays unset: Cloud Scheduler runs the sweep.
@@ -110,6 +115,8 @@ resource "google_service_account" "runtime" {
 
 # Since mid-2024 a new project's default build account may lack what a function build needs, or be
 # disabled by policy: builds run as this one.
+# IAM is eventually consistent: the provider (v7.21.0, resource_google_service_account.go) polls a new
+# account until three reads in a row find it and then waits 10 s more, before anything grants it a role.
 resource "google_service_account" "build" {
   count = var.build_service_account == null ? 1 : 0
 
@@ -125,16 +132,6 @@ resource "google_project_iam_member" "build" {
   project = var.project_id
   role    = each.value
   member  = google_service_account.build[0].member
-}
-
-# The source bucket itself, by name, for the build account (project-wide objectViewer above covers the
-# gcf-v2-sources bucket Cloud Functions copies the archive to).
-resource "google_storage_bucket_iam_member" "build_source" {
-  count = var.build_service_account == null ? 1 : 0
-
-  bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.build[0].member
 }
 
 # Firestore -------------------------------------------------------------------------------------
@@ -164,7 +161,26 @@ resource "google_firestore_field" "ttl" {
   field      = "expires_at"
 
   ttl_config {}
-  # Only the TTL: the field keeps Firestore's automatic single-field indexes.
+  # An empty index_config disables the field's single-field indexes: nothing queries expires_at, and
+  # an index on a time-ordered field caps its writes at Firestore's documented 500 a second.
+  index_config {}
+
+  depends_on = [google_firestore_database.store]
+}
+
+# Single-field index exemptions (an empty index_config disables the field's indexes). Nothing queries
+# claims by a field: at a campaign's burst (100 leads/s, about 600 claim writes and deletes a second) an
+# index on their time-ordered `expires` would pass Firestore's documented 500 writes/s for such fields.
+# The leads' `json` is the whole record, a large string no query reads by value. expires_at is exempted
+# by its TTL field above. deploy.sh makes the same exemptions.
+resource "google_firestore_field" "exempt" {
+  for_each = local.use_firestore ? toset(["formcall_claims/value", "formcall_claims/expires", "formcall_leads/json"]) : toset([])
+
+  project    = var.project_id
+  database   = var.firestore_database
+  collection = split("/", each.value)[0]
+  field      = split("/", each.value)[1]
+
   index_config {}
 
   depends_on = [google_firestore_database.store]
@@ -263,12 +279,22 @@ resource "google_storage_bucket" "source" {
     enabled = true
   }
 
-  # Objects are named by content, so replaced archives pile up as old versions: keep a few for
-  # rollback and delete the rest after 30 days.
+  # Archives are named by their content's md5, so a new archive is a new object: none is ever
+  # replaced, and a rule on noncurrent versions alone would never fire. Live archives go after 30 days
+  # (the build copies the source it uses; Terraform uploads the current one again if it is gone), and
+  # anything deleted or overwritten after 7 more.
   lifecycle_rule {
     condition {
-      num_newer_versions         = 3
-      days_since_noncurrent_time = 30
+      age        = 30
+      with_state = "LIVE"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 7
       with_state                 = "ARCHIVED"
     }
     action {
@@ -396,7 +422,8 @@ resource "google_secret_manager_secret_iam_member" "redis_ca" {
 # The webhook (public) and the sweeper (private), from the same source, environment and secrets.
 resource "google_cloudfunctions2_function" "function" {
   #checkov:skip=CKV_GCP_124:Ingress ALLOW_ALL is the point: webhooks come from HubSpot, Zapier and browsers on the internet; each route authenticates requests itself (signatures, tokens, honeypot, captcha, rate limits). The sweeper takes only OIDC-authenticated calls (no allUsers).
-  for_each = local.functions
+  # With invoker_iam_disabled the webhook is a Cloud Run service instead (webhook_run.tf).
+  for_each = { for key, fn in local.functions : key => fn if !(key == "webhook" && var.invoker_iam_disabled) }
 
   project     = var.project_id
   location    = var.region
@@ -525,7 +552,6 @@ resource "google_cloudfunctions2_function" "function" {
     google_secret_manager_secret_iam_member.store_url,
     google_secret_manager_secret_iam_member.redis_ca,
     google_project_iam_member.build,
-    google_storage_bucket_iam_member.build_source,
     google_project_iam_member.runtime_datastore,
     google_firestore_database.store,
     google_project_service.apis,
@@ -542,7 +568,7 @@ moved {
 # invoker_iam_disabled, anyone, where an organisation policy refuses allUsers).
 resource "google_cloud_run_service_iam_member" "public_invoker" {
   #checkov:skip=CKV_GCP_102:Public invocation is intended (var.public): HubSpot, Zapier and browser form posts cannot send Google identity tokens; the function's own per-route auth, honeypot, captcha and rate limits protect it.
-  count = var.public ? 1 : 0
+  count = var.public && !var.invoker_iam_disabled ? 1 : 0
 
   project  = var.project_id
   location = var.region
@@ -578,7 +604,7 @@ resource "google_cloud_scheduler_job" "sweep" {
   count = local.deploy_sweeper ? 1 : 0
 
   project     = var.project_id
-  region      = var.region
+  region      = local.scheduler_region
   name        = var.sweep_function_name
   description = "formcall-webhook: deliver the leads kept for later."
   schedule    = "* * * * *"

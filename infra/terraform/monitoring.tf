@@ -17,7 +17,11 @@ locals {
     for name in local.metric_names :
     name => jsondecode(templatefile("${local.monitoring_dir}/metrics/${name}.json", local.monitoring_vars))
   }
-  policy_names = var.enable_monitoring ? toset([for f in fileset("${local.monitoring_dir}/policies", "*.json") : trimsuffix(f, ".json")]) : toset([])
+  # sweeper_*.json watch the sweeper and its Cloud Scheduler job: none with memory:// (no sweeper).
+  policy_names = var.enable_monitoring ? toset([
+    for f in fileset("${local.monitoring_dir}/policies", "*.json") : trimsuffix(f, ".json")
+    if local.deploy_sweeper || !startswith(f, "sweeper_")
+  ]) : toset([])
   policies = {
     for name in local.policy_names :
     name => jsondecode(templatefile("${local.monitoring_dir}/policies/${name}.json", local.monitoring_vars))
@@ -100,32 +104,57 @@ resource "google_monitoring_alert_policy" "formcall" {
     content {
       display_name = conditions.value.displayName
 
-      condition_threshold {
-        filter             = conditions.value.conditionThreshold.filter
-        denominator_filter = try(conditions.value.conditionThreshold.denominatorFilter, null)
-        comparison         = conditions.value.conditionThreshold.comparison
-        threshold_value    = conditions.value.conditionThreshold.thresholdValue
-        duration           = conditions.value.conditionThreshold.duration
+      dynamic "condition_threshold" {
+        for_each = try([conditions.value.conditionThreshold], [])
+        content {
+          filter             = condition_threshold.value.filter
+          denominator_filter = try(condition_threshold.value.denominatorFilter, null)
+          comparison         = condition_threshold.value.comparison
+          threshold_value    = condition_threshold.value.thresholdValue
+          duration           = condition_threshold.value.duration
 
-        trigger {
-          count = conditions.value.conditionThreshold.trigger.count
-        }
+          trigger {
+            count = condition_threshold.value.trigger.count
+          }
 
-        dynamic "aggregations" {
-          for_each = conditions.value.conditionThreshold.aggregations
-          content {
-            alignment_period     = aggregations.value.alignmentPeriod
-            per_series_aligner   = aggregations.value.perSeriesAligner
-            cross_series_reducer = aggregations.value.crossSeriesReducer
+          dynamic "aggregations" {
+            for_each = condition_threshold.value.aggregations
+            content {
+              alignment_period     = aggregations.value.alignmentPeriod
+              per_series_aligner   = aggregations.value.perSeriesAligner
+              cross_series_reducer = aggregations.value.crossSeriesReducer
+            }
+          }
+
+          dynamic "denominator_aggregations" {
+            for_each = try(condition_threshold.value.denominatorAggregations, [])
+            content {
+              alignment_period     = denominator_aggregations.value.alignmentPeriod
+              per_series_aligner   = denominator_aggregations.value.perSeriesAligner
+              cross_series_reducer = denominator_aggregations.value.crossSeriesReducer
+            }
           }
         }
+      }
 
-        dynamic "denominator_aggregations" {
-          for_each = try(conditions.value.conditionThreshold.denominatorAggregations, [])
-          content {
-            alignment_period     = denominator_aggregations.value.alignmentPeriod
-            per_series_aligner   = denominator_aggregations.value.perSeriesAligner
-            cross_series_reducer = denominator_aggregations.value.crossSeriesReducer
+      # No data for the duration (no sweep line for 5 minutes).
+      dynamic "condition_absent" {
+        for_each = try([conditions.value.conditionAbsent], [])
+        content {
+          filter   = condition_absent.value.filter
+          duration = condition_absent.value.duration
+
+          trigger {
+            count = condition_absent.value.trigger.count
+          }
+
+          dynamic "aggregations" {
+            for_each = condition_absent.value.aggregations
+            content {
+              alignment_period     = aggregations.value.alignmentPeriod
+              per_series_aligner   = aggregations.value.perSeriesAligner
+              cross_series_reducer = aggregations.value.crossSeriesReducer
+            }
           }
         }
       }
@@ -143,4 +172,12 @@ resource "google_monitoring_dashboard" "formcall" {
   dashboard_json = templatefile("${local.monitoring_dir}/dashboard.json", local.monitoring_vars)
 
   depends_on = [google_logging_metric.formcall]
+}
+
+# Alerts that notify no one are easy to miss: plan and apply warn until alert_emails names someone.
+check "alert_recipients" {
+  assert {
+    condition     = !var.enable_monitoring || length(var.alert_emails) > 0
+    error_message = "enable_monitoring is true but alert_emails is empty: the alert policies exist and notify no one. Set alert_emails (e.g. [\"ops@example.com\"])."
+  }
 }

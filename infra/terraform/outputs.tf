@@ -1,11 +1,11 @@
 output "function_url" {
   description = "The webhook's run.app URL. Its cloudfunctions.net URL (function_legacy_url) serves it too: paste one of them into HubSpot, Zapier or a form (add /ROUTE for named routes), and use exactly that one as a HubSpot route's auth.public_url."
-  value       = google_cloudfunctions2_function.function["webhook"].service_config[0].uri
+  value       = var.invoker_iam_disabled ? google_cloud_run_v2_service.webhook[0].uri : google_cloudfunctions2_function.function["webhook"].service_config[0].uri
 }
 
 output "function_name" {
   description = "The function's name (also its Cloud Run service's)."
-  value       = google_cloudfunctions2_function.function["webhook"].name
+  value       = var.invoker_iam_disabled ? google_cloud_run_v2_service.webhook[0].name : google_cloudfunctions2_function.function["webhook"].name
 }
 
 output "service_account_email" {
@@ -29,8 +29,8 @@ output "redis_host" {
 }
 
 output "function_legacy_url" {
-  description = "The webhook's https://REGION-PROJECT.cloudfunctions.net/NAME URL, which serves it as well."
-  value       = google_cloudfunctions2_function.function["webhook"].url
+  description = "The webhook's https://REGION-PROJECT.cloudfunctions.net/NAME URL, which serves it as well (null with invoker_iam_disabled: a Cloud Run service has only its run.app URL)."
+  value       = var.invoker_iam_disabled ? null : google_cloudfunctions2_function.function["webhook"].url
 }
 
 output "sweep_function_name" {

@@ -11,13 +11,33 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of the function (and of Memorystore and the VPC connector when enable_redis). Santiago by default."
+  description = "Region of both functions (and of Memorystore when enable_redis). Santiago by default."
   type        = string
   default     = "southamerica-west1"
 
   validation {
     condition     = trimspace(var.region) != "" && can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
     error_message = "region must be a non-empty region name such as southamerica-west1."
+  }
+  # locations.tf.json: where Google offers each service (infra/locations.py, with its sources and date).
+  validation {
+    condition     = contains(local.locations.functions, var.region)
+    error_message = "Cloud Run functions is not offered in region ${var.region} (Google's list, read ${local.locations_read_on}: https://cloud.google.com/run/docs/locations)."
+  }
+  validation {
+    condition     = !var.enable_redis || contains(local.locations.memorystore, var.region)
+    error_message = "Memorystore for Redis is not offered in region ${var.region}, where enable_redis would create it (Google's list, read ${local.locations_read_on}: https://cloud.google.com/memorystore/docs/redis/regions)."
+  }
+}
+
+variable "scheduler_region" {
+  description = "Where the Cloud Scheduler job that calls the sweeper lives; null for region when Cloud Scheduler is offered there, else the nearest region that has it (southamerica-east1 for Santiago)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.scheduler_region == null || contains(local.locations.scheduler, coalesce(var.scheduler_region, "-"))
+    error_message = "Cloud Scheduler is not offered in scheduler_region ${coalesce(var.scheduler_region, "-")} (Google's list, read ${local.locations_read_on}: https://docs.cloud.google.com/scheduler/docs/locations)."
   }
 }
 
@@ -176,6 +196,11 @@ variable "firestore_location" {
   description = "Where the Firestore database is created (it cannot move later)."
   type        = string
   default     = "southamerica-west1"
+
+  validation {
+    condition     = var.enable_redis || var.store_url != "firestore://" || contains(local.locations.firestore, var.firestore_location)
+    error_message = "Firestore is not offered in firestore_location ${var.firestore_location} (Google's list, read ${local.locations_read_on}: https://docs.cloud.google.com/firestore/native/docs/locations)."
+  }
 }
 
 variable "create_firestore_database" {
@@ -313,6 +338,17 @@ variable "public" {
   description = "Let anyone invoke the function (roles/run.invoker for allUsers). True is the normal case: HubSpot, Zapier and browsers cannot send Google identity tokens, and the function protects its routes itself (auth, signatures, honeypot, captcha, rate limits). False: only callers with run.invoker."
   type        = bool
   default     = true
+}
+
+variable "invoker_iam_disabled" {
+  description = "Public without an allUsers binding, for organisations whose policy (iam.allowedPolicyMemberDomains) refuses allUsers: Cloud Run's invoker check is turned off on the webhook instead. google_cloudfunctions2_function has no such field (provider v7.21.0), so the webhook is then a google_cloud_run_v2_service built from the same source (build_config), with invoker_iam_disabled = true; the sweeper stays a private function."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.invoker_iam_disabled || var.public
+    error_message = "invoker_iam_disabled makes the webhook public: it needs public = true (false means private, only callers with run.invoker)."
+  }
 }
 
 # Memorystore ------------------------------------------------------------------------------------

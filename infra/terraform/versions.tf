@@ -1,6 +1,7 @@
 terraform {
-  # 1.5: check blocks and the validation/precondition features used here.
-  required_version = ">= 1.5"
+  # 1.9: variable validations that refer to other variables and locals (the locations table); 1.5:
+  # check blocks.
+  required_version = ">= 1.9"
 
   required_providers {
     google = {

@@ -7,7 +7,7 @@
 #   terraform apply                                                               # the rest
 
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.9"
 
   required_providers {
     google = {

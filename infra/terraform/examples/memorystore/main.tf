@@ -8,7 +8,7 @@
 #   terraform apply
 
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.9"
 
   required_providers {
     google = {
