@@ -115,7 +115,7 @@ class Route:
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     # None: retry = false (spec 8); None: no outcome work (spec 9).
     retry: RetryPolicy | None = None
-    outcome: OutcomePolicy | None = None
+    outcome_reporting: OutcomePolicy | None = None
     consent: ConsentRule | None = None
 
 
@@ -487,7 +487,7 @@ def _route(
         dry_run=dry_run_all or r.get("dry_run", bool, False),
         body_timeout_seconds=_body_timeout(r),
         retry=parse_retry(source, r.key("retry"), r.data.get("retry")),
-        outcome=parse_outcome(
+        outcome_reporting=parse_outcome(
             source, r.key("outcome"), r.data.get("outcome"), lambda key, value: _secret_ref(source, key, value)
         ),
         consent=parse_consent(source, r.key("consent"), r.data.get("consent")),

@@ -6,6 +6,8 @@ from __future__ import annotations
 RETRY_AFTER_SECONDS = 30
 # Longest request string (route name, method, ...) echoed in an answer or a log line (spec section 6).
 MAX_ECHO = 64
+# The answer's message for every 500 of ours; the log line says why.
+MISCONFIGURED = "The function is not configured correctly; its log says why."
 
 
 def clip(text: str, limit: int = MAX_ECHO) -> str:

@@ -15,8 +15,8 @@ import phonenumbers
 
 from .. import config as config_module
 from ..answers import failure
-from ..app import MASKED_TOKEN, map_submission, parse_submission
 from ..errors import ConfigError, UnknownRoute, WebhookError
+from ..submission import MASKED_TOKEN, map_submission, parse_submission
 
 _CONTENT_TYPES = {
     ".json": "application/json",
@@ -92,7 +92,7 @@ def _route_warnings(key: str, route: config_module.Route) -> list[str]:
     urls = [("captcha.verify_url", route.captcha.verify_url if route.captcha else None)]
     urls += [("redirect.success", route.redirect_success), ("redirect.failure", route.redirect_failure)]
     # Call outcomes (spec 9) are posted to outcome.url, where a route has one.
-    urls.append(("outcome.url", getattr(getattr(route, "outcome", None), "url", None)))
+    urls.append(("outcome.url", route.outcome_reporting.url if route.outcome_reporting else None))
     for sub, url in urls:
         if isinstance(url, str) and _in_clear(url):
             found.append(f"{key}.{sub}: {url} is http://: anyone on the way can read or change it; use https://")
