@@ -139,3 +139,16 @@ class ConfigError(Exception):
         self.source = source
         self.key = key
         self.problem = problem
+
+
+class ConfigErrors(ConfigError):
+    """Every problem one load found, in the order found; as a ConfigError it is the first of them."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        lines = [f"{err.source}: {err.key}: {err.problem}" for err in self.errors]
+        return "\n".join(lines)
