@@ -2,47 +2,32 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-from jinja2 import TemplateSyntaxError
 
+from .config_reader import (
+    Reader,
+    attempt,
+    check_secret_reference,
+    collecting,
+    compile_or_fail,
+    note,
+)
 from .consent import ConsentRule, parse_consent
 from .errors import ConfigError, ConfigErrors
 from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
-from .secret_store import DEFAULT_TTL_SECONDS, is_reference, is_version_name
+from .secret_store import DEFAULT_TTL_SECONDS
 from .senders import AUTH_TYPES as AUTH_TYPES
 from .senders import REGISTRY as AUTH_SCHEMES
 from .senders import Auth as Auth
-from .states import (
-    DEFAULT_MAX_AGE,
-    DEFAULT_RETRY,
-    DEFAULT_SCHEDULE,
-    DEFAULT_TIMEZONE,
-    HUBSPOT_API_URL,
-    KEEP_FIELDS,
-    OUTCOME_AFTER,
-    OUTCOME_GIVE_UP,
-    RETRY_WORDS,
-    HubSpotOutcome,
-    LeadsPolicy,
-    OutcomePolicy,
-    RetryPolicy,
-    ServiceHours,
-    parse_duration,
-    parse_service_hours,
-    supported_countries,
-    zone,
-)
+from .states import DEFAULT_RETRY, LeadsPolicy, OutcomePolicy, RetryPolicy
 from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
 
@@ -186,7 +171,7 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> 
         path = config_path(env)
     source = ENV_SOURCE if path is None else str(path)
     data = {} if path is None else _read_toml(path)
-    with _collecting() as problems:
+    with collecting() as problems:
         try:
             config = _build(source, data, env)
         except ConfigError as err:
@@ -211,182 +196,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(source, "(syntax)", f"not valid TOML: {err}") from err
 
 
-# Every problem of one load, in the order found: `check` shows them all in one run (spec 2). Outside a
-# load (a parser called on its own) there is no list and the first problem is raised at once.
-_PROBLEMS: ContextVar[list[ConfigError] | None] = ContextVar("config_problems", default=None)
-_T = TypeVar("_T")
-
-
-def _note(err: ConfigError) -> None:
-    problems = _PROBLEMS.get()
-    if problems is None:
-        raise err
-    problems.append(err)
-
-
-def _attempt(read: Callable[[], _T], default: _T) -> _T:
-    """`read()`, or `default` once its problem is noted, so the load goes on to find the next one."""
-    try:
-        return read()
-    except ConfigError as err:
-        _note(err)
-        return default
-
-
-@contextmanager
-def _collecting() -> Iterator[list[ConfigError]]:
-    problems: list[ConfigError] = []
-    token = _PROBLEMS.set(problems)
-    try:
-        yield problems
-    finally:
-        _PROBLEMS.reset(token)
-
-
-_TABLE_EXAMPLE = '{ key = "value" }'
-
-
-def unknown_key_problem(name: str, allowed: Collection[str]) -> str:
-    """What to say of a key the table does not know: the close one, else the known ones."""
-    known = sorted(allowed)
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    listed = f"unknown key; known keys here: {', '.join(known)}"
-    if not close:
-        return listed
-    if len(known) > 6:  # a route's 22 keys: the guess alone
-        return f"unknown key; did you mean `{close[0]}`?"
-    return f"{listed}; did you mean `{close[0]}`?"
-
-
-class _Reader:
-    """Typed access to one table of the file, naming the key in every error; unknown keys are noted."""
-
-    def __init__(
-        self, source: str, prefix: str, data: Any, allowed: Collection[str], *, example: str | None = None
-    ) -> None:
-        self.source = source
-        self.prefix = prefix
-        if not isinstance(data, Mapping):
-            raise ConfigError(source, prefix, f"must be a table, e.g. {example or _TABLE_EXAMPLE}")
-        self.data: Mapping[str, Any] = data
-        for key in data:
-            if key not in allowed:
-                _note(self.fail(key, unknown_key_problem(key, allowed)))
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def fail(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, self.key(name), problem)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        # TOML booleans are ints to isinstance; refuse them where a number is wanted.
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(name, f"must be {_kind_name(kind)}, not a boolean")
-        if not isinstance(value, kind):
-            raise self.fail(name, f"must be {_kind_name(kind)}, not {type(value).__name__}")
-        return value
-
-    def string(self, name: str) -> str:
-        value = self.data[name]
-        if not isinstance(value, str):
-            raise self.fail(name, f"must be a string, not {_kind(value)}")
-        return value
-
-    def strings(self, name: str) -> list[str]:
-        value = self.data[name]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail(name, f'must be a list of strings, e.g. ["a", "b"], not {_kind(value)}')
-        return value
-
-    def duration(self, name: str, value: Any, *, positive: bool = False) -> int:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as err:
-            raise self.fail(name, str(err)) from err
-        if positive and seconds == 0:
-            raise self.fail(name, f"{value!r} must be longer than zero")
-        return seconds
-
-    def url(self, name: str) -> str:
-        value = self.string(name)
-        try:
-            parts = urlsplit(value)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.fail(name, f"{value!r} must be an http(s) URL")
-        return value
-
-    def template(self, name: str) -> Template | None:
-        text = self.data.get(name)
-        if text is None:
-            return None
-        if not isinstance(text, str):
-            raise self.fail(name, f"must be a template string, not {type(text).__name__}")
-        return compile_or_fail(self.source, self.key(name), text)
-
-    def secret(self, name: str, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(
-                name, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
-            )
-        return check_secret_reference(self.source, self.key(name), value)
-
-    def table(self, name: str) -> Mapping[str, Any] | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(name, 'must be a table, e.g. { key = "value" }')
-        return value
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {
-        str: "a string",
-        int: "a whole number",
-        float: "a number",
-        bool: "true or false",
-        list: "a list",
-        dict: "a table",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def compile_or_fail(source: str, key: str, text: str) -> Template:
-    try:
-        return Template(text)
-    except TemplateSyntaxError as err:
-        raise ConfigError(source, key, f"template syntax error: {err.message} (line {err.lineno})") from err
-
-
-def check_secret_reference(source: str, key: str, value: str) -> str:
-    if not is_reference(value):
-        raise ConfigError(
-            source,
-            key,
-            "a literal secret is not allowed here; use env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V",
-        )
-    if value.startswith("secret:") and not is_version_name(value[len("secret:") :]):
-        raise ConfigError(source, key, "a secret: reference must be projects/P/secrets/S/versions/V (V may be latest)")
-    return value
-
-
 ROUTE_KEYS = {
     "popup_uuid", "phone", "phone_parts", "region", "allowed_regions", "allowed_number_types",
     "adicional", "adicional_max_length", "auth", "honeypot", "captcha", "dedupe", "rate_limit",
@@ -399,68 +208,68 @@ _MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redir
 
 
 def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    top = _Reader(source, "", data, {"formcall", "defaults", "routes", "leads"})
-    formcall = _Reader(source, "formcall", _attempt(lambda: top.table("formcall"), None) or {}, {
+    top = Reader(source, "", data, {"formcall", "defaults", "routes", "leads"})
+    formcall = Reader(source, "formcall", attempt(lambda: top.table("formcall"), None) or {}, {
         "api_url", "security_token", "timeout_seconds", "ca_bundle", "secret_ttl_seconds",
     })  # fmt: skip
-    api_url = _attempt(lambda: _api_url(source, formcall, env), DEFAULT_API_URL)
-    timeout = _attempt(lambda: _timeout(formcall), DEFAULT_TIMEOUT_SECONDS)
-    ttl = _attempt(lambda: _secret_ttl(formcall), DEFAULT_TTL_SECONDS)
-    ca_bundle = _attempt(lambda: _ca_bundle(source, formcall, env), None)
-    token = _attempt(lambda: _token(formcall, env), None)
+    api_url = attempt(lambda: _api_url(source, formcall, env), DEFAULT_API_URL)
+    timeout = attempt(lambda: _timeout(formcall), DEFAULT_TIMEOUT_SECONDS)
+    ttl = attempt(lambda: _secret_ttl(formcall), DEFAULT_TTL_SECONDS)
+    ca_bundle = attempt(lambda: _ca_bundle(source, formcall, env), None)
+    token = attempt(lambda: _token(formcall, env), None)
 
     region_default = env.get("FORMCALL_DEFAULT_REGION", "").strip().upper() or DEFAULT_REGION
     if region_default not in phonenumbers.SUPPORTED_REGIONS:
-        _note(ConfigError(ENV_SOURCE, "FORMCALL_DEFAULT_REGION", f"{region_default!r} is not a region code such as CL"))
+        note(ConfigError(ENV_SOURCE, "FORMCALL_DEFAULT_REGION", f"{region_default!r} is not a region code such as CL"))
         region_default = DEFAULT_REGION
-    dry_run_all = _attempt(lambda: env_flag(env, "FORMCALL_DRY_RUN"), False)
-    defaults = _attempt(lambda: top.table("defaults"), None) or {}
-    _Reader(source, "defaults", defaults, ROUTE_KEYS)
-    routes_data = _attempt(lambda: top.table("routes"), None)
+    dry_run_all = attempt(lambda: env_flag(env, "FORMCALL_DRY_RUN"), False)
+    defaults = attempt(lambda: top.table("defaults"), None) or {}
+    Reader(source, "defaults", defaults, ROUTE_KEYS)
+    routes_data = attempt(lambda: top.table("routes"), None)
     if routes_data is None:
         routes_data = {} if "routes" in data else {"default": {}}
     elif not routes_data:
-        _note(ConfigError(source, "routes", "no route is defined; add [routes.default]"))
+        note(ConfigError(source, "routes", "no route is defined; add [routes.default]"))
     routes: dict[str, Route] = {}
     for name, route_data in routes_data.items():
         try:
             route = _inherit(source, name, route_data, defaults, env, region_default, dry_run_all)
         except ConfigError as err:
-            _note(err)
+            note(err)
             continue
         if route is not None:
             routes[name] = route
-    store_url = _attempt(lambda: _store_url(env), "memory://")
-    leads = _attempt(lambda: parse_leads(source, _attempt(lambda: top.table("leads"), None)), LeadsPolicy())
-    sweep_seconds = _attempt(lambda: _sweep_seconds(env), 15.0)
-    hops = _attempt(lambda: _proxy_hops(env), DEFAULT_TRUSTED_PROXY_HOPS)
+    store_url = attempt(lambda: _store_url(env), "memory://")
+    leads = attempt(lambda: _leads(source, top.data.get("leads")), LeadsPolicy())
+    sweep_seconds = attempt(lambda: _sweep_seconds(env), 15.0)
+    hops = attempt(lambda: _proxy_hops(env), DEFAULT_TRUSTED_PROXY_HOPS)
     return Config(
         source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes, leads, sweep_seconds, hops
     )
 
 
-def _api_url(source: str, formcall: _Reader, env: Mapping[str, str]) -> str:
+def _api_url(source: str, formcall: Reader, env: Mapping[str, str]) -> str:
     api_url: str = env.get("FORMCALL_API_URL", "").strip() or formcall.get("api_url", str, DEFAULT_API_URL)
     if not api_url.startswith(("https://", "http://")):
         raise ConfigError(source, "formcall.api_url", "must be an http(s) URL")
     return api_url
 
 
-def _timeout(formcall: _Reader) -> float:
+def _timeout(formcall: Reader) -> float:
     timeout = float(formcall.get("timeout_seconds", (int, float), DEFAULT_TIMEOUT_SECONDS))
     if not 0 < timeout <= 60:
         raise formcall.fail("timeout_seconds", "must be more than 0 and at most 60")
     return timeout
 
 
-def _secret_ttl(formcall: _Reader) -> float:
+def _secret_ttl(formcall: Reader) -> float:
     ttl = float(formcall.get("secret_ttl_seconds", (int, float), DEFAULT_TTL_SECONDS))
     if ttl < 0:
         raise formcall.fail("secret_ttl_seconds", "must not be negative")
     return ttl
 
 
-def _ca_bundle(source: str, formcall: _Reader, env: Mapping[str, str]) -> str | None:
+def _ca_bundle(source: str, formcall: Reader, env: Mapping[str, str]) -> str | None:
     ca_bundle: str | None = env.get("FORMCALL_CA_BUNDLE", "").strip() or formcall.get("ca_bundle", str)
     if ca_bundle and not Path(ca_bundle).is_file():
         raise ConfigError(source, "FORMCALL_CA_BUNDLE" if env.get("FORMCALL_CA_BUNDLE") else "formcall.ca_bundle",
@@ -468,7 +277,7 @@ def _ca_bundle(source: str, formcall: _Reader, env: Mapping[str, str]) -> str | 
     return ca_bundle
 
 
-def _token(formcall: _Reader, env: Mapping[str, str]) -> str | None:
+def _token(formcall: Reader, env: Mapping[str, str]) -> str | None:
     if env.get("FORMCALL_SECURITY_TOKEN", "").strip():
         return "env:FORMCALL_SECURITY_TOKEN"
     if env.get("FORMCALL_SECURITY_TOKEN_SECRET", "").strip():
@@ -502,13 +311,13 @@ def _inherit(
         else:
             merged[k] = v
     route: Route | None = None
-    with _collecting() as problems:
+    with collecting() as problems:
         try:
             route = _route(source, name, merged, env, region_default, dry_run_all)
         except ConfigError as err:
             problems.append(err)
     for problem in problems:
-        _note(_blame_defaults(problem, name, route_data, defaults))
+        note(_blame_defaults(problem, name, route_data, defaults))
     return None if problems else route
 
 
@@ -539,14 +348,6 @@ def _sweep_seconds(env: Mapping[str, str]) -> float:
             f"must be seconds above 0, at most 3600, not {sweep_text!r}",
         )
     return sweep_seconds
-
-
-def _secret_ref(source: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(
-            source, key, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
-        )
-    return check_secret_reference(source, key, value)
 
 
 def _blame_defaults(
@@ -589,30 +390,28 @@ def _route(
     source: str, name: str, data: Mapping[str, Any], env: Mapping[str, str], region_default: str, dry_run_all: bool
 ) -> Route:
     """One route; each key's problem is noted and the route read on, so one run finds them all."""
-    r = _Reader(source, f"routes.{name}", data, ROUTE_KEYS)
-    popup = _attempt(lambda: _popup(source, r, env), None)
-    phone_parts = _attempt(lambda: _phone_parts(source, r), None)
-    region = _attempt(lambda: _region(r, region_default), region_default)
-    allowed_regions = _attempt(lambda: _allowed_regions(r, region), frozenset({region}))
-    types = _attempt(lambda: _number_types(r), DEFAULT_NUMBER_TYPES)
-    adicional = _attempt(lambda: _adicional(source, r), None)
-    max_len = _attempt(lambda: _positive(r, "adicional_max_length", DEFAULT_ADICIONAL_MAX_LENGTH), 1)
-    dedupe = _Reader(
-        source, r.key("dedupe"), _attempt(lambda: r.table("dedupe"), None) or {}, {"key", "window_seconds"}
-    )
-    auth = _attempt(lambda: _auth(source, r), Auth())
-    captcha = _attempt(lambda: _captcha(source, r), None)
+    r = Reader(source, f"routes.{name}", data, ROUTE_KEYS)
+    popup = attempt(lambda: _popup(source, r, env), None)
+    phone_parts = attempt(lambda: _phone_parts(source, r), None)
+    region = attempt(lambda: _region(r, region_default), region_default)
+    allowed_regions = attempt(lambda: _allowed_regions(r, region), frozenset({region}))
+    types = attempt(lambda: _number_types(r), DEFAULT_NUMBER_TYPES)
+    adicional = attempt(lambda: _adicional(source, r), None)
+    max_len = attempt(lambda: _positive(r, "adicional_max_length", DEFAULT_ADICIONAL_MAX_LENGTH), 1)
+    dedupe = Reader(source, r.key("dedupe"), attempt(lambda: r.table("dedupe"), None) or {}, {"key", "window_seconds"})
+    auth = attempt(lambda: _auth(source, r), Auth())
+    captcha = attempt(lambda: _captcha(source, r), None)
     no_rates: tuple[Rate | None, Rate | None] = (None, None)
-    per_ip, per_phone = _attempt(lambda: _rates(source, r, auth=auth, captcha=captcha), no_rates)
-    redirect = _Reader(source, r.key("redirect"), _attempt(lambda: r.table("redirect"), None) or {},
+    per_ip, per_phone = attempt(lambda: _rates(source, r, auth=auth, captcha=captcha), no_rates)
+    redirect = Reader(source, r.key("redirect"), attempt(lambda: r.table("redirect"), None) or {},
                        {"success", "failure"})  # fmt: skip
-    redirect_success = _attempt(lambda: _redirect(redirect, "success"), None)
-    redirect_failure = _attempt(lambda: _redirect(redirect, "failure"), None)
-    honeypot = _attempt(lambda: (r.get("honeypot", str) or "").strip() or None, None)
+    redirect_success = attempt(lambda: _redirect(redirect, "success"), None)
+    redirect_failure = attempt(lambda: _redirect(redirect, "failure"), None)
+    honeypot = attempt(lambda: (r.get("honeypot", str) or "").strip() or None, None)
     return Route(
         name=name,
         popup_uuid=popup,
-        phone=_attempt(lambda: r.template("phone"), None),
+        phone=attempt(lambda: r.template("phone"), None),
         phone_parts=phone_parts,
         region=region,
         allowed_regions=allowed_regions,
@@ -622,24 +421,24 @@ def _route(
         auth=auth,
         honeypot=honeypot,
         captcha=captcha,
-        dedupe_key=_attempt(lambda: dedupe.template("key"), None),
-        dedupe_window_seconds=_attempt(lambda: _positive(dedupe, "window_seconds", 600), 600),
+        dedupe_key=attempt(lambda: dedupe.template("key"), None),
+        dedupe_window_seconds=attempt(lambda: _positive(dedupe, "window_seconds", 600), 600),
         rate_per_ip=per_ip,
         rate_per_phone=per_phone,
         redirect_success=redirect_success,
         redirect_failure=redirect_failure,
-        cors_origins=_attempt(lambda: _cors_origins(r), ()),
-        allow_get=_attempt(lambda: r.get("allow_get", bool, False), False),
-        max_body_bytes=_attempt(lambda: _positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES), 1),
-        dry_run=dry_run_all or _attempt(lambda: r.get("dry_run", bool, False), False),
-        body_timeout_seconds=_attempt(lambda: _body_timeout(r), DEFAULT_BODY_TIMEOUT_SECONDS),
-        retry=_attempt(lambda: parse_retry(source, r.key("retry"), r.data.get("retry")), None),
-        outcome_reporting=_attempt(lambda: parse_outcome(source, r.key("outcome"), r.data.get("outcome")), None),
-        consent=_attempt(lambda: parse_consent(source, r.key("consent"), r.data.get("consent")), None),
+        cors_origins=attempt(lambda: _cors_origins(r), ()),
+        allow_get=attempt(lambda: r.get("allow_get", bool, False), False),
+        max_body_bytes=attempt(lambda: _positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES), 1),
+        dry_run=dry_run_all or attempt(lambda: r.get("dry_run", bool, False), False),
+        body_timeout_seconds=attempt(lambda: _body_timeout(r), DEFAULT_BODY_TIMEOUT_SECONDS),
+        retry=attempt(lambda: _retry(source, r.key("retry"), r.data.get("retry")), None),
+        outcome_reporting=attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None),
+        consent=attempt(lambda: parse_consent(source, r.key("consent"), r.data.get("consent")), None),
     )
 
 
-def _popup(source: str, r: _Reader, env: Mapping[str, str]) -> Template:
+def _popup(source: str, r: Reader, env: Mapping[str, str]) -> Template:
     popup = r.template("popup_uuid")
     if popup is None and env.get("FORMCALL_POPUP_UUID", "").strip():
         popup = compile_or_fail(ENV_SOURCE, "FORMCALL_POPUP_UUID", env["FORMCALL_POPUP_UUID"].strip())
@@ -652,13 +451,13 @@ def _popup(source: str, r: _Reader, env: Mapping[str, str]) -> Template:
     return popup
 
 
-def _phone_parts(source: str, r: _Reader) -> tuple[Template, Template, Template] | None:
+def _phone_parts(source: str, r: Reader) -> tuple[Template, Template, Template] | None:
     parts = r.table("phone_parts")
     if parts is None:
         return None
     if "phone" in r.data:
         raise r.fail("phone_parts", "set either phone or phone_parts, not both")
-    pr = _Reader(source, r.key("phone_parts"), parts, {"country_code", "areacode", "phonenumber"})
+    pr = Reader(source, r.key("phone_parts"), parts, {"country_code", "areacode", "phonenumber"})
     templates = tuple(pr.template(k) for k in ("country_code", "areacode", "phonenumber"))
     if templates[2] is None:
         raise pr.fail("phonenumber", "missing: phone_parts needs at least phonenumber")
@@ -666,14 +465,14 @@ def _phone_parts(source: str, r: _Reader) -> tuple[Template, Template, Template]
     return templates[0] or empty, templates[1] or empty, templates[2]
 
 
-def _region(r: _Reader, region_default: str) -> str:
+def _region(r: Reader, region_default: str) -> str:
     region: str = r.get("region", str, region_default).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise r.fail("region", f"{region!r} is not a region code such as CL")
     return region
 
 
-def _allowed_regions(r: _Reader, region: str) -> frozenset[str]:
+def _allowed_regions(r: Reader, region: str) -> frozenset[str]:
     allowed_regions = frozenset(_str_list(r, "allowed_regions", [region], upper=True))
     for code in allowed_regions:
         if code not in phonenumbers.SUPPORTED_REGIONS:
@@ -681,7 +480,7 @@ def _allowed_regions(r: _Reader, region: str) -> frozenset[str]:
     return allowed_regions
 
 
-def _number_types(r: _Reader) -> frozenset[str]:
+def _number_types(r: Reader) -> frozenset[str]:
     types = frozenset(_str_list(r, "allowed_number_types", sorted(DEFAULT_NUMBER_TYPES), upper=True))
     for type_name in types:
         if type_name in FORBIDDEN_NUMBER_TYPES:
@@ -694,22 +493,22 @@ def _number_types(r: _Reader) -> frozenset[str]:
     return types
 
 
-def _adicional(source: str, r: _Reader) -> tuple[tuple[str, Template], ...] | None:
+def _adicional(source: str, r: Reader) -> tuple[tuple[str, Template], ...] | None:
     adicional_table = r.table("adicional")
     if adicional_table is None:
         return None
-    ar = _Reader(source, r.key("adicional"), adicional_table, set(adicional_table))
+    ar = Reader(source, r.key("adicional"), adicional_table, set(adicional_table))
     return tuple((k, _required(ar.template(k), ar, k)) for k in adicional_table)
 
 
-def _redirect(redirect: _Reader, key: str) -> str | None:
+def _redirect(redirect: Reader, key: str) -> str | None:
     url: str | None = redirect.get(key, str)
     if url is not None and not url.startswith(("https://", "http://", "/")):
         raise redirect.fail(key, "must be an http(s) URL or a path")
     return url
 
 
-def _rates(source: str, route: _Reader, *, auth: Auth, captcha: Captcha | None) -> tuple[Rate | None, Rate | None]:
+def _rates(source: str, route: Reader, *, auth: Auth, captcha: Captcha | None) -> tuple[Rate | None, Rate | None]:
     """per_ip and per_phone; a public route gets the spec's defaults unless it sets its own or says false."""
     public = auth.type == "none" and captcha is None
     value = route.data.get("rate_limit")
@@ -717,7 +516,7 @@ def _rates(source: str, route: _Reader, *, auth: Auth, captcha: Captcha | None) 
         return None, None  # opted out; `check` warns about it
     if value is not None and not isinstance(value, dict):
         raise route.fail("rate_limit", 'must be a table, e.g. { per_ip = "10/minute" }, or false')
-    rate = _Reader(source, route.key("rate_limit"), value or {}, {"per_ip", "per_phone"})
+    rate = Reader(source, route.key("rate_limit"), value or {}, {"per_ip", "per_phone"})
     per_ip, per_phone = _rate(rate, "per_ip"), _rate(rate, "per_phone")
     if public:
         per_ip = per_ip if "per_ip" in rate.data else PUBLIC_RATE_PER_IP
@@ -725,7 +524,7 @@ def _rates(source: str, route: _Reader, *, auth: Auth, captcha: Captcha | None) 
     return per_ip, per_phone
 
 
-def _cors_origins(route: _Reader) -> tuple[str, ...]:
+def _cors_origins(route: Reader) -> tuple[str, ...]:
     origins = _str_list(route, "cors_origins", [])
     for origin in origins:
         if origin != "*" and not _ORIGIN.match(origin):
@@ -739,34 +538,34 @@ def _cors_origins(route: _Reader) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _body_timeout(route: _Reader) -> float:
+def _body_timeout(route: Reader) -> float:
     value = float(route.get("body_timeout_seconds", (int, float), DEFAULT_BODY_TIMEOUT_SECONDS))
     if not 0 < value <= MAX_BODY_TIMEOUT_SECONDS:
         raise route.fail("body_timeout_seconds", f"must be more than 0 and at most {MAX_BODY_TIMEOUT_SECONDS:g}")
     return value
 
 
-def _required(value: Template | None, reader: _Reader, key: str) -> Template:
+def _required(value: Template | None, reader: Reader, key: str) -> Template:
     if value is None:
         raise reader.fail(key, "missing")
     return value
 
 
-def _positive(reader: _Reader, key: str, default: int) -> int:
+def _positive(reader: Reader, key: str, default: int) -> int:
     value: int = reader.get(key, int, default)
     if value <= 0:
         raise reader.fail(key, "must be a whole number above 0")
     return value
 
 
-def _str_list(reader: _Reader, key: str, default: list[str], *, upper: bool = False) -> list[str]:
+def _str_list(reader: Reader, key: str, default: list[str], *, upper: bool = False) -> list[str]:
     value = reader.get(key, list, default)
     if not all(isinstance(v, str) and v.strip() for v in value):
         raise reader.fail(key, "must be a list of non-empty strings")
     return [v.strip().upper() if upper else v.strip() for v in value]
 
 
-def _rate(reader: _Reader, key: str) -> Rate | None:
+def _rate(reader: Reader, key: str) -> Rate | None:
     text = reader.get(key, str)
     if text is None:
         return None
@@ -787,11 +586,11 @@ _AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", 
 _REFERENCE_KEYS = ("secret", "password")
 
 
-def _auth(source: str, route: _Reader) -> Auth:
+def _auth(source: str, route: Reader) -> Auth:
     table = route.table("auth")
     if table is None:
         return Auth()
-    a = _Reader(source, route.key("auth"), table, _AUTH_KEYS)
+    a = Reader(source, route.key("auth"), table, _AUTH_KEYS)
     kind = a.get("type", str, "none")
     scheme = AUTH_SCHEMES.get(kind)
     if scheme is None:
@@ -814,11 +613,11 @@ def _auth(source: str, route: _Reader) -> Auth:
                 a.get("query_token", bool, True))  # fmt: skip
 
 
-def _captcha(source: str, route: _Reader) -> Captcha | None:
+def _captcha(source: str, route: Reader) -> Captcha | None:
     table = route.table("captcha")
     if table is None:
         return None
-    c = _Reader(source, route.key("captcha"), table, {
+    c = Reader(source, route.key("captcha"), table, {
         "provider", "secret", "field", "min_score", "max_score", "action", "hostnames", "sitekey", "verify_url",
     })  # fmt: skip
     provider = c.get("provider", str)
@@ -861,145 +660,30 @@ def is_uuid(text: str) -> bool:
     return True
 
 
-# ------------------------------------------------------------------------------- retry, outcome, leads
-
-_RETRY_KEYS = frozenset({"on", "schedule", "max_age", "service_hours", "timezone", "holidays"})
-_RETRY_EXAMPLE = 'retry = false, or a table such as { schedule = ["1m", "5m"], max_age = "24h" }'
-CheckSecret = Callable[[str, Any], str]
+# The policy tables are read by config_policies.py, loaded only when a config has one.
 
 
-def parse_retry(source: str, key: str, value: Any) -> RetryPolicy | None:
-    """The `retry` value of a route (spec 8): None (retry off), the default, or a checked policy."""
+def _retry(source: str, key: str, value: Any) -> RetryPolicy | None:
     if value is None or value is True:
         return DEFAULT_RETRY
     if value is False:
         return None
-    table = _Reader(source, key, value, _RETRY_KEYS, example=_RETRY_EXAMPLE)
-    on = _attempt(lambda: _retry_words(table), DEFAULT_RETRY.on) if "on" in value else DEFAULT_RETRY.on
-    schedule = _attempt(lambda: _schedule(table), DEFAULT_RETRY.schedule) if "schedule" in value else DEFAULT_SCHEDULE
-    max_age = DEFAULT_MAX_AGE
-    if "max_age" in value:
-        max_age = _attempt(lambda: table.duration("max_age", value["max_age"], positive=True), DEFAULT_MAX_AGE)
-    hours = _attempt(lambda: _service_hours(table), None) if "service_hours" in value else None
-    zone_name = _attempt(lambda: _zone_name(table), DEFAULT_TIMEZONE) if "timezone" in value else DEFAULT_TIMEZONE
-    country = _attempt(lambda: _holidays(table), None) if "holidays" in value else None
-    return RetryPolicy(on, schedule, max_age, hours, zone_name, country)
+    from .config_policies import parse_retry
+
+    return parse_retry(source, key, value)
 
 
-def _retry_words(table: _Reader) -> frozenset[str]:
-    words = table.strings("on")
-    unknown = [word for word in words if word not in RETRY_WORDS]
-    if unknown:
-        raise table.fail("on", f"{unknown[0]!r} cannot be retried; use any of {', '.join(sorted(RETRY_WORDS))}")
-    if not words:
-        raise table.fail("on", "is empty; to turn retries off write retry = false")
-    return frozenset(words)
-
-
-def _schedule(table: _Reader) -> tuple[int, ...]:
-    texts = table.strings("schedule")
-    if not texts:
-        raise table.fail("schedule", 'is empty; list the waits between attempts, e.g. ["1m", "5m", "1h"]')
-    return tuple(table.duration("schedule", text, positive=True) for text in texts)
-
-
-def _service_hours(table: _Reader) -> ServiceHours:
-    try:
-        return parse_service_hours(table.string("service_hours"))
-    except ValueError as err:
-        raise table.fail("service_hours", str(err)) from err
-
-
-def _zone_name(table: _Reader) -> str:
-    name = table.string("timezone")
-    try:
-        zone(name)
-    except (KeyError, ValueError, OSError) as err:  # ZoneInfoNotFoundError is a KeyError
-        raise table.fail("timezone", f"{name!r} is not a time zone name such as America/Santiago") from err
-    return name
-
-
-def _holidays(table: _Reader) -> str:
-    country = table.string("holidays").strip().upper()
-    try:
-        known = supported_countries()
-    except ImportError as err:  # pragma: no cover - holidays is in requirements.txt
-        raise table.fail("holidays", "needs the holidays library: pip install -r requirements.txt") from err
-    if country not in known:
-        raise table.fail("holidays", f"{country!r} is not a country code the holidays library knows, e.g. CL")
-    return country
-
-
-_OUTCOME_KEYS = frozenset({"after", "give_up", "url", "secret", "hubspot"})
-_HUBSPOT_KEYS = frozenset({"token", "property", "api_url"})
-_OUTCOME_EXAMPLE = '{ url = "https://hooks.zapier.com/...", secret = "env:OUTCOME_SECRET" }'
-_HUBSPOT_PROPERTY = re.compile(r"[a-z][a-z0-9_]{0,99}")
-
-
-def parse_outcome(source: str, key: str, value: Any, check_secret: CheckSecret | None = None) -> OutcomePolicy | None:
-    """The `outcome` value of a route (spec 9); None when absent or false. `check_secret(full_key, value)`
-    checks secret references (by default, as every secret of the file is checked)."""
+def _outcome(source: str, key: str, value: Any) -> OutcomePolicy | None:
     if value is None or value is False:
         return None
-    if value is True:
-        return OutcomePolicy()
-    check = check_secret or (lambda full_key, ref: _secret_ref(source, full_key, ref))
-    table = _Reader(source, key, value, _OUTCOME_KEYS, example=_OUTCOME_EXAMPLE)
-    after = table.duration("after", value["after"]) if "after" in value else OUTCOME_AFTER
-    give_up = table.duration("give_up", value["give_up"], positive=True) if "give_up" in value else OUTCOME_GIVE_UP
-    if give_up <= after:
-        raise table.fail("give_up", f'must be longer than after ({after}s), e.g. after = "10m", give_up = "3h"')
-    url = secret = None
-    if "url" in value:
-        url = table.url("url")
-        if "secret" not in value:
-            raise table.fail("secret", "missing: outcome.url needs a secret reference to sign its webhooks")
-        secret = check(table.key("secret"), value["secret"])
-    elif "secret" in value:
-        raise table.fail("secret", "is only used with outcome.url; add the url or remove the secret")
-    hubspot = _attempt(lambda: _hubspot_outcome(table, check), None) if "hubspot" in value else None
-    return OutcomePolicy(after, give_up, url, secret, hubspot)
+    from .config_policies import parse_outcome
+
+    return parse_outcome(source, key, value)
 
 
-def _hubspot_outcome(outcome: _Reader, check: CheckSecret) -> HubSpotOutcome:
-    value = outcome.data["hubspot"]
-    hub = _Reader(
-        outcome.source, outcome.key("hubspot"), value, _HUBSPOT_KEYS, example='{ token = "env:HUBSPOT_TOKEN" }'
-    )
-    if "token" not in value:
-        raise hub.fail("token", "missing: a private-app or service-key token, as a secret reference")
-    token = check(hub.key("token"), value["token"])
-    prop = hub.string("property") if "property" in value else HubSpotOutcome.property
-    if not _HUBSPOT_PROPERTY.fullmatch(prop):
-        raise hub.fail("property", f"{prop!r} is not a HubSpot property name (lower case, digits, _)")
-    api_url = hub.url("api_url") if "api_url" in value else HUBSPOT_API_URL
-    return HubSpotOutcome(token, prop, api_url)
-
-
-_LEADS_KEYS = frozenset({"keep_days", "keep_fields", "hash_key"})
-
-
-def parse_leads(source: str, value: Any, check_secret: CheckSecret | None = None) -> LeadsPolicy:
-    """The `[leads]` table (spec 8, 10)."""
+def _leads(source: str, value: Any) -> LeadsPolicy:
     if value is None:
         return LeadsPolicy()
-    check = check_secret or (lambda full_key, ref: _secret_ref(source, full_key, ref))
-    table = _Reader(source, "leads", value, _LEADS_KEYS, example="[leads] with keep_days = 30")
-    keep_days = _attempt(lambda: _keep_days(table), LeadsPolicy.keep_days)
-    keep_fields = _attempt(lambda: _keep_fields(table), LeadsPolicy.keep_fields)
-    hash_key = _attempt(lambda: check(table.key("hash_key"), value["hash_key"]), None) if "hash_key" in value else None
-    return LeadsPolicy(keep_days, keep_fields, hash_key)
+    from .config_policies import parse_leads
 
-
-def _keep_days(table: _Reader) -> int:
-    keep_days = table.data.get("keep_days", LeadsPolicy.keep_days)
-    if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days <= 0:
-        raise table.fail("keep_days", f"must be a whole number of days above 0, not {keep_days!r}")
-    return keep_days
-
-
-def _keep_fields(table: _Reader) -> str:
-    keep_fields = table.string("keep_fields") if "keep_fields" in table.data else LeadsPolicy.keep_fields
-    if keep_fields not in KEEP_FIELDS:
-        raise table.fail("keep_fields", f'must be "until_done" or "keep", not {keep_fields!r}')
-    return keep_fields
+    return parse_leads(source, value)

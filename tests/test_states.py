@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from formcall_webhook import errors, states
 from formcall_webhook.answers import failure
-from formcall_webhook.config import check_secret_reference, parse_leads, parse_outcome, parse_retry
+from formcall_webhook.config_policies import parse_leads, parse_outcome, parse_retry
+from formcall_webhook.config_reader import check_secret_reference
 from formcall_webhook.states import (
     DEFAULT_RETRY,
     FAILED,
@@ -331,7 +332,7 @@ def test_holiday_calendar_is_cached_and_bounded() -> None:
 def test_holidays_library_imported_only_when_named() -> None:
     code = (
         "import sys\n"
-        "from formcall_webhook.config import parse_retry\n"
+        "from formcall_webhook.config_policies import parse_retry\n"
         "p = parse_retry('f', 'k', {'service_hours': 'mon-fri 09:00-19:00'})\n"
         "p.next_attempt(1, 'out_of_service_hours', 1.8e9)\n"
         "print('holidays' in sys.modules)\n"
