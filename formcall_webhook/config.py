@@ -177,7 +177,11 @@ def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> 
         except ConfigError as err:
             problems.append(err)
     if problems:
-        raise ConfigErrors(list(dict.fromkeys(problems)))
+        # A mistake in [defaults] is found once per route that inherits it: say it once.
+        unique: dict[tuple[str, str, str], ConfigError] = {}
+        for problem in problems:
+            unique.setdefault((problem.source, problem.key, problem.problem), problem)
+        raise ConfigErrors(list(unique.values()))
     return config
 
 
@@ -509,8 +513,11 @@ def _redirect(redirect: Reader, key: str) -> str | None:
 
 
 def _rates(source: str, route: Reader, *, auth: Auth, captcha: Captcha | None) -> tuple[Rate | None, Rate | None]:
-    """per_ip and per_phone; a public route gets the spec's defaults unless it sets its own or says false."""
-    public = auth.type == "none" and captcha is None
+    """per_ip and per_phone, unless the route sets its own or says false (spec 2): a route without auth gets
+    per_phone 3/day (a captcha proves a person, not a consented number), and without a captcha also
+    per_ip 30/hour."""
+    unsigned = auth.type == "none"
+    public = unsigned and captcha is None
     value = route.data.get("rate_limit")
     if value is False:
         return None, None  # opted out; `check` warns about it
@@ -518,9 +525,10 @@ def _rates(source: str, route: Reader, *, auth: Auth, captcha: Captcha | None) -
         raise route.fail("rate_limit", 'must be a table, e.g. { per_ip = "10/minute" }, or false')
     rate = Reader(source, route.key("rate_limit"), value or {}, {"per_ip", "per_phone"})
     per_ip, per_phone = _rate(rate, "per_ip"), _rate(rate, "per_phone")
-    if public:
-        per_ip = per_ip if "per_ip" in rate.data else PUBLIC_RATE_PER_IP
-        per_phone = per_phone if "per_phone" in rate.data else PUBLIC_RATE_PER_PHONE
+    if public and "per_ip" not in rate.data:
+        per_ip = PUBLIC_RATE_PER_IP
+    if unsigned and "per_phone" not in rate.data:
+        per_phone = PUBLIC_RATE_PER_PHONE
     return per_ip, per_phone
 
 

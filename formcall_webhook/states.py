@@ -56,8 +56,17 @@ def parse_duration(text: str) -> int:
 # ----------------------------------------------------------------------------------------- service hours
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Spanish too, as a Chilean operator writes them: "lun-vie 9:00-19:00, sáb 10:00-14:00".
+SPANISH_DAY_NAMES = ("lun", "mar", "mié", "jue", "vie", "sáb", "dom")
+_DAYS = {
+    **{name: day for day, name in enumerate(DAY_NAMES)},
+    **{name: day for day, name in enumerate(SPANISH_DAY_NAMES)},
+    "mie": 2,
+    "sab": 5,
+}
 DAY_SECONDS = 86400
-_CLOCK = re.compile(r"(\d{2}):(\d{2})")
+# 09:00 or 9:00.
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 _HOURS_EXAMPLE = '"mon-fri 09:00-19:00, sat 10:00-14:00"'
 
 Window = tuple[int, int]  # [start, end) in seconds of the local day
@@ -100,10 +109,13 @@ def parse_service_hours(text: str) -> ServiceHours:
 def _day_range(word: str) -> list[int]:
     first, sep, last = word.lower().partition("-")
     for name in (first, last) if sep else (first,):
-        if name not in DAY_NAMES:
-            raise ValueError(f"{name!r} is not a day: use {', '.join(DAY_NAMES)}, or a range such as mon-fri")
-    start = DAY_NAMES.index(first)
-    count = (DAY_NAMES.index(last) - start) % 7 + 1 if sep else 1
+        if name not in _DAYS:
+            raise ValueError(
+                f"{name!r} is not a day: use {', '.join(DAY_NAMES)} (or {', '.join(SPANISH_DAY_NAMES)}), "
+                "or a range such as mon-fri or lun-vie"
+            )
+    start = _DAYS[first]
+    count = (_DAYS[last] - start) % 7 + 1 if sep else 1
     # A range may wrap past Sunday: fri-mon is Friday, Saturday, Sunday and Monday.
     return [(start + i) % 7 for i in range(count)]
 
@@ -126,7 +138,7 @@ def _clock_range(word: str) -> Window:
 def _clock(text: str, word: str) -> int:
     match = _CLOCK.fullmatch(text)
     if match is None:
-        raise ValueError(f"{word!r}: {text!r} is not a time of day such as 09:00")
+        raise ValueError(f"{word!r}: {text!r} is not a time of day such as 09:00 or 9:00")
     hour, minute = int(match[1]), int(match[2])
     if (hour, minute) != (24, 0) and (hour > 23 or minute > 59):
         raise ValueError(f"{word!r}: {text!r} is not a time of day (00:00 to 24:00)")
