@@ -287,3 +287,26 @@ auth = {{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET", public_url = "htt
     path.write_text(fixed + '\n[leads]\nhash_key = "env:K"\n', encoding="utf-8")
     quiet = run("check", str(path), env={**env, "HUBSPOT_APP_SECRET": "s", "K": "k"})
     assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_check_and_try_never_load_the_runtime(tmp_path: Path) -> None:
+    sample = tmp_path / "lead.json"
+    sample.write_text('{"phone": "+56 9 6123 4567"}', encoding="utf-8")
+    code = (
+        "import sys\n"
+        "from formcall_webhook.cli import main\n"
+        f"assert main(['check']) == 0 and main(['try', {str(sample)!r}]) == 0\n"
+        "heavy = ('runtime', 'delivery', 'app', 'sweep', 'followup', 'outcomes', 'stores.redis', 'stores.firestore')\n"
+        "print([m for m in heavy if 'formcall_webhook.' + m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN": "t", **coverage_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
