@@ -30,7 +30,8 @@ import phonenumbers
 from bench.loadgen import Leads, percentile
 from bench.procs import POPUP, TOKEN
 from formcall_webhook import config as config_module
-from formcall_webhook.app import App, Request, map_submission, parse_submission
+from formcall_webhook.app import App, Request
+from formcall_webhook.submission import map_submission, parse_submission
 
 HEADERS = {
     "host": "127.0.0.1:8080",

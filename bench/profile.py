@@ -40,9 +40,10 @@ from bench.procs import POPUP, ROOT, TOKEN, ServerProcess, SimulatorProcess
 from bench.run import function_config
 from formcall_webhook import config as config_module
 from formcall_webhook import guards, mapping, once, phones
-from formcall_webhook.app import App, Request, map_submission, parse_submission
-from formcall_webhook.formcall import FormCallClient
+from formcall_webhook.app import App, Request
+from formcall_webhook.clients.formcall import FormCallClient
 from formcall_webhook.logs import RequestLogger
+from formcall_webhook.submission import map_submission, parse_submission
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ def components(iterations: int) -> None:
         numbers,
     )
     print("the rest of App.handle, per request:")
-    _cpu_us("Lead.masked (parses the e164 again for its country code)", lambda lead: lead.masked, leads_)
+    _cpu_us("Number.masked (parses the e164 again for its country code)", lambda lead: lead.masked, leads_)
     _cpu_us(
         "phones.mask(e164, country_code) (the code already known)",
         lambda lead: phones.mask(lead.e164, lead.country_code),
@@ -180,13 +181,13 @@ KEY_FRAMES = (
     "formcall_webhook (main.py)",
     "App.handle (app.py)",
     "_read_limited (app.py)",
-    "authenticate (auth.py)",
+    "authenticate (__init__.py)",
     "client_ip (guards.py)",
-    "parse_submission (app.py)",
-    "map_submission (app.py)",
+    "parse_submission (submission.py)",
+    "map_submission (submission.py)",
     "normalize (phones.py)",
     "Finder.find (mapping.py)",
-    "Lead.masked (phones.py)",
+    "Number.masked (phones.py)",
     "acquire (once.py)",
     "complete (once.py)",
     "FormCallClient.place_call (formcall.py)",

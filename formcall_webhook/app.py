@@ -14,13 +14,13 @@ from typing import IO, Any
 import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
-from . import config as config_module
-from . import consent, guards, mapping, once, parsing, phones, records
+from . import consent, guards, once, records
 from .answers import Response, failure, success
-from .auth import Delivery, authenticate, private_headers
+from .clients.http import make_pool
 from .config import Config, Route
-from .delivery import MISCONFIGURED, Report, Submission
+from .delivery import Report, Submission
 from .errors import (
+    MISCONFIGURED,
     BadRequest,
     MethodNotAllowed,
     Misconfigured,
@@ -32,13 +32,12 @@ from .errors import (
     WebhookError,
     clip,
 )
-from .formcall import make_pool
 from .logs import severity_for
 from .runtime import Runtime
+from .senders import VouchedDelivery, authenticate
 from .stores import Backend
-from .templates import TemplateFailed
+from .submission import MASKED_TOKEN, map_submission, parse_submission
 
-MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 UNKNOWN_ROUTE = "(unknown)"  # the request line's route for a path that names no route
 
 
@@ -58,11 +57,11 @@ class Request:
 
 
 @dataclass
-class Outcome:
-    """What the request line of the log will say; filled in as the pipeline goes."""
+class RequestLine:
+    """What the request's log line will say; filled in as the pipeline goes."""
 
     route: str = ""
-    outcome: str = ""
+    result: str = ""  # the log line's `outcome` word
     phone: str | None = None
     popup_uuid: str | None = None
     formcall_error_code: int | None = None
@@ -103,25 +102,25 @@ class App:
 
     def handle(self, request: Request) -> Response:
         started = time.perf_counter()
-        outcome = Outcome(route=route_name(request.path))
+        line = RequestLine(route=route_name(request.path))
         try:
-            response = self._handle(request, outcome)
+            response = self._handle(request, line)
         except WebhookError as err:
-            outcome.outcome = err.error
-            outcome.formcall_error_code = err.formcall_error_code
-            outcome.reason = err.reason
+            line.result = err.error
+            line.formcall_error_code = err.formcall_error_code
+            line.reason = err.reason
             response = failure(err)
         except Exception as err:  # a bug: answer like the table's 500, log where, never the data
             frame = traceback.extract_tb(err.__traceback__)[-1]
-            outcome.outcome = "misconfigured"
-            outcome.reason = f"internal error {type(err).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
+            line.result = "misconfigured"
+            line.reason = f"internal error {type(err).__name__} at {os.path.basename(frame.filename)}:{frame.lineno}"
             response = failure(Misconfigured(MISCONFIGURED))
-        if outcome.route_config is not None:
-            response = self._dress(request, outcome.route_config, response, outcome)
-        self._log(request, response, outcome, started)
+        if line.route_config is not None:
+            response = self._dress(request, line.route_config, response, line)
+        self._log(request, response, line, started)
         return response
 
-    def _dress(self, request: Request, route: Route, response: Response, outcome: Outcome) -> Response:
+    def _dress(self, request: Request, route: Route, response: Response, line: RequestLine) -> Response:
         """CORS headers on every answer of a route; a 303 for browsers' plain form posts."""
         preflight = request.method.upper() == "OPTIONS"
         response.headers.update(guards.cors_headers(route, request.headers.get("origin"), preflight))
@@ -131,18 +130,18 @@ class App:
         target = route.redirect_success if ok else route.redirect_failure
         if target is None:
             return response
-        location = guards.redirect_url(target, None if ok else outcome.outcome)
+        location = guards.redirect_url(target, None if ok else line.result)
         return Response(303, b"", {**response.headers, "Location": location, "Content-Type": "text/plain"})
 
-    def _handle(self, request: Request, outcome: Outcome) -> Response:
+    def _handle(self, request: Request, line: RequestLine) -> Response:
         config = self.config()
-        route = config.routes.get(outcome.route)
+        route = config.routes.get(line.route)
         if route is None:
-            raise UnknownRoute(f"There is no route named {outcome.route!r}.")
-        outcome.route_config = route
+            raise UnknownRoute(f"There is no route named {line.route!r}.")
+        line.route_config = route
         method = request.method.upper()
         if method == "OPTIONS":
-            outcome.outcome = "preflight"
+            line.result = "preflight"
             return Response(204, b"", {"Allow": _allowed_methods(route)})
         if method not in ("POST", "GET") or (method == "GET" and not route.allow_get):
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
@@ -168,16 +167,16 @@ class App:
 
         body, query = parse_submission(route, method, request.headers, request.query_string, raw)
         if guards.honeypot_filled(route, body):
-            outcome.outcome = "honeypot"
+            line.result = "honeypot"
             return success()
         if route.captcha is not None:
             guards.verify_captcha(route.captcha, body, ip, self.secrets.resolve, self._captcha())
 
         mapped = map_submission(route, body, query, request.headers)
         context, lead, payload = mapped.context, mapped.lead, mapped.payload
-        outcome.phone = lead.masked
-        outcome.popup_uuid = payload["popup_uuid"]
-        outcome.adicional_keys = sorted(payload.get("adicional", {}))
+        line.phone = lead.masked
+        line.popup_uuid = payload["popup_uuid"]
+        line.adicional_keys = sorted(payload.get("adicional", {}))
 
         # Spec 10: a required consent not given is refused before anything is kept.
         consent_record = (
@@ -186,7 +185,7 @@ class App:
             else None
         )
         if route.dry_run:
-            outcome.outcome = "dry_run"
+            line.result = "dry_run"
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
         submission = Submission(
             route=route,
@@ -198,9 +197,9 @@ class App:
             consent=consent_record,
             contact=_contact(route, body, payload),
         )
-        report = outcome.report
+        report = line.report
         first = self.runtime.deliverer.submit(submission, report)
-        outcome.outcome = report.outcome or "placed"
+        line.result = report.outcome or "placed"
         if report.outcome == "duplicate":
             return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
         if first.scheduled:
@@ -227,35 +226,35 @@ class App:
             self._captcha_pool = make_pool(maxsize=8)
         return self._captcha_pool
 
-    def _log(self, request: Request, response: Response, outcome: Outcome, started: float) -> None:
+    def _log(self, request: Request, response: Response, line: RequestLine, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        report = outcome.report
+        report = line.report
         fields = {
             # Unknown paths share one route value: strangers cannot add labels to the log-based metrics.
-            "route": UNKNOWN_ROUTE if outcome.outcome == "unknown_route" else outcome.route,
-            "outcome": outcome.outcome,
+            "route": UNKNOWN_ROUTE if line.result == "unknown_route" else line.route,
+            "outcome": line.result,
             "status": response.status,
             "lead_id": report.lead_id,
             "uuid": report.uuid,
-            "phone": outcome.phone,
-            "popup_uuid": outcome.popup_uuid,
-            "formcall_error_code": outcome.formcall_error_code or report.formcall_error_code,
+            "phone": line.phone,
+            "popup_uuid": line.popup_uuid,
+            "formcall_error_code": line.formcall_error_code or report.formcall_error_code,
             "formcall_ms": report.formcall_ms,
             "wait_seconds": report.wait_seconds,
             "attempts": report.attempts,
             "source": "request",
-            "reason": outcome.reason or report.reason,
-            "adicional_keys": outcome.adicional_keys or None,
+            "reason": line.reason or report.reason,
+            "adicional_keys": line.adicional_keys or None,
             "duration_ms": duration_ms,
             "method": request.method,
         }
-        message = f"{outcome.route}: {outcome.outcome} ({response.status})"
-        self.logger.write(severity_for(outcome.outcome, response.status), message, fields, request.headers)
+        message = f"{line.route}: {line.result} ({response.status})"
+        self.logger.write(severity_for(line.result, response.status), message, fields, request.headers)
 
 
 def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
     """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email."""
-    if route.outcome is None or route.outcome.hubspot is None:
+    if route.outcome_reporting is None or route.outcome_reporting.hubspot is None:
         return None
     from .clients import hubspot  # only routes that report to HubSpot need it
 
@@ -272,73 +271,13 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     return found or None
 
 
-def _delivery_id(headers: Mapping[str, str], trusted: Delivery | None) -> tuple[str, int] | None:
+def _delivery_id(headers: Mapping[str, str], trusted: VouchedDelivery | None) -> tuple[str, int] | None:
     """The id replays are caught by: what a signed scheme vouches for (every signed scheme vouches for
     one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key."""
     if trusted is not None:
         return trusted.id, trusted.window_seconds
     value = headers.get("idempotency-key") or headers.get("webhook-id")
     return (value, once.IDEMPOTENCY_SECONDS) if value else None
-
-
-@dataclass(frozen=True)
-class Mapped:
-    """A submission mapped for FormCall: the template context, the lead and the payload."""
-
-    context: dict[str, Any]
-    lead: phones.Lead
-    payload: dict[str, Any]
-
-
-def parse_submission(
-    route: Route, method: str, headers: Mapping[str, str], query_string: bytes, raw: bytes
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The submission (body with the query merged in under "query") and the query itself."""
-    query = parsing.parse_query(query_string)
-    if route.auth.type == "token":
-        query.pop("token", None)  # a credential, not data a template could copy out
-    # A GET webhook (HubSpot, Zapier) carries the submission in the query string.
-    body = dict(query) if method == "GET" else parsing.parse_body(headers.get("content-type"), raw)
-    body["query"] = query
-    return body, query
-
-
-def map_submission(
-    route: Route,
-    body: dict[str, Any],
-    query: dict[str, Any],
-    headers: Mapping[str, str],
-) -> Mapped:
-    """Phone, popup and adicional from the route's templates (or the built-in finder). Pure: no I/O."""
-    context = mapping.template_context(body, query, headers, route.name, private_headers(route.auth))
-    finder = mapping.Finder(body)
-    typed = mapping.typed_phone(route, context, finder)
-    lead = phones.normalize(typed, route.region, route.allowed_regions, route.allowed_number_types)
-    context["lead"] = mapping.lead_context(lead)
-    assert route.popup_uuid is not None
-    try:
-        popup = route.popup_uuid.render_strict(context)
-    except TemplateFailed as err:
-        # The data's fault, not the config's: the same submission would fail again, so no 5xx.
-        raise BadRequest(
-            "The submission's fields do not fit this route's popup_uuid template.",
-            reason=f"routes.{route.name}.popup_uuid failed on this submission ({err})",
-        ) from err
-    if not config_module.is_uuid(popup):
-        raise Misconfigured(
-            MISCONFIGURED, reason=f"routes.{route.name}.popup_uuid rendered to something that is not a UUID"
-        )
-    payload: dict[str, Any] = {
-        "popup_uuid": popup,
-        "country_code": lead.country_code,
-        "areacode": lead.areacode,
-        "phonenumber": lead.phonenumber,
-        "security_token": "",
-    }
-    extra = mapping.adicional(route, context, finder)
-    if extra:
-        payload["adicional"] = extra
-    return Mapped(context, lead, payload)
 
 
 def _allowed_methods(route: Route) -> str:

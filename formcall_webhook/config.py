@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,16 +11,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-from jinja2 import TemplateSyntaxError
 
+from .config_reader import (
+    Reader,
+    attempt,
+    check_secret_reference,
+    collecting,
+    compile_or_fail,
+    note,
+)
 from .consent import ConsentRule, parse_consent
-from .errors import ConfigError
+from .errors import ConfigError, ConfigErrors
 from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
-from .secret_store import DEFAULT_TTL_SECONDS, is_reference, is_version_name
+from .secret_store import DEFAULT_TTL_SECONDS
 from .senders import AUTH_TYPES as AUTH_TYPES
 from .senders import REGISTRY as AUTH_SCHEMES
 from .senders import Auth as Auth
-from .states import LeadsPolicy, OutcomePolicy, RetryPolicy, parse_leads, parse_outcome, parse_retry
+from .states import DEFAULT_RETRY, LeadsPolicy, OutcomePolicy, RetryPolicy
 from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
 
@@ -115,7 +120,7 @@ class Route:
     body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
     # None: retry = false (spec 8); None: no outcome work (spec 9).
     retry: RetryPolicy | None = None
-    outcome: OutcomePolicy | None = None
+    outcome_reporting: OutcomePolicy | None = None
     consent: ConsentRule | None = None
 
 
@@ -159,108 +164,40 @@ def config_path(environ: Mapping[str, str]) -> Path | None:
 
 
 def load(environ: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
-    """The checked configuration; ConfigError names the file, the key and what is wrong."""
+    """The checked configuration. ConfigErrors (a ConfigError: the first problem) lists every problem
+    found, each naming the file, the key and what is wrong."""
     env = os.environ if environ is None else environ
     if path is None:
         path = config_path(env)
-    if path is None:
-        return _build(ENV_SOURCE, {}, env)
+    source = ENV_SOURCE if path is None else str(path)
+    data = {} if path is None else _read_toml(path)
+    with collecting() as problems:
+        try:
+            config = _build(source, data, env)
+        except ConfigError as err:
+            problems.append(err)
+    if problems:
+        # A mistake in [defaults] is found once per route that inherits it: say it once.
+        unique: dict[tuple[str, str, str], ConfigError] = {}
+        for problem in problems:
+            unique.setdefault((problem.source, problem.key, problem.problem), problem)
+        raise ConfigErrors(list(unique.values()))
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only a config file needs it; zero-config starts without
+
     source = str(path)
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError as err:
         raise ConfigError(source, "FORMCALL_CONFIG", "file not found") from err
     except OSError as err:
         raise ConfigError(source, "FORMCALL_CONFIG", f"cannot be read ({err.strerror})") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(source, "(syntax)", f"not valid TOML: {err}") from err
-    return _build(source, data, env)
-
-
-class _Reader:
-    """Typed access to one table of the file, naming the key in every error."""
-
-    def __init__(self, source: str, prefix: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-        self.source = source
-        self.prefix = prefix
-        self.data = data
-        for key in data:
-            if key not in allowed:
-                hint = ", ".join(sorted(allowed))
-                raise ConfigError(source, self.key(key), f"unknown key; known keys here: {hint}")
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def fail(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, self.key(name), problem)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        # TOML booleans are ints to isinstance; refuse them where a number is wanted.
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise self.fail(name, f"must be {_kind_name(kind)}, not a boolean")
-        if not isinstance(value, kind):
-            raise self.fail(name, f"must be {_kind_name(kind)}, not {type(value).__name__}")
-        return value
-
-    def template(self, name: str) -> Template | None:
-        text = self.data.get(name)
-        if text is None:
-            return None
-        if not isinstance(text, str):
-            raise self.fail(name, f"must be a template string, not {type(text).__name__}")
-        return compile_or_fail(self.source, self.key(name), text)
-
-    def secret(self, name: str, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(
-                name, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
-            )
-        return check_secret_reference(self.source, self.key(name), value)
-
-    def table(self, name: str) -> Mapping[str, Any] | None:
-        value = self.data.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, dict):
-            raise self.fail(name, 'must be a table, e.g. { key = "value" }')
-        return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {
-        str: "a string",
-        int: "a whole number",
-        float: "a number",
-        bool: "true or false",
-        list: "a list",
-        dict: "a table",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def compile_or_fail(source: str, key: str, text: str) -> Template:
-    try:
-        return Template(text)
-    except TemplateSyntaxError as err:
-        raise ConfigError(source, key, f"template syntax error: {err.message} (line {err.lineno})") from err
-
-
-def check_secret_reference(source: str, key: str, value: str) -> str:
-    if not is_reference(value):
-        raise ConfigError(
-            source,
-            key,
-            "a literal secret is not allowed here; use env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V",
-        )
-    if value.startswith("secret:") and not is_version_name(value[len("secret:") :]):
-        raise ConfigError(source, key, "a secret: reference must be projects/P/secrets/S/versions/V (V may be latest)")
-    return value
 
 
 ROUTE_KEYS = {
@@ -275,61 +212,120 @@ _MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redir
 
 
 def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
-    top = _Reader(source, "", data, {"formcall", "defaults", "routes", "leads"})
-    formcall = _Reader(source, "formcall", top.table("formcall") or {}, {
+    top = Reader(source, "", data, {"formcall", "defaults", "routes", "leads"})
+    formcall = Reader(source, "formcall", attempt(lambda: top.table("formcall"), None) or {}, {
         "api_url", "security_token", "timeout_seconds", "ca_bundle", "secret_ttl_seconds",
     })  # fmt: skip
-    api_url = env.get("FORMCALL_API_URL", "").strip() or formcall.get("api_url", str, DEFAULT_API_URL)
-    if not api_url.startswith(("https://", "http://")):
-        raise ConfigError(source, "formcall.api_url", "must be an http(s) URL")
-    timeout = float(formcall.get("timeout_seconds", (int, float), DEFAULT_TIMEOUT_SECONDS))
-    if not 0 < timeout <= 60:
-        raise formcall.fail("timeout_seconds", "must be more than 0 and at most 60")
-    ttl = float(formcall.get("secret_ttl_seconds", (int, float), DEFAULT_TTL_SECONDS))
-    if ttl < 0:
-        raise formcall.fail("secret_ttl_seconds", "must not be negative")
-    ca_bundle = env.get("FORMCALL_CA_BUNDLE", "").strip() or formcall.get("ca_bundle", str)
-    if ca_bundle and not Path(ca_bundle).is_file():
-        raise ConfigError(source, "FORMCALL_CA_BUNDLE" if env.get("FORMCALL_CA_BUNDLE") else "formcall.ca_bundle",
-                          f"no CA bundle file at {ca_bundle}")  # fmt: skip
-
-    token: str | None = None
-    if env.get("FORMCALL_SECURITY_TOKEN", "").strip():
-        token = "env:FORMCALL_SECURITY_TOKEN"  # noqa: S105 - a reference, resolved per request
-    elif env.get("FORMCALL_SECURITY_TOKEN_SECRET", "").strip():
-        name = env["FORMCALL_SECURITY_TOKEN_SECRET"].strip().removeprefix("secret:")
-        token = check_secret_reference(ENV_SOURCE, "FORMCALL_SECURITY_TOKEN_SECRET", "secret:" + name)
-    elif "security_token" in formcall.data:
-        token = formcall.secret("security_token", formcall.data["security_token"])
+    api_url = attempt(lambda: _api_url(source, formcall, env), DEFAULT_API_URL)
+    timeout = attempt(lambda: _timeout(formcall), DEFAULT_TIMEOUT_SECONDS)
+    ttl = attempt(lambda: _secret_ttl(formcall), DEFAULT_TTL_SECONDS)
+    ca_bundle = attempt(lambda: _ca_bundle(source, formcall, env), None)
+    token = attempt(lambda: _token(formcall, env), None)
 
     region_default = env.get("FORMCALL_DEFAULT_REGION", "").strip().upper() or DEFAULT_REGION
     if region_default not in phonenumbers.SUPPORTED_REGIONS:
-        raise ConfigError(ENV_SOURCE, "FORMCALL_DEFAULT_REGION", f"{region_default!r} is not a region code such as CL")
-    dry_run_all = env_flag(env, "FORMCALL_DRY_RUN")
-    defaults = top.table("defaults") or {}
-    _Reader(source, "defaults", defaults, ROUTE_KEYS)
-    routes_data = top.table("routes")
+        note(ConfigError(ENV_SOURCE, "FORMCALL_DEFAULT_REGION", f"{region_default!r} is not a region code such as CL"))
+        region_default = DEFAULT_REGION
+    dry_run_all = attempt(lambda: env_flag(env, "FORMCALL_DRY_RUN"), False)
+    defaults = attempt(lambda: top.table("defaults"), None) or {}
+    Reader(source, "defaults", defaults, ROUTE_KEYS)
+    routes_data = attempt(lambda: top.table("routes"), None)
     if routes_data is None:
-        routes_data = {"default": {}}
+        routes_data = {} if "routes" in data else {"default": {}}
     elif not routes_data:
-        raise ConfigError(source, "routes", "no route is defined; add [routes.default]")
+        note(ConfigError(source, "routes", "no route is defined; add [routes.default]"))
     routes: dict[str, Route] = {}
     for name, route_data in routes_data.items():
-        key = f"routes.{name}"
-        if not isinstance(route_data, dict):
-            raise ConfigError(source, key, "must be a table, e.g. [routes.default]")
-        if not _ROUTE_NAME.match(name):
-            raise ConfigError(source, key, "route names are letters, digits, '-', '_' and '.', at most 64")
-        merged: dict[str, Any] = dict(defaults)
-        for k, v in route_data.items():
-            if k in _MERGED_TABLES and isinstance(v, dict) and isinstance(merged.get(k), dict):
-                merged[k] = {**merged[k], **v}
-            else:
-                merged[k] = v
         try:
-            routes[name] = _route(source, name, merged, env, region_default, dry_run_all)
+            route = _inherit(source, name, route_data, defaults, env, region_default, dry_run_all)
         except ConfigError as err:
-            raise _blame_defaults(err, name, route_data, defaults) from err
+            note(err)
+            continue
+        if route is not None:
+            routes[name] = route
+    store_url = attempt(lambda: _store_url(env), "memory://")
+    leads = attempt(lambda: _leads(source, top.data.get("leads")), LeadsPolicy())
+    sweep_seconds = attempt(lambda: _sweep_seconds(env), 15.0)
+    hops = attempt(lambda: _proxy_hops(env), DEFAULT_TRUSTED_PROXY_HOPS)
+    return Config(
+        source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes, leads, sweep_seconds, hops
+    )
+
+
+def _api_url(source: str, formcall: Reader, env: Mapping[str, str]) -> str:
+    api_url: str = env.get("FORMCALL_API_URL", "").strip() or formcall.get("api_url", str, DEFAULT_API_URL)
+    if not api_url.startswith(("https://", "http://")):
+        raise ConfigError(source, "formcall.api_url", "must be an http(s) URL")
+    return api_url
+
+
+def _timeout(formcall: Reader) -> float:
+    timeout = float(formcall.get("timeout_seconds", (int, float), DEFAULT_TIMEOUT_SECONDS))
+    if not 0 < timeout <= 60:
+        raise formcall.fail("timeout_seconds", "must be more than 0 and at most 60")
+    return timeout
+
+
+def _secret_ttl(formcall: Reader) -> float:
+    ttl = float(formcall.get("secret_ttl_seconds", (int, float), DEFAULT_TTL_SECONDS))
+    if ttl < 0:
+        raise formcall.fail("secret_ttl_seconds", "must not be negative")
+    return ttl
+
+
+def _ca_bundle(source: str, formcall: Reader, env: Mapping[str, str]) -> str | None:
+    ca_bundle: str | None = env.get("FORMCALL_CA_BUNDLE", "").strip() or formcall.get("ca_bundle", str)
+    if ca_bundle and not Path(ca_bundle).is_file():
+        raise ConfigError(source, "FORMCALL_CA_BUNDLE" if env.get("FORMCALL_CA_BUNDLE") else "formcall.ca_bundle",
+                          f"no CA bundle file at {ca_bundle}")  # fmt: skip
+    return ca_bundle
+
+
+def _token(formcall: Reader, env: Mapping[str, str]) -> str | None:
+    if env.get("FORMCALL_SECURITY_TOKEN", "").strip():
+        return "env:FORMCALL_SECURITY_TOKEN"
+    if env.get("FORMCALL_SECURITY_TOKEN_SECRET", "").strip():
+        name = env["FORMCALL_SECURITY_TOKEN_SECRET"].strip().removeprefix("secret:")
+        return check_secret_reference(ENV_SOURCE, "FORMCALL_SECURITY_TOKEN_SECRET", "secret:" + name)
+    if "security_token" in formcall.data:
+        return formcall.secret("security_token", formcall.data["security_token"])
+    return None
+
+
+def _inherit(
+    source: str,
+    name: str,
+    route_data: Any,
+    defaults: Mapping[str, Any],
+    env: Mapping[str, str],
+    region_default: str,
+    dry_run_all: bool,
+) -> Route | None:
+    """The route with [defaults] merged under it; each of its problems in a value it inherited is
+    noted under `defaults.KEY`, where the user must fix it. None when the route has problems."""
+    key = f"routes.{name}"
+    if not isinstance(route_data, dict):
+        raise ConfigError(source, key, "must be a table, e.g. [routes.default]")
+    if not _ROUTE_NAME.match(name):
+        raise ConfigError(source, key, "route names are letters, digits, '-', '_' and '.', at most 64")
+    merged: dict[str, Any] = dict(defaults)
+    for k, v in route_data.items():
+        if k in _MERGED_TABLES and isinstance(v, dict) and isinstance(merged.get(k), dict):
+            merged[k] = {**merged[k], **v}
+        else:
+            merged[k] = v
+    route: Route | None = None
+    with collecting() as problems:
+        try:
+            route = _route(source, name, merged, env, region_default, dry_run_all)
+        except ConfigError as err:
+            problems.append(err)
+    for problem in problems:
+        note(_blame_defaults(problem, name, route_data, defaults))
+    return None if problems else route
+
+
+def _store_url(env: Mapping[str, str]) -> str:
     store_url = env.get("FORMCALL_STORE_URL", "").strip() or "memory://"
     if not store_url.startswith(tuple(STORE_SCHEMES)):
         raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", f"must be {', '.join(STORE_SCHEMES.values())}")
@@ -340,7 +336,10 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
             parse_url(store_url)
         except ValueError as err:
             raise ConfigError(ENV_SOURCE, "FORMCALL_STORE_URL", str(err)) from err
-    leads = parse_leads(source, top.table("leads"), lambda key, value: _secret_ref(source, key, value))
+    return store_url
+
+
+def _sweep_seconds(env: Mapping[str, str]) -> float:
     sweep_text = env.get("FORMCALL_SWEEP_SECONDS", "").strip() or "15"
     try:
         sweep_seconds = float(sweep_text)
@@ -352,18 +351,7 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
             "FORMCALL_SWEEP_SECONDS",
             f"must be seconds above 0, at most 3600, not {sweep_text!r}",
         )
-    hops = _proxy_hops(env)
-    return Config(
-        source, api_url, token, timeout, ca_bundle or None, ttl, store_url, routes, leads, sweep_seconds, hops
-    )
-
-
-def _secret_ref(source: str, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(
-            source, key, "must be a secret reference: env:NAME, file:PATH or secret:projects/P/secrets/S/versions/V"
-        )
-    return check_secret_reference(source, key, value)
+    return sweep_seconds
 
 
 def _blame_defaults(
@@ -405,67 +393,29 @@ def _proxy_hops(env: Mapping[str, str]) -> int:
 def _route(
     source: str, name: str, data: Mapping[str, Any], env: Mapping[str, str], region_default: str, dry_run_all: bool
 ) -> Route:
-    r = _Reader(source, f"routes.{name}", data, ROUTE_KEYS)
-    popup = r.template("popup_uuid")
-    if popup is None and env.get("FORMCALL_POPUP_UUID", "").strip():
-        popup = compile_or_fail(ENV_SOURCE, "FORMCALL_POPUP_UUID", env["FORMCALL_POPUP_UUID"].strip())
-    if popup is None:
-        raise ConfigError(
-            source, r.key("popup_uuid"), "missing: set it here, in [defaults], or set FORMCALL_POPUP_UUID"
-        )
-    if "{" not in popup.source and not is_uuid(popup.source):
-        raise ConfigError(source, r.key("popup_uuid"), f"{popup.source!r} is not a UUID")
-
-    parts = r.table("phone_parts")
-    phone_parts = None
-    if parts is not None:
-        if "phone" in r.data:
-            raise r.fail("phone_parts", "set either phone or phone_parts, not both")
-        pr = _Reader(source, r.key("phone_parts"), parts, {"country_code", "areacode", "phonenumber"})
-        templates = tuple(pr.template(k) for k in ("country_code", "areacode", "phonenumber"))
-        if templates[2] is None:
-            raise pr.fail("phonenumber", "missing: phone_parts needs at least phonenumber")
-        empty = Template("")
-        phone_parts = (templates[0] or empty, templates[1] or empty, templates[2])
-
-    region = r.get("region", str, region_default).strip().upper()
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise r.fail("region", f"{region!r} is not a region code such as CL")
-    allowed_regions = frozenset(_str_list(r, "allowed_regions", [region], upper=True))
-    for code in allowed_regions:
-        if code not in phonenumbers.SUPPORTED_REGIONS:
-            raise r.fail("allowed_regions", f"{code!r} is not a region code such as CL")
-    types = frozenset(_str_list(r, "allowed_number_types", sorted(DEFAULT_NUMBER_TYPES), upper=True))
-    for type_name in types:
-        if type_name in FORBIDDEN_NUMBER_TYPES:
-            raise r.fail("allowed_number_types", f"{type_name} numbers are never called (toll fraud)")
-        if type_name not in NUMBER_TYPE_NAMES:
-            raise r.fail(
-                "allowed_number_types",
-                f"{type_name!r} is not one of {', '.join(sorted(NUMBER_TYPE_NAMES - FORBIDDEN_NUMBER_TYPES))}",
-            )
-
-    adicional_table = r.table("adicional")
-    adicional = None
-    if adicional_table is not None:
-        ar = _Reader(source, r.key("adicional"), adicional_table, set(adicional_table))
-        adicional = tuple((k, _required(ar.template(k), ar, k)) for k in adicional_table)
-    max_len = _positive(r, "adicional_max_length", DEFAULT_ADICIONAL_MAX_LENGTH)
-
-    dedupe = _Reader(source, r.key("dedupe"), r.table("dedupe") or {}, {"key", "window_seconds"})
-    auth = _auth(source, r)
-    captcha = _captcha(source, r)
-    per_ip, per_phone = _rates(source, r, public=auth.type == "none" and captcha is None)
-    redirect = _Reader(source, r.key("redirect"), r.table("redirect") or {}, {"success", "failure"})
-    for k in ("success", "failure"):
-        url = redirect.get(k, str)
-        if url is not None and not url.startswith(("https://", "http://", "/")):
-            raise redirect.fail(k, "must be an http(s) URL or a path")
-    honeypot = (r.get("honeypot", str) or "").strip() or None
+    """One route; each key's problem is noted and the route read on, so one run finds them all."""
+    r = Reader(source, f"routes.{name}", data, ROUTE_KEYS)
+    popup = attempt(lambda: _popup(source, r, env), None)
+    phone_parts = attempt(lambda: _phone_parts(source, r), None)
+    region = attempt(lambda: _region(r, region_default), region_default)
+    allowed_regions = attempt(lambda: _allowed_regions(r, region), frozenset({region}))
+    types = attempt(lambda: _number_types(r), DEFAULT_NUMBER_TYPES)
+    adicional = attempt(lambda: _adicional(source, r), None)
+    max_len = attempt(lambda: _positive(r, "adicional_max_length", DEFAULT_ADICIONAL_MAX_LENGTH), 1)
+    dedupe = Reader(source, r.key("dedupe"), attempt(lambda: r.table("dedupe"), None) or {}, {"key", "window_seconds"})
+    auth = attempt(lambda: _auth(source, r), Auth())
+    captcha = attempt(lambda: _captcha(source, r), None)
+    no_rates: tuple[Rate | None, Rate | None] = (None, None)
+    per_ip, per_phone = attempt(lambda: _rates(source, r, auth=auth, captcha=captcha), no_rates)
+    redirect = Reader(source, r.key("redirect"), attempt(lambda: r.table("redirect"), None) or {},
+                       {"success", "failure"})  # fmt: skip
+    redirect_success = attempt(lambda: _redirect(redirect, "success"), None)
+    redirect_failure = attempt(lambda: _redirect(redirect, "failure"), None)
+    honeypot = attempt(lambda: (r.get("honeypot", str) or "").strip() or None, None)
     return Route(
         name=name,
         popup_uuid=popup,
-        phone=r.template("phone"),
+        phone=attempt(lambda: r.template("phone"), None),
         phone_parts=phone_parts,
         region=region,
         allowed_regions=allowed_regions,
@@ -475,41 +425,114 @@ def _route(
         auth=auth,
         honeypot=honeypot,
         captcha=captcha,
-        dedupe_key=dedupe.template("key"),
-        dedupe_window_seconds=_positive(dedupe, "window_seconds", 600),
+        dedupe_key=attempt(lambda: dedupe.template("key"), None),
+        dedupe_window_seconds=attempt(lambda: _positive(dedupe, "window_seconds", 600), 600),
         rate_per_ip=per_ip,
         rate_per_phone=per_phone,
-        redirect_success=redirect.get("success", str),
-        redirect_failure=redirect.get("failure", str),
-        cors_origins=_cors_origins(r),
-        allow_get=r.get("allow_get", bool, False),
-        max_body_bytes=_positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES),
-        dry_run=dry_run_all or r.get("dry_run", bool, False),
-        body_timeout_seconds=_body_timeout(r),
-        retry=parse_retry(source, r.key("retry"), r.data.get("retry")),
-        outcome=parse_outcome(
-            source, r.key("outcome"), r.data.get("outcome"), lambda key, value: _secret_ref(source, key, value)
-        ),
-        consent=parse_consent(source, r.key("consent"), r.data.get("consent")),
+        redirect_success=redirect_success,
+        redirect_failure=redirect_failure,
+        cors_origins=attempt(lambda: _cors_origins(r), ()),
+        allow_get=attempt(lambda: r.get("allow_get", bool, False), False),
+        max_body_bytes=attempt(lambda: _positive(r, "max_body_bytes", DEFAULT_MAX_BODY_BYTES), 1),
+        dry_run=dry_run_all or attempt(lambda: r.get("dry_run", bool, False), False),
+        body_timeout_seconds=attempt(lambda: _body_timeout(r), DEFAULT_BODY_TIMEOUT_SECONDS),
+        retry=attempt(lambda: _retry(source, r.key("retry"), r.data.get("retry")), None),
+        outcome_reporting=attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None),
+        consent=attempt(lambda: parse_consent(source, r.key("consent"), r.data.get("consent")), None),
     )
 
 
-def _rates(source: str, route: _Reader, *, public: bool) -> tuple[Rate | None, Rate | None]:
-    """per_ip and per_phone; a public route gets the spec's defaults unless it sets its own or says false."""
+def _popup(source: str, r: Reader, env: Mapping[str, str]) -> Template:
+    popup = r.template("popup_uuid")
+    if popup is None and env.get("FORMCALL_POPUP_UUID", "").strip():
+        popup = compile_or_fail(ENV_SOURCE, "FORMCALL_POPUP_UUID", env["FORMCALL_POPUP_UUID"].strip())
+    if popup is None:
+        raise ConfigError(
+            source, r.key("popup_uuid"), "missing: set it here, in [defaults], or set FORMCALL_POPUP_UUID"
+        )
+    if "{" not in popup.source and not is_uuid(popup.source):
+        raise ConfigError(source, r.key("popup_uuid"), f"{popup.source!r} is not a UUID")
+    return popup
+
+
+def _phone_parts(source: str, r: Reader) -> tuple[Template, Template, Template] | None:
+    parts = r.table("phone_parts")
+    if parts is None:
+        return None
+    if "phone" in r.data:
+        raise r.fail("phone_parts", "set either phone or phone_parts, not both")
+    pr = Reader(source, r.key("phone_parts"), parts, {"country_code", "areacode", "phonenumber"})
+    templates = tuple(pr.template(k) for k in ("country_code", "areacode", "phonenumber"))
+    if templates[2] is None:
+        raise pr.fail("phonenumber", "missing: phone_parts needs at least phonenumber")
+    empty = Template("")
+    return templates[0] or empty, templates[1] or empty, templates[2]
+
+
+def _region(r: Reader, region_default: str) -> str:
+    region: str = r.get("region", str, region_default).strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise r.fail("region", f"{region!r} is not a region code such as CL")
+    return region
+
+
+def _allowed_regions(r: Reader, region: str) -> frozenset[str]:
+    allowed_regions = frozenset(_str_list(r, "allowed_regions", [region], upper=True))
+    for code in allowed_regions:
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise r.fail("allowed_regions", f"{code!r} is not a region code such as CL")
+    return allowed_regions
+
+
+def _number_types(r: Reader) -> frozenset[str]:
+    types = frozenset(_str_list(r, "allowed_number_types", sorted(DEFAULT_NUMBER_TYPES), upper=True))
+    for type_name in types:
+        if type_name in FORBIDDEN_NUMBER_TYPES:
+            raise r.fail("allowed_number_types", f"{type_name} numbers are never called (toll fraud)")
+        if type_name not in NUMBER_TYPE_NAMES:
+            raise r.fail(
+                "allowed_number_types",
+                f"{type_name!r} is not one of {', '.join(sorted(NUMBER_TYPE_NAMES - FORBIDDEN_NUMBER_TYPES))}",
+            )
+    return types
+
+
+def _adicional(source: str, r: Reader) -> tuple[tuple[str, Template], ...] | None:
+    adicional_table = r.table("adicional")
+    if adicional_table is None:
+        return None
+    ar = Reader(source, r.key("adicional"), adicional_table, set(adicional_table))
+    return tuple((k, _required(ar.template(k), ar, k)) for k in adicional_table)
+
+
+def _redirect(redirect: Reader, key: str) -> str | None:
+    url: str | None = redirect.get(key, str)
+    if url is not None and not url.startswith(("https://", "http://", "/")):
+        raise redirect.fail(key, "must be an http(s) URL or a path")
+    return url
+
+
+def _rates(source: str, route: Reader, *, auth: Auth, captcha: Captcha | None) -> tuple[Rate | None, Rate | None]:
+    """per_ip and per_phone, unless the route sets its own or says false (spec 2): a route without auth gets
+    per_phone 3/day (a captcha proves a person, not a consented number), and without a captcha also
+    per_ip 30/hour."""
+    unsigned = auth.type == "none"
+    public = unsigned and captcha is None
     value = route.data.get("rate_limit")
     if value is False:
         return None, None  # opted out; `check` warns about it
     if value is not None and not isinstance(value, dict):
         raise route.fail("rate_limit", 'must be a table, e.g. { per_ip = "10/minute" }, or false')
-    rate = _Reader(source, route.key("rate_limit"), value or {}, {"per_ip", "per_phone"})
+    rate = Reader(source, route.key("rate_limit"), value or {}, {"per_ip", "per_phone"})
     per_ip, per_phone = _rate(rate, "per_ip"), _rate(rate, "per_phone")
-    if public:
-        per_ip = per_ip if "per_ip" in rate.data else PUBLIC_RATE_PER_IP
-        per_phone = per_phone if "per_phone" in rate.data else PUBLIC_RATE_PER_PHONE
+    if public and "per_ip" not in rate.data:
+        per_ip = PUBLIC_RATE_PER_IP
+    if unsigned and "per_phone" not in rate.data:
+        per_phone = PUBLIC_RATE_PER_PHONE
     return per_ip, per_phone
 
 
-def _cors_origins(route: _Reader) -> tuple[str, ...]:
+def _cors_origins(route: Reader) -> tuple[str, ...]:
     origins = _str_list(route, "cors_origins", [])
     for origin in origins:
         if origin != "*" and not _ORIGIN.match(origin):
@@ -523,34 +546,34 @@ def _cors_origins(route: _Reader) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _body_timeout(route: _Reader) -> float:
+def _body_timeout(route: Reader) -> float:
     value = float(route.get("body_timeout_seconds", (int, float), DEFAULT_BODY_TIMEOUT_SECONDS))
     if not 0 < value <= MAX_BODY_TIMEOUT_SECONDS:
         raise route.fail("body_timeout_seconds", f"must be more than 0 and at most {MAX_BODY_TIMEOUT_SECONDS:g}")
     return value
 
 
-def _required(value: Template | None, reader: _Reader, key: str) -> Template:
+def _required(value: Template | None, reader: Reader, key: str) -> Template:
     if value is None:
         raise reader.fail(key, "missing")
     return value
 
 
-def _positive(reader: _Reader, key: str, default: int) -> int:
+def _positive(reader: Reader, key: str, default: int) -> int:
     value: int = reader.get(key, int, default)
     if value <= 0:
         raise reader.fail(key, "must be a whole number above 0")
     return value
 
 
-def _str_list(reader: _Reader, key: str, default: list[str], *, upper: bool = False) -> list[str]:
+def _str_list(reader: Reader, key: str, default: list[str], *, upper: bool = False) -> list[str]:
     value = reader.get(key, list, default)
     if not all(isinstance(v, str) and v.strip() for v in value):
         raise reader.fail(key, "must be a list of non-empty strings")
     return [v.strip().upper() if upper else v.strip() for v in value]
 
 
-def _rate(reader: _Reader, key: str) -> Rate | None:
+def _rate(reader: Reader, key: str) -> Rate | None:
     text = reader.get(key, str)
     if text is None:
         return None
@@ -571,11 +594,11 @@ _AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", 
 _REFERENCE_KEYS = ("secret", "password")
 
 
-def _auth(source: str, route: _Reader) -> Auth:
+def _auth(source: str, route: Reader) -> Auth:
     table = route.table("auth")
     if table is None:
         return Auth()
-    a = _Reader(source, route.key("auth"), table, _AUTH_KEYS)
+    a = Reader(source, route.key("auth"), table, _AUTH_KEYS)
     kind = a.get("type", str, "none")
     scheme = AUTH_SCHEMES.get(kind)
     if scheme is None:
@@ -598,11 +621,11 @@ def _auth(source: str, route: _Reader) -> Auth:
                 a.get("query_token", bool, True))  # fmt: skip
 
 
-def _captcha(source: str, route: _Reader) -> Captcha | None:
+def _captcha(source: str, route: Reader) -> Captcha | None:
     table = route.table("captcha")
     if table is None:
         return None
-    c = _Reader(source, route.key("captcha"), table, {
+    c = Reader(source, route.key("captcha"), table, {
         "provider", "secret", "field", "min_score", "max_score", "action", "hostnames", "sitekey", "verify_url",
     })  # fmt: skip
     provider = c.get("provider", str)
@@ -631,9 +654,44 @@ def _captcha(source: str, route: _Reader) -> Captcha | None:
 
 
 def is_uuid(text: str) -> bool:
-    """The 8-4-4-4-12 form FormCall uses; uuid.UUID alone would also take braces and URNs."""
+    """The 8-4-4-4-12 form FormCall uses: what uuid.UUID takes (without loading it) at 36 characters,
+    so no braces nor URNs."""
+    if len(text) != 36:
+        return False
+    digits = text.replace("urn:", "").replace("uuid:", "").strip("{}").replace("-", "")
+    if len(digits) != 32:
+        return False
     try:
-        uuid.UUID(text)
+        int(digits, 16)
     except ValueError:
         return False
-    return len(text) == 36
+    return True
+
+
+# The policy tables are read by config_policies.py, loaded only when a config has one.
+
+
+def _retry(source: str, key: str, value: Any) -> RetryPolicy | None:
+    if value is None or value is True:
+        return DEFAULT_RETRY
+    if value is False:
+        return None
+    from .config_policies import parse_retry
+
+    return parse_retry(source, key, value)
+
+
+def _outcome(source: str, key: str, value: Any) -> OutcomePolicy | None:
+    if value is None or value is False:
+        return None
+    from .config_policies import parse_outcome
+
+    return parse_outcome(source, key, value)
+
+
+def _leads(source: str, value: Any) -> LeadsPolicy:
+    if value is None:
+        return LeadsPolicy()
+    from .config_policies import parse_leads
+
+    return parse_leads(source, value)

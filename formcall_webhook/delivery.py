@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import once, phones, records
+from .clients.formcall import (
+    INVALID_TOKEN,
+    FormCallClient,
+    FormCallUncertain,
+    ListUnavailable,
+    Placed,
+    ReconcileUnknown,
+)
 from .config import Config, Route
 from .consent import optout_hash
 from .errors import (
@@ -24,7 +32,6 @@ from .errors import (
     RateLimited,
     WebhookError,
 )
-from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, ReconcileUnknown
 from .secret_store import SecretStore
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Admission, Backend, Counter, Finish
@@ -43,7 +50,7 @@ class Submission:
     """A lead that passed the guards and whose number is valid: what delivery needs of the request."""
 
     route: Route
-    lead: phones.Lead
+    lead: phones.Number
     payload: Mapping[str, Any]  # the FormCall payload, without the token
     dedupe_value: str = ""  # the route's dedupe template rendered; "" for the default key
     delivery: tuple[str, int] | None = None  # (a delivery id to catch replays by, its window in seconds)
@@ -381,7 +388,7 @@ class Deliverer:
     def _placed_fields(self, record: Mapping[str, Any], placed: Placed, now: float) -> tuple[str, dict[str, Any]]:
         """A placed or pending lead: due again for its outcome work (spec 9), else done and minimized."""
         route = self.config.routes.get(record["route"])
-        outcome = route.outcome if route is not None else None
+        outcome = route.outcome_reporting if route is not None else None
         state = records.PENDING if placed.pending else records.PLACED
         fields: dict[str, Any] = {"state": state, "uuid": placed.uuid, "last_error": None, "attempt_since": None,
                                   "placed_at": now, "due_at": None}  # fmt: skip

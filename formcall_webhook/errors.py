@@ -6,6 +6,8 @@ from __future__ import annotations
 RETRY_AFTER_SECONDS = 30
 # Longest request string (route name, method, ...) echoed in an answer or a log line (spec section 6).
 MAX_ECHO = 64
+# The answer's message for every 500 of ours; the log line says why.
+MISCONFIGURED = "The function is not configured correctly; its log says why."
 
 
 def clip(text: str, limit: int = MAX_ECHO) -> str:
@@ -137,3 +139,16 @@ class ConfigError(Exception):
         self.source = source
         self.key = key
         self.problem = problem
+
+
+class ConfigErrors(ConfigError):
+    """Every problem one load found, in the order found; as a ConfigError it is the first of them."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self.errors = errors
+
+    def __str__(self) -> str:
+        lines = [f"{err.source}: {err.key}: {err.problem}" for err in self.errors]
+        return "\n".join(lines)

@@ -17,10 +17,10 @@ import urllib3
 
 from . import outcomes, records
 from .clients import outgoing
+from .clients.formcall import ListUnavailable, list_days
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
 from .delivery import Report
-from .formcall import ListUnavailable, list_days
 from .runtime import Runtime
 from .states import DEFAULT_RETRY, OutcomePolicy
 
@@ -55,7 +55,7 @@ class FollowUp:
         """One step of the lead's outcome work; the record as saved (None when another writer won)."""
         config = self.runtime.config()
         route = config.routes.get(record["route"])
-        policy = route.outcome if route is not None else None
+        policy = route.outcome_reporting if route is not None else None
         state = dict(record.get("outcome") or {})
         report.lead_id = record["lead_id"]
         report.uuid = record.get("uuid")

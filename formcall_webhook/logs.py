@@ -8,7 +8,6 @@ import os
 import re
 import sys
 import threading
-import urllib.request
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -195,6 +194,8 @@ class MetadataProject:
     def _fetch(self, env: Mapping[str, str]) -> str | None:
         if not env.get("K_SERVICE"):
             return None
+        import urllib.request  # only on Cloud Run, once; a cold start elsewhere never loads it
+
         host = env.get("GCE_METADATA_HOST") or _METADATA_HOST
         request = urllib.request.Request(f"http://{host}{_METADATA_PATH}", headers={"Metadata-Flavor": "Google"})
         try:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from .config import Route
-from .phones import Lead
+from .phones import Number
 
 # The field names real forms use, most specific first. Keys are compared folded: lower case,
 # accents and separators removed, so "Teléfono", "your-phone" and "mobile_phone" all match.
@@ -344,7 +344,7 @@ def adicional(route: Route, context: Mapping[str, Any], finder: Finder | None = 
     return {key: value[: route.adicional_max_length] for key, value in values.items() if value}
 
 
-def lead_context(lead: Lead) -> dict[str, str]:
+def lead_context(lead: Number) -> dict[str, str]:
     return {
         "e164": lead.e164,
         "country_code": lead.country_code,

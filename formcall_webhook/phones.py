@@ -24,7 +24,7 @@ _MAX_TYPED = 64
 
 
 @dataclass(frozen=True)
-class Lead:
+class Number:
     """A normalized number and its FormCall split."""
 
     e164: str
@@ -114,7 +114,7 @@ def normalize(
     region: str,
     allowed_regions: frozenset[str],
     allowed_types: frozenset[str],
-) -> Lead:
+) -> Number:
     """Parse, check region and type, and split for FormCall."""
     number, number_type = parse(typed, region)
     number_region = phonenumbers.region_code_for_number(number) or ""
@@ -133,7 +133,7 @@ def normalize(
             reason=f"number type {type_name} not allowed ({mask(e164, cc)})",
         )
     ndc_length = _ndc_length(number, number_type)
-    return Lead(
+    return Number(
         e164=e164,
         country_code=cc,
         areacode=nsn[:ndc_length],

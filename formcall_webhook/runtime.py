@@ -7,10 +7,10 @@ import threading
 from collections.abc import Mapping
 
 from . import config as config_module
+from .clients.formcall import FormCallClient
 from .config import Config
 from .delivery import MISCONFIGURED, Deliverer
 from .errors import ConfigError, Misconfigured
-from .formcall import FormCallClient
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging
 from .secret_store import SecretStore
 from .senders import secret_refs
@@ -95,8 +95,8 @@ class Runtime:
         refs = [config.security_token, config.leads.hash_key]
         for route in config.routes.values():
             refs += [*secret_refs(route.auth), route.captcha.secret if route.captcha else None]
-            if route.outcome is not None:
-                refs += [route.outcome.secret, route.outcome.hubspot.token if route.outcome.hubspot else None]
+            if (reporting := route.outcome_reporting) is not None:
+                refs += [reporting.secret, reporting.hubspot.token if reporting.hubspot else None]
         return [ref for ref in refs if ref]
 
     def warm(self) -> None:

@@ -1,17 +1,18 @@
-"""Lead states, retry backoff, service hours and the outcome and leads policies (spec 8, 9, 10); pure."""
+"""Lead states, retry backoff, service hours and the outcome and leads policies (spec 8, 9, 10); pure.
+
+config.py reads the `retry`, `outcome` and `[leads]` tables into the policies defined here."""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 SCHEDULED, PLACED, PENDING, FAILED = "scheduled", "placed", "pending", "failed"
 STATES = (SCHEDULED, PLACED, PENDING, FAILED)
@@ -55,8 +56,17 @@ def parse_duration(text: str) -> int:
 # ----------------------------------------------------------------------------------------- service hours
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Spanish too, as a Chilean operator writes them: "lun-vie 9:00-19:00, sáb 10:00-14:00".
+SPANISH_DAY_NAMES = ("lun", "mar", "mié", "jue", "vie", "sáb", "dom")
+_DAYS = {
+    **{name: day for day, name in enumerate(DAY_NAMES)},
+    **{name: day for day, name in enumerate(SPANISH_DAY_NAMES)},
+    "mie": 2,
+    "sab": 5,
+}
 DAY_SECONDS = 86400
-_CLOCK = re.compile(r"(\d{2}):(\d{2})")
+# 09:00 or 9:00.
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 _HOURS_EXAMPLE = '"mon-fri 09:00-19:00, sat 10:00-14:00"'
 
 Window = tuple[int, int]  # [start, end) in seconds of the local day
@@ -99,10 +109,13 @@ def parse_service_hours(text: str) -> ServiceHours:
 def _day_range(word: str) -> list[int]:
     first, sep, last = word.lower().partition("-")
     for name in (first, last) if sep else (first,):
-        if name not in DAY_NAMES:
-            raise ValueError(f"{name!r} is not a day: use {', '.join(DAY_NAMES)}, or a range such as mon-fri")
-    start = DAY_NAMES.index(first)
-    count = (DAY_NAMES.index(last) - start) % 7 + 1 if sep else 1
+        if name not in _DAYS:
+            raise ValueError(
+                f"{name!r} is not a day: use {', '.join(DAY_NAMES)} (or {', '.join(SPANISH_DAY_NAMES)}), "
+                "or a range such as mon-fri or lun-vie"
+            )
+    start = _DAYS[first]
+    count = (_DAYS[last] - start) % 7 + 1 if sep else 1
     # A range may wrap past Sunday: fri-mon is Friday, Saturday, Sunday and Monday.
     return [(start + i) % 7 for i in range(count)]
 
@@ -125,7 +138,7 @@ def _clock_range(word: str) -> Window:
 def _clock(text: str, word: str) -> int:
     match = _CLOCK.fullmatch(text)
     if match is None:
-        raise ValueError(f"{word!r}: {text!r} is not a time of day such as 09:00")
+        raise ValueError(f"{word!r}: {text!r} is not a time of day such as 09:00 or 9:00")
     hour, minute = int(match[1]), int(match[2])
     if (hour, minute) != (24, 0) and (hour > 23 or minute > 59):
         raise ValueError(f"{word!r}: {text!r} is not a time of day (00:00 to 24:00)")
@@ -166,6 +179,17 @@ def supported_countries() -> frozenset[str]:
 
 # ------------------------------------------------------------------------------------------------- retry
 
+
+@functools.lru_cache(maxsize=32)
+def zone(name: str) -> ZoneInfo:
+    """A time zone's rules, read at first use: a request that never asks the local time never loads them.
+
+    ZoneInfoNotFoundError (a KeyError) or ValueError when `name` is not a zone."""
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(name)
+
+
 RETRY_WORDS = frozenset({"formcall_unavailable", "origination_failed", "out_of_service_hours"})
 DEFAULT_SCHEDULE = (60, 300, 900, 3600, 10800, 21600)
 DEFAULT_MAX_AGE = 86400
@@ -186,12 +210,14 @@ class RetryPolicy:
     service_hours: ServiceHours | None = None
     timezone: str = DEFAULT_TIMEZONE
     holidays: str | None = None
-    _zone: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.schedule or min(self.schedule) <= 0:
             raise ValueError("schedule must hold at least one wait longer than zero")
-        object.__setattr__(self, "_zone", ZoneInfo(self.timezone))
+
+    @property
+    def _zone(self) -> ZoneInfo:
+        return zone(self.timezone)
 
     def covers(self, word: str) -> bool:
         return word in self.on
@@ -274,56 +300,6 @@ def _first_instant(day: date, start: int, end: int, zone: ZoneInfo) -> float | N
 
 DEFAULT_RETRY = RetryPolicy()
 
-_RETRY_KEYS = frozenset({"on", "schedule", "max_age", "service_hours", "timezone", "holidays"})
-_RETRY_EXAMPLE = 'retry = false, or a table such as { schedule = ["1m", "5m"], max_age = "24h" }'
-
-
-def parse_retry(source: str, key: str, value: Any) -> RetryPolicy | None:
-    """The `retry` value of a route: None (retry off), the default, or a checked policy."""
-    if value is None or value is True:
-        return DEFAULT_RETRY
-    if value is False:
-        return None
-    table = _Table(source, key, value, _RETRY_KEYS, _RETRY_EXAMPLE)
-    on = DEFAULT_RETRY.on
-    if "on" in value:
-        words = table.strings("on")
-        unknown = [word for word in words if word not in RETRY_WORDS]
-        if unknown:
-            raise table.fail("on", f"{unknown[0]!r} cannot be retried; use any of {', '.join(sorted(RETRY_WORDS))}")
-        if not words:
-            raise table.fail("on", "is empty; to turn retries off write retry = false")
-        on = frozenset(words)
-    schedule = DEFAULT_RETRY.schedule
-    if "schedule" in value:
-        texts = table.strings("schedule")
-        if not texts:
-            raise table.fail("schedule", 'is empty; list the waits between attempts, e.g. ["1m", "5m", "1h"]')
-        schedule = tuple(table.duration("schedule", text, positive=True) for text in texts)
-    max_age = table.duration("max_age", value["max_age"], positive=True) if "max_age" in value else DEFAULT_MAX_AGE
-    hours = None
-    if "service_hours" in value:
-        try:
-            hours = parse_service_hours(table.string("service_hours"))
-        except ValueError as err:
-            raise table.fail("service_hours", str(err)) from err
-    zone = table.string("timezone") if "timezone" in value else DEFAULT_TIMEZONE
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError, OSError) as err:
-        raise table.fail("timezone", f"{zone!r} is not a time zone name such as America/Santiago") from err
-    country = None
-    if "holidays" in value:
-        country = table.string("holidays").strip().upper()
-        try:
-            known = supported_countries()
-        except ImportError as err:  # pragma: no cover - holidays is in requirements.txt
-            raise table.fail("holidays", "needs the holidays library: pip install -r requirements.txt") from err
-        if country not in known:
-            raise table.fail("holidays", f"{country!r} is not a country code the holidays library knows, e.g. CL")
-    return RetryPolicy(on, schedule, max_age, hours, zone, country)
-
-
 # ----------------------------------------------------------------------------------------------- outcome
 
 OUTCOME_AFTER = 600
@@ -350,44 +326,6 @@ class OutcomePolicy:
     hubspot: HubSpotOutcome | None = None
 
 
-_OUTCOME_KEYS = frozenset({"after", "give_up", "url", "secret", "hubspot"})
-_HUBSPOT_KEYS = frozenset({"token", "property", "api_url"})
-_OUTCOME_EXAMPLE = '{ url = "https://hooks.zapier.com/...", secret = "env:OUTCOME_SECRET" }'
-
-
-def parse_outcome(source: str, key: str, value: Any, check_secret: Callable[[str, Any], str]) -> OutcomePolicy | None:
-    """The `outcome` value of a route; None when absent or false. `check_secret(full_key, value)` checks refs."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return OutcomePolicy()
-    table = _Table(source, key, value, _OUTCOME_KEYS, _OUTCOME_EXAMPLE)
-    after = table.duration("after", value["after"]) if "after" in value else OUTCOME_AFTER
-    give_up = table.duration("give_up", value["give_up"], positive=True) if "give_up" in value else OUTCOME_GIVE_UP
-    if give_up <= after:
-        raise table.fail("give_up", f'must be longer than after ({after}s), e.g. after = "10m", give_up = "3h"')
-    url = secret = None
-    if "url" in value:
-        url = table.url("url")
-        if "secret" not in value:
-            raise table.fail("secret", "missing: outcome.url needs a secret reference to sign its webhooks")
-        secret = check_secret(table.key("secret"), value["secret"])
-    elif "secret" in value:
-        raise table.fail("secret", "is only used with outcome.url; add the url or remove the secret")
-    hubspot = None
-    if "hubspot" in value:
-        hub = _Table(source, table.key("hubspot"), value["hubspot"], _HUBSPOT_KEYS, '{ token = "env:HUBSPOT_TOKEN" }')
-        if "token" not in value["hubspot"]:
-            raise hub.fail("token", "missing: a private-app or service-key token, as a secret reference")
-        token = check_secret(hub.key("token"), value["hubspot"]["token"])
-        prop = hub.string("property") if "property" in value["hubspot"] else HubSpotOutcome.property
-        if not _HUBSPOT_PROPERTY.fullmatch(prop):
-            raise hub.fail("property", f"{prop!r} is not a HubSpot property name (lower case, digits, _)")
-        api_url = hub.url("api_url") if "api_url" in value["hubspot"] else HUBSPOT_API_URL
-        hubspot = HubSpotOutcome(token, prop, api_url)
-    return OutcomePolicy(after, give_up, url, secret, hubspot)
-
-
 # ------------------------------------------------------------------------------------------------- leads
 
 KEEP_FIELDS = ("until_done", "keep")
@@ -400,82 +338,3 @@ class LeadsPolicy:
     keep_days: int = 30
     keep_fields: str = "until_done"
     hash_key: str | None = None
-
-
-def parse_leads(source: str, value: Any, check_secret: Callable[[str, Any], str]) -> LeadsPolicy:
-    if value is None:
-        return LeadsPolicy()
-    table = _Table(source, "leads", value, {"keep_days", "keep_fields", "hash_key"}, "[leads] with keep_days = 30")
-    keep_days = LeadsPolicy.keep_days
-    if "keep_days" in value:
-        keep_days = value["keep_days"]
-        if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days <= 0:
-            raise table.fail("keep_days", f"must be a whole number of days above 0, not {keep_days!r}")
-    keep_fields = table.string("keep_fields") if "keep_fields" in value else LeadsPolicy.keep_fields
-    if keep_fields not in KEEP_FIELDS:
-        raise table.fail("keep_fields", f'must be "until_done" or "keep", not {keep_fields!r}')
-    hash_key = check_secret(table.key("hash_key"), value["hash_key"]) if "hash_key" in value else None
-    return LeadsPolicy(keep_days, keep_fields, hash_key)
-
-
-# ------------------------------------------------------------------------------------------------ helper
-
-
-class _Table:
-    """One config table: refuses unknown keys and names the full key in every error."""
-
-    def __init__(self, source: str, prefix: str, value: Any, allowed: Iterable[str], example: str) -> None:
-        self.source, self.prefix, self.allowed = source, prefix, frozenset(allowed)
-        if not isinstance(value, Mapping):
-            raise ConfigError(source, prefix, f"must be a table, e.g. {example}")
-        self.data: Mapping[str, Any] = value
-        for name in value:
-            if name not in self.allowed:
-                raise self.fail(name, f"unknown key; known keys here: {', '.join(sorted(self.allowed))}")
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}"
-
-    def fail(self, name: str, problem: str) -> ConfigError:
-        return ConfigError(self.source, self.key(name), problem)
-
-    def string(self, name: str) -> str:
-        value = self.data[name]
-        if not isinstance(value, str):
-            raise self.fail(name, f"must be a string, not {_kind(value)}")
-        return value
-
-    def strings(self, name: str) -> list[str]:
-        value = self.data[name]
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            raise self.fail(name, f'must be a list of strings, e.g. ["a", "b"], not {_kind(value)}')
-        return value
-
-    def duration(self, name: str, value: Any, *, positive: bool = False) -> int:
-        try:
-            seconds = parse_duration(value)
-        except ValueError as err:
-            raise self.fail(name, str(err)) from err
-        if positive and seconds == 0:
-            raise self.fail(name, f"{value!r} must be longer than zero")
-        return seconds
-
-    def url(self, name: str) -> str:
-        value = self.string(name)
-        try:
-            parts = urlsplit(value)
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise self.fail(name, f"{value!r} must be an http(s) URL")
-        return value
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a table"
-    return type(value).__name__

@@ -8,7 +8,7 @@ import pytest
 
 from formcall_webhook import errors
 from formcall_webhook.answers import failure, success
-from formcall_webhook.formcall import Placed, parse_answer
+from formcall_webhook.clients.formcall import Placed, parse_answer
 
 
 def test_placed_and_pending() -> None:

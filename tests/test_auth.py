@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from formcall_webhook.auth import authenticate, hubspot_uri
 from formcall_webhook.config import Auth
 from formcall_webhook.errors import Misconfigured, Unauthorized
+from formcall_webhook.senders import authenticate
+from formcall_webhook.senders.hubspot import hubspot_uri
 from tests.signing import basic, hubspot_v3, standard_webhooks, whsec
 
 SECRETS = {

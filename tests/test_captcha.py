@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from formcall_webhook import config, guards
+from formcall_webhook.clients.http import make_pool
 from formcall_webhook.errors import CaptchaFailed, ConfigError
-from formcall_webhook.formcall import make_pool
 from tests.fakes.captcha import FakeSiteverify
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"

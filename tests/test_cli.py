@@ -129,9 +129,11 @@ def test_check_warns_about_an_open_route_and_not_a_guarded_one(tmp_path: Path) -
         tmp_path,
         "[routes.open]\nrate_limit = false\n[routes.limited]\n[routes.own]\nrate_limit = { per_ip = '5/minute' }\n"
         "[routes.zapier]\nauth = { type = 'token', secret = 'env:Z', query_token = false }\nrate_limit = false\n",
+        env={"Z": "z"},
     )
     assert done.returncode == 0, done.stderr
-    warnings = done.stderr.splitlines()
+    # This file has no [routes.default]: that warning is tested on its own below.
+    warnings = [line for line in done.stderr.splitlines() if not line.startswith("warning: routes: ")]
     assert len(warnings) == 1, done.stderr
     assert warnings[0].startswith("warning: routes.open: anyone can make this route place paid calls")
     assert "rate_limit = false" in warnings[0]
@@ -144,6 +146,7 @@ def test_check_warns_about_http_endpoints(tmp_path: Path) -> None:
         "[routes.default]\nredirect = { success = 'http://acme.cl/gracias', failure = '/error' }\n"
         "captcha = { provider = 'turnstile', secret = 'env:C', verify_url = 'http://captcha.example/v' }\n"
         "[routes.local]\ncaptcha = { provider = 'turnstile', secret = 'env:C', verify_url = 'http://127.0.0.1:9/v' }\n",
+        env={"C": "c"},
     )
     assert done.returncode == 0, done.stderr
     warned = {line.split(":", 2)[1].strip() for line in done.stderr.splitlines()}
@@ -198,3 +201,112 @@ def test_check_warns_about_a_shared_store_without_a_hash_key_and_never_opens_it(
     assert done.stderr.startswith("warning: leads.hash_key is not set: the store's phone hashes")
     assert check_config(tmp_path, "[leads]\nhash_key = 'env:K'\n", env=dead).stderr == ""
     assert check_config(tmp_path, "").stderr == ""  # memory://: nothing outlives the process
+
+
+FIVE_MISTAKES = f"""
+[formcall]
+timeout_seconds = 0
+
+[routes.default]
+popup_uuid = "{POPUP}"
+phon = "{{{{ telefono }}}}"
+region = "ZZ"
+retry = {{ service_hours = "lun-vie 9:00-19:00, sáb 10:00-25:00" }}
+
+[routes.zapier]
+popup_uuid = "{POPUP}"
+auth = {{ type = "token", secret = "hunter2" }}
+"""
+
+
+def test_check_names_all_five_mistakes_in_one_run(tmp_path: Path) -> None:
+    path = tmp_path / "formcall.toml"
+    path.write_text(FIVE_MISTAKES, encoding="utf-8")
+    done = run("check", str(path), env={"FORMCALL_SECURITY_TOKEN": "t"})
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[-1] == "5 errors: each names the file, the key and the fix"
+    errors = [line.removeprefix(f"error: {path}: ") for line in lines[:-1]]
+    assert [error.split(":", 1)[0] for error in errors] == [
+        "formcall.timeout_seconds",
+        "routes.default.phon",
+        "routes.default.region",
+        "routes.default.retry.service_hours",
+        "routes.zapier.auth.secret",
+    ], done.stderr
+    assert all(line.startswith(f"error: {path}: ") for line in lines[:-1])
+    # Each says what to write instead.
+    assert errors[0].endswith("must be more than 0 and at most 60")
+    assert errors[1].endswith("unknown key; did you mean `phone`?")
+    assert "'ZZ' is not a region code such as CL" in errors[2]
+    assert "'25:00' is not a time of day" in errors[3]  # lun-vie, 9:00 and sáb were taken
+    assert "use env:NAME, file:PATH or secret:" in errors[4]
+    assert done.stdout == ""
+
+
+def test_check_warns_about_what_fails_once_deployed(tmp_path: Path) -> None:
+    text = f"""
+[defaults]
+popup_uuid = "{POPUP}"
+
+[routes.hubspot]
+auth = {{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET" }}
+outcome = {{ hubspot = {{ token = "env:HUBSPOT_TOKEN", api_url = "http://hubapi.example" }} }}
+
+[routes.signed]
+auth = {{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET", public_url = "https://f.example/signed" }}
+"""
+    path = tmp_path / "formcall.toml"
+    path.write_text(text, encoding="utf-8")
+    env = {"FORMCALL_SECURITY_TOKEN": "t", "HUBSPOT_TOKEN": "pat", "FORMCALL_STORE_URL": "redis://127.0.0.1:1/0"}
+    done = run("check", str(path), env=env)
+    assert done.returncode == 0, done.stderr
+    warned = [line.removeprefix("warning: ") for line in done.stderr.splitlines()]
+    assert sorted(line.split(":", 1)[0] for line in warned) == [
+        "leads.hash_key is not set",
+        "routes",
+        "routes.hubspot.auth.public_url",
+        "routes.hubspot.auth.secret",
+        "routes.hubspot.outcome.hubspot.api_url",
+    ], done.stderr
+    by_key = {line.split(":", 1)[0]: line for line in warned}
+    assert "no [routes.default], so POST / answers 404" in by_key["routes"]
+    assert "HUBSPOT_APP_SECRET is not set here" in by_key["routes.hubspot.auth.secret"]
+    assert "also used by routes.signed.auth.secret" in by_key["routes.hubspot.auth.secret"]
+    assert 'public_url = "https://YOUR-FUNCTION-URL/hubspot"' in by_key["routes.hubspot.auth.public_url"]
+    assert "use https://" in by_key["routes.hubspot.outcome.hubspot.api_url"]
+    # Set and fixed, check is quiet.
+    fixed = (
+        text.replace("[routes.hubspot]", "[routes.default]\n[routes.hubspot]")
+        .replace(
+            'secret = "env:HUBSPOT_APP_SECRET" }',
+            'secret = "env:HUBSPOT_APP_SECRET", public_url = "https://f.example/h" }',
+        )
+        .replace("http://hubapi.example", "https://hubapi.example")
+    )
+    path.write_text(fixed + '\n[leads]\nhash_key = "env:K"\n', encoding="utf-8")
+    quiet = run("check", str(path), env={**env, "HUBSPOT_APP_SECRET": "s", "K": "k"})
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+
+
+def test_check_and_try_never_load_the_runtime(tmp_path: Path) -> None:
+    sample = tmp_path / "lead.json"
+    sample.write_text('{"phone": "+56 9 6123 4567"}', encoding="utf-8")
+    code = (
+        "import sys\n"
+        "from formcall_webhook.cli import main\n"
+        f"assert main(['check']) == 0 and main(['try', {str(sample)!r}]) == 0\n"
+        "heavy = ('runtime', 'delivery', 'app', 'sweep', 'followup', 'outcomes', 'stores.redis', 'stores.firestore')\n"
+        "print([m for m in heavy if 'formcall_webhook.' + m in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN": "t", **coverage_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

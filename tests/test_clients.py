@@ -22,7 +22,8 @@ from formcall_webhook import outcomes
 from formcall_webhook.clients import hubspot, outgoing
 from formcall_webhook.clients.http import Answer, TransportError, make_pool, send
 from formcall_webhook.clients.hubspot import HubSpotClient
-from formcall_webhook.clients.outgoing import Delivery, deliver, sign
+from formcall_webhook.clients.outgoing import PostResult, deliver
+from formcall_webhook.signing import sign
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.receiver import FakeReceiver
 
@@ -146,12 +147,6 @@ def test_the_pool_verifies_tls() -> None:
     assert make_pool("/etc/ssl/custom.pem").connection_pool_kw["ca_certs"] == "/etc/ssl/custom.pem"
 
 
-def test_formcall_still_exports_make_pool() -> None:
-    from formcall_webhook import formcall
-
-    assert formcall.make_pool is make_pool
-
-
 # ---- Standard Webhooks signing ---------------------------------------------------------------
 
 
@@ -190,8 +185,8 @@ def test_a_bad_secret_cannot_sign(secret: str) -> None:
 def test_three_500s_then_delivered(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
     receiver.script = [500, 500, 500, 200]
     kinds = [deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3) for _ in range(4)]
-    assert kinds[:3] == [Delivery("retry", 500, None, "HTTP 500")] * 3
-    assert kinds[3] == Delivery("delivered", 200, None, "HTTP 200")
+    assert kinds[:3] == [PostResult("retry", 500, None, "HTTP 500")] * 3
+    assert kinds[3] == PostResult("delivered", 200, None, "HTTP 200")
     assert [a.status for a in receiver.attempts] == [500, 500, 500, 200]
     assert all(a.verified for a in receiver.attempts)
     # The same webhook-id on every attempt: the receiver can dedupe.

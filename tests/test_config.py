@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from formcall_webhook import config
-from formcall_webhook.errors import ConfigError
+from formcall_webhook.errors import ConfigError, ConfigErrors
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 ENV = {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_SECURITY_TOKEN": "t"}
@@ -263,8 +263,10 @@ captcha = {{ provider = "turnstile", secret = "env:CAPTCHA_SECRET" }}
     assert (public.rate_per_ip, public.rate_per_phone) == (config.Rate(30, 3600), config.Rate(3, 86400))
     own = cfg.routes["own_ip"]
     assert (own.rate_per_ip, own.rate_per_phone) == (config.Rate(5, 60), config.Rate(3, 86400))
-    for name in ("opted_out", "zapier", "captcha"):
+    for name in ("opted_out", "zapier"):
         assert (cfg.routes[name].rate_per_ip, cfg.routes[name].rate_per_phone) == (None, None), name
+    # A captcha proves a person, not a consented number: per_phone still applies (spec 2).
+    assert (cfg.routes["captcha"].rate_per_ip, cfg.routes["captcha"].rate_per_phone) == (None, config.Rate(3, 86400))
     # Zero-config is a public route too.
     zero = config.load(ENV).routes["default"]
     assert (zero.rate_per_ip, zero.rate_per_phone) == (config.Rate(30, 3600), config.Rate(3, 86400))
@@ -312,3 +314,45 @@ def test_bad_trusted_proxy_hops_is_a_config_error(value: str) -> None:
         config.load({**ENV, "FORMCALL_TRUSTED_PROXY_HOPS": value})
     assert caught.value.key == "FORMCALL_TRUSTED_PROXY_HOPS"
     assert "load balancer" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("spanish", "english"),
+    [
+        ("lun-vie 9:00-19:00, sáb 10:00-14:00", "mon-fri 09:00-19:00, sat 10:00-14:00"),
+        ("LUN-MIÉ 8:30-13:00, jue-vie 14:00-18:00", "mon-wed 08:30-13:00, thu-fri 14:00-18:00"),
+        ("mie 9:00-10:00, sab-dom 0:00-24:00", "wed 09:00-10:00, sat-sun 00:00-24:00"),
+        ("vie-lun 9:00-12:00", "fri-mon 09:00-12:00"),
+    ],
+)
+def test_service_hours_in_spanish_and_without_a_leading_zero(tmp_path: Path, spanish: str, english: str) -> None:
+    def week(hours: str) -> object:
+        text = f"[routes.default]\npopup_uuid = '{POPUP}'\nretry = {{ service_hours = '{hours}' }}\n"
+        retry = load_text(tmp_path, text).routes["default"].retry
+        assert retry is not None and retry.service_hours is not None
+        return retry.service_hours.week
+
+    assert week(spanish) == week(english)
+
+
+def test_every_problem_of_a_file_in_one_load(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as caught:
+        load_text(
+            tmp_path,
+            f"[defaults]\nregion = 'ZZ'\n[routes.a]\npopup_uuid = '{POPUP}'\ncaptcha = {{ provider = 'x' }}\n"
+            f"[routes.b]\npopup_uuid = 'nope'\nrate_limt = false\n[leads]\nkeep_days = 0\n",
+        )
+    keys = [(err.key, err.problem) for err in caught.value.errors]
+    assert [key for key, _ in keys] == [
+        "defaults.region",
+        "routes.a.captcha.provider",
+        "routes.b.rate_limt",
+        "routes.b.popup_uuid",
+        "leads.keep_days",
+    ]
+    assert keys[2][1] == "unknown key; did you mean `rate_limit`?"
+    # As a ConfigError, it is the first problem, as before.
+    assert (caught.value.key, str(caught.value).splitlines()[0]) == (
+        "defaults.region",
+        f"{tmp_path / 'formcall.toml'}: defaults.region: 'ZZ' is not a region code such as CL",
+    )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from formcall_webhook.app import App, Request, read_stream
-from formcall_webhook.formcall import FormCallClient, ReconcileUnknown, list_url_for
+from formcall_webhook.clients.formcall import FormCallClient, ReconcileUnknown, list_url_for
 from formcall_webhook.simulator import Simulator
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from formcall_webhook import config, guards
+from formcall_webhook.clients.http import make_pool
 from formcall_webhook.errors import CaptchaFailed, RateLimited
-from formcall_webhook.formcall import make_pool
 from formcall_webhook.stores.memory import MemoryStore
 from tests.fakes.captcha import FakeSiteverify
 

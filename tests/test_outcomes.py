@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from formcall_webhook import outcomes
-from formcall_webhook.formcall import FormCallClient, ListUnavailable
+from formcall_webhook.clients.formcall import FormCallClient, ListUnavailable
 from formcall_webhook.outcomes import CallResult, call_at_iso, note_text, outcome_payload, parse_rows, settled
 from formcall_webhook.simulator import Simulator
 

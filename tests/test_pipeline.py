@@ -182,3 +182,30 @@ def test_a_lone_surrogate_reaches_formcall_as_a_replacement_character(tmp_path: 
     status, _ = result(app, request(b'{"phone": "+56961234567", "nombre": "Ana\\ud800"}'))
     assert status == 200
     assert simulator.placed()[0]["payload"]["adicional"]["Nombre"] == "Ana\ufffd"
+
+
+def test_a_captcha_route_still_calls_a_number_at_most_3_times_a_day(tmp_path: Path, simulator: Simulator) -> None:
+    """Spec 2: a captcha proves a person, not a consented number, so per_phone = "3/day" applies to a
+    route without auth even when it has a captcha (and no per_ip: the captcha guards against floods)."""
+    from tests.fakes.captcha import FakeSiteverify
+
+    siteverify = FakeSiteverify("captcha-secret-7d2a").start()
+    try:
+        config = (
+            f"[routes.default]\npopup_uuid = '{POPUP}'\ndedupe = {{ key = '{{{{ n }}}}' }}\n"
+            f"captcha = {{ provider = 'turnstile', secret = 'env:CAPTCHA_SECRET', verify_url = '{siteverify.url}' }}\n"
+        )
+        app = app_with(tmp_path, simulator, config, CAPTCHA_SECRET="captcha-secret-7d2a")
+        route = app.config().routes["default"]
+        assert route.rate_per_ip is None and route.rate_per_phone is not None
+        answers = [
+            result(app, request({"phone": "+56 9 7123 4567", "n": str(n), "cf-turnstile-response": "pass"}))
+            for n in range(4)
+        ]
+        other = result(app, request({"phone": "+56 9 7123 4568", "n": "x", "cf-turnstile-response": "pass"}))
+    finally:
+        siteverify.stop()
+    assert [status for status, _ in answers] == [200, 200, 200, 429]
+    assert answers[3][1]["error"] == "rate_limited"
+    assert other[0] == 200
+    assert len(simulator.placed()) == 4

@@ -547,7 +547,7 @@ def test_sender_through_its_documented_route(name: str, simulator: Simulator) ->
 
 
 # -- who may submit: each documented route refuses a sender without its credential --
-# These need the route auth of spec section 5 (formcall_webhook/auth.py).
+# These need the route auth of spec section 5 (formcall_webhook/senders/).
 
 AUTHENTICATED = ["hubspot-custom-body-token", "zapier-json", "zapier-raw-form", "elementor-advanced", "cf7-form",
                  "unbounce", "jotform"]  # fmt: skip

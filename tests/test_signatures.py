@@ -20,7 +20,7 @@ from formcall_webhook.senders import (
     AUTH_TYPES,
     REGISTRY,
     SIGNED_TYPES,
-    Delivery,
+    VouchedDelivery,
     authenticate,
     private_headers,
     raw_url,
@@ -71,7 +71,9 @@ def resolve(ref: str) -> str:
     return SECRETS[ref]
 
 
-def verify(auth: Auth, headers: dict[str, str], *, body: bytes = BODY, now: float | None = None) -> Delivery | None:
+def verify(
+    auth: Auth, headers: dict[str, str], *, body: bytes = BODY, now: float | None = None
+) -> VouchedDelivery | None:
     lowered = {k.lower(): v for k, v in headers.items()}
     return authenticate(
         auth, method="POST", url=URL, query_string=b"", headers=lowered, body=body, resolve=resolve, now=now
@@ -152,11 +154,11 @@ def test_an_empty_secret_is_a_misconfiguration_not_a_pass(kind: str) -> None:
 def test_delivery_ids() -> None:
     now = time.time()
     sw = good("standard_webhooks", at=now)
-    assert verify(SIGNED["standard_webhooks"][0], sw, now=now) == Delivery("msg_2LqF", 300)
+    assert verify(SIGNED["standard_webhooks"][0], sw, now=now) == VouchedDelivery("msg_2LqF", 300)
     for kind, window in (("hubspot", 300), ("webflow", 300), ("typeform", 86400), ("tally", 86400)):
         headers = good(kind, at=now)
         signature = next(v for k, v in headers.items() if "signature" in k.lower())
-        assert verify(SIGNED[kind][0], headers, now=now) == Delivery(signature, window)
+        assert verify(SIGNED[kind][0], headers, now=now) == VouchedDelivery(signature, window)
 
 
 def test_unsigned_types_vouch_for_no_delivery() -> None:
@@ -195,7 +197,7 @@ VECTOR_UNPADDED = [
 ]
 
 
-def vector(secret: str, signature: str, *, now: float = VECTOR_TIMESTAMP + 5) -> Delivery | None:
+def vector(secret: str, signature: str, *, now: float = VECTOR_TIMESTAMP + 5) -> VouchedDelivery | None:
     SECRETS["env:VECTOR"] = secret
     headers = {"webhook-id": VECTOR_MSG_ID, "webhook-timestamp": str(VECTOR_TIMESTAMP), "webhook-signature": signature}
     return verify(Auth(type="standard_webhooks", secret="env:VECTOR"), headers, body=VECTOR_PAYLOAD, now=now)
@@ -203,7 +205,7 @@ def vector(secret: str, signature: str, *, now: float = VECTOR_TIMESTAMP + 5) ->
 
 @pytest.mark.parametrize("secret", [VECTOR_SECRET, "whsec_" + VECTOR_SECRET])
 def test_official_vector_with_and_without_prefix(secret: str) -> None:
-    assert vector(secret, VECTOR_SIGNATURE) == Delivery(VECTOR_MSG_ID, 300)
+    assert vector(secret, VECTOR_SIGNATURE) == VouchedDelivery(VECTOR_MSG_ID, 300)
 
 
 def test_official_multi_signature_vector() -> None:

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from formcall_webhook import errors, states
 from formcall_webhook.answers import failure
-from formcall_webhook.config import check_secret_reference
+from formcall_webhook.config_policies import parse_leads, parse_outcome, parse_retry
+from formcall_webhook.config_reader import check_secret_reference
 from formcall_webhook.states import (
     DEFAULT_RETRY,
     FAILED,
@@ -31,9 +32,6 @@ from formcall_webhook.states import (
     RetryPolicy,
     can_move,
     parse_duration,
-    parse_leads,
-    parse_outcome,
-    parse_retry,
     parse_service_hours,
 )
 
@@ -127,11 +125,11 @@ def test_day_range_wraps_and_overlaps_merge() -> None:
         ("", "day ranges with hours"),
         ("mon-fri", "needs a day range and hours"),
         ("mon-fri 09:00-19:00,", "needs a day range and hours"),
-        ("lun-vie 09:00-19:00", "'lun' is not a day"),
+        ("lunes-vie 09:00-19:00", "'lunes' is not a day"),
         ("mon-fry 09:00-19:00", "'fry' is not a day"),
         ("mon 09:00", "'09:00' is not a time range"),
         ("mon 0900-1900", "'0900' is not a time of day"),
-        ("mon 9:00-19:00", "'9:00' is not a time of day"),
+        ("mon 900:00-19:00", "'900:00' is not a time of day"),
         ("mon 09:00-25:00", "not a time of day"),
         ("mon 09:60-10:00", "not a time of day"),
         ("mon 19:00-09:00", "the end must be after the start"),
@@ -334,7 +332,7 @@ def test_holiday_calendar_is_cached_and_bounded() -> None:
 def test_holidays_library_imported_only_when_named() -> None:
     code = (
         "import sys\n"
-        "from formcall_webhook.states import parse_retry\n"
+        "from formcall_webhook.config_policies import parse_retry\n"
         "p = parse_retry('f', 'k', {'service_hours': 'mon-fri 09:00-19:00'})\n"
         "p.next_attempt(1, 'out_of_service_hours', 1.8e9)\n"
         "print('holidays' in sys.modules)\n"

@@ -15,8 +15,8 @@ import phonenumbers
 
 from .. import config as config_module
 from ..answers import failure
-from ..app import MASKED_TOKEN, map_submission, parse_submission
-from ..errors import ConfigError, UnknownRoute, WebhookError
+from ..errors import ConfigError, ConfigErrors, UnknownRoute, WebhookError
+from ..submission import MASKED_TOKEN, map_submission, parse_submission
 
 _CONTENT_TYPES = {
     ".json": "application/json",
@@ -27,12 +27,16 @@ _CONTENT_TYPES = {
 
 
 def _load(path_arg: str | None) -> config_module.Config | None:
-    """The config as the function would load it, or None after printing what is wrong."""
+    """The config as the function would load it, or None after printing every problem with it."""
     path = Path(path_arg) if path_arg else config_module.config_path(os.environ)
     try:
         return config_module.load(os.environ, path)
     except ConfigError as err:
-        print(f"error: {err.source}: {err.key}: {err.problem}", file=sys.stderr)
+        problems = err.errors if isinstance(err, ConfigErrors) else [err]
+        for problem in problems:
+            print(f"error: {problem.source}: {problem.key}: {problem.problem}", file=sys.stderr)
+        if len(problems) > 1:
+            print(f"{len(problems)} errors: each names the file, the key and the fix", file=sys.stderr)
         return None
 
 
@@ -61,10 +65,13 @@ def _warnings(cfg: config_module.Config) -> list[str]:
             "no FormCall token configured: set FORMCALL_SECURITY_TOKEN, FORMCALL_SECURITY_TOKEN_SECRET "
             "or formcall.security_token"
         )
-    elif cfg.security_token and cfg.security_token.startswith("env:"):
-        name = cfg.security_token[4:]
-        if not os.environ.get(name):
-            found.append(f"{name} is not set here; the deployed function needs it")
+    if cfg.source != config_module.ENV_SOURCE and "default" not in cfg.routes:
+        found.append(
+            f"routes: {cfg.source} has no [routes.default], so POST / answers 404 unknown_route, while the "
+            "README's curl and examples/landing post to /; add [routes.default], or point them at "
+            + " or ".join(f"/{name}" for name in list(cfg.routes)[:3])
+        )
+    found += _unset_env_secrets(cfg)
     if _in_clear(cfg.api_url):
         found.append(
             f"formcall.api_url: {cfg.api_url} is http://: the FormCall token would travel in clear; use https://"
@@ -78,6 +85,37 @@ def _warnings(cfg: config_module.Config) -> list[str]:
     for name, route in cfg.routes.items():
         found += _route_warnings(f"routes.{name}", route)
     return found
+
+
+def _secret_refs(cfg: config_module.Config) -> list[tuple[str, str | None]]:
+    """(key, reference) for every secret the config names."""
+    refs: list[tuple[str, str | None]] = [("formcall.security_token", cfg.security_token)]
+    refs.append(("leads.hash_key", cfg.leads.hash_key))
+    for name, route in cfg.routes.items():
+        key = f"routes.{name}"
+        refs += [(f"{key}.auth.secret", route.auth.secret), (f"{key}.auth.password", route.auth.password)]
+        if route.captcha is not None:
+            refs.append((f"{key}.captcha.secret", route.captcha.secret))
+        reporting = route.outcome_reporting
+        if reporting is not None:
+            refs.append((f"{key}.outcome.secret", reporting.secret))
+            if reporting.hubspot is not None:
+                refs.append((f"{key}.outcome.hubspot.token", reporting.hubspot.token))
+    return refs
+
+
+def _unset_env_secrets(cfg: config_module.Config) -> list[str]:
+    """env: references whose variable is not set here: the function would answer 500 until it is."""
+    found: dict[str, list[str]] = {}
+    for key, ref in _secret_refs(cfg):
+        if ref and ref.startswith("env:") and not os.environ.get(ref[4:]):
+            found.setdefault(ref[4:], []).append(key)
+    return [
+        f"{keys[0]}: {name} is not set here; the deployed function needs it "
+        f"(deploy.sh --secret {name}=SECRET:VERSION, or set it before running check)"
+        + (f"; also used by {', '.join(keys[1:])}" if keys[1:] else "")
+        for name, keys in found.items()
+    ]
 
 
 def _route_warnings(key: str, route: config_module.Route) -> list[str]:
@@ -95,10 +133,19 @@ def _route_warnings(key: str, route: config_module.Route) -> list[str]:
             f"the query string (30 days by default); send it in the {route.auth.header} header and set "
             "query_token = false (README: personal data in request logs)"
         )
+    if route.auth.type == "hubspot" and not route.auth.public_url:
+        path = key.removeprefix("routes.")
+        found.append(
+            f"{key}.auth.public_url: not set: HubSpot signs the URL it calls, and behind Cloud Run's front end "
+            "the function may see another one, so every delivery could fail its signature (401); set "
+            f'public_url = "https://YOUR-FUNCTION-URL/{path}" exactly as entered in HubSpot'
+        )
+    reporting = route.outcome_reporting
     urls = [("captcha.verify_url", route.captcha.verify_url if route.captcha else None)]
     urls += [("redirect.success", route.redirect_success), ("redirect.failure", route.redirect_failure)]
-    # Call outcomes (spec 9) are posted to outcome.url, where a route has one.
-    urls.append(("outcome.url", getattr(getattr(route, "outcome", None), "url", None)))
+    # Call outcomes (spec 9) are posted to outcome.url and written to HubSpot's API, where a route has them.
+    urls.append(("outcome.url", reporting.url if reporting else None))
+    urls.append(("outcome.hubspot.api_url", reporting.hubspot.api_url if reporting and reporting.hubspot else None))
     for sub, url in urls:
         if isinstance(url, str) and _in_clear(url):
             found.append(f"{key}.{sub}: {url} is http://: anyone on the way can read or change it; use https://")

@@ -44,12 +44,15 @@ class Answer:
 
 
 class TransportError(Exception):
-    """No answer: refused, timed out, reset, TLS. `sent` is False only when the server cannot have acted."""
+    """No answer: refused, timed out, reset, TLS. `sent` is False only when the server cannot have acted;
+    `cause` names the exception (for logs), `timed_out` says whether the deadline passed."""
 
-    def __init__(self, reason: str, *, sent: bool = True) -> None:
+    def __init__(self, reason: str, *, sent: bool = True, timed_out: bool = False, cause: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
+        self.timed_out = timed_out
+        self.cause = cause or reason
 
 
 def send(
@@ -87,7 +90,9 @@ def send(
     except (urllib3.exceptions.HTTPError, OSError) as err:
         timed_out = isinstance(err, (TimeoutError, urllib3.exceptions.TimeoutError))
         what = "timed out" if timed_out else "failed"
-        raise TransportError(f"{what}: {type(err).__name__}", sent=not isinstance(err, _NEVER_SENT)) from err
+        cause = type(err).__name__
+        sent = not isinstance(err, _NEVER_SENT)
+        raise TransportError(f"{what}: {cause}", sent=sent, timed_out=timed_out, cause=cause) from err
     answer_headers = {name.lower(): value for name, value in response.headers.items()}
     return Answer(response.status, answer_headers, raw, truncated)
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Mapping
@@ -15,16 +11,16 @@ from typing import Any, Literal
 
 import urllib3
 
+from ..signing import sign
 from .http import TransportError, send
 
-_WHSEC = "whsec_"
 # A receiver asking for more than a day is out of step with the outcome's give_up anyway.
 MAX_RETRY_AFTER = 24 * 3600
 USER_AGENT = "formcall-webhook"
 
 
 @dataclass(frozen=True)
-class Delivery:
+class PostResult:
     """delivered (2xx), retry (later), or final (the receiver refused it for good)."""
 
     kind: Literal["delivered", "retry", "final"]
@@ -33,42 +29,18 @@ class Delivery:
     reason: str
 
 
-def secret_key(secret: str) -> bytes:
-    """The key of a Standard Webhooks secret: base64, with or without `whsec_` and `=` padding."""
-    encoded = secret.strip().removeprefix(_WHSEC)
-    encoded += "=" * (-len(encoded) % 4)
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except binascii.Error as err:
-        raise ValueError("the secret is not whsec_<base64>") from err
-    if not key:
-        raise ValueError("the secret is empty")
-    return key
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three Standard Webhooks headers for this body: webhook-id, webhook-timestamp, webhook-signature."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": "v1," + base64.b64encode(digest).decode("ascii"),
-    }
-
-
 def encode(payload: Mapping[str, Any]) -> bytes:
     """The body as sent and signed: compact UTF-8 JSON."""
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def judge(status: int, headers: Mapping[str, str], now: float) -> Delivery:
+def judge(status: int, headers: Mapping[str, str], now: float) -> PostResult:
     """The receiver's answer: 2xx delivered; 408, 429, 5xx (and anything odd) retry; other 4xx final."""
     if 200 <= status < 300:
-        return Delivery("delivered", status, None, f"HTTP {status}")
+        return PostResult("delivered", status, None, f"HTTP {status}")
     if 400 <= status < 500 and status not in (408, 429):
-        return Delivery("final", status, None, f"HTTP {status}: the receiver refused the outcome")
-    return Delivery("retry", status, retry_after(headers.get("retry-after"), now), f"HTTP {status}")
+        return PostResult("final", status, None, f"HTTP {status}: the receiver refused the outcome")
+    return PostResult("retry", status, retry_after(headers.get("retry-after"), now), f"HTTP {status}")
 
 
 def retry_after(value: str | None, now: float) -> int | None:
@@ -97,7 +69,7 @@ def deliver(
     payload: dict[str, Any],
     timeout: float,
     now: float | None = None,
-) -> Delivery:
+) -> PostResult:
     """One signed POST of `payload`; the caller keeps `msg_id` stable per lead so the receiver can dedupe."""
     moment = time.time() if now is None else now
     body = encode(payload)
@@ -105,7 +77,7 @@ def deliver(
         signature = sign(secret, msg_id, int(moment), body)
     except ValueError as err:
         # Ours to fix in the config, not the receiver's: keep trying until give_up.
-        return Delivery("retry", None, None, f"outcome.secret cannot sign: {err}")
+        return PostResult("retry", None, None, f"outcome.secret cannot sign: {err}")
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json, */*;q=0.5",
@@ -115,5 +87,5 @@ def deliver(
     try:
         answer = send(pool, "POST", url, headers=headers, body=body, timeout=timeout)
     except TransportError as err:
-        return Delivery("retry", None, None, f"no answer: {err.reason}")
+        return PostResult("retry", None, None, f"no answer: {err.reason}")
     return judge(answer.status, answer.headers, moment)

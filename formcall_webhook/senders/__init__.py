@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 from . import basic, hubspot, none, standard_webhooks, tally, token, typeform, webflow
-from .base import DEFAULT_TOKEN_HEADER, REGISTRY, Auth, Delivery, Incoming, Resolve, denied
+from .base import DEFAULT_TOKEN_HEADER, REGISTRY, Auth, Incoming, Resolve, VouchedDelivery, denied
 from .hubspot import raw_url
 
 __all__ = [
@@ -16,7 +16,7 @@ __all__ = [
     "REGISTRY",
     "SIGNED_TYPES",
     "Auth",
-    "Delivery",
+    "VouchedDelivery",
     "authenticate",
     "private_headers",
     "raw_url",
@@ -42,7 +42,7 @@ def authenticate(
     body: bytes,
     resolve: Resolve,
     now: float | None = None,
-) -> Delivery | None:
+) -> VouchedDelivery | None:
     """The delivery a signed scheme vouches for (None for none, token and basic) when the request may go
     on; Unauthorized (401) otherwise, Misconfigured (500) when the route's secret is missing or empty."""
     scheme = REGISTRY.get(auth.type)

@@ -43,7 +43,7 @@ class Auth:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class VouchedDelivery:
     """The delivery a signature vouches for: a replay of the same id inside the window is a duplicate."""
 
     id: str
@@ -75,7 +75,7 @@ class Scheme:
     # The signature proves who sent the body; the delivery id it returns can be trusted.
     signed: ClassVar[bool] = False
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         """Returns the delivery the credential vouches for (None when unsigned); raises Unauthorized."""
         raise NotImplementedError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from .base import Auth, Delivery, Incoming, Resolve, Scheme, denied, equal, register, secret
+from .base import Auth, Incoming, Resolve, Scheme, VouchedDelivery, denied, equal, register, secret
 
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="formcall-webhook", charset="UTF-8"'}
 
@@ -16,7 +16,7 @@ class Basic(Scheme):
     required_keys = ("username",)
     credential_headers = frozenset({"authorization"})
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         password = secret(auth, resolve, auth.password)
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic" or not encoded:

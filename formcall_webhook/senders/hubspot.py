@@ -10,10 +10,10 @@ from urllib.parse import quote
 from .base import (
     WINDOW_SECONDS,
     Auth,
-    Delivery,
     Incoming,
     Resolve,
     Scheme,
+    VouchedDelivery,
     b64,
     denied,
     equal,
@@ -71,7 +71,7 @@ class HubSpot(Scheme):
     credential_headers = frozenset({"x-hubspot-signature-v3", "x-hubspot-signature"})
     signed = True
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         signature = request.headers.get("x-hubspot-signature-v3", "").strip()
         timestamp = request.headers.get("x-hubspot-request-timestamp", "").strip()
         if not signature or not timestamp:
@@ -83,7 +83,7 @@ class HubSpot(Scheme):
         expected = hubspot_signature(secret(auth, resolve), request.method, uri, request.body, timestamp)
         if not equal(signature, expected):
             raise denied("HubSpot signature does not match")
-        return Delivery(signature, WINDOW_SECONDS)
+        return VouchedDelivery(signature, WINDOW_SECONDS)
 
 
 SCHEME = register(HubSpot())

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .base import Auth, Delivery, Incoming, Resolve, Scheme, register
+from .base import Auth, Incoming, Resolve, Scheme, VouchedDelivery, register
 
 
 class NoAuth(Scheme):
     name = "none"
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         return None
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from .base import (
     DAY_SECONDS,
     Auth,
-    Delivery,
     Incoming,
     Resolve,
     Scheme,
+    VouchedDelivery,
     b64,
     denied,
     equal,
@@ -28,14 +28,14 @@ class Tally(Scheme):
     credential_headers = frozenset({"tally-signature"})
     signed = True
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         sent = request.headers.get("tally-signature", "").strip()
         if not sent:
             raise denied("no Tally-Signature")
         if not equal(sent, tally_signature(secret(auth, resolve), request.body)):
             raise denied("Tally signature does not match")
         # No time in the signature: a replay is caught for a day.
-        return Delivery(sent, DAY_SECONDS)
+        return VouchedDelivery(sent, DAY_SECONDS)
 
 
 SCHEME = register(Tally())

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
-from .base import DEFAULT_TOKEN_HEADER, Auth, Delivery, Incoming, Resolve, Scheme, denied, equal, register, secret
+from .base import (
+    DEFAULT_TOKEN_HEADER,
+    Auth,
+    Incoming,
+    Resolve,
+    Scheme,
+    VouchedDelivery,
+    denied,
+    equal,
+    register,
+    secret,
+)
 
 
 def query_token(query_string: bytes) -> str | None:
@@ -19,7 +30,7 @@ class Token(Scheme):
     secret_keys = ("secret",)
     credential_headers = frozenset({DEFAULT_TOKEN_HEADER.lower()})
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         expected = secret(auth, resolve)
         sent = request.headers.get(auth.header.lower())
         if sent is None and auth.query_token:

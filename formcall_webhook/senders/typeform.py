@@ -5,10 +5,10 @@ from __future__ import annotations
 from .base import (
     DAY_SECONDS,
     Auth,
-    Delivery,
     Incoming,
     Resolve,
     Scheme,
+    VouchedDelivery,
     b64,
     denied,
     equal,
@@ -30,14 +30,14 @@ class Typeform(Scheme):
     credential_headers = frozenset({"typeform-signature"})
     signed = True
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         sent = request.headers.get("typeform-signature", "").strip()
         if not sent.startswith(_PREFIX):
             raise denied("no Typeform-Signature: sha256=...")
         if not equal(sent, typeform_signature(secret(auth, resolve), request.body)):
             raise denied("Typeform signature does not match")
         # The signature carries no time: the same signed body is a replay for as long as Typeform retries.
-        return Delivery(sent, DAY_SECONDS)
+        return VouchedDelivery(sent, DAY_SECONDS)
 
 
 SCHEME = register(Typeform())

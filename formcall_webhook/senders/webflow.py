@@ -5,10 +5,10 @@ from __future__ import annotations
 from .base import (
     WINDOW_SECONDS,
     Auth,
-    Delivery,
     Incoming,
     Resolve,
     Scheme,
+    VouchedDelivery,
     denied,
     equal,
     hmac_sha256,
@@ -28,7 +28,7 @@ class Webflow(Scheme):
     credential_headers = frozenset({"x-webflow-signature"})
     signed = True
 
-    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> Delivery | None:
+    def verify(self, auth: Auth, request: Incoming, resolve: Resolve) -> VouchedDelivery | None:
         sent = request.headers.get("x-webflow-signature", "").strip().lower()
         timestamp = request.headers.get("x-webflow-timestamp", "").strip()
         if not sent or not timestamp:
@@ -37,7 +37,7 @@ class Webflow(Scheme):
             raise denied("x-webflow-timestamp malformed or outside the 300 s window")
         if not equal(sent, webflow_signature(secret(auth, resolve), timestamp, request.body)):
             raise denied("Webflow signature does not match")
-        return Delivery(sent, WINDOW_SECONDS)
+        return VouchedDelivery(sent, WINDOW_SECONDS)
 
 
 SCHEME = register(Webflow())

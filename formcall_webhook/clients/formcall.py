@@ -10,12 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
-import urllib3
-
-# make_pool moved to clients.http; imported here so `from .formcall import make_pool` keeps working.
-from .clients.http import TransportError, read_until, send
-from .clients.http import make_pool as make_pool
-from .errors import (
+from ..errors import (
     FormCallMisconfigured,
     FormCallRejected,
     FormCallUnavailable,
@@ -23,11 +18,11 @@ from .errors import (
     OutOfServiceHours,
     WebhookError,
 )
+from .http import TransportError, make_pool, send
 
 _UUID = re.compile(r"^[0-9a-fA-F]{32}$")
 # FormCall's answers are a few dozen bytes; anything this large is an error page.
 _MAX_ANSWER_BYTES = 64 * 1024
-_CONNECT_TIMEOUT = 3.05
 # Fields a /calls/list row may name the customer's number in (the documented example shows only the
 # company leg; the platform's own UI shows both).
 _CUSTOMER_NUMBER_FIELDS = ("call_number_customer", "customer_number", "number_customer", "customer_phone")
@@ -37,12 +32,6 @@ _LIST_TIMEOUT = 5.0
 # A day's listing of a busy popup runs to megabytes (about 300 bytes a call).
 _MAX_LIST_BYTES = 16 * 1024 * 1024
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-# Failures before the request left: nothing can have been queued, so a retry is safe.
-_NEVER_SENT = (
-    urllib3.exceptions.NewConnectionError,  # refused, unresolvable
-    urllib3.exceptions.ConnectTimeoutError,
-    urllib3.exceptions.SSLError,  # the handshake, before any byte of the request
-)
 
 _ERRORS: dict[int, tuple[type[WebhookError], str]] = {
     1: (FormCallRejected, "FormCall refused the phone number."),
@@ -92,36 +81,21 @@ class FormCallClient:
 
     def place_call(self, payload: dict[str, Any]) -> Placed:
         """Placed or pending; a WebhookError naming the answer otherwise."""
-        deadline = time.monotonic() + self.timeout
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "replace")
         try:
-            response = self.pool.request(
-                "POST",
-                self.api_url,
-                body=body,
-                headers=_JSON_HEADERS,
-                # total: the wait for the answer's head counts the connect time too.
-                timeout=urllib3.Timeout(connect=min(_CONNECT_TIMEOUT, self.timeout), total=self.timeout),
-                preload_content=False,
-                redirect=False,
-            )
-            try:
-                raw, _ = read_until(response, deadline, _MAX_ANSWER_BYTES)
-            except BaseException:
-                response.close()
-                raise
-            response.release_conn()
-        except (urllib3.exceptions.HTTPError, OSError) as err:
-            if isinstance(err, _NEVER_SENT):
-                raise FormCallUnavailable("FormCall could not be reached.", reason=type(err).__name__) from err
+            answer = send(
+                self.pool, "POST", self.api_url, headers=_JSON_HEADERS, body=body, timeout=self.timeout,
+                max_bytes=_MAX_ANSWER_BYTES,
+            )  # fmt: skip
+        except TransportError as err:
+            if not err.sent:
+                raise FormCallUnavailable("FormCall could not be reached.", reason=err.cause) from err
             # The request went out: FormCall may have queued the call before the answer was lost.
             raise FormCallUncertain(
-                "FormCall did not answer in time."
-                if isinstance(err, (TimeoutError, urllib3.exceptions.TimeoutError))
-                else "FormCall's answer was lost.",
-                reason=f"{type(err).__name__} after the request was sent",
+                "FormCall did not answer in time." if err.timed_out else "FormCall's answer was lost.",
+                reason=f"{err.cause} after the request was sent",
             ) from err
-        return parse_answer(response.status, raw)
+        return parse_answer(answer.status, answer.body)
 
     def list_calls(self, token: str, popup_uuid: str, day: str) -> Any:
         """One read of /calls/list for a day (YYYY-MM-DD) and popup: the decoded JSON, whatever its shape.

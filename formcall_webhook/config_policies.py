@@ -1,0 +1,170 @@
+"""The `retry`, `outcome` and `[leads]` tables (spec 8, 9, 10), read with config's Reader into the policies
+of states.py. Loaded only by a config that has one of these tables: the defaults need none of it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .config_reader import Reader, attempt, secret_ref
+from .states import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_RETRY,
+    DEFAULT_SCHEDULE,
+    DEFAULT_TIMEZONE,
+    HUBSPOT_API_URL,
+    KEEP_FIELDS,
+    OUTCOME_AFTER,
+    OUTCOME_GIVE_UP,
+    RETRY_WORDS,
+    HubSpotOutcome,
+    LeadsPolicy,
+    OutcomePolicy,
+    RetryPolicy,
+    ServiceHours,
+    parse_service_hours,
+    supported_countries,
+    zone,
+)
+
+_RETRY_KEYS = frozenset({"on", "schedule", "max_age", "service_hours", "timezone", "holidays"})
+_RETRY_EXAMPLE = 'retry = false, or a table such as { schedule = ["1m", "5m"], max_age = "24h" }'
+CheckSecret = Callable[[str, Any], str]
+
+
+def parse_retry(source: str, key: str, value: Any) -> RetryPolicy | None:
+    """The `retry` value of a route (spec 8): None (retry off), the default, or a checked policy."""
+    if value is None or value is True:
+        return DEFAULT_RETRY
+    if value is False:
+        return None
+    table = Reader(source, key, value, _RETRY_KEYS, example=_RETRY_EXAMPLE)
+    on = attempt(lambda: _retry_words(table), DEFAULT_RETRY.on) if "on" in value else DEFAULT_RETRY.on
+    schedule = attempt(lambda: _schedule(table), DEFAULT_RETRY.schedule) if "schedule" in value else DEFAULT_SCHEDULE
+    max_age = DEFAULT_MAX_AGE
+    if "max_age" in value:
+        max_age = attempt(lambda: table.duration("max_age", value["max_age"], positive=True), DEFAULT_MAX_AGE)
+    hours = attempt(lambda: _service_hours(table), None) if "service_hours" in value else None
+    zone_name = attempt(lambda: _zone_name(table), DEFAULT_TIMEZONE) if "timezone" in value else DEFAULT_TIMEZONE
+    country = attempt(lambda: _holidays(table), None) if "holidays" in value else None
+    return RetryPolicy(on, schedule, max_age, hours, zone_name, country)
+
+
+def _retry_words(table: Reader) -> frozenset[str]:
+    words = table.strings("on")
+    unknown = [word for word in words if word not in RETRY_WORDS]
+    if unknown:
+        raise table.fail("on", f"{unknown[0]!r} cannot be retried; use any of {', '.join(sorted(RETRY_WORDS))}")
+    if not words:
+        raise table.fail("on", "is empty; to turn retries off write retry = false")
+    return frozenset(words)
+
+
+def _schedule(table: Reader) -> tuple[int, ...]:
+    texts = table.strings("schedule")
+    if not texts:
+        raise table.fail("schedule", 'is empty; list the waits between attempts, e.g. ["1m", "5m", "1h"]')
+    return tuple(table.duration("schedule", text, positive=True) for text in texts)
+
+
+def _service_hours(table: Reader) -> ServiceHours:
+    try:
+        return parse_service_hours(table.string("service_hours"))
+    except ValueError as err:
+        raise table.fail("service_hours", str(err)) from err
+
+
+def _zone_name(table: Reader) -> str:
+    name = table.string("timezone")
+    try:
+        zone(name)
+    except (KeyError, ValueError, OSError) as err:  # ZoneInfoNotFoundError is a KeyError
+        raise table.fail("timezone", f"{name!r} is not a time zone name such as America/Santiago") from err
+    return name
+
+
+def _holidays(table: Reader) -> str:
+    country = table.string("holidays").strip().upper()
+    try:
+        known = supported_countries()
+    except ImportError as err:  # pragma: no cover - holidays is in requirements.txt
+        raise table.fail("holidays", "needs the holidays library: pip install -r requirements.txt") from err
+    if country not in known:
+        raise table.fail("holidays", f"{country!r} is not a country code the holidays library knows, e.g. CL")
+    return country
+
+
+_OUTCOME_KEYS = frozenset({"after", "give_up", "url", "secret", "hubspot"})
+_HUBSPOT_KEYS = frozenset({"token", "property", "api_url"})
+_OUTCOME_EXAMPLE = '{ url = "https://hooks.zapier.com/...", secret = "env:OUTCOME_SECRET" }'
+_HUBSPOT_PROPERTY = re.compile(r"[a-z][a-z0-9_]{0,99}")
+
+
+def parse_outcome(source: str, key: str, value: Any, check_secret: CheckSecret | None = None) -> OutcomePolicy | None:
+    """The `outcome` value of a route (spec 9); None when absent or false. `check_secret(full_key, value)`
+    checks secret references (by default, as every secret of the file is checked)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return OutcomePolicy()
+    check = check_secret or (lambda full_key, ref: secret_ref(source, full_key, ref))
+    table = Reader(source, key, value, _OUTCOME_KEYS, example=_OUTCOME_EXAMPLE)
+    after = table.duration("after", value["after"]) if "after" in value else OUTCOME_AFTER
+    give_up = table.duration("give_up", value["give_up"], positive=True) if "give_up" in value else OUTCOME_GIVE_UP
+    if give_up <= after:
+        raise table.fail("give_up", f'must be longer than after ({after}s), e.g. after = "10m", give_up = "3h"')
+    url = secret = None
+    if "url" in value:
+        url = table.url("url")
+        if "secret" not in value:
+            raise table.fail("secret", "missing: outcome.url needs a secret reference to sign its webhooks")
+        secret = check(table.key("secret"), value["secret"])
+    elif "secret" in value:
+        raise table.fail("secret", "is only used with outcome.url; add the url or remove the secret")
+    hubspot = attempt(lambda: _hubspot_outcome(table, check), None) if "hubspot" in value else None
+    return OutcomePolicy(after, give_up, url, secret, hubspot)
+
+
+def _hubspot_outcome(outcome: Reader, check: CheckSecret) -> HubSpotOutcome:
+    value = outcome.data["hubspot"]
+    hub = Reader(
+        outcome.source, outcome.key("hubspot"), value, _HUBSPOT_KEYS, example='{ token = "env:HUBSPOT_TOKEN" }'
+    )
+    if "token" not in value:
+        raise hub.fail("token", "missing: a private-app or service-key token, as a secret reference")
+    token = check(hub.key("token"), value["token"])
+    prop = hub.string("property") if "property" in value else HubSpotOutcome.property
+    if not _HUBSPOT_PROPERTY.fullmatch(prop):
+        raise hub.fail("property", f"{prop!r} is not a HubSpot property name (lower case, digits, _)")
+    api_url = hub.url("api_url") if "api_url" in value else HUBSPOT_API_URL
+    return HubSpotOutcome(token, prop, api_url)
+
+
+_LEADS_KEYS = frozenset({"keep_days", "keep_fields", "hash_key"})
+
+
+def parse_leads(source: str, value: Any, check_secret: CheckSecret | None = None) -> LeadsPolicy:
+    """The `[leads]` table (spec 8, 10)."""
+    if value is None:
+        return LeadsPolicy()
+    check = check_secret or (lambda full_key, ref: secret_ref(source, full_key, ref))
+    table = Reader(source, "leads", value, _LEADS_KEYS, example="[leads] with keep_days = 30")
+    keep_days = attempt(lambda: _keep_days(table), LeadsPolicy.keep_days)
+    keep_fields = attempt(lambda: _keep_fields(table), LeadsPolicy.keep_fields)
+    hash_key = attempt(lambda: check(table.key("hash_key"), value["hash_key"]), None) if "hash_key" in value else None
+    return LeadsPolicy(keep_days, keep_fields, hash_key)
+
+
+def _keep_days(table: Reader) -> int:
+    keep_days = table.data.get("keep_days", LeadsPolicy.keep_days)
+    if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days <= 0:
+        raise table.fail("keep_days", f"must be a whole number of days above 0, not {keep_days!r}")
+    return keep_days
+
+
+def _keep_fields(table: Reader) -> str:
+    keep_fields = table.string("keep_fields") if "keep_fields" in table.data else LeadsPolicy.keep_fields
+    if keep_fields not in KEEP_FIELDS:
+        raise table.fail("keep_fields", f'must be "until_done" or "keep", not {keep_fields!r}')
+    return keep_fields
