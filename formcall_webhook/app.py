@@ -252,7 +252,9 @@ class App:
 
 
 def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
-    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email."""
+    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email.
+
+    An id is kept only on a route HubSpot signs: anywhere else a stranger could name any contact."""
     if route.outcome is None or route.outcome.hubspot is None:
         return None
     from .clients import hubspot  # only routes that report to HubSpot need it
@@ -261,7 +263,8 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     nested = props.get("hs_object_id") if isinstance(props, dict) else None
     candidates = [body.get("vid"), body.get("objectId"), body.get("hs_object_id"), body.get("canonical-vid"),
                   nested.get("value") if isinstance(nested, dict) else nested]  # fmt: skip
-    contact_id = next((c for c in map(hubspot.contact_id_of, candidates) if c), None)
+    signed = route.auth.type == "hubspot"
+    contact_id = next((c for c in map(hubspot.contact_id_of, candidates) if c), None) if signed else None
     email_prop = props.get("email") if isinstance(props, dict) else None
     emails = [body.get("email"), email_prop.get("value") if isinstance(email_prop, dict) else email_prop,
               (payload.get("adicional") or {}).get("Email")]  # fmt: skip
