@@ -124,6 +124,11 @@ class App:
         """CORS headers on every answer of a route; a 303 for browsers' plain form posts."""
         preflight = request.method.upper() == "OPTIONS"
         response.headers.update(guards.cors_headers(route, request.headers.get("origin"), preflight))
+        wait = response.headers.get("Retry-After", "")
+        if route.auth.type == "hubspot" and response.status == 429 and wait.isdigit():
+            # HubSpot's workflows retry a 429 after its Retry-After "recorded in milliseconds"
+            # (knowledge.hubspot.com, "How to trigger webhooks in HubSpot contact-based workflows").
+            response.headers["Retry-After"] = str(int(wait) * 1000)
         if preflight or not guards.prefers_html(request.headers.get("accept")):
             return response
         ok = response.status < 300
