@@ -158,7 +158,7 @@ class FollowUp:
             secret = self.runtime.secrets.resolve(policy.secret)
             sent = outgoing.deliver(
                 self.pool, policy.url, secret, "outcome_" + record["lead_id"], outcomes.outcome_payload(view),
-                _WEBHOOK_TIMEOUT, now,
+                outgoing.TIMEOUT, now, occurred_at=state.setdefault("reported_at", now),
             )  # fmt: skip
             state["webhook_attempts"] = int(state.get("webhook_attempts") or 0) + 1
             if sent.kind == "delivered":

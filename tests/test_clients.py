@@ -6,11 +6,13 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import inspect
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
@@ -178,6 +180,16 @@ def test_the_signature_covers_id_time_and_body() -> None:
     assert sign(SECRET, MSG_ID, 1_700_000_001, body) != headers
 
 
+def test_our_signature_is_the_official_vector_and_the_official_librarys() -> None:
+    # The official test vector (standard-webhooks, libraries/python/tests/test_webhooks.py, test_sign_function).
+    secret, msg_id, timestamp = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330
+    body = b'{"test": 2432232314}'
+    ours = sign(secret, msg_id, timestamp, body)["webhook-signature"]
+    assert ours == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    official = Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode())
+    assert ours == official
+
+
 @pytest.mark.parametrize("secret", ["", "whsec_", "whsec_not*base64", "whsec_===="])
 def test_a_bad_secret_cannot_sign(secret: str) -> None:
     with pytest.raises(ValueError, match="secret"):
@@ -197,8 +209,32 @@ def test_three_500s_then_delivered(pool: urllib3.PoolManager, receiver: FakeRece
     # The same webhook-id on every attempt: the receiver can dedupe.
     assert {a.headers["webhook-id"] for a in receiver.attempts} == {MSG_ID}
     (accepted,) = receiver.accepted()
-    assert accepted.payload == PAYLOAD
+    assert accepted.payload == {**PAYLOAD, "timestamp": accepted.payload["timestamp"]}
     assert accepted.headers["content-type"] == "application/json"
+
+
+def test_the_body_says_when_the_event_happened(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+    """Standard Webhooks' payload: `type`, then `timestamp`, the event's time, the same on every attempt."""
+    receiver.script = [500, 200]
+    for _ in range(2):
+        deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, occurred_at=1_764_590_400.7)
+    bodies = [json.loads(a.body) for a in receiver.attempts]
+    assert all(a.verified for a in receiver.attempts)  # the official library verified the stamped body
+    assert [b["timestamp"] for b in bodies] == ["2025-12-01T12:00:00Z"] * 2
+    assert list(bodies[0])[:2] == ["type", "timestamp"]
+    assert {k: v for k, v in bodies[0].items() if k != "timestamp"} == PAYLOAD
+    # Without the event's time, the attempt's own (stale here, so refused, but its body is what counts).
+    deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, now=1_800_000_000.0)
+    assert json.loads(receiver.attempts[-1].body)["timestamp"] == "2027-01-15T08:00:00Z"
+    # A payload with its own timestamp keeps it.
+    deliver(pool, receiver.url, SECRET, MSG_ID, {**PAYLOAD, "timestamp": "2020-01-01T00:00:00Z"})
+    assert json.loads(receiver.attempts[-1].body)["timestamp"] == "2020-01-01T00:00:00Z"
+
+
+def test_the_outcome_webhook_waits_15_seconds() -> None:
+    """Standard Webhooks: "A recommended request timeout value for webhooks is somewhere between 15 and 30s"."""
+    assert outgoing.TIMEOUT == 15.0
+    assert inspect.signature(deliver).parameters["timeout"].default == outgoing.TIMEOUT
 
 
 def test_410_is_final(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:

@@ -163,6 +163,9 @@ def test_receiver_500_three_times_then_200(tmp_path: Path, simulator: Simulator)
         record = settle(app, answer["lead_id"], passes=12)
         assert [a.status for a in receiver.attempts] == [500, 500, 500, 200]
         assert len({a.headers["webhook-id"] for a in receiver.attempts}) == 1
+        # The event's time (Standard Webhooks' `timestamp`) is the same on every attempt; the attempt's is not.
+        assert len({json.loads(a.body)["timestamp"] for a in receiver.attempts}) == 1
+        assert len({a.headers["webhook-timestamp"] for a in receiver.attempts}) > 1
         assert len(receiver.accepted()) == 1
         assert record["outcome"]["webhook"] == "delivered"
     finally:

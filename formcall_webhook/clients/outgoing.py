@@ -1,4 +1,9 @@
-"""Outcome webhooks, signed as Standard Webhooks and judged by the receiver's status (spec section 9)."""
+"""Outcome webhooks, signed as Standard Webhooks and judged by the receiver's status (spec section 9).
+
+As the Standard Webhooks specification (spec/standard-webhooks.md, 1.0.0) recommends: a body with `type`
+and `timestamp` ("the timestamp of when the event occurred (not necessarily the same of when it was
+delivered)"), and a request timeout "somewhere between 15 and 30s".
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ _WHSEC = "whsec_"
 # A receiver asking for more than a day is out of step with the outcome's give_up anyway.
 MAX_RETRY_AFTER = 24 * 3600
 USER_AGENT = "formcall-webhook"
+TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str
         "webhook-timestamp": str(timestamp),
         "webhook-signature": "v1," + base64.b64encode(digest).decode("ascii"),
     }
+
+
+def event_time(ts: float) -> str:
+    """A body's `timestamp`: ISO 8601 UTC to the second, as the record's other times are written."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -95,12 +106,18 @@ def deliver(
     secret: str,
     msg_id: str,
     payload: dict[str, Any],
-    timeout: float,
+    timeout: float = TIMEOUT,
     now: float | None = None,
+    occurred_at: float | None = None,
 ) -> Delivery:
-    """One signed POST of `payload`; the caller keeps `msg_id` stable per lead so the receiver can dedupe."""
+    """One signed POST of `payload`; the caller keeps `msg_id` stable per lead so the receiver can dedupe.
+
+    The body gets a `timestamp` after its `type` (unless it has one): `occurred_at`, the event's own
+    time, kept the same on every attempt; else this attempt's.
+    """
     moment = time.time() if now is None else now
-    body = encode(payload)
+    head = {"type": payload["type"]} if "type" in payload else {}
+    body = encode({**head, "timestamp": event_time(moment if occurred_at is None else occurred_at), **payload})
     try:
         signature = sign(secret, msg_id, int(moment), body)
     except ValueError as err:
