@@ -18,6 +18,7 @@ from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.receiver import FakeReceiver
+from tests.signing import hubspot_v3
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "outcome-token-77"
@@ -55,6 +56,7 @@ def make_app(tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = 
             "FORMCALL_SECURITY_TOKEN": TOKEN,
             "OUTCOME_SECRET": SECRET,
             "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
+            "HUBSPOT_APP_SECRET": "hs-app-secret-outcomes",
         }
     )
 
@@ -245,6 +247,28 @@ def test_a_strangers_email_writes_no_contact(tmp_path: Path, simulator: Simulato
     assert record["due_at"] is None
     assert "formcall_call_status" not in hubspot.contacts[victim].properties
     assert hubspot.notes == {} and [c.method for c in hubspot.calls] == ["GET"]
+
+
+def test_on_a_hubspot_signed_route_the_vid_is_the_contact(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    """HubSpot's signature vouches for the vid: that contact is written, whatever its phone says."""
+    contact = hubspot.add_contact("lead@example.cl", phone="+56 2 2000 0000")
+    public_url = "https://REGION-PROJECT.cloudfunctions.net/formcall-webhook/default"
+    signed = '{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET", ' + f'public_url = "{public_url}" }}'
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot) + f"\nauth = {signed}")
+    raw = json.dumps({"vid": int(contact), "properties": {"phone": {"value": "+56 9 6200 0113"}}}).encode()
+    headers = {"content-type": "application/json", **{k.lower(): v for k, v in hubspot_v3(
+        "hs-app-secret-outcomes", "POST", public_url, raw).items()}}  # fmt: skip
+    stream = io.BytesIO(raw)
+    request = Request("POST", "/", headers, b"", lambda n, *_: read_stream(stream, n), len(raw))
+    response = app.handle(request)
+    assert response.status == 200, response.body
+    record = settle(app, json.loads(response.body)["lead_id"])
+    assert record["outcome"]["hubspot"] == "delivered"
+    assert hubspot.contacts[contact].properties["formcall_call_status"] == "Conectada"
+    assert [c.method for c in hubspot.calls] == ["PATCH", "POST", "PUT"]
+    assert hubspot.calls[0].path == f"/crm/objects/2026-09/contacts/{contact}"
 
 
 def _sweep_until_held(app: App, lead_id: str) -> dict[str, Any]:
