@@ -124,6 +124,11 @@ class App:
         """CORS headers on every answer of a route; a 303 for browsers' plain form posts."""
         preflight = request.method.upper() == "OPTIONS"
         response.headers.update(guards.cors_headers(route, request.headers.get("origin"), preflight))
+        wait = response.headers.get("Retry-After", "")
+        if route.auth.type == "hubspot" and response.status == 429 and wait.isdigit():
+            # HubSpot's workflows retry a 429 after its Retry-After "recorded in milliseconds"
+            # (knowledge.hubspot.com, "How to trigger webhooks in HubSpot contact-based workflows").
+            response.headers["Retry-After"] = str(int(wait) * 1000)
         if preflight or not guards.prefers_html(request.headers.get("accept")):
             return response
         ok = response.status < 300
@@ -253,7 +258,9 @@ class App:
 
 
 def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
-    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email."""
+    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email.
+
+    An id is kept only on a route HubSpot signs: anywhere else a stranger could name any contact."""
     if route.outcome_reporting is None or route.outcome_reporting.hubspot is None:
         return None
     from .clients import hubspot  # only routes that report to HubSpot need it
@@ -262,7 +269,8 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     nested = props.get("hs_object_id") if isinstance(props, dict) else None
     candidates = [body.get("vid"), body.get("objectId"), body.get("hs_object_id"), body.get("canonical-vid"),
                   nested.get("value") if isinstance(nested, dict) else nested]  # fmt: skip
-    contact_id = next((c for c in map(hubspot.contact_id_of, candidates) if c), None)
+    signed = route.auth.type == "hubspot"
+    contact_id = next((c for c in map(hubspot.contact_id_of, candidates) if c), None) if signed else None
     email_prop = props.get("email") if isinstance(props, dict) else None
     emails = [body.get("email"), email_prop.get("value") if isinstance(email_prop, dict) else email_prop,
               (payload.get("adicional") or {}).get("Email")]  # fmt: skip

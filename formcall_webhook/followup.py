@@ -27,6 +27,8 @@ from .states import DEFAULT_RETRY, OutcomePolicy
 # A report whose receiver asks for more than this is tried again at this interval at most.
 _MAX_WAIT = 6 * 3600
 _WEBHOOK_TIMEOUT = 10.0
+# HubSpot writes that are over: written, or the contact's own state (none, or not the lead's).
+_HUBSPOT_DONE = ("delivered", "not_found", "mismatch")
 
 
 @dataclass
@@ -156,7 +158,7 @@ class FollowUp:
             secret = self.runtime.secrets.resolve(policy.secret)
             sent = outgoing.deliver(
                 self.pool, policy.url, secret, "outcome_" + record["lead_id"], outcomes.outcome_payload(view),
-                _WEBHOOK_TIMEOUT, now,
+                outgoing.TIMEOUT, now, occurred_at=state.setdefault("reported_at", now),
             )  # fmt: skip
             state["webhook_attempts"] = int(state.get("webhook_attempts") or 0) + 1
             if sent.kind == "delivered":
@@ -167,35 +169,18 @@ class FollowUp:
             else:
                 waits.append(sent.retry_after or 0)
             report.extra["webhook"] = state.get("webhook", "retry")
-        if policy.hubspot is not None and state.get("hubspot") not in ("delivered", "not_found", "final", "gave_up"):
-            contact = record.get("contact") or {}
-            client = HubSpotClient(
-                self.pool, self.runtime.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
-            )
-            progress = state.get("hubspot_progress") or {}
-            result = client.write_outcome(
-                contact_id=progress.get("contact_id") or contact.get("contact_id"),
-                email=contact.get("email"),
-                property=policy.hubspot.property,
-                value=str(state.get("call_status") or "sin estado"),
-                note=outcomes.note_text(view),
-                timestamp_ms=int(now * 1000),
-                done=progress.get("done") or (),
-                note_id=progress.get("note_id"),
-            )
-            state["hubspot_progress"] = {"contact_id": result.contact_id, "note_id": result.note_id,
-                                         "done": sorted(result.done)}  # fmt: skip
-            if result.kind in ("delivered", "not_found"):
-                state["hubspot"] = result.kind
-            elif result.kind == "final" or now >= give_up_at:
-                state["hubspot"] = "final" if result.kind == "final" else "gave_up"
-                report.extra["hubspot_failed"] = result.reason
+        holds: list[float] = []  # HubSpot's daily limit: nothing sent there before the account's next day
+        if policy.hubspot is not None and state.get("hubspot") not in (*_HUBSPOT_DONE, "final", "gave_up"):
+            held = float(state.get("hubspot_hold_until") or 0)
+            if now < held:
+                holds.append(held)
             else:
-                waits.append(result.retry_after or 0)
-            report.extra["hubspot"] = state.get("hubspot", "retry")
-        if waits:
+                holds += self._hubspot(record, state, policy, view, now, give_up_at, report, waits)
+            report.extra["hubspot"] = "hold" if holds else state.get("hubspot", "retry")
+        if waits or holds:
             step = self._step(record, max(int(state.get("webhook_attempts") or 0), 1))
-            due = min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))
+            dues = [min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))] if waits else []
+            due = min([*dues, *holds])
             report.outcome = report.outcome or "call_outcome"
             return self._save(record, outcome=state, due_at=due)
         failed = "webhook_failed" in report.extra or "hubspot_failed" in report.extra
@@ -203,6 +188,54 @@ class FollowUp:
             report.outcome = "outcome_failed" if failed else ("outcome_delivered" if (policy.url or policy.hubspot)
                                                                else "call_outcome")  # fmt: skip
         return self._done(record, state)
+
+    def _hubspot(
+        self,
+        record: Mapping[str, Any],
+        state: dict[str, Any],
+        policy: OutcomePolicy,
+        view: Mapping[str, Any],
+        now: float,
+        give_up_at: float,
+        report: Report,
+        waits: list[int],
+    ) -> list[float]:
+        """One attempt at the HubSpot write; the time to hold it until when the daily limit is reached."""
+        assert policy.hubspot is not None
+        contact = record.get("contact") or {}
+        route = self.runtime.config().routes.get(record["route"])
+        client = HubSpotClient(
+            self.pool, self.runtime.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
+        )
+        progress = state.get("hubspot_progress") or {}
+        result = client.write_outcome(
+            contact_id=progress.get("contact_id") or contact.get("contact_id"),
+            email=contact.get("email"),
+            property=policy.hubspot.property,
+            value=str(state.get("call_status") or "sin estado"),
+            note=outcomes.note_text(view),
+            timestamp_ms=int(now * 1000),
+            done=progress.get("done") or (),
+            note_id=progress.get("note_id"),
+            # Spec 9: a submitted id counts only where HubSpot's signature vouches for it; elsewhere the
+            # contact found by email is written only when its number is the lead's.
+            phone=records.number_of(record),
+            trusted=route is not None and route.auth.type == "hubspot",
+        )
+        state["hubspot_progress"] = {"contact_id": result.contact_id, "note_id": result.note_id,
+                                     "done": sorted(result.done)}  # fmt: skip
+        hold = result.hold_until if result.kind == "hold" else None
+        if result.kind in _HUBSPOT_DONE:
+            state["hubspot"] = result.kind
+        elif result.kind == "final" or now >= give_up_at or (hold is not None and hold >= give_up_at):
+            state["hubspot"] = "final" if result.kind == "final" else "gave_up"
+            report.extra["hubspot_failed"] = result.reason
+        elif hold is not None:
+            state["hubspot_hold_until"] = hold
+            return [hold]
+        else:
+            waits.append(result.retry_after or 0)
+        return []
 
     def _step(self, record: Mapping[str, Any], attempts: int) -> int:
         """The wait before the next lookup or report: the lead's own backoff (its route's retry schedule)."""

@@ -19,13 +19,13 @@ PHONE_NAMES = (
     "phone", "telefono", "celular", "movil", "mobile", "mobilephone", "whatsapp", "yourphone",
     "phonenumber", "telephone", "tel", "fono", "cellphone", "cell", "numerotelefono",
     "numerodetelefono", "numerocelular", "telefonocelular", "telefonomovil", "contactphone",
-    "phonemobile", "numero", "wpp",
+    "phonemobile", "numero", "wpp", "telefone",  # Portuguese: RD Station's forms (telefone, nome)
 )  # fmt: skip
 NAME_NAMES = (
     "name", "nombre", "fullname", "nombrecompleto", "yourname", "contactname", "firstname",
-    "nombres", "first", "givenname",
+    "nombres", "first", "givenname", "nome",
 )  # fmt: skip
-LAST_NAME_NAMES = ("lastname", "apellido", "apellidos", "last", "surname", "familyname")
+LAST_NAME_NAMES = ("lastname", "apellido", "apellidos", "last", "surname", "familyname", "sobrenome")
 EMAIL_NAMES = ("email", "correo", "correoelectronico", "mail", "youremail", "emailaddress", "emailaddr")
 # Keys under which list items carry their own name (Typeform, Tally, WPForms, Gravity).
 _ITEM_NAME_KEYS = ("label", "name", "title", "field", "ref", "key", "id")
@@ -194,10 +194,7 @@ def _walk(data: Any) -> Iterator[tuple[str, Any, bool, int]]:
         if isinstance(node, dict):
             if _is_file(node):
                 continue
-            # {"name": "Contact form", "data": {...}}: this object describes the form, not the lead.
-            describes_form = meta or any(
-                isinstance(v, (dict, list)) and fold(k) in _CONTAINERS for k, v in node.items() if isinstance(k, str)
-            )
+            describes_form = meta or _describes_form(node)
             yield from _typeform_titled(node, level)
             for key, value in node.items():
                 if not isinstance(key, str) or "[" in key:
@@ -279,10 +276,34 @@ def _item_label(item: Mapping[str, Any]) -> str | None:
 
 
 def _item_value(item: Mapping[str, Any]) -> Any:
-    for key in ("value", "answer", "text", "phone_number", "email", "number"):
+    for key in ("value", "answer", "text"):
         if key in item:
             return item[key]
+    # Typeform's typed answers hold their value under their type ({"type": "email", "email": ...}).
+    # A record with an "email" and no such type is a person (RD Station's contact, with its name):
+    # taking its email as the value of a field named after the person put the email in Nombre.
+    kind = item.get("type")
+    if kind in ("phone_number", "email", "number") and kind in item:
+        return item[kind]
     return None
+
+
+_PERSON_NAMES = frozenset(EMAIL_NAMES[:1] + LAST_NAME_NAMES)
+
+
+def _describes_form(node: Mapping[str, Any]) -> bool:
+    """{"name": "Contact form", "data": {...}}: an object around the lead's fields describes the form.
+    One with an email or a last name of its own is a person with custom fields (ActiveCampaign's
+    contact[first_name] beside contact[fields][7]): its name is the lead's."""
+    holds_fields = any(
+        isinstance(v, (dict, list)) and fold(k) in _CONTAINERS for k, v in node.items() if isinstance(k, str)
+    )
+    return holds_fields and not _is_person(node)
+
+
+def _is_person(node: Mapping[str, Any]) -> bool:
+    """An object holding a person's email or last name as text: a lead, not a form's description."""
+    return any(isinstance(v, str) and isinstance(k, str) and fold(k) in _PERSON_NAMES for k, v in node.items())
 
 
 def find_phone(body: Mapping[str, Any]) -> str:

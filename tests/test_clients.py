@@ -6,11 +6,13 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import inspect
 import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.utils import formatdate
 from typing import Any
 
@@ -173,6 +175,16 @@ def test_the_signature_covers_id_time_and_body() -> None:
     assert sign(SECRET, MSG_ID, 1_700_000_001, body) != headers
 
 
+def test_our_signature_is_the_official_vector_and_the_official_librarys() -> None:
+    # The official test vector (standard-webhooks, libraries/python/tests/test_webhooks.py, test_sign_function).
+    secret, msg_id, timestamp = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330
+    body = b'{"test": 2432232314}'
+    ours = sign(secret, msg_id, timestamp, body)["webhook-signature"]
+    assert ours == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    official = Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode())
+    assert ours == official
+
+
 @pytest.mark.parametrize("secret", ["", "whsec_", "whsec_not*base64", "whsec_===="])
 def test_a_bad_secret_cannot_sign(secret: str) -> None:
     with pytest.raises(ValueError, match="secret"):
@@ -192,8 +204,32 @@ def test_three_500s_then_delivered(pool: urllib3.PoolManager, receiver: FakeRece
     # The same webhook-id on every attempt: the receiver can dedupe.
     assert {a.headers["webhook-id"] for a in receiver.attempts} == {MSG_ID}
     (accepted,) = receiver.accepted()
-    assert accepted.payload == PAYLOAD
+    assert accepted.payload == {**PAYLOAD, "timestamp": accepted.payload["timestamp"]}
     assert accepted.headers["content-type"] == "application/json"
+
+
+def test_the_body_says_when_the_event_happened(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+    """Standard Webhooks' payload: `type`, then `timestamp`, the event's time, the same on every attempt."""
+    receiver.script = [500, 200]
+    for _ in range(2):
+        deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, occurred_at=1_764_590_400.7)
+    bodies = [json.loads(a.body) for a in receiver.attempts]
+    assert all(a.verified for a in receiver.attempts)  # the official library verified the stamped body
+    assert [b["timestamp"] for b in bodies] == ["2025-12-01T12:00:00Z"] * 2
+    assert list(bodies[0])[:2] == ["type", "timestamp"]
+    assert {k: v for k, v in bodies[0].items() if k != "timestamp"} == PAYLOAD
+    # Without the event's time, the attempt's own (stale here, so refused, but its body is what counts).
+    deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, now=1_800_000_000.0)
+    assert json.loads(receiver.attempts[-1].body)["timestamp"] == "2027-01-15T08:00:00Z"
+    # A payload with its own timestamp keeps it.
+    deliver(pool, receiver.url, SECRET, MSG_ID, {**PAYLOAD, "timestamp": "2020-01-01T00:00:00Z"})
+    assert json.loads(receiver.attempts[-1].body)["timestamp"] == "2020-01-01T00:00:00Z"
+
+
+def test_the_outcome_webhook_waits_15_seconds() -> None:
+    """Standard Webhooks: "A recommended request timeout value for webhooks is somewhere between 15 and 30s"."""
+    assert outgoing.TIMEOUT == 15.0
+    assert inspect.signature(deliver).parameters["timeout"].default == outgoing.TIMEOUT
 
 
 def test_410_is_final(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
@@ -267,15 +303,21 @@ def test_a_secret_that_cannot_sign_is_retried_and_nothing_is_sent(
 
 def test_request_builders() -> None:
     patch = hubspot.update_contact("101", "formcall_call_status", "Conectada")
-    assert (patch.method, patch.path) == ("PATCH", "/crm/v3/objects/contacts/101")
+    assert (patch.method, patch.path) == ("PATCH", "/crm/objects/2026-09/contacts/101")
     assert json.loads(patch.body or b"") == {"properties": {"formcall_call_status": "Conectada"}}
-    search = hubspot.search_by_email("ana@acme.cl")
-    assert (search.method, search.path) == ("POST", "/crm/v3/objects/contacts/search")
-    assert json.loads(search.body or b"")["filterGroups"] == [
-        {"filters": [{"propertyName": "email", "operator": "EQ", "value": "ana@acme.cl"}]}
-    ]
+    by_email = hubspot.update_contact_by_email("ana+x@acme.cl", "formcall_call_status", "Conectada")
+    assert (by_email.method, by_email.path) == (
+        "PATCH",
+        "/crm/objects/2026-09/contacts/ana%2Bx%40acme.cl?idProperty=email",
+    )
+    read = hubspot.read_contact_by_email("ana@acme.cl")
+    assert (read.method, read.path, read.body) == (
+        "GET",
+        "/crm/objects/2026-09/contacts/ana%40acme.cl?idProperty=email&properties=phone,mobilephone",
+        None,
+    )
     note = hubspot.create_note("Llamada FormCall: <Conectada>\nlead_id: ld_1", 1_764_590_400_000)
-    assert (note.method, note.path) == ("POST", "/crm/v3/objects/notes")
+    assert (note.method, note.path) == ("POST", "/crm/objects/2026-09/notes")
     assert json.loads(note.body or b"") == {
         "properties": {
             "hs_timestamp": "1764590400000",
@@ -283,8 +325,9 @@ def test_request_builders() -> None:
         }
     }
     link = hubspot.associate_note("9001", "101")
-    assert (link.method, link.path) == ("PUT", "/crm/v4/objects/notes/9001/associations/contacts/101")
+    assert (link.method, link.path) == ("PUT", "/crm/objects/2026-09/notes/9001/associations/contacts/101")
     assert json.loads(link.body or b"") == [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}]
+    assert hubspot.account_details().path == "/account-info/2026-09/details"
 
 
 @pytest.mark.parametrize(
@@ -293,6 +336,40 @@ def test_request_builders() -> None:
 )
 def test_contact_ids(value: Any, expected: str | None) -> None:
     assert hubspot.contact_id_of(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("properties", "expected"),
+    [
+        ({"phone": "+56961234567"}, True),
+        ({"phone": "+56 9 6123 4567"}, True),
+        ({"phone": "9 6123 4567"}, True),  # national, read in the lead's country
+        ({"phone": "56961234567"}, True),  # the country code without "+"
+        ({"phone": "", "mobilephone": "(+56) 9-6123-4567"}, True),
+        ({"phone": "+56 9 6123 4568"}, False),
+        ({"phone": "+54 9 6123 4567"}, False),
+        ({"phone": None, "mobilephone": None}, False),
+        ({}, False),
+        ({"phone": "x" * 500}, False),
+        ({"email": "+56961234567"}, False),  # only phone and mobilephone count
+    ],
+)
+def test_may_write(properties: dict[str, Any], expected: bool) -> None:
+    assert hubspot.may_write(properties, "+56961234567") is expected
+
+
+def test_may_write_needs_the_leads_number() -> None:
+    assert hubspot.may_write({"phone": "+56961234567"}, None) is False
+    assert hubspot.may_write({"phone": "+56961234567"}, "") is False
+
+
+def test_next_day_is_midnight_in_the_accounts_zone() -> None:
+    # 2026-12-06 10:00 UTC is 07:00 in Santiago (summer, -03:00): its next midnight is 03:00 UTC tomorrow.
+    now = 1_796_551_200.0
+    assert hubspot.next_day(now, "America/Santiago") == 1_796_612_400.0
+    assert hubspot.next_day(now, "Asia/Tokyo") == 1_796_569_200.0  # 19:00 there; midnight at 15:00 UTC
+    assert hubspot.next_day(now, "Not/AZone", -10_800_000) == 1_796_612_400.0  # the offset, when the name is unknown
+    assert hubspot.next_day(now, None) == now + 86_400
 
 
 def _answer(status: int, body: Any = None, **headers: str) -> Answer:
@@ -304,6 +381,10 @@ def test_classify() -> None:
     assert hubspot.classify(_answer(200, {}), now) is None
     assert hubspot.classify(_answer(429, {"errorType": "RATE_LIMIT"}, retry_after="3"), now)[:2] == ("retry", 3)
     assert hubspot.classify(_answer(429, {}), now)[:2] == ("retry", 10)
+    secondly = {"errorType": "RATE_LIMIT", "policyName": "SECONDLY"}
+    assert hubspot.classify(_answer(429, secondly, retry_after="1"), now)[:2] == ("retry", 1)
+    daily = {"message": "You have reached your daily limit.", "errorType": "RATE_LIMIT", "policyName": "DAILY"}
+    assert hubspot.classify(_answer(429, daily, retry_after="1"), now)[:2] == ("hold", None)
     assert hubspot.classify(_answer(502, None), now)[:2] == ("retry", None)
     assert hubspot.classify(_answer(401, {"category": "INVALID_AUTHENTICATION"}), now)[0] == "final"
     assert hubspot.classify(_answer(403, {"category": "MISSING_SCOPES"}), now)[0] == "final"
@@ -315,14 +396,18 @@ def test_classify() -> None:
 
 
 def test_parsers() -> None:
-    assert hubspot.found_id(_answer(200, {"total": 1, "results": [{"id": "101"}]})) == "101"
-    assert hubspot.found_id(_answer(200, {"total": 0, "results": []})) is None
-    assert hubspot.found_id(Answer(200, {}, b"<html>")) is None
+    assert hubspot.contact_of(_answer(200, {"id": "101", "properties": {"phone": "+1"}})) == ("101", {"phone": "+1"})
+    assert hubspot.contact_of(Answer(200, {}, b"<html>")) == (None, {})
     assert hubspot.created_id(_answer(201, {"id": "9001"})) == "9001"
     assert hubspot.created_id(_answer(201, {"id": None})) is None
+    details = {"timeZone": "America/Santiago", "utcOffsetMilliseconds": -10_800_000}
+    assert hubspot.account_zone(_answer(200, details)) == ("America/Santiago", -10_800_000)
+    assert hubspot.account_zone(_answer(429, details)) == (None, None)
 
 
 # ---- HubSpot over loopback ---------------------------------------------------------------------
+
+NUMBER = "+56961234567"
 
 
 def client(crm: FakeHubSpot, pool: urllib3.PoolManager, token: str = HUBSPOT_TOKEN) -> HubSpotClient:
@@ -337,34 +422,112 @@ def write(c: HubSpotClient, **changes: Any) -> hubspot.HubSpotResult:
         "value": "Conectada",
         "note": outcomes.note_text(LEAD),
         "timestamp_ms": 1_764_590_400_000,
+        "phone": NUMBER,
+        "trusted": True,
         **changes,
     }
     return c.write_outcome(**args)
 
 
-def test_found_by_id(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_the_fake_refuses_the_retired_versions(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    auth = {"Authorization": f"Bearer {HUBSPOT_TOKEN}", "Content-Type": "application/json"}
+    patch = json.dumps({"properties": {"formcall_call_status": "x"}}).encode()
+    for method, path, body in [
+        ("PATCH", f"/crm/v3/objects/contacts/{cid}", patch),
+        ("POST", "/crm/v3/objects/contacts/search", b'{"filterGroups":[]}'),
+        ("POST", "/crm/v3/objects/notes", b'{"properties":{"hs_timestamp":"1"}}'),
+        ("PUT", f"/crm/v4/objects/notes/1/associations/contacts/{cid}", b"[]"),
+    ]:
+        assert send(pool, method, crm.url + path, headers=auth, body=body, timeout=2).status == 404
+    assert crm.notes == {} and "formcall_call_status" not in crm.contacts[cid].properties
+    assert (
+        send(pool, "PATCH", f"{crm.url}/crm/objects/2026-09/contacts/{cid}", headers=auth, body=patch, timeout=2).status
+        == 200
+    )
+
+
+def test_only_date_based_paths_are_used(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    crm.add_contact("ana@acme.cl", phone=NUMBER)
+    assert write(client(crm, pool), email="ana@acme.cl", trusted=False).kind == "delivered"
+    assert write(client(crm, pool), email="ana@acme.cl").kind == "delivered"
+    assert crm.calls and all(c.path.startswith("/crm/objects/2026-09/") for c in crm.calls)
+
+
+def test_found_by_id_on_a_hubspot_route(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), contact_id=cid, email="ana@acme.cl")
     assert result.kind == "delivered"
-    assert (result.contact_id, result.done) == (cid, frozenset({"property", "note", "association"}))
+    assert (result.contact_id, result.done) == (cid, frozenset({"contact", "property", "note", "association"}))
     assert crm.contacts[cid].properties["formcall_call_status"] == "Conectada"
     (note,) = crm.notes_of(cid)
     assert note["hs_timestamp"] == "1764590400000"
     assert "Llamada FormCall: Conectada" in note["hs_note_body"]
     assert result.note_id in crm.notes
-    assert [(c.method, c.path.split("/")[3]) for c in crm.calls] == [
-        ("PATCH", "objects"),
-        ("POST", "objects"),
-        ("PUT", "objects"),
+    assert [(c.method, c.path) for c in crm.calls] == [
+        ("PATCH", f"/crm/objects/2026-09/contacts/{cid}"),
+        ("POST", "/crm/objects/2026-09/notes"),
+        ("PUT", f"/crm/objects/2026-09/notes/{result.note_id}/associations/contacts/{cid}"),
     ]
     assert all(c.headers["authorization"] == f"Bearer {HUBSPOT_TOKEN}" for c in crm.calls)
 
 
-def test_found_by_email(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_found_by_email_on_a_hubspot_route_with_one_patch(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), email=" Ana@Acme.CL ")
     assert (result.kind, result.contact_id) == ("delivered", cid)
-    assert crm.calls[0].path == "/crm/v3/objects/contacts/search"
+    # No search API (its own, lower rate limit) and no read: the PATCH names the contact by email.
+    assert (crm.calls[0].method, crm.calls[0].path) == (
+        "PATCH",
+        "/crm/objects/2026-09/contacts/ana%40acme.cl?idProperty=email",
+    )
+    assert len(crm.calls) == 3
+    assert len(crm.notes_of(cid)) == 1
+
+
+def test_elsewhere_the_contact_is_written_only_when_its_number_is_the_leads(
+    crm: FakeHubSpot, pool: urllib3.PoolManager
+) -> None:
+    cid = crm.add_contact("ana@acme.cl", mobilephone="+56 9 6123 4567")
+    result = write(client(crm, pool), email="ana@acme.cl", trusted=False)
+    assert (result.kind, result.contact_id) == ("delivered", cid)
+    assert [(c.method, c.path.split("?")[0]) for c in crm.calls[:2]] == [
+        ("GET", "/crm/objects/2026-09/contacts/ana%40acme.cl"),
+        ("PATCH", f"/crm/objects/2026-09/contacts/{cid}"),
+    ]
+    assert crm.calls[0].path.endswith("?idProperty=email&properties=phone,mobilephone")
+    assert len(crm.notes_of(cid)) == 1
+
+
+def test_a_strangers_email_does_not_write_on_the_contact(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    """Issue 18.1: a stranger's form gave a real contact's email with the stranger's own number."""
+    cid = crm.add_contact("ana@acme.cl", phone="+56 9 6123 4567")
+    result = write(client(crm, pool), email="ana@acme.cl", phone="+56962000001", trusted=False)
+    assert (result.kind, result.contact_id, result.done) == ("mismatch", None, frozenset())
+    assert "formcall_call_status" not in crm.contacts[cid].properties
+    assert crm.notes == {} and [c.method for c in crm.calls] == ["GET"]
+    assert "ana@" not in result.reason
+
+
+def test_elsewhere_a_submitted_id_is_ignored(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    """Issue 18.1: posting "vid": "4242" on a public route set the property on contact 4242."""
+    victim = crm.add_contact("victim@acme.cl", phone="+56 2 2123 4567")
+    result = write(client(crm, pool), contact_id=victim, email=None, trusted=False)
+    assert result.kind == "not_found"
+    assert "formcall_call_status" not in crm.contacts[victim].properties
+    assert crm.calls == [] and crm.notes == {}
+
+
+def test_a_checked_contact_is_not_read_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl", phone=NUMBER)
+    c = client(crm, pool)
+    crm.fail_next(1, 500, path="/notes")
+    first = write(c, email="ana@acme.cl", trusted=False)
+    assert (first.kind, first.done) == ("retry", frozenset({"contact", "property"}))
+    crm.calls.clear()
+    second = write(c, email="ana@acme.cl", trusted=False, contact_id=first.contact_id, done=first.done)
+    assert second.kind == "delivered"
+    assert [x.method for x in crm.calls] == ["POST", "PUT"]
     assert len(crm.notes_of(cid)) == 1
 
 
@@ -375,12 +538,20 @@ def test_a_stale_id_falls_back_to_the_email(crm: FakeHubSpot, pool: urllib3.Pool
     assert [c.status for c in crm.calls[:2]] == [404, 200]
 
 
-@pytest.mark.parametrize(("contact_id", "email"), [("999", "nadie@acme.cl"), (None, "nadie@acme.cl"), ("999", None)])
+@pytest.mark.parametrize(
+    ("contact_id", "email", "trusted"),
+    [
+        ("999", "nadie@acme.cl", True),
+        (None, "nadie@acme.cl", True),
+        ("999", None, True),
+        (None, "nadie@acme.cl", False),
+    ],
+)
 def test_contact_not_found(
-    crm: FakeHubSpot, pool: urllib3.PoolManager, contact_id: str | None, email: str | None
+    crm: FakeHubSpot, pool: urllib3.PoolManager, contact_id: str | None, email: str | None, trusted: bool
 ) -> None:
-    crm.add_contact("ana@acme.cl")
-    result = write(client(crm, pool), contact_id=contact_id, email=email)
+    crm.add_contact("ana@acme.cl", phone=NUMBER)
+    result = write(client(crm, pool), contact_id=contact_id, email=email, trusted=trusted)
     assert (result.kind, result.contact_id, result.done) == ("not_found", None, frozenset())
     assert "nadie" not in result.reason
     assert crm.notes == {}
@@ -391,7 +562,7 @@ def test_429_then_200(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     c = client(crm, pool)
     crm.fail_next(1, 429, {"Retry-After": "2"})
     first = write(c, contact_id=cid)
-    assert (first.kind, first.retry_after, first.done) == ("retry", 2, frozenset())
+    assert (first.kind, first.retry_after, first.hold_until) == ("retry", 2, None)
     assert "rate limit" in first.reason
     second = write(c, contact_id=first.contact_id, done=first.done, note_id=first.note_id)
     assert second.kind == "delivered"
@@ -404,12 +575,37 @@ def test_429_without_retry_after_waits_ten_seconds(crm: FakeHubSpot, pool: urlli
     assert write(client(crm, pool), contact_id=cid).retry_after == 10
 
 
+@pytest.mark.parametrize("zone", ["America/Santiago", "Asia/Kolkata"])
+def test_a_daily_429_holds_until_the_accounts_midnight(crm: FakeHubSpot, pool: urllib3.PoolManager, zone: str) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    crm.time_zone = zone
+    crm.fail_next(1, 429, {"Retry-After": "1"}, policy="DAILY")
+    before = time.time()
+    result = write(client(crm, pool), contact_id=cid)
+    after = time.time()
+    assert (result.kind, result.retry_after, result.done) == ("hold", None, frozenset({"contact"}))
+    assert "daily limit" in result.reason
+    assert result.hold_until is not None
+    assert hubspot.next_day(before, zone) <= result.hold_until <= hubspot.next_day(after, zone)
+    assert crm.calls[-1].path == "/account-info/2026-09/details"
+    assert "formcall_call_status" not in crm.contacts[cid].properties
+
+
+def test_a_daily_429_without_the_accounts_zone_holds_a_day(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl")
+    crm.fail_next(2, 429, policy="DAILY")  # the details are refused too
+    before = time.time()
+    result = write(client(crm, pool), contact_id=cid)
+    assert result.kind == "hold" and result.hold_until is not None
+    assert before + 86_400 <= result.hold_until <= time.time() + 86_400
+
+
 def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     cid = crm.add_contact("ana@acme.cl")
     c = client(crm, pool)
     crm.fail_next(1, 500, path="/associations/")
     first = write(c, contact_id=cid)
-    assert (first.kind, first.done) == ("retry", frozenset({"property", "note"}))
+    assert (first.kind, first.done) == ("retry", frozenset({"contact", "property", "note"}))
     assert first.reason.startswith("association: HubSpot unavailable (HTTP 500")
     assert first.note_id in crm.notes
     crm.calls.clear()
@@ -418,7 +614,7 @@ def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolMa
     assert second.note_id == first.note_id
     # Only the step left is sent: no second PATCH, no second note.
     assert [(x.method, x.path) for x in crm.calls] == [
-        ("PUT", f"/crm/v4/objects/notes/{first.note_id}/associations/contacts/{cid}")
+        ("PUT", f"/crm/objects/2026-09/notes/{first.note_id}/associations/contacts/{cid}")
     ]
     assert len(crm.notes) == 1
     assert len(crm.notes_of(cid)) == 1
@@ -426,27 +622,26 @@ def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolMa
 
 def test_note_done_without_its_id_is_made_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     cid = crm.add_contact("ana@acme.cl")
-    result = write(client(crm, pool), contact_id=cid, done={"property", "note"}, note_id=None)
+    result = write(client(crm, pool), contact_id=cid, done={"contact", "property", "note"}, note_id=None)
     assert result.kind == "delivered"
     assert [x.method for x in crm.calls] == ["POST", "PUT"]
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_property_done_without_a_contact_id_searches_for_it(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
-    cid = crm.add_contact("ana@acme.cl")
-    result = write(client(crm, pool), email="ana@acme.cl", done={"property"})
+def test_property_done_without_a_contact_id_is_written_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+    cid = crm.add_contact("ana@acme.cl", phone=NUMBER)
+    result = write(client(crm, pool), email="ana@acme.cl", done={"property"}, trusted=False)
     assert (result.kind, result.contact_id) == ("delivered", cid)
-    assert [x.path.rsplit("/", 1)[-1] for x in crm.calls][:2] == ["search", "notes"]
-    assert "formcall_call_status" not in crm.contacts[cid].properties
+    assert [x.method for x in crm.calls] == ["GET", "PATCH", "POST", "PUT"]
 
 
 def test_a_lost_note_answer_never_shows_two_notes(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     cid = crm.add_contact("ana@acme.cl")
     c = client(crm, pool)
     # The create reaches HubSpot, which makes the note, but its answer is lost.
-    crm.lose_next(1, path="/crm/v3/objects/notes")
+    crm.lose_next(1, path="/crm/objects/2026-09/notes")
     lost = write(c, contact_id=cid)
-    assert (lost.kind, lost.note_id, lost.done) == ("retry", None, frozenset({"property"}))
+    assert (lost.kind, lost.note_id, lost.done) == ("retry", None, frozenset({"contact", "property"}))
     assert "unattached" in lost.reason
     assert len(crm.notes) == 1
     retried = write(c, contact_id=lost.contact_id, done=lost.done, note_id=lost.note_id)
@@ -465,8 +660,8 @@ def test_token_refused_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> 
 
 
 def test_token_without_write_scope_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
-    cid = crm.add_contact("ana@acme.cl")
-    result = write(client(crm, pool, token="pat-readonly"), email="ana@acme.cl")
+    cid = crm.add_contact("ana@acme.cl", phone=NUMBER)
+    result = write(client(crm, pool, token="pat-readonly"), email="ana@acme.cl", trusted=False)
     assert result.kind == "final"
     assert result.contact_id == cid
     assert "crm.objects.contacts.write" in result.reason
@@ -482,5 +677,5 @@ def test_a_missing_property_is_final_and_says_so(crm: FakeHubSpot, pool: urllib3
 
 def test_hubspot_down_is_retried(pool: urllib3.PoolManager) -> None:
     result = write(HubSpotClient(pool, HUBSPOT_TOKEN, api_url="http://127.0.0.1:9", timeout=1), contact_id="101")
-    assert (result.kind, result.done) == ("retry", frozenset())
+    assert (result.kind, result.done) == ("retry", frozenset({"contact"}))
     assert result.reason.startswith("no answer from HubSpot")

@@ -82,6 +82,12 @@ auth = {{ type = "standard_webhooks", secret = "env:SW_SECRET" }}
 [routes.phones]
 dedupe = {{ key = "{{{{ submission }}}}" }}
 rate_limit = {{ per_phone = "2/day" }}
+
+[routes.hubspot_limited]
+auth = {{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET", public_url = "{PUBLIC_URL}_limited" }}
+phone = "{{{{ properties.phone.value }}}}"
+dedupe = {{ key = "{{{{ vid }}}}" }}
+rate_limit = {{ per_phone = "1/day" }}
 """
 
 
@@ -275,6 +281,30 @@ def test_rate_limit_per_phone(fn: FunctionProcess, simulator: Simulator) -> None
     statuses = [post_json(fn, "phones", {"phone": phone, "submission": f"s{i}"}).status_code for i in range(3)]
     assert statuses == [200, 200, 429]
     assert len(simulator.placed()) == 2
+
+
+def test_a_429_on_a_hubspot_route_says_retry_after_in_milliseconds(fn: FunctionProcess, simulator: Simulator) -> None:
+    """HubSpot's workflows read a 429's Retry-After in milliseconds; everyone else, in seconds (RFC 9110)."""
+    phone = number()
+    answers = []
+    for vid in (8101, 8102):
+        body = json.dumps({"vid": vid, "properties": {"phone": {"value": phone}}}).encode()
+        headers = {
+            **hubspot_v3(HUBSPOT_SECRET, "POST", PUBLIC_URL + "_limited", body),
+            "Content-Type": "application/json",
+        }
+        answers.append(requests.post(f"{fn.url}/hubspot_limited", data=body, headers=headers, timeout=30))
+    assert [a.status_code for a in answers] == [200, 429], answers[1].text
+    assert answers[1].json()["error"] == "rate_limited"
+    wait_ms = int(answers[1].headers["Retry-After"])
+    # per_phone 1/day: most of a day, counted in milliseconds.
+    assert 86_300_000 <= wait_ms <= 86_400_000
+    assert len(simulator.placed()) == 1
+    # The same limit on an unsigned route still answers seconds.
+    other = number()
+    statuses = [post_json(fn, "phones", {"phone": other, "submission": f"ms{i}"}) for i in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert 86_300 <= int(statuses[2].headers["Retry-After"]) <= 86_400
 
 
 # -- HTML forms --

@@ -161,3 +161,57 @@ def test_the_outermost_number_is_the_leads() -> None:
 def test_a_phone_field_without_digits_is_passed_over() -> None:
     assert mapping.find_phone({"phone": "false", "telefono": "+56 9 6123 4567"}) == "+56 9 6123 4567"
     assert mapping.find_phone({"phone": "n/a"}) == "n/a"  # then invalid_phone, not phone_missing
+
+
+# -- the senders' documented payloads (issue 21) --
+
+
+def test_rd_station_documented_contact_keeps_its_email_out_of_nombre() -> None:
+    """RD Station's own sample (WEBHOOK.CONVERTED, "payload padrão"): a contact named "Contact Name" with an
+    email was read as a field named "Contact Name" holding the email, and that beat contact.name."""
+    body = {
+        "event_type": "WEBHOOK.CONVERTED",
+        "entity_type": "CONTACT",
+        "event_identifier": "my-event-identifier",
+        "contact": {
+            "uuid": "c2f3d2b3-7250-4d27-97f4-eef38be32f7f",
+            "email": "contact@example.com",
+            "name": "Contact Name",
+            "personal_phone": "48 30252598",
+            "mobile_phone": "48 30252598",
+            "legal_bases": [{"category": "communications", "type": "consent", "status": "granted"}],
+            "company": {"name": "Company Example 0"},
+            "funnel": {"name": "default", "contact_owner_email": "owner@example.com"},
+        },
+    }
+    assert mapping.builtin_adicional(body) == {"Nombre": "Contact Name", "Email": "contact@example.com"}
+    assert mapping.find_phone(body) == "48 30252598"
+
+
+def test_typeform_typed_answers_still_name_their_value_by_type() -> None:
+    email = {"type": "email", "email": "ana@acme.cl", "field": {"id": "x1", "type": "email"}}
+    phone = {"type": "phone_number", "phone_number": "+56961234567", "field": {"id": "x2"}}
+    answers = {"answers": [email, phone]}
+    assert mapping.find_phone(answers) == "+56961234567"
+    assert mapping.builtin_adicional(answers)["Email"] == "ana@acme.cl"
+
+
+def test_rd_station_legacy_portuguese_fields() -> None:
+    body = {"leads": [{"email": "f@example.cl", "name": None, "personal_phone": None, "mobile_phone": None,
+                       "last_conversion": {"content": {"nome": "Fernanda", "sobrenome": "Ríos",
+                                                       "telefone": "(9) 6543-2109"}}}]}  # fmt: skip
+    assert mapping.find_phone(body) == "(9) 6543-2109"
+    assert mapping.builtin_adicional(body) == {"Nombre": "Fernanda Ríos", "Email": "f@example.cl"}
+
+
+def test_activecampaign_contact_with_custom_fields_keeps_its_name() -> None:
+    """contact[fields][7]=... made the contact look like a form around its fields: its name was skipped."""
+    raw = (b"type=subscribe&contact[email]=d%40example.cl&contact[first_name]=Daniela&contact[last_name]=Pizarro"
+           b"&contact[phone]=%2B56971234567&contact[fields][7]=Las+Condes&form[id]=12")  # fmt: skip
+    body = parse_body("application/x-www-form-urlencoded", raw)
+    assert mapping.builtin_adicional(body) == {"Nombre": "Daniela Pizarro", "Email": "d@example.cl"}
+
+
+def test_a_form_around_its_fields_is_still_not_the_lead() -> None:
+    body = {"name": "Formulario Contacto", "data": {"telefono": "+56961234567", "nombre": "Ana"}}
+    assert mapping.builtin_adicional(body)["Nombre"] == "Ana"

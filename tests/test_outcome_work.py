@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.clients import hubspot as hubspot_client
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.receiver import FakeReceiver
+from tests.signing import hubspot_v3
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "outcome-token-77"
@@ -54,6 +56,7 @@ def make_app(tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = 
             "FORMCALL_SECURITY_TOKEN": TOKEN,
             "OUTCOME_SECRET": SECRET,
             "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
+            "HUBSPOT_APP_SECRET": "hs-app-secret-outcomes",
         }
     )
 
@@ -162,6 +165,9 @@ def test_receiver_500_three_times_then_200(tmp_path: Path, simulator: Simulator)
         record = settle(app, answer["lead_id"], passes=12)
         assert [a.status for a in receiver.attempts] == [500, 500, 500, 200]
         assert len({a.headers["webhook-id"] for a in receiver.attempts}) == 1
+        # The event's time (Standard Webhooks' `timestamp`) is the same on every attempt; the attempt's is not.
+        assert len({json.loads(a.body)["timestamp"] for a in receiver.attempts}) == 1
+        assert len({a.headers["webhook-timestamp"] for a in receiver.attempts}) > 1
         assert len(receiver.accepted()) == 1
         assert record["outcome"]["webhook"] == "delivered"
     finally:
@@ -190,9 +196,9 @@ def hubspot_outcome(hubspot: FakeHubSpot) -> str:
 
 
 def test_hubspot_429_then_200(tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot) -> None:
-    contact = hubspot.add_contact("lead@example.cl")
+    contact = hubspot.add_contact("lead@example.cl", phone="+56 9 6200 0107")
     app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
-    answer = post(app, {"vid": int(contact), "properties": {"phone": {"value": "+56 9 6200 0107"}}})
+    answer = post(app, {"email": "Lead@Example.cl", "phone": "+56 9 6200 0107"})
     hubspot.fail_next(1, 429, {"Retry-After": "1"})
     record = settle(app, answer["lead_id"], passes=10)
     assert record["outcome"]["hubspot"] == "delivered"
@@ -203,6 +209,7 @@ def test_hubspot_429_then_200(tmp_path: Path, simulator: Simulator, hubspot: Fak
     statuses = [c.status for c in hubspot.calls]
     assert statuses[0] == 429 and all(200 <= s < 300 for s in statuses[1:])
     assert all(c.headers["authorization"] == "Bearer " + HUBSPOT_TOKEN for c in hubspot.calls)
+    assert all(c.path.startswith("/crm/objects/2026-09/") for c in hubspot.calls)
 
 
 def test_hubspot_contact_not_found_does_not_fail_the_lead(
@@ -215,6 +222,100 @@ def test_hubspot_contact_not_found_does_not_fail_the_lead(
     assert record["outcome"]["hubspot"] == "not_found"
     assert record["due_at"] is None
     assert hubspot.notes == {}
+
+
+def test_a_vid_posted_to_a_public_route_writes_no_contact(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    """Issue 18.1: "vid": "4242" on a public route set the property and a note on contact 4242."""
+    victim = hubspot.add_contact("victim@example.cl", phone="+56 2 2123 4567")
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
+    answer = post(app, {"vid": victim, "objectId": victim, "phone": "+56 9 6200 0109"})
+    record = settle(app, answer["lead_id"])
+    assert record["outcome"]["hubspot"] == "not_found"
+    assert "formcall_call_status" not in hubspot.contacts[victim].properties
+    assert hubspot.notes == {} and hubspot.calls == []
+
+
+def test_a_strangers_email_writes_no_contact(tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot) -> None:
+    """Issue 18.1: a stranger's form with contact 777's email got contact 777 written."""
+    victim = hubspot.add_contact("victim@example.cl", phone="+56 2 2123 4567", mobilephone="+56 9 8765 4321")
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
+    answer = post(app, {"email": "victim@example.cl", "phone": "+56 9 6200 0110"})
+    record = settle(app, answer["lead_id"])
+    assert record["outcome"]["hubspot"] == "mismatch"
+    assert record["due_at"] is None
+    assert "formcall_call_status" not in hubspot.contacts[victim].properties
+    assert hubspot.notes == {} and [c.method for c in hubspot.calls] == ["GET"]
+
+
+def test_on_a_hubspot_signed_route_the_vid_is_the_contact(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    """HubSpot's signature vouches for the vid: that contact is written, whatever its phone says."""
+    contact = hubspot.add_contact("lead@example.cl", phone="+56 2 2000 0000")
+    public_url = "https://REGION-PROJECT.cloudfunctions.net/formcall-webhook/default"
+    signed = '{ type = "hubspot", secret = "env:HUBSPOT_APP_SECRET", ' + f'public_url = "{public_url}" }}'
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot) + f"\nauth = {signed}")
+    raw = json.dumps({"vid": int(contact), "properties": {"phone": {"value": "+56 9 6200 0113"}}}).encode()
+    headers = {"content-type": "application/json", **{k.lower(): v for k, v in hubspot_v3(
+        "hs-app-secret-outcomes", "POST", public_url, raw).items()}}  # fmt: skip
+    stream = io.BytesIO(raw)
+    request = Request("POST", "/", headers, b"", lambda n, *_: read_stream(stream, n), len(raw))
+    response = app.handle(request)
+    assert response.status == 200, response.body
+    record = settle(app, json.loads(response.body)["lead_id"])
+    assert record["outcome"]["hubspot"] == "delivered"
+    assert hubspot.contacts[contact].properties["formcall_call_status"] == "Conectada"
+    assert [c.method for c in hubspot.calls] == ["PATCH", "POST", "PUT"]
+    assert hubspot.calls[0].path == f"/crm/objects/2026-09/contacts/{contact}"
+
+
+def _sweep_until_held(app: App, lead_id: str) -> dict[str, Any]:
+    sweeper = Sweeper(app.runtime)
+    for _ in range(8):
+        record = app.store.get_lead(lead_id)
+        assert record is not None
+        if (record.get("outcome") or {}).get("hubspot_hold_until") or record.get("due_at") is None:
+            return record
+        time.sleep(max(0.0, min(record["due_at"] - time.time(), 5)) + 0.05)
+        sweeper.run()
+    raise AssertionError("the HubSpot write was never held")
+
+
+def test_a_daily_429_is_held_until_the_accounts_midnight(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    hubspot.add_contact("lead@example.cl", phone="+56 9 6200 0111")
+    outcome = hubspot_outcome(hubspot).replace('give_up = "1h"', 'give_up = "48h"')
+    app = make_app(tmp_path, simulator, outcome)
+    answer = post(app, {"email": "lead@example.cl", "phone": "+56 9 6200 0111"})
+    hubspot.fail_next(1, 429, {"Retry-After": "1"}, policy="DAILY")
+    before = time.time()
+    record = _sweep_until_held(app, answer["lead_id"])
+    after = time.time()
+    held = record["outcome"]["hubspot_hold_until"]
+    # Midnight in the account's zone (America/Santiago in the fake), not Retry-After's second nor an hour.
+    assert (
+        hubspot_client.next_day(before, "America/Santiago")
+        <= held
+        <= hubspot_client.next_day(after, "America/Santiago")
+    )
+    assert record["due_at"] == held
+    assert "hubspot" not in record["outcome"]
+    calls = len(hubspot.calls)
+    Sweeper(app.runtime).run()  # not due: nothing goes to HubSpot before the account's next day
+    assert len(hubspot.calls) == calls
+
+
+def test_a_daily_429_past_give_up_gives_up(tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot) -> None:
+    hubspot.add_contact("lead@example.cl", phone="+56 9 6200 0112")
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
+    answer = post(app, {"email": "lead@example.cl", "phone": "+56 9 6200 0112"})
+    hubspot.fail_next(2, 429, policy="DAILY")  # the account's details too: a day's hold, past the 1h give_up
+    record = settle(app, answer["lead_id"])
+    assert record["outcome"]["hubspot"] == "gave_up"
+    assert record["due_at"] is None
 
 
 def test_500_leads_in_one_sweep_read_each_listing_once(tmp_path: Path, simulator: Simulator) -> None:

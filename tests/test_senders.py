@@ -13,6 +13,8 @@ import hmac
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import pytest
 
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.simulator import Simulator
+from tests.harness import coverage_env
 from tests.signing import tally, typeform, webflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +57,10 @@ SECRETS = {
     "UNBOUNCE_TOKEN": "ub-token-1e9d",
     "JOTFORM_TOKEN": "jf-token-6a7c",
     "WEBFLOW_SECRET": "wf-client-secret-3d8b",
+    "WPFORMS_TOKEN": "wpf-token-4c2e",
+    "GRAVITY_TOKEN": "gf-token-9b1d",
+    "RD_STATION_TOKEN": "rd-token-7e5a",
+    "ACTIVECAMPAIGN_TOKEN": "ac-token-2f8c",
 }
 HUBSPOT_PUBLIC_URL = "https://REGION-PROJECT.cloudfunctions.net/formcall-webhook/hubspot"
 
@@ -532,6 +539,119 @@ CASES = {
         ),
         signer=webflow_signed,
     ),
+    # WPForms Webhooks addon: the Request Body keys typed in the form's settings, Request Format JSON...
+    "wpforms-json": Case(
+        "wpforms.toml",
+        "/wpforms",
+        sample("wpforms.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "54321987",
+            {
+                "Nombre": "Matías Carrasco",
+                "Email": "matias.carrasco@example.cl",
+                "Comuna": "La Florida",
+                "Mensaje": "Prefiero que me llamen en la tarde",
+            },
+        ),
+        headers=token_header("WPFORMS_TOKEN"),
+    ),
+    # ...or FORM.
+    "wpforms-form": Case(
+        "wpforms.toml",
+        "/wpforms",
+        sample("wpforms.form"),
+        WP_FORM,
+        formcall_payload(
+            "56",
+            "9",
+            "54321987",
+            {
+                "Nombre": "Matías Carrasco",
+                "Email": "matias.carrasco@example.cl",
+                "Comuna": "La Florida",
+                "Mensaje": "Prefiero que me llamen en la tarde",
+            },
+        ),
+        headers=token_header("WPFORMS_TOKEN"),
+    ),
+    # Gravity Forms Webhooks Add-On, Request Body "Select Fields": the keys chosen in Field Values.
+    "gravity-select-fields": Case(
+        "gravity_forms.toml",
+        "/gravity",
+        sample("gravity_forms.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "76543210",
+            {"Nombre": "Ignacia Morales", "Email": "ignacia.morales@example.cl", "Comuna": "Ñuñoa"},
+        ),
+        headers=token_header("GRAVITY_TOKEN"),
+    ),
+    # "All Fields": the whole entry, each field under its numeric ID ("1.3" first name, "3" the phone).
+    "gravity-all-fields": Case(
+        "gravity_forms.toml",
+        "/gravity",
+        sample("gravity_forms_all_fields.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "76543210",
+            {"Nombre": "Ignacia Morales", "Email": "ignacia.morales@example.cl", "Comuna": "Ñuñoa"},
+        ),
+        headers=token_header("GRAVITY_TOKEN"),
+    ),
+    # RD Station Marketing webhook, API 2.0 (WEBHOOK.CONVERTED): the contact; a custom field cf_comuna.
+    "rd-station": Case(
+        "rd_station.toml",
+        "/rd-station",
+        sample("rd_station.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "82345671",
+            {
+                "Nombre": "Rodrigo Alarcón",
+                "Email": "rodrigo.alarcon@example.cl",
+                "Comuna": "Providencia",
+                "Conversion": "te-llamamos-landing",
+            },
+        ),
+        query=token_query("RD_STATION_TOKEN"),
+    ),
+    # API 1.x: leads[], the form's own fields in Portuguese in the conversion's content.
+    "rd-station-legacy": Case(
+        "rd_station.toml",
+        "/rd-station-legacy",
+        sample("rd_station_legacy.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "65432109",
+            {"Nombre": "Fernanda Ríos", "Email": "fernanda.rios@example.cl", "Conversion": "te-llamamos"},
+        ),
+        query=token_query("RD_STATION_TOKEN"),
+    ),
+    # ActiveCampaign webhook: POST parameters contact[...], custom fields as contact[fields][ID].
+    "activecampaign": Case(
+        "activecampaign.toml",
+        "/activecampaign",
+        sample("activecampaign.form"),
+        FORM,
+        formcall_payload(
+            "56",
+            "9",
+            "71234567",
+            {"Nombre": "Daniela Pizarro", "Email": "daniela.pizarro@example.cl", "Comuna": "Las Condes"},
+        ),
+        query=token_query("ACTIVECAMPAIGN_TOKEN"),
+    ),
 }
 
 
@@ -550,7 +670,8 @@ def test_sender_through_its_documented_route(name: str, simulator: Simulator) ->
 # These need the route auth of spec section 5 (formcall_webhook/senders/).
 
 AUTHENTICATED = ["hubspot-custom-body-token", "zapier-json", "zapier-raw-form", "elementor-advanced", "cf7-form",
-                 "unbounce", "jotform"]  # fmt: skip
+                 "unbounce", "jotform", "wpforms-json", "gravity-all-fields", "rd-station", "rd-station-legacy",
+                 "activecampaign"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", AUTHENTICATED)
@@ -633,6 +754,13 @@ ZERO_CONFIG = {
     "typeform_documented.json": (JSON, ("56", "9", "56311283"), "Laura Navarro", "laura.navarro@example.cl"),
     "elementor_default_ids.form": (WP_FORM, ("56", "9", "61234567"), "Rocío Álvarez", "rocio.alvarez@example.cl"),
     "webflow_documented.json": (JSON, ("56", "9", "61234567"), "Gabriel Sepúlveda", "gabriel.sepulveda@example.cl"),
+    # Request Body keys named in Spanish; a contact with custom fields; Portuguese conversion fields.
+    "wpforms.json": (JSON, ("56", "9", "54321987"), "Matías Carrasco", "matias.carrasco@example.cl"),
+    "wpforms.form": (WP_FORM, ("56", "9", "54321987"), "Matías Carrasco", "matias.carrasco@example.cl"),
+    "gravity_forms.json": (JSON, ("56", "9", "76543210"), "Ignacia Morales", "ignacia.morales@example.cl"),
+    "rd_station.json": (JSON, ("56", "9", "82345671"), "Rodrigo Alarcón", "rodrigo.alarcon@example.cl"),
+    "rd_station_legacy.json": (JSON, ("56", "9", "65432109"), "Fernanda Ríos", "fernanda.rios@example.cl"),
+    "activecampaign.form": (FORM, ("56", "9", "71234567"), "Daniela Pizarro", "daniela.pizarro@example.cl"),
 }
 
 
@@ -658,6 +786,63 @@ def test_zero_config_finds_name_and_email(name: str, simulator: Simulator) -> No
     assert status == 200, payload
     expected = {key: value for key, value in {"Nombre": nombre, "Email": email}.items() if value}
     assert payload == formcall_payload(*cc_area_number, expected)
+
+
+def test_zero_config_on_gravity_all_fields_is_phone_missing(simulator: Simulator) -> None:
+    """ "All Fields" keys each field by its numeric ID: nothing is named like a phone (the guide says
+    to use "Select Fields" or body['3'])."""
+    status, answer = send(make_app(simulator, None), "/", sample("gravity_forms_all_fields.json"), JSON)
+    assert (status, answer["error"]) == (422, "phone_missing")
+    assert simulator.calls() == []
+
+
+# -- the same samples through `python -m formcall_webhook try`, as the guides tell the reader to check --
+
+TRIED = ["wpforms-json", "wpforms-form", "gravity-select-fields", "gravity-all-fields", "rd-station",
+         "rd-station-legacy", "activecampaign"]  # fmt: skip
+
+
+def try_sample(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "formcall_webhook", "try", *args],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "FORMCALL_SECURITY_TOKEN": FORMCALL_TOKEN, **coverage_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, ""), (done.stdout, done.stderr)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("name", TRIED)
+def test_try_shows_the_payload_the_route_sends(name: str) -> None:
+    case = CASES[name]
+    sample_path = next(p for p in SAMPLES.iterdir() if p.is_file() and p.read_bytes() == case.body)
+    route = case.path.strip("/")
+    result = try_sample("--config", str(CONFIGS / case.config), "--route", route,
+                        "--content-type", case.content_type, str(sample_path))  # fmt: skip
+    assert result["payload"] == {**case.expected, "security_token": "***"}
+    assert FORMCALL_TOKEN not in json.dumps(result)
+
+
+@pytest.mark.parametrize("name", ["wpforms.json", "rd_station.json", "rd_station_legacy.json", "activecampaign.form"])
+def test_try_zero_config_finds_the_same(name: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "formcall_webhook", "try", str(SAMPLES / name)],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "FORMCALL_POPUP_UUID": POPUP, **coverage_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout
+    payload = json.loads(done.stdout)["payload"]
+    _, cc_area_number, nombre, email = ZERO_CONFIG[name]
+    assert payload == {**formcall_payload(*cc_area_number, {"Nombre": nombre, "Email": email}), "security_token": "***"}
 
 
 # -- the docs show exactly the configs tested here --

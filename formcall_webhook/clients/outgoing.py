@@ -1,4 +1,9 @@
-"""Outcome webhooks, signed as Standard Webhooks and judged by the receiver's status (spec section 9)."""
+"""Outcome webhooks, signed as Standard Webhooks and judged by the receiver's status (spec section 9).
+
+As the Standard Webhooks specification (spec/standard-webhooks.md, 1.0.0) recommends: a body with `type`
+and `timestamp` ("the timestamp of when the event occurred (not necessarily the same of when it was
+delivered)"), and a request timeout "somewhere between 15 and 30s".
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from .http import TransportError, send
 # A receiver asking for more than a day is out of step with the outcome's give_up anyway.
 MAX_RETRY_AFTER = 24 * 3600
 USER_AGENT = "formcall-webhook"
+TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,11 @@ class PostResult:
     status: int | None
     retry_after: int | None
     reason: str
+
+
+def event_time(ts: float) -> str:
+    """A body's `timestamp`: ISO 8601 UTC to the second, as the record's other times are written."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:
@@ -67,12 +78,18 @@ def deliver(
     secret: str,
     msg_id: str,
     payload: dict[str, Any],
-    timeout: float,
+    timeout: float = TIMEOUT,
     now: float | None = None,
+    occurred_at: float | None = None,
 ) -> PostResult:
-    """One signed POST of `payload`; the caller keeps `msg_id` stable per lead so the receiver can dedupe."""
+    """One signed POST of `payload`; the caller keeps `msg_id` stable per lead so the receiver can dedupe.
+
+    The body gets a `timestamp` after its `type` (unless it has one): `occurred_at`, the event's own
+    time, kept the same on every attempt; else this attempt's.
+    """
     moment = time.time() if now is None else now
-    body = encode(payload)
+    head = {"type": payload["type"]} if "type" in payload else {}
+    body = encode({**head, "timestamp": event_time(moment if occurred_at is None else occurred_at), **payload})
     try:
         signature = sign(secret, msg_id, int(moment), body)
     except ValueError as err:

@@ -1,4 +1,7 @@
-"""A loopback HubSpot CRM: the contact, search, note and association endpoints as HubSpot documents them."""
+"""A loopback HubSpot CRM: the contact, note, association and account endpoints of HubSpot's date-based
+API (2026-09), as HubSpot documents them. The numbered versions (/crm/v3, /crm/v4), which HubSpot retires
+in 2027, are refused with 404, as HubSpot answers a retired API ("After that date, v1 Lists endpoints
+will return HTTP 404", developers.hubspot.com/changelog), so a client still on them fails here first."""
 
 from __future__ import annotations
 
@@ -11,9 +14,16 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
-CONTACT_PATH = re.compile(r"^/crm/v3/objects/contacts/([^/?]+)$")
-ASSOCIATION_PATH = re.compile(r"^/crm/v4/objects/(notes?|0-46)/([^/]+)/associations/(contacts?|0-1)/([^/?]+)$")
+VERSION = "2026-09"
+OBJECTS = f"/crm/objects/{VERSION}"
+CONTACT_PATH = re.compile(rf"^{OBJECTS}/(?:contacts|0-1)/([^/?]+)$")
+NOTES_PATH = re.compile(rf"^{OBJECTS}/(?:notes|0-46)$")
+ASSOCIATION_PATH = re.compile(rf"^{OBJECTS}/(notes|0-46)/([^/]+)/associations/(contacts|0-1)/([^/?]+)$")
+RETIRED = re.compile(r"^/crm/v[1-4]/")
+# Returned on every read, whatever `properties` asks for.
+DEFAULT_PROPERTIES = ("hs_object_id", "createdate", "lastmodifieddate", "email", "firstname", "lastname")
 NOTE_TO_CONTACT = 202
 NOW = "2026-12-01T12:00:00.000Z"
 
@@ -39,22 +49,27 @@ class Contact:
 class FakeHubSpot:
     """Contacts, notes and note-to-contact associations, behind a bearer token.
 
-    `fail_next(n, status, headers, path=...)` answers the next n requests (whose path holds `path`, when
-    given) with that status (429 with Retry-After, 500...) without acting on them; `lose_next(n, path=...)`
-    acts on them but resets the connection instead of answering, as a lost answer does.
+    `fail_next(n, status, headers, path=..., policy=...)` answers the next n requests (whose path holds
+    `path`, when given) with that status (429 with Retry-After, 500...) without acting on them; a 429's
+    body names `policy` ("SECONDLY", or "DAILY" for the daily limit); `lose_next(n, path=...)` acts on
+    them but resets the connection instead of answering, as a lost answer does.
+    `time_zone` is the account's, as GET /account-info/2026-09/details gives it.
     """
 
-    def __init__(self, token: str, *, readonly_tokens: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, token: str, *, readonly_tokens: tuple[str, ...] = (), time_zone: str = "America/Santiago"
+    ) -> None:
         self.token = token
+        self.time_zone = time_zone
         self.readonly_tokens = readonly_tokens
         self.contacts: dict[str, Contact] = {}
-        self.defined_properties = {"email", "firstname", "lastname", "phone", "formcall_call_status"}
+        self.defined_properties = {"email", "firstname", "lastname", "phone", "mobilephone", "formcall_call_status"}
         self.notes: dict[str, dict[str, str]] = {}
         self.associations: list[tuple[str, str, int]] = []  # (note id, contact id, type id)
         self.calls: list[Call] = []
         self.lock = threading.Lock()
-        # (path fragment or None, status or None to act and lose the answer, headers)
-        self._faults: list[tuple[str | None, int | None, dict[str, str]]] = []
+        # (path fragment or None, status or None to act and lose the answer, headers, 429 policy)
+        self._faults: list[tuple[str | None, int | None, dict[str, str], str]] = []
         self._ids = itertools.count(51_000_000_001)
         fake = self
 
@@ -106,14 +121,19 @@ class FakeHubSpot:
             return contact_id
 
     def fail_next(
-        self, count: int, status: int = 429, headers: dict[str, str] | None = None, path: str | None = None
+        self,
+        count: int,
+        status: int = 429,
+        headers: dict[str, str] | None = None,
+        path: str | None = None,
+        policy: str = "SECONDLY",
     ) -> None:
         with self.lock:
-            self._faults.extend([(path, status, dict(headers or {}))] * count)
+            self._faults.extend([(path, status, dict(headers or {}), policy)] * count)
 
     def lose_next(self, count: int = 1, path: str | None = None) -> None:
         with self.lock:
-            self._faults.extend([(path, None, {})] * count)
+            self._faults.extend([(path, None, {}, "")] * count)
 
     def notes_of(self, contact_id: str) -> list[dict[str, str]]:
         """The notes on a contact's timeline: those associated with it."""
@@ -140,9 +160,9 @@ class FakeHubSpot:
             fault = next((f for f in self._faults if f[0] is None or f[0] in call.path), None)
             if fault is not None:
                 self._faults.remove(fault)
-                _, fault_status, headers = fault
+                _, fault_status, headers, policy = fault
                 if fault_status is not None:
-                    return fault_status, headers, _failure_body(fault_status), False
+                    return fault_status, headers, _failure_body(fault_status, policy), False
             status, answer = self._route(call)
             return status, {}, answer, fault is not None
 
@@ -154,48 +174,61 @@ class FakeHubSpot:
                 "INVALID_AUTHENTICATION",
                 "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
             )
-        path = call.path.split("?", 1)[0]
+        path, _, query_string = call.path.partition("?")
+        query = parse_qs(query_string)
+        if RETIRED.match(path):
+            return 404, _error("NOT_FOUND", "This API version is no longer supported; use the date-based version.")
         read_only = token != self.token
-        if call.method == "POST" and path == "/crm/v3/objects/contacts/search":
-            return self._search(call.body)
+        match = CONTACT_PATH.match(path)
+        if call.method == "GET" and match:
+            return self._read_contact(unquote(match.group(1)), query)
+        if call.method == "GET" and path == f"/account-info/{VERSION}/details":
+            return 200, self._details()
         if read_only:
             return 403, _error("MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.")
-        match = CONTACT_PATH.match(path)
         if call.method == "PATCH" and match:
-            return self._update_contact(match.group(1), call.body)
-        if call.method == "POST" and path == "/crm/v3/objects/notes":
+            return self._update_contact(unquote(match.group(1)), query, call.body)
+        if call.method == "POST" and NOTES_PATH.match(path):
             return self._create_note(call.body)
         match = ASSOCIATION_PATH.match(path)
         if call.method == "PUT" and match:
             return self._associate(match.group(2), match.group(4), call.body)
         return 404, _error("OBJECT_NOT_FOUND", "Not found.")
 
-    def _search(self, body: Any) -> tuple[int, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("filterGroups"), list):
-            return 400, _error("VALIDATION_ERROR", "Invalid input JSON")
-        found: list[Contact] = []
-        for group in body["filterGroups"]:
-            filters = group.get("filters") if isinstance(group, dict) else None
-            if not isinstance(filters, list) or not filters:
-                return 400, _error("VALIDATION_ERROR", "Invalid input JSON")
-            for contact in self.contacts.values():
-                if all(_matches(contact, f) for f in filters) and contact not in found:
-                    found.append(contact)
-        limit = body.get("limit", 10)
-        results = [
-            {
-                "id": c.id,
-                "properties": {"email": c.email, "hs_object_id": c.id, "createdate": NOW},
-                "createdAt": NOW,
-                "updatedAt": NOW,
-                "archived": False,
-            }
-            for c in found[: int(limit)]
-        ]
-        return 200, {"total": len(found), "results": results}
+    def _contact(self, key: str, query: dict[str, list[str]]) -> Contact | None:
+        """By id, or by a unique property named by `idProperty` (only email is unique on contacts here)."""
+        id_property = (query.get("idProperty") or [None])[0]
+        if id_property is None:
+            return self.contacts.get(key)
+        if id_property != "email":
+            return None
+        # HubSpot compares email values without regard to case.
+        return next((c for c in self.contacts.values() if c.email and c.email.lower() == key.lower()), None)
 
-    def _update_contact(self, contact_id: str, body: Any) -> tuple[int, Any]:
-        contact = self.contacts.get(contact_id)
+    def _read_contact(self, key: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+        contact = self._contact(key, query)
+        if contact is None:
+            return 404, _error("OBJECT_NOT_FOUND", "resource not found")
+        wanted = {p for value in query.get("properties", []) for p in value.split(",") if p}
+        shown = {k: v for k, v in contact.properties.items() if k in wanted or k in DEFAULT_PROPERTIES}
+        shown.update({name: None for name in wanted if name not in shown})
+        return 200, {"id": contact.id, "properties": shown, "createdAt": NOW, "updatedAt": NOW, "archived": False}
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "portalId": 62515,
+            "accountType": "STANDARD",
+            "timeZone": self.time_zone,
+            "companyCurrency": "CLP",
+            "additionalCurrencies": [],
+            "utcOffset": "-03:00",
+            "utcOffsetMilliseconds": -10_800_000,
+            "uiDomain": "app.hubspot.com",
+            "dataHostingLocation": "na1",
+        }
+
+    def _update_contact(self, key: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        contact = self._contact(key, query)
         if contact is None:
             return 404, _error("OBJECT_NOT_FOUND", "resource not found")
         properties = body.get("properties") if isinstance(body, dict) else None
@@ -209,7 +242,7 @@ class FakeHubSpot:
                 f'not exist","error":"PROPERTY_DOESNT_EXIST","name":"{unknown[0]}"}}]',
             )
         contact.properties.update({k: str(v) for k, v in properties.items()})
-        return 200, {"id": contact_id, "properties": contact.properties, "createdAt": NOW, "updatedAt": NOW}
+        return 200, {"id": contact.id, "properties": contact.properties, "createdAt": NOW, "updatedAt": NOW}
 
     def _create_note(self, body: Any) -> tuple[int, Any]:
         properties = body.get("properties") if isinstance(body, dict) else None
@@ -240,26 +273,19 @@ class FakeHubSpot:
         }
 
 
-def _matches(contact: Contact, spec: Any) -> bool:
-    if not isinstance(spec, dict) or spec.get("operator") != "EQ":
-        return False
-    value = spec.get("value")
-    actual = contact.properties.get(str(spec.get("propertyName")))
-    # HubSpot compares email values without regard to case.
-    return isinstance(value, str) and actual is not None and actual.lower() == value.lower()
-
-
 def _error(category: str, message: str) -> dict[str, Any]:
     return {"status": "error", "message": message, "correlationId": "0b8c5e5d-fake", "category": category}
 
 
-def _failure_body(status: int) -> dict[str, Any]:
+def _failure_body(status: int, policy: str) -> dict[str, Any]:
     if status == 429:
+        # HubSpot's documented 429: "The message and policyName will indicate which limit you hit".
         return {
             "status": "error",
-            "message": "You have reached your secondly limit.",
+            "message": f"You have reached your {policy.lower()} limit.",
             "errorType": "RATE_LIMIT",
             "correlationId": "0b8c5e5d-fake",
-            "policyName": "SECONDLY",
+            "policyName": policy,
+            "requestId": "3d3e35b7-fake",
         }
     return _error("INTERNAL_ERROR", f"HTTP {status}")
