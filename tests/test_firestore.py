@@ -1,6 +1,6 @@
 """What only firestore:// has: its URL, its documents, its round trips, a dead store, a lazy import.
 
-The contract every store shares is in test_ledger.py and test_store.py, run against Google's emulator.
+The contract every store shares is in test_ledger.py, run against Google's emulator.
 """
 
 from __future__ import annotations

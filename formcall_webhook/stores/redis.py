@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .base import Admission, Admitted, Finish, unavailable
+from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, unavailable
 
 PREFIX = "formcall:"
 _DUE = PREFIX + "due"
 _ARRIVED = PREFIX + "leads"
 _OPTOUT = PREFIX + "optout"
+_HEARTBEAT = PREFIX + "heartbeat"
 _BATCH = 500
 
 # Shared by the scripts: write a record (already JSON) and its index entries. Lua numbers are doubles:
@@ -298,6 +299,14 @@ class RedisStore:
 
     def is_opted_out(self, phone_hash: str) -> bool:
         return bool(self._call(self._redis.sismember, _OPTOUT, phone_hash))
+
+    # -- the sweeper's heartbeat --
+
+    def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        self._call(self._redis.set, _HEARTBEAT, heartbeat.dumps(), ex=HEARTBEAT_SECONDS)
+
+    def read_heartbeat(self) -> Heartbeat | None:
+        return Heartbeat.loads(self._call(self._redis.get, _HEARTBEAT))
 
 
 def _decode(raw: str | None) -> dict[str, Any] | None:
