@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from formcall_webhook.stores import Admission, Backend, Counter, Finish, Heartbe
 from formcall_webhook.stores import memory as memory_module
 from formcall_webhook.stores.memory import MemoryStore
 from formcall_webhook.stores.redis import RedisStore
-from tests.fakes.redis_server import RedisServer
+from tests.fakes.redis_server import LossyProxy, RedisServer
 
 
 def record(lead_id: str | None = None, *, route: str = "default", received: float | None = None,
@@ -293,6 +293,77 @@ def test_redis_down_is_store_unavailable() -> None:
         redis_store.hit("k", 5)
     with pytest.raises(StoreUnavailable):
         redis_store.admit(Admission(claims=[("k", 5.0)], marker="pending:x", record=record()))
+
+
+@pytest.fixture
+def lossy(redis_server: RedisServer) -> Iterator[LossyProxy]:
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    proxy = LossyProxy(redis_server.port)
+    yield proxy
+    proxy.stop()
+
+
+def _lossy_admission(lead: dict[str, Any]) -> Admission:
+    return Admission(claims=[("c:lost", 600.0)], marker="pending:" + lead["lead_id"], record=lead,
+                     counters=[Counter("rate:lost", 3600, 5)], optout="h-lost",
+                     lease=("lease:" + lead["lead_id"], 30.0))  # fmt: skip
+
+
+def _warm_redis(proxy: LossyProxy) -> RedisStore:
+    store = RedisStore(proxy.url, timeout=5.0)
+    assert store.claim("warm", "v", 60) is None  # connected, the scripts loaded
+    store.admit(Admission(claims=[("c:warm", 60.0)], marker="pending:w", record=record()))
+    return store
+
+
+@pytest.mark.parametrize("lost", [(1,), (1, 2)], ids=["once", "twice"])
+def test_redis_an_admission_whose_answer_is_lost_is_kept_once(
+    lossy: LossyProxy, redis_server: RedisServer, lost: tuple[int, ...]
+) -> None:
+    """The script ran and its answer was lost: sent again (redis-py's one retry), it finds its own
+    record and does nothing more; lost twice, the record is read back. Either way: kept once, 200."""
+    store = _warm_redis(lossy)
+    lead = records.changed(record(), due_at=time.time() + 30)
+    lossy.lose_answer(*lost)
+    assert store.admit(_lossy_admission(lead)).ok
+    assert lossy.harmed == len(lost)
+    direct = RedisStore(redis_server.url)
+    assert [r["lead_id"] for r in direct.due_leads(time.time() + 60, 10)] == [lead["lead_id"]]
+    assert direct.claim("c:lost", "x", 5) == "pending:" + lead["lead_id"]
+    assert direct.hit("rate:lost", 3600)[0] == 2  # counted once
+
+
+def test_redis_an_admission_lost_twice_is_503_with_nothing_kept(lossy: LossyProxy, redis_server: RedisServer) -> None:
+    store = _warm_redis(lossy)
+    lead = records.changed(record(), due_at=time.time() + 30)
+    lossy.lose_request(1, 2)  # the script and its retry never reach the server
+    with pytest.raises(StoreUnavailable) as caught:
+        store.admit(_lossy_admission(lead))
+    assert caught.value.status == 503
+    assert lossy.harmed == 2
+    direct = RedisStore(redis_server.url)
+    assert direct.get_lead(lead["lead_id"]) is None
+    assert direct.due_leads(time.time() + 3600, 10) == []
+    assert lead["lead_id"] not in {r["lead_id"] for r in direct.scan_leads()}
+    assert direct.claim("c:lost", "x", 5) is None
+    # Fenced: the lost script, should it still run, does nothing.
+    with pytest.raises(StoreUnavailable):
+        direct.admit(_lossy_admission(lead))
+    assert direct.get_lead(lead["lead_id"]) is None
+    assert direct.hit("rate:lost", 3600)[0] == 1  # never counted
+
+
+def test_redis_a_lost_save_sent_again_is_yes(lossy: LossyProxy) -> None:
+    store = _warm_redis(lossy)
+    lead = record()
+    lossy.lose_answer(1)
+    assert store.save_lead(lead, None)  # not "someone else saved it first"
+    moved = records.changed(lead, state="failed")
+    lossy.lose_answer(1)
+    assert store.save_lead(moved, lead["version"])
+    assert store.get_lead(lead["lead_id"]) == moved
 
 
 # -- memory:// : bounded, never forgetful (issue 18, item 4) --
