@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, unavailable
+from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, StoreUnavailable, unavailable
 
 CLAIMS = "formcall_claims"
 LEADS = "formcall_leads"
@@ -68,7 +68,7 @@ DEFAULT_DATABASE = "(default)"
 MAX_ATTEMPTS = 8  # reads and Commits of one operation when other writers keep getting there first
 _PAGE = 500
 _KNOWN_MAX = 4096  # documents this instance remembers as it last wrote or read them (see `_transact`)
-_RESOLVE_ROUNDS = 3  # read-backs and fences spent on one lost Commit before giving up (503)
+_RESOLVE_ROUNDS = 4  # read-backs and fences spent on one lost Commit before giving up (503)
 # An operation's deadline, in RPC timeouts: the first try and one retry of a transient error.
 _BUDGET_TIMEOUTS = 2.5
 
@@ -443,9 +443,24 @@ class FirestoreStore:
         StoreUnavailable."""
         refs = [ref for ref, _ in writes.effects]
         token = secrets.token_hex(8)
-        guard = writes.guarded[0] if writes.guarded else None
-        for _ in range(_RESOLVE_ROUNDS):
-            docs = self._read(refs, grace=True)
+        # The fence goes on the record when the Commit makes one (the sweeper reads records), else on
+        # any document the Commit has a precondition on: one failed precondition fails all of it.
+        guard = next((ref for ref in writes.guarded if ref.parent.id == LEADS), None)
+        guard = guard or (writes.guarded[0] if writes.guarded else None)
+        # A connection that just failed may refuse the next RPC at once: each round may fail, within
+        # a few rounds and two timeouts.
+        give_up = time.monotonic() + 2 * self._timeout
+        failure: StoreUnavailable | None = None
+        for attempt in range(_RESOLVE_ROUNDS):
+            if attempt:
+                time.sleep(0.05 * attempt)
+            if failure is not None and time.monotonic() >= give_up:
+                break
+            try:
+                docs = self._read(refs, grace=True)
+            except StoreUnavailable as err:
+                failure = err
+                continue
             if all(_made(fields, docs[ref.path]) for ref, fields in writes.effects):
                 return  # it applied
             if guard is None:
@@ -467,7 +482,7 @@ class FirestoreStore:
             except _Lost:
                 continue
             raise _NotApplied() from lost
-        raise unavailable(TimeoutError("a lost Commit could not be resolved")) from lost
+        raise failure or unavailable(TimeoutError("a lost Commit could not be resolved")) from lost
 
     def _transact(self, refs: list[Any], decide: Callable[[Docs, _Writes, float], T]) -> T:
         """Read `refs` and apply what `decide` writes, atomically (see the module doc). Starts from the
@@ -600,11 +615,15 @@ class FirestoreStore:
         claims = [(key, self._claim_ref(key), ttl) for key, ttl in admission.claims]
         counters = [(counter, self._claim_ref(counter.key)) for counter in admission.counters]
         lead = self._lead_ref(admission.record["lead_id"]) if admission.record is not None else None
-        # The lease is written whatever was there, so it is not read; the record is created (its id is
-        # new), and read only to know a lost Commit of this very admission that did apply.
+        # The lease is written whatever was there, so it is not read. The record's document is read in
+        # the same BatchGet: its id is new, so a record there is this very admission, whose Commit's
+        # answer was lost (admitted); a fence there is what stopped that Commit (written over).
         refs = [ref for _, ref, _ in claims] + [ref for _, ref in counters] + ([optout] if optout else [])
+        refs += [lead] if lead is not None else []
 
         def decide(docs: Docs, writes: _Writes, now: float) -> Admitted:
+            if lead is not None and (doc := docs[lead.path]) is not None and doc.record(now) is not None:
+                return Admitted()
             if optout is not None and docs[optout.path] is not None:
                 return Admitted(refused="opted_out")
             held = {}
@@ -626,7 +645,7 @@ class FirestoreStore:
                 key, ttl = admission.lease
                 writes.set(self._claim_ref(key), _claim_fields(admission.marker, now + ttl))
             if admission.record is not None and lead is not None:
-                writes.create(lead, _lead_fields(admission.record))
+                writes.set(lead, _lead_fields(admission.record))  # created, or written over a fence
             if optout is not None:
                 writes.still_absent(optout)  # a number opted out since the read is not admitted
             return Admitted()
