@@ -461,6 +461,26 @@ def test_a_claim_whose_answer_is_lost_is_ours(emulator: FirestoreEmulator, proxy
     assert store.claim("c:mine", "x", 60) == "pending:me"
 
 
+def test_one_transient_error_is_retried_once(emulator: FirestoreEmulator, proxy: H2Proxy) -> None:
+    """Spec 8: one transient error (here a connection reset before the request) is retried once
+    within the deadline; a second one is 503."""
+    store = _warm(proxy)
+    lead = records.changed(record(), due_at=time.time())
+    assert store.save_lead(lead, None)
+    proxy.lose_request(1)
+    assert store.get_lead(lead["lead_id"]) == lead
+    assert proxy.harmed == 1
+    proxy.lose_request(1)
+    assert len(store.due_leads(time.time() + 3600, 10)) == 1
+    proxy.lose_request(1)
+    assert store.hit("rate:t", 60)[0] == 1  # a read retried, then the Commit
+    proxy.lose_request(1, 2)
+    with pytest.raises(StoreUnavailable) as caught:
+        store.get_lead(lead["lead_id"])
+    assert proxy.harmed == 2
+    assert caught.value.status == 503
+
+
 def test_the_library_is_a_known_major_version() -> None:
     """The store uses the public API of google-cloud-firestore 2.x. A new major version may change
     it: this fails then (and not on a patch or minor release), to be read and tested before upgrading."""

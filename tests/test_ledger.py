@@ -355,6 +355,18 @@ def test_redis_an_admission_lost_twice_is_503_with_nothing_kept(lossy: LossyProx
     assert direct.hit("rate:lost", 3600)[0] == 1  # never counted
 
 
+def test_redis_one_transient_error_is_retried_once(lossy: LossyProxy) -> None:
+    store = _warm_redis(lossy)
+    lossy.lose_request(1)
+    assert store.claim("c:t", "mine", 60) is None
+    assert lossy.harmed == 1
+    lossy.lose_request(1, 2)
+    with pytest.raises(StoreUnavailable):
+        store.claim("c:t", "theirs", 60)
+    assert lossy.harmed == 2
+    assert store.claim("c:t", "theirs", 60) == "mine"
+
+
 def test_redis_a_lost_save_sent_again_is_yes(lossy: LossyProxy) -> None:
     store = _warm_redis(lossy)
     lead = record()

@@ -71,6 +71,7 @@ _KNOWN_MAX = 4096  # documents this instance remembers as it last wrote or read 
 _RESOLVE_ROUNDS = 4  # read-backs and fences spent on one lost Commit before giving up (503)
 # An operation's deadline, in RPC timeouts: the first try and one retry of a transient error.
 _BUDGET_TIMEOUTS = 2.5
+_RETRY_PAUSE = 0.25  # seconds before the one retry
 
 T = TypeVar("T")
 
@@ -343,11 +344,13 @@ class FirestoreStore:
         return max(0.05, min(self._timeout, op.deadline - time.monotonic()))
 
     def _may_retry(self) -> bool:
-        """Whether the operation still has its one retry and time for it (half a timeout); spends it."""
+        """Whether the operation still has its one retry and time for it (half a timeout); spends it,
+        after a pause: a connection that just broke is often still taken for ready at once after."""
         op: _Operation | None = getattr(self._local, "op", None)
         if op is None or op.retries <= 0 or op.deadline - time.monotonic() < self._timeout / 2:
             return False
         op.retries -= 1
+        time.sleep(min(_RETRY_PAUSE, self._timeout / 4))
         return True
 
     def _count(self) -> None:
@@ -453,7 +456,7 @@ class FirestoreStore:
         failure: StoreUnavailable | None = None
         for attempt in range(_RESOLVE_ROUNDS):
             if attempt:
-                time.sleep(0.05 * attempt)
+                time.sleep(min(_RETRY_PAUSE, self._timeout / 4) * attempt)
             if failure is not None and time.monotonic() >= give_up:
                 break
             try:
