@@ -209,6 +209,7 @@ class H2Proxy:
         self._arm("request", nths, None)
 
     def break_stream(self, nth: int = 1, then: Callable[[], None] | None = None) -> None:
+        """nth=0: the first answer of any RPC that comes in more than one DATA frame (a query's)."""
         self._arm("break", (nth,), then)
 
     def _arm(self, how: str, nths: tuple[int, ...], then: Callable[[], None] | None) -> None:
@@ -243,7 +244,7 @@ class H2Proxy:
     def _pump(self, number: int, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         buffer = b""
         preface = from_client
-        data_frames = 0
+        data_frames: dict[int, int] = {}  # per stream
         try:
             while True:
                 chunk = source.recv(65536)
@@ -268,11 +269,11 @@ class H2Proxy:
                             return
                         out += frame
                         continue
-                    if (number, stream) not in self._victims or self._how == "request":
+                    if self._how == "request" or not self._victim(number, stream):
                         out += frame
                         continue
-                    if self._how == "break" and (kind != _DATA or data_frames == 0):
-                        data_frames += kind == _DATA
+                    if self._how == "break" and (kind != _DATA or not data_frames.get(stream)):
+                        data_frames[stream] = data_frames.get(stream, 0) + (kind == _DATA)
                         out += frame
                         continue
                     # The answer is lost here: what came before it goes, then the connection dies.
@@ -303,12 +304,17 @@ class H2Proxy:
             self._victims.add((number, stream))
             return True
 
+    def _victim(self, number: int, stream: int) -> bool:
+        with self._lock:
+            return (number, stream) in self._victims or (self._how == "break" and 0 in self._nths)
+
     def _harm(self) -> None:
         with self._lock:
             self.harmed += 1
             then, self._then = self._then, None
             if self._how == "break":
                 self._refusing = True
+                self._nths.clear()
         if then is not None:
             then()
 
