@@ -216,7 +216,7 @@ class _Writes:
         """Whether every document read is written (so the Commit's preconditions check every read)."""
         return set(self.read) <= {ref.path for ref, _ in self.effects}
 
-    def _option(self, doc: _Doc) -> Any:
+    def precondition(self, doc: _Doc) -> Any:
         return self.client.write_option(last_update_time=doc.update_time)
 
     def set(self, ref: Any, fields: dict[str, Any]) -> None:
@@ -227,7 +227,7 @@ class _Writes:
             self.batch.create(ref, fields)
             self.guarded.append(ref)
         else:
-            self.batch.update(ref, fields, option=self._option(doc))
+            self.batch.update(ref, fields, option=self.precondition(doc))
             self.guarded.append(ref)
         self.effects.append((ref, fields))
 
@@ -239,7 +239,7 @@ class _Writes:
 
     def delete(self, ref: Any) -> None:
         doc = self.read.get(ref.path)
-        self.batch.delete(ref, option=self._option(doc) if doc is not None else None)
+        self.batch.delete(ref, option=self.precondition(doc) if doc is not None else None)
         if doc is not None:
             self.guarded.append(ref)
         self.effects.append((ref, None))
@@ -476,7 +476,7 @@ class FirestoreStore:
             if doc is None:
                 fence.create(guard, _fence_fields(token))
             else:
-                fence.batch.update(guard, {"fence": token}, option=fence._option(doc))
+                fence.batch.update(guard, {"fence": token}, option=fence.precondition(doc))
                 fence.effects.append((guard, None))
             try:
                 self._send(fence, grace=True)
