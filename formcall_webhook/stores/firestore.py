@@ -336,12 +336,13 @@ class FirestoreStore:
             self._done(op)
 
     def _rpc_timeout(self, grace: bool = False) -> float:
-        """The next RPC's timeout: ours; the retry's, cut to what is left of the operation's deadline.
+        """The next RPC's timeout: ours; once the retry is spent, cut to what is left of the operation's
+        deadline, but never under half of ours (a Commit given no time would only be lost).
         `grace`: an RPC that resolves a lost Commit always gets a whole timeout."""
         op: _Operation | None = getattr(self._local, "op", None)
         if grace or op is None or op.retries > 0:
             return self._timeout
-        return max(0.05, min(self._timeout, op.deadline - time.monotonic()))
+        return max(self._timeout / 2, min(self._timeout, op.deadline - time.monotonic()))
 
     def _may_retry(self) -> bool:
         """Whether the operation still has its one retry and time for it (half a timeout); spends it,
