@@ -504,6 +504,27 @@ def test_a_lost_admission_answered_503_leaves_nothing_the_sweeper_would_call(
     assert [r["lead_id"] for r in _kept(emulator)] == [again["lead_id"]]
 
 
+@pytest.mark.parametrize("placed", [True, False], ids=["placed", "nothing-kept"])
+def test_a_finish_whose_answer_is_lost_is_read_back(
+    emulator: FirestoreEmulator, proxy: H2Proxy, monkeypatch: pytest.MonkeyPatch, placed: bool
+) -> None:
+    """The answer written, or the record deleted (a 5xx keeps nothing): its Commit's answer lost, the
+    documents are read back and the caller goes on; the sweeper finds nothing due."""
+    store = _warm(proxy)
+    lead = records.changed(record(), due_at=time.time() + 30)
+    assert store.admit(_admission(lead)).ok
+    done = records.changed(lead, state="placed", due_at=None) if placed else None
+    proxy.lose_answer(1)  # the finish's one Commit (this instance admitted: no read first)
+    store.finish(Finish(lead["lead_id"], done, lead["version"], [("c:lost", 600.0)], "pending:" + lead["lead_id"],
+                        '{"uuid":"u"}' if placed else None, "lease:" + lead["lead_id"]))  # fmt: skip
+    assert proxy.harmed == 1
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", emulator.host)
+    other = FirestoreStore(emulator.store_url, timeout=10.0)
+    assert other.get_lead(lead["lead_id"]) == done
+    assert other.due_leads(time.time() + 3600, 10) == []
+    assert other.claim("c:lost", "x", 5) == ('{"uuid":"u"}' if placed else None)
+
+
 def test_a_claim_whose_answer_is_lost_is_ours(emulator: FirestoreEmulator, proxy: H2Proxy) -> None:
     store = _warm(proxy)
     proxy.lose_answer(1)

@@ -355,6 +355,23 @@ def test_redis_an_admission_lost_twice_is_503_with_nothing_kept(lossy: LossyProx
     assert direct.hit("rate:lost", 3600)[0] == 1  # never counted
 
 
+@pytest.mark.parametrize("placed", [True, False], ids=["placed", "nothing-kept"])
+def test_redis_a_finish_whose_answers_are_lost_is_read_back(lossy: LossyProxy, placed: bool) -> None:
+    """The answer written, or the record deleted (a 5xx keeps nothing): both tries' answers lost, the
+    record is read back, so the caller goes on instead of failing on a write that was made."""
+    store = _warm_redis(lossy)
+    lead = records.changed(record(), due_at=time.time() + 30)
+    assert store.admit(_lossy_admission(lead)).ok
+    done = records.changed(lead, state="placed", due_at=None) if placed else None
+    lossy.lose_answer(1, 2)
+    store.finish(Finish(lead["lead_id"], done, lead["version"], [("c:lost", 600.0)], "pending:" + lead["lead_id"],
+                        '{"uuid":"u"}' if placed else None, "lease:" + lead["lead_id"]))  # fmt: skip
+    assert lossy.harmed == 2
+    assert store.get_lead(lead["lead_id"]) == done
+    assert store.due_leads(time.time() + 3600, 10) == []
+    assert store.claim("c:lost", "x", 5) == ('{"uuid":"u"}' if placed else None)
+
+
 def test_redis_one_transient_error_is_retried_once(lossy: LossyProxy) -> None:
     store = _warm_redis(lossy)
     lossy.lose_request(1)

@@ -8,8 +8,9 @@ A store that stumbles (spec 8): redis-py sends a command once more after a conne
 timeout (one retry, within the request's deadline), so every script is safe to run twice: `admit`
 does nothing when its record (the admission's own marker: a new lead id) is already there;
 `save_lead` answers yes when the stored record is the one this very call saved (its token); `finish`
-checks versions and markers. When both tries of `admit` fail, its outcome is read back before anyone
-is answered: the record there, the lead is kept; absent, its key is fenced (`fenced`, with a SET NX
+checks versions and markers. When both tries of `finish` fail, the record is read back (applied, or
+the error stands). When both tries of `admit` fail, its outcome is read back before anyone is
+answered: the record there, the lead is kept; absent, its key is fenced (`fenced`, with a SET NX
 that only one can win), so the lost script, should it still run, finds the fence and does nothing.
 A 503 never leaves a record behind.
 """
@@ -281,7 +282,15 @@ class RedisStore:
             spec["answer"] = finish.answer
         if finish.lease:
             spec["lease"] = finish.lease
-        self._call(self._finish, keys=[], args=[json.dumps(spec)])
+        try:
+            self._call(self._finish, keys=[], args=[json.dumps(spec)])
+        except StoreUnavailable:
+            # Both tries lost: read back what it would have made (the record, or its absence) before
+            # the caller answers anyone. There, it applied; else the error stands.
+            raw = self._call(self._redis.get, PREFIX + "lead:" + finish.lead_id)
+            made = raw is None if finish.record is None else raw == spec["record"]["json"]
+            if not made:
+                raise
 
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         raw = self._call(self._redis.get, PREFIX + "lead:" + lead_id)
