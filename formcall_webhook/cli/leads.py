@@ -13,11 +13,10 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .. import once, phones, records
 from ..states import parse_duration
-from . import stats
+from . import figures, stats
 from .context import FAILED, OK, USAGE, CliError, Context, add_config_option
 
 STATS_TIMEZONE = "America/Santiago"  # Chile's day, where the call centres and the law are
@@ -71,11 +70,7 @@ def register(commands: Any) -> None:
         p.add_argument("phone")
         p.set_defaults(run=optout, on=on)
 
-    p = sub.add_parser("stats", parents=[common], help="per day and route: outcomes and the wait for the call")
-    p.add_argument("--since", metavar="DURATION", default="7d", help="received in the last DURATION (default: 7d)")
-    p.add_argument("--timezone", default=STATS_TIMEZONE, help=f"whose days (default: {STATS_TIMEZONE})")
-    p.add_argument("--json", action="store_true", help="one JSON object per day and route")
-    p.set_defaults(run=show_stats)
+    figures.register(sub, common)  # stats and report
 
 
 # -- views --
@@ -234,22 +229,4 @@ def optout(args: argparse.Namespace, ctx: Context) -> int:
         print(f"opted out: {masked}; every later submission of it is answered 422 opted_out")
     else:
         print(f"opted in: {masked} may be called again")
-    return OK
-
-
-def show_stats(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        zone = ZoneInfo(args.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise CliError(f"--timezone: {args.timezone!r} is not a time zone such as {STATS_TIMEZONE}", USAGE) from err
-    found = stats.rows(ctx.store.scan_leads(since=_since(args.since)), zone)
-    if args.json:
-        for row in found:
-            _json_line({**row, "timezone": args.timezone})
-        return OK
-    headers = ("day", "route", *stats.COUNTS, "median wait", "p90 wait")
-    body = [[row["day"], row["route"], *(row[c] for c in stats.COUNTS), stats.human(row["median_seconds"]),
-             stats.human(row["p90_seconds"])] for row in found]  # fmt: skip
-    print(f"leads received in the last {args.since}, by day in {args.timezone}; wait = submission to call")
-    print(table(headers, body))
     return OK
