@@ -243,8 +243,8 @@ def _day_label(day: str, lang: str) -> str:
 
 def _svg(width: int, height: int, label: str, body: list[str], css_class: str) -> str:
     return (
-        f'<svg class="{css_class}" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(label)}" '
-        f'xmlns="http://www.w3.org/2000/svg"><title>{_e(label)}</title>' + "".join(body) + "</svg>"
+        f'<svg class="{css_class}" viewBox="0 0 {width} {height}" role="img" aria-label="{_e(label)}">'
+        f"<title>{_e(label)}</title>" + "".join(body) + "</svg>"
     )
 
 
@@ -257,7 +257,7 @@ def day_chart(rows: Sequence[Mapping[str, Any]], lang: str, width: int, css_clas
     narrow = css_class == "narrow"
     height = 250 if narrow else 290
     font = 11 if narrow else 12
-    left, right, top, bottom = (30, 34, 14, 30) if narrow else (40, 46, 16, 34)
+    left, right, top, bottom = (30, 40, 14, 30) if narrow else (40, 46, 16, 34)
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = _nice_max(max((row["leads"] for row in rows), default=0))
     body: list[str] = []
