@@ -14,8 +14,8 @@ from typing import IO, Any
 import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
+from . import attribution, consent, guards, mapping, once, parsing, phones, records
 from . import config as config_module
-from . import consent, guards, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
 from .auth import Delivery, authenticate, private_headers
 from .config import Config, Route
@@ -196,6 +196,7 @@ class App:
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
+            attribution=attribution.extract(body, query, request.headers),
         )
         report = outcome.report
         first = self.runtime.deliverer.submit(submission, report)
