@@ -147,6 +147,11 @@ def test_list_and_show_mask_numbers_unless_asked(setup: Setup) -> None:
     assert placed["lead_id"] in lines[1] and "placed" in lines[1] and "+56*****567" in lines[1]
     assert kept["lead_id"] in lines[2] and "scheduled" in lines[2] and "+56*****678" in lines[2]
     no_number(done.stdout + done.stderr)
+    # Times as the route's clock reads them (retry.timezone, America/Santiago by default); --json keeps UTC.
+    stored = setup.store.get_lead(placed["lead_id"])
+    assert stored is not None
+    santiago = datetime.fromtimestamp(int(stored["received_ts"]), ZoneInfo("America/Santiago"))
+    assert lines[1].split()[1] == santiago.isoformat(timespec="seconds")
 
     done = setup.leads("list", "--json", "--since", "1d")
     shown = json_lines(done.stdout)
@@ -175,6 +180,10 @@ def test_list_and_show_mask_numbers_unless_asked(setup: Setup) -> None:
     fields = dict(line.split(None, 1) for line in done.stdout.splitlines())
     assert list(fields) == list(records.PUBLIC_FIELDS)
     assert (fields["lead_id"], fields["state"], fields["phone"]) == (kept["lead_id"], "scheduled", "+56*****678")
+    assert fields["received_at"].endswith(("-03:00", "-04:00")) and fields["next_attempt_at"][19:] in (
+        "-03:00",
+        "-04:00",
+    )
     no_number(done.stdout)
     one = json_lines(setup.leads("show", kept["lead_id"], "--json").stdout)
     assert one == [shown[1]]

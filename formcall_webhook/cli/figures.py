@@ -65,6 +65,34 @@ def _zones(args: argparse.Namespace, ctx: Context) -> tuple[dict[str, tzinfo], t
     return zones, figures.zone_named(None)
 
 
+def route_zone(ctx: Context, route: str | None) -> tzinfo:
+    """The zone a route's times are read in: its retry.timezone, else America/Santiago."""
+    found = ctx.config.routes.get(route or "")
+    return figures.zone_named(found.retry.timezone if found is not None and found.retry is not None else None)
+
+
+def local_time(value: Any, zone: tzinfo) -> Any:
+    """An ISO 8601 UTC time ("2026-12-01T14:15:27Z") as the route's clock reads it ("2026-12-01T11:15:27-03:00")."""
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if moment.tzinfo is None:
+        return value
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+TIME_FIELDS = ("received_at", "next_attempt_at", "call_at")
+
+
+def localized(ctx: Context, shown: dict[str, Any]) -> dict[str, Any]:
+    """A lead's view with its times in its route's zone (`leads list` and `show`; --json keeps UTC)."""
+    zone = route_zone(ctx, shown.get("route"))
+    return {k: local_time(v, zone) if k in TIME_FIELDS else v for k, v in shown.items()}
+
+
 def _zone_label(args: argparse.Namespace, ctx: Context) -> str:
     if args.timezone:
         return str(args.timezone)

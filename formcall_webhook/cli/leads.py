@@ -17,7 +17,7 @@ from typing import Any
 from .. import once, phones, records
 from ..states import parse_duration
 from . import figures, stats
-from .context import FAILED, OK, USAGE, CliError, Context, add_config_option
+from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, add_production_option
 
 STATS_TIMEZONE = "America/Santiago"  # Chile's day, where the call centres and the law are
 _LIST_COLUMNS = ("lead_id", "received_at", "route", "state", "attempts", "last_error", "uuid", "phone")
@@ -52,6 +52,7 @@ def register(commands: Any) -> None:
 
     p = sub.add_parser("retry", parents=[common], help="a failed or scheduled lead, now: at most one call")
     p.add_argument("lead_id")
+    add_production_option(p)
     p.set_defaults(run=retry)
 
     p = sub.add_parser("forget", parents=[common, region], help="delete every record of a number (opt-out stays)")
@@ -123,7 +124,8 @@ def list_leads(args: argparse.Namespace, ctx: Context) -> int:
         for shown in views:
             _json_line(shown)
         return OK
-    print(table(_LIST_COLUMNS, ([shown[c] for c in _LIST_COLUMNS] for shown in views)))
+    local = (figures.localized(ctx, shown) for shown in views)  # times in each route's zone
+    print(table(_LIST_COLUMNS, ([shown[c] for c in _LIST_COLUMNS] for shown in local)))
     return OK
 
 
@@ -139,6 +141,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         _json_line(shown)
         return OK
+    shown = figures.localized(ctx, shown)  # times in the route's zone
     width = max(len(name) for name in shown)
     for name, value in shown.items():
         print(f"{name.ljust(width)}  {_text(value)}")
@@ -149,6 +152,7 @@ def retry(args: argparse.Namespace, ctx: Context) -> int:
     record = _lead(ctx, args.lead_id)
     if record["state"] not in (records.SCHEDULED, records.FAILED):
         raise CliError(f"{args.lead_id} is already {record['state']} (uuid {record.get('uuid')}): nothing to retry")
+    ctx.may_call_formcall(args.production)
     report = ctx.sweeper().retry_now(args.lead_id)
     if report is None:
         raise CliError(f"no lead {args.lead_id!r}: it was deleted meanwhile")
