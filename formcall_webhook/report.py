@@ -224,15 +224,12 @@ def percent(rate: float | None) -> str:
     return "–" if rate is None else f"{rate * 100:.0f}%"
 
 
-def _nice_max(value: float) -> float:
-    """The axis top: 1, 2, 2.5 or 5 times a power of ten, at or above value."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
-            return float(step * power)
-    return float(10 * power)
+def _axis_top(value: float) -> int:
+    """The axis top: four equal whole steps of 1, 2, 3, 4, 5, 6 or 8 times a power of ten, at or above value."""
+    raw = max(1.0, value / 4)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(s * power for s in (1, 2, 3, 4, 5, 6, 8, 10) if s * power >= raw)
+    return int(step * 4)
 
 
 def _day_label(day: str, lang: str) -> str:
@@ -259,15 +256,13 @@ def day_chart(rows: Sequence[Mapping[str, Any]], lang: str, width: int, css_clas
     font = 11 if narrow else 12
     left, right, top, bottom = (30, 40, 14, 30) if narrow else (40, 46, 16, 34)
     plot_w, plot_h = width - left - right, height - top - bottom
-    top_value = _nice_max(max((row["leads"] for row in rows), default=0))
+    top_value = _axis_top(max((row["leads"] for row in rows), default=0))
     body: list[str] = []
     for i in range(5):
-        value = top_value * i / 4
         y = top + plot_h - plot_h * i / 4
         body.append(f'<line x1="{left}" x2="{width - right}" y1="{_f(y)}" y2="{_f(y)}" stroke="{GRID}"/>')
-        shown = f"{value:g}" if value == int(value) or top_value < 4 else ""
         body.append(f'<text x="{left - 6}" y="{_f(y + 4)}" font-size="{font}" fill="{MUTED}" '
-                    f'text-anchor="end">{shown}</text>')  # fmt: skip
+                    f'text-anchor="end">{top_value * i // 4}</text>')  # fmt: skip
         body.append(f'<text x="{width - right + 6}" y="{_f(y + 4)}" font-size="{font}" fill="{RATE}">'
                     f"{i * 25}%</text>" if i % 2 == 0 else "")  # fmt: skip
     band = plot_w / max(1, len(rows))
@@ -328,7 +323,7 @@ def wait_chart(waits: Sequence[float], lang: str, width: int, css_class: str) ->
     narrow = css_class == "narrow"
     height = 240 if narrow else 270
     font = 10 if narrow else 12
-    left, right, top, bottom = 10, 10, 46, 30
+    left, right, top, bottom = 10, 10, 60, 30
     plot_w, plot_h = width - left - right, height - top - bottom
     counts = [0] * len(BUCKETS)
     for wait in waits:
