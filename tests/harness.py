@@ -1,4 +1,9 @@
-"""The function as it really runs: a functions-framework process on loopback, its stdout kept."""
+"""The function as it really runs: a functions-framework process on loopback, its stdout kept.
+
+Waits on a real process poll with a deadline a loaded 2-core machine keeps to (START_SECONDS), never a
+fixed sleep. A memory:// process sweeps itself only when its test asks (FORMCALL_SWEEP_SECONDS in the
+environment given): otherwise its self-sweep waits an hour, so no sweep joins a test that did not ask.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 _BIN = Path(sys.executable).parent
+# How long a process may take to listen, or to stop, on a busy machine: generous, since it is only
+# ever reached when something is wrong.
+START_SECONDS = 30.0
+# memory:// sweeps itself every FORMCALL_SWEEP_SECONDS; a test that does not set it gets the longest
+# wait the config allows, so no sweep runs while it does.
+NO_SELF_SWEEP = {"FORMCALL_SWEEP_SECONDS": "3600"}
 
 
 def free_port() -> int:
@@ -33,7 +44,8 @@ def coverage_env() -> dict[str, str]:
 
 
 class FunctionProcess:
-    """`functions-framework --target formcall_webhook` with exactly the environment given."""
+    """`functions-framework --target formcall_webhook` with exactly the environment given (and the
+    self-sweep off unless that environment sets FORMCALL_SWEEP_SECONDS)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT, target: str = "formcall_webhook") -> None:
         self.env = env
@@ -47,8 +59,13 @@ class FunctionProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> FunctionProcess:
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tempfile.gettempdir()), **self.env}
+    def start(self, timeout: float = START_SECONDS) -> FunctionProcess:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", tempfile.gettempdir()),
+            **NO_SELF_SWEEP,
+            **self.env,
+        }
         env.update(coverage_env())
         env.setdefault("PYTHONUNBUFFERED", "1")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop()
@@ -77,7 +94,7 @@ class FunctionProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"functions-framework exited: {self.log_path.read_text(errors='replace')[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
                     return self
             except OSError:
                 time.sleep(0.05)
@@ -89,7 +106,7 @@ class FunctionProcess:
         if self.process is None:
             return
         group = self.process.pid
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, START_SECONDS)):
             try:
                 os.killpg(group, sig)
             except ProcessLookupError:

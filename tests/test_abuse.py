@@ -65,6 +65,7 @@ def _worker_rss_kb(fn: FunctionProcess) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_long_field_names_do_not_grow_the_worker(logdir: Path) -> None:
     # One unique 63 KB key per request; NFKD makes each U+FDFA 18 characters. Token auth: no rate limit.
     config = (
@@ -118,6 +119,7 @@ def _stalled_client(port: int, results: list[tuple[float, bytes]]) -> None:
     results.append((time.monotonic() - started, answer))
 
 
+@pytest.mark.slow
 def test_stalled_uploads_get_408_and_do_not_block_other_requests(logdir: Path) -> None:
     env = {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_DRY_RUN": "1", "THREADS": "8"}
     with start(logdir, "slow-body", env) as fn:
@@ -140,6 +142,7 @@ def test_stalled_uploads_get_408_and_do_not_block_other_requests(logdir: Path) -
         assert elapsed < BODY_TIMEOUT + 1
 
 
+@pytest.mark.slow
 def test_an_oversized_upload_gets_413_without_the_rest_being_read(logdir: Path) -> None:
     # A 100 MB body declared, 64 KB sent, then nothing: the answer must not wait for (or buffer) the rest.
     with start(logdir, "oversized", {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_DRY_RUN": "1"}) as fn:
@@ -209,6 +212,7 @@ def test_read_limited_passes_the_route_timeout() -> None:
 # -- echoes and leaks --
 
 
+@pytest.mark.slow
 def test_a_megabyte_path_is_cut_in_the_answer_and_the_log(logdir: Path) -> None:
     with start(logdir, "long-path", {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_DRY_RUN": "1"}) as fn:
         answer = requests.post(f"{fn.url}/{'a' * 1_000_000}", json={}, timeout=30)
@@ -229,6 +233,7 @@ def test_route_name_is_cut_to_64_characters() -> None:
     assert route_name("/" + "r" * 65) == "r" * 63 + "\u2026"
 
 
+@pytest.mark.slow
 def test_templates_never_see_credentials_or_signatures(logdir: Path) -> None:
     private = {
         "Authorization": "Bearer s3cr3t",
@@ -268,6 +273,7 @@ def test_template_context_drops_private_headers() -> None:
     assert context["headers"] == {"x-campaign": "c"}
 
 
+@pytest.mark.slow
 def test_wildcard_cors_answers_a_literal_star(logdir: Path) -> None:
     config = f'[routes.default]\npopup_uuid = "{POPUP}"\ncors_origins = ["*"]\ndry_run = true\n'
     with start(logdir, "cors", {}, config) as fn:
@@ -290,6 +296,7 @@ def placing(simulator: Simulator, logdir: Path) -> Iterator[FunctionProcess]:
     fn.stop()
 
 
+@pytest.mark.slow
 def test_public_route_calls_a_number_at_most_3_times_a_day(placing: FunctionProcess, simulator: Simulator) -> None:
     answers = [placing.post(json={"phone": "+56 9 7123 4567", "n": str(n)}) for n in range(4)]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
@@ -297,6 +304,7 @@ def test_public_route_calls_a_number_at_most_3_times_a_day(placing: FunctionProc
     assert placing.post(json={"phone": "+56 9 7123 4568", "n": "other"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_public_route_is_limited_per_ip_by_default(placing: FunctionProcess, simulator: Simulator) -> None:
     def post(ip: str, n: int) -> requests.Response:
         # Google's front end appends the client's address; what comes before it is forged.

@@ -16,6 +16,9 @@ from formcall_webhook.simulator import Simulator
 from tests.fakes.secret_manager import FakeSecretManager
 from tests.harness import FunctionProcess, forbidden_in_logs
 
+# Every test here talks to a functions-framework process.
+pytestmark = pytest.mark.slow
+
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 POPUP_B = "f0e1d2c3-0000-4000-8000-000000000001"
 TOKEN = "tok-Zx81-live-a9f3"

@@ -19,6 +19,9 @@ from tests.fakes.redis_server import RedisServer
 from tests.harness import FunctionProcess, forbidden_in_logs, free_port
 from tests.signing import basic, hubspot_v3, standard_webhooks, whsec
 
+# Every test here talks to a functions-framework process.
+pytestmark = pytest.mark.slow
+
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "formcall-guarded-7d1c"
 SIMULATOR_TOKENS = (TOKEN,)  # the tokens the module's simulator accepts (tests/conftest.py)

@@ -297,6 +297,7 @@ def test_raw_url(environ: dict[str, str], expected: str) -> None:
     assert raw_url({"wsgi.url_scheme": "http", "HTTP_HOST": "fn.example:8080", **environ}) == expected
 
 
+@pytest.mark.slow
 def test_hubspot_without_public_url_signs_the_raw_uri(tmp_path: Path) -> None:
     # A HubSpot URL with an accented query value: HubSpot signs "%C3%A9" as sent (v3 decodes only its list).
     config = tmp_path / "formcall.toml"

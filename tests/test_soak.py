@@ -8,6 +8,9 @@ import pytest
 
 from tests import soak
 
+# The soak: function processes, sweepers and real stores for a few seconds each.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("store", soak.STORES)
 def test_no_lead_lost_or_rung_twice(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
