@@ -6,8 +6,6 @@ longer than the timeouts, so a busy machine can neither fail these tests nor hid
 from __future__ import annotations
 
 import itertools
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 import requests
 
 from formcall_webhook.simulator import Simulator
+from tests.fakes.loopback import LoopbackTCP
 from tests.fakes.secret_manager import FakeSecretManager
 from tests.harness import FunctionProcess, forbidden_in_logs, free_port
 
@@ -161,28 +160,9 @@ def test_formcall_unreachable(workdir: Path) -> None:
 @pytest.fixture
 def blackhole() -> Iterator[int]:
     """A port that accepts connections and never answers: a FormCall, Redis or Secret Manager hung."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
+    server = LoopbackTCP(lambda conn: server.hold(conn), read_request=False)
+    with server:
+        yield server.port
 
 
 def test_formcall_hung(workdir: Path, blackhole: int) -> None:

@@ -372,13 +372,22 @@ def test_secret_from_file_reference(simulator: Simulator, logdir: Path) -> None:
 # -- logs --
 
 
+def wait_for_log_entries(fn: FunctionProcess, before: int, deadline: float = 30.0) -> list[dict[str, Any]]:
+    """The log lines written after the first `before`, once there is at least one (polled, not slept)."""
+    until = time.monotonic() + deadline
+    while True:
+        entries = fn.log_entries()[before:]
+        if entries or time.monotonic() > until:
+            return entries
+        time.sleep(0.05)
+
+
 def test_one_structured_line_per_request(zero_config: FunctionProcess) -> None:
     before = len(zero_config.log_entries())
     trace = "105445aa7843bc8bf206b12000100000/1;o=1"
     lead = fresh_lead()
     zero_config.post(json=lead, headers={"X-Cloud-Trace-Context": trace})
-    time.sleep(0.2)
-    entries = zero_config.log_entries()[before:]
+    entries = wait_for_log_entries(zero_config, before)
     assert len(entries) == 1
     entry = entries[0]
     assert entry["severity"] == "INFO"

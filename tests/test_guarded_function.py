@@ -403,7 +403,7 @@ def test_store_down_is_503_and_no_call(workdir: Path, simulator: Simulator) -> N
         response = post_json(down, "", {"phone": number()})
         assert response.status_code == 503
         assert response.headers["Retry-After"]
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 20  # the store's timeout, not a hang (a busy machine adds seconds)
     assert simulator.calls() == []
 
 

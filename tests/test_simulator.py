@@ -655,10 +655,9 @@ def test_fault_error_answers_any_code_without_placing(sim: Simulator, code: int)
 
 def test_fault_slow_outlasts_a_short_timeout_but_the_call_still_happens(sim: Simulator) -> None:
     sim.inject({"kind": "slow", "seconds": 1.0})
-    started = time.monotonic()
+    # A read timeout: no byte of the answer came in 0.3 s (no clock needed to show it).
     with pytest.raises(requests.exceptions.ReadTimeout):
         post(sim, body(), timeout=(2, 0.3))
-    assert time.monotonic() - started < 0.9
     call = only_call(sim)  # waits for the slow handler to finish
     assert (call["fault"], call["outcome"]) == ("slow", "placed")
     assert len(sim.placed()) == 1
@@ -755,7 +754,7 @@ def test_stop_cuts_a_slow_fault_short() -> None:
         post(sim, body(), timeout=(2, 0.2))
     started = time.monotonic()
     sim.stop()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15  # not the fault's 30 s, with room for a busy machine
     assert sim.placed() == []
 
 
