@@ -318,7 +318,8 @@ def test_no_token_is_misconfigured(logdir: Path) -> None:
         entries = fn.log_entries()
     assert response.status_code == 500
     assert answer(response)["error"] == "misconfigured"
-    assert any("FORMCALL_SECURITY_TOKEN" in e.get("reason", "") for e in entries)
+    [refused] = [e for e in entries if e.get("status") == 500]
+    assert "FORMCALL_SECURITY_TOKEN" in refused["reason"]
 
 
 # -- the token from Secret Manager, through the real client --
