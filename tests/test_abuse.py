@@ -45,6 +45,47 @@ def start(logdir: Path, name: str, env: dict[str, str], config: str | None = Non
     return FunctionProcess(env, logdir / f"{name}.log").start()
 
 
+# Headers a sender may send that no template may read (test_templates_never_see_credentials_or_signatures).
+PRIVATE_HEADERS = {
+    "Authorization": "Bearer s3cr3t",
+    "Cookie": "session=abc",
+    "X-Api-Key": API_KEY,
+    "X-HubSpot-Signature-v3": "sig3",
+    "X-HubSpot-Signature": "sig1",
+    "Webhook-Signature": "v1,abc",
+    "Typeform-Signature": "sha256=abc",
+    "Tally-Signature": "abc",
+    "X-Webflow-Signature": "abc",
+}
+
+
+@pytest.fixture(scope="module")
+def dry(logdir: Path) -> Iterator[FunctionProcess]:
+    """One dry-run process for the tests that need no call: the default route with a short body timeout
+    (8 threads, so 8 stalled uploads take them all), a route whose templates try to read private
+    headers, and a route open to any origin. No rate limit: these tests are not about it."""
+    adicional = "\n".join(f"H{i} = \"{{{{ headers['{name.lower()}'] }}}}\"" for i, name in enumerate(PRIVATE_HEADERS))
+    config = f"""
+[defaults]
+popup_uuid = "{POPUP}"
+dry_run = true
+rate_limit = false
+[routes.default]
+body_timeout_seconds = {ROUTE_BODY_TIMEOUT}
+[routes.headers]
+auth = {{ type = "token", secret = "env:API_KEY", header = "X-Api-Key" }}
+[routes.headers.adicional]
+{adicional}
+Visible = "{{{{ headers['x-campaign'] }}}}"
+All = "{{{{ headers | tojson }}}}"
+[routes.cors]
+cors_origins = ["*"]
+"""
+    process = start(logdir, "dry", {"THREADS": "8", "API_KEY": API_KEY}, config)
+    yield process
+    process.stop()
+
+
 # -- memory: keys the sender chooses must not grow the caches without bound --
 
 
@@ -90,7 +131,8 @@ def test_long_field_names_do_not_grow_the_worker(logdir: Path) -> None:
         for i in range(300):
             send(i)
         before = _worker_rss_kb(fn)
-        for i in range(300, 2300):
+        # 1,000 unique 63 KB names: an unbounded cache would hold 63 MB of them, six times the bound below.
+        for i in range(300, 1300):
             send(i)
         after = _worker_rss_kb(fn)
     assert after - before < 10 * 1024, f"worker grew from {before} kB to {after} kB"
@@ -124,19 +166,17 @@ def _stalled_client(port: int, results: list[tuple[float, bytes]]) -> None:
 
 
 @pytest.mark.slow
-def test_stalled_uploads_get_408_and_do_not_block_other_requests(logdir: Path) -> None:
-    config = f'[routes.default]\npopup_uuid = "{POPUP}"\ndry_run = true\nbody_timeout_seconds = {ROUTE_BODY_TIMEOUT}\n'
-    with start(logdir, "slow-body", {"THREADS": "8"}, config) as fn:
-        results: list[tuple[float, bytes]] = []
-        stalled = [threading.Thread(target=_stalled_client, args=(fn.port, results)) for _ in range(8)]
-        for thread in stalled:
-            thread.start()
-        time.sleep(0.5)  # every worker thread now waits on a stalled body
-        # Every thread is taken, so the normal request waits for the route's body deadline to free one:
-        # answered within it (and slack), never held for as long as the stalled clients would wait.
-        normal = fn.post(json={"phone": "+56 9 6123 4567"}, timeout=ROUTE_BODY_TIMEOUT + SLACK)
-        for thread in stalled:
-            thread.join(ROUTE_BODY_TIMEOUT + SLACK + 15)
+def test_stalled_uploads_get_408_and_do_not_block_other_requests(dry: FunctionProcess) -> None:
+    results: list[tuple[float, bytes]] = []
+    stalled = [threading.Thread(target=_stalled_client, args=(dry.port, results)) for _ in range(8)]
+    for thread in stalled:
+        thread.start()
+    time.sleep(0.5)  # every worker thread now waits on a stalled body
+    # Every thread is taken, so the normal request waits for the route's body deadline to free one:
+    # answered within it (and slack), never held for as long as the stalled clients would wait.
+    normal = dry.post(json={"phone": "+56 9 6123 4567"}, timeout=ROUTE_BODY_TIMEOUT + SLACK)
+    for thread in stalled:
+        thread.join(ROUTE_BODY_TIMEOUT + SLACK + 15)
     assert normal.status_code == 200 and normal.json()["dry_run"] is True
     assert len(results) == 8
     for elapsed, answer in results:
@@ -147,19 +187,18 @@ def test_stalled_uploads_get_408_and_do_not_block_other_requests(logdir: Path) -
 
 
 @pytest.mark.slow
-def test_an_oversized_upload_gets_413_without_the_rest_being_read(logdir: Path) -> None:
+def test_an_oversized_upload_gets_413_without_the_rest_being_read(dry: FunctionProcess) -> None:
     # A 100 MB body declared, 64 KB sent, then nothing: the answer must not wait for (or buffer) the rest.
-    with start(logdir, "oversized", {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_DRY_RUN": "1"}) as fn:
-        started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", fn.port), timeout=BODY_TIMEOUT) as sock:
-            sock.sendall(
-                b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100000000\r\n\r\n" + b"x" * 65536
-            )
-            answer = sock.recv(65536)
-        elapsed = time.monotonic() - started
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", dry.port), timeout=BODY_TIMEOUT) as sock:
+        sock.sendall(
+            b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000000\r\n\r\n" + b"x" * 65536
+        )
+        answer = sock.recv(65536)
+    elapsed = time.monotonic() - started
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    assert elapsed < BODY_TIMEOUT  # before any body deadline: the rest was not waited for
+    assert elapsed < ROUTE_BODY_TIMEOUT  # before the body deadline: the rest was not waited for
 
 
 class _TrickleStream:
@@ -217,12 +256,12 @@ def test_read_limited_passes_the_route_timeout() -> None:
 
 
 @pytest.mark.slow
-def test_a_megabyte_path_is_cut_in_the_answer_and_the_log(logdir: Path) -> None:
-    with start(logdir, "long-path", {"FORMCALL_POPUP_UUID": POPUP, "FORMCALL_DRY_RUN": "1"}) as fn:
-        answer = requests.post(f"{fn.url}/{'a' * 1_000_000}", json={}, timeout=30)
-        near_miss = requests.post(f"{fn.url}/{'default' + 'x' * 100}", json={}, timeout=30)
-        entries = fn.log_entries()
-        log_size = fn.log_path.stat().st_size
+def test_a_megabyte_path_is_cut_in_the_answer_and_the_log(dry: FunctionProcess) -> None:
+    before, size_before = len(dry.log_entries()), dry.log_path.stat().st_size
+    answer = requests.post(f"{dry.url}/{'a' * 1_000_000}", json={}, timeout=30)
+    near_miss = requests.post(f"{dry.url}/{'default' + 'x' * 100}", json={}, timeout=30)
+    entries = dry.log_entries()[before:]
+    log_size = dry.log_path.stat().st_size - size_before
     assert answer.status_code == 404 and answer.json()["error"] == "unknown_route"
     assert len(answer.content) < 300
     assert near_miss.status_code == 404
@@ -238,36 +277,13 @@ def test_route_name_is_cut_to_64_characters() -> None:
 
 
 @pytest.mark.slow
-def test_templates_never_see_credentials_or_signatures(logdir: Path) -> None:
-    private = {
-        "Authorization": "Bearer s3cr3t",
-        "Cookie": "session=abc",
-        "X-Api-Key": API_KEY,
-        "X-HubSpot-Signature-v3": "sig3",
-        "X-HubSpot-Signature": "sig1",
-        "Webhook-Signature": "v1,abc",
-        "Typeform-Signature": "sha256=abc",
-        "Tally-Signature": "abc",
-        "X-Webflow-Signature": "abc",
-    }
-    adicional = "\n".join(f"H{i} = \"{{{{ headers['{name.lower()}'] }}}}\"" for i, name in enumerate(private))
-    config = f"""
-[routes.default]
-popup_uuid = "{POPUP}"
-auth = {{ type = "token", secret = "env:API_KEY", header = "X-Api-Key" }}
-dry_run = true
-[routes.default.adicional]
-{adicional}
-Visible = "{{{{ headers['x-campaign'] }}}}"
-All = "{{{{ headers | tojson }}}}"
-"""
-    with start(logdir, "headers", {"API_KEY": API_KEY}, config) as fn:
-        answer = fn.post(json={"phone": "+56 9 6123 4567"}, headers={**private, "X-Campaign": "verano"})
+def test_templates_never_see_credentials_or_signatures(dry: FunctionProcess) -> None:
+    answer = dry.post("headers", json={"phone": "+56 9 6123 4567"}, headers={**PRIVATE_HEADERS, "X-Campaign": "verano"})
     assert answer.status_code == 200, answer.text
     sent = answer.json()["payload"]["adicional"]
     assert sent["Visible"] == "verano"
     assert set(sent) == {"Visible", "All"}
-    for value in private.values():
+    for value in PRIVATE_HEADERS.values():
         assert value not in sent["All"]
 
 
@@ -278,11 +294,9 @@ def test_template_context_drops_private_headers() -> None:
 
 
 @pytest.mark.slow
-def test_wildcard_cors_answers_a_literal_star(logdir: Path) -> None:
-    config = f'[routes.default]\npopup_uuid = "{POPUP}"\ncors_origins = ["*"]\ndry_run = true\n'
-    with start(logdir, "cors", {}, config) as fn:
-        preflight = requests.options(fn.url, headers={"Origin": "null"}, timeout=30)
-        post = fn.post(json={"phone": "+56 9 6123 4567"}, headers={"Origin": "null"})
+def test_wildcard_cors_answers_a_literal_star(dry: FunctionProcess) -> None:
+    preflight = requests.options(dry.url + "/cors", headers={"Origin": "null"}, timeout=30)
+    post = dry.post("cors", json={"phone": "+56 9 6123 4567"}, headers={"Origin": "null"})
     for answer in (preflight, post):
         assert answer.headers["Access-Control-Allow-Origin"] == "*"
         assert "Access-Control-Allow-Credentials" not in answer.headers
