@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,10 @@ class FunctionProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = START_SECONDS) -> FunctionProcess:
+        return self.launch().wait_listening(timeout)
+
+    def launch(self) -> FunctionProcess:
+        """Start the process without waiting for it to listen (start_all overlaps several start-ups)."""
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", tempfile.gettempdir()),
@@ -89,6 +94,10 @@ class FunctionProcess:
             start_new_session=True,
         )
         log.close()
+        return self
+
+    def wait_listening(self, timeout: float = START_SECONDS) -> FunctionProcess:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -101,6 +110,12 @@ class FunctionProcess:
         self.stop()
         raise RuntimeError("functions-framework did not start listening in time")
 
+    def terminate(self) -> None:
+        """Ask the whole group to end (SIGTERM) without waiting; stop() then waits (stop_all overlaps them)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         """SIGTERM to the whole group, then SIGKILL: a worker stuck on a hung peer must not outlive the test."""
         if self.process is None:
@@ -110,6 +125,9 @@ class FunctionProcess:
             try:
                 os.killpg(group, sig)
             except ProcessLookupError:
+                # The master is gone already (after terminate()): reap it, and no worker may linger.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=wait)
                 break
             try:
                 self.process.wait(timeout=wait)
@@ -142,6 +160,30 @@ class FunctionProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_all(processes: Iterable[FunctionProcess], timeout: float = START_SECONDS) -> None:
+    """Launch every process, then wait for each to listen: their start-ups overlap instead of adding up.
+    If one fails to start, every one is stopped."""
+    started = list(processes)
+    try:
+        for process in started:
+            process.launch()
+        for process in started:
+            process.wait_listening(timeout)
+    except BaseException:
+        for process in started:
+            process.stop()
+        raise
+
+
+def stop_all(processes: Iterable[FunctionProcess]) -> None:
+    """Stop every process, their shutdowns overlapping: SIGTERM to all first, then wait for each."""
+    stopping = list(processes)
+    for process in stopping:
+        process.terminate()
+    for process in stopping:
+        process.stop()
 
 
 def forbidden_in_logs(log_text: str, forbidden: set[str]) -> list[str]:

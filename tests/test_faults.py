@@ -15,9 +15,9 @@ import pytest
 import requests
 
 from formcall_webhook.simulator import Simulator
-from tests.fakes.loopback import LoopbackTCP
+from tests.fakes.loopback import LoopbackTCP, refusing_port
 from tests.fakes.secret_manager import FakeSecretManager
-from tests.harness import FunctionProcess, forbidden_in_logs, free_port
+from tests.harness import FunctionProcess, forbidden_in_logs, start_all, stop_all
 
 # Every test here talks to a functions-framework process.
 pytestmark = pytest.mark.slow
@@ -55,17 +55,70 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start(workdir: Path, name: str, **env: str) -> FunctionProcess:
-    log = workdir / f"{name}.log"
-    LOG_FILES.append(log)
-    return FunctionProcess({"FORMCALL_CONFIG": str(workdir / "formcall.toml"), **env}, log).start()
+@pytest.fixture(scope="module")
+def hung() -> Iterator[int]:
+    """A port that accepts connections and never answers: a FormCall, Redis or Secret Manager hung."""
+    server = LoopbackTCP(lambda conn: server.hold(conn), read_request=False)
+    with server:
+        yield server.port
 
 
 @pytest.fixture(scope="module")
-def fn(workdir: Path, simulator: Simulator) -> Iterator[FunctionProcess]:
-    process = start(workdir, "faults", FORMCALL_API_URL=simulator.api_url, FORMCALL_SECURITY_TOKEN=TOKEN)
-    yield process
-    process.stop()
+def refused() -> Iterator[int]:
+    """A port that refuses connections: a FormCall, Redis or Secret Manager down."""
+    with refusing_port() as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def secret_manager() -> Iterator[FakeSecretManager]:
+    fake = FakeSecretManager().start()
+    fake.set(SECRET, SM_TOKEN)
+    yield fake
+    fake.stop()
+
+
+def sm_env(simulator: Simulator, endpoint: str, name: str) -> dict[str, str]:
+    return {
+        "FORMCALL_API_URL": simulator.api_url,
+        "FORMCALL_SECURITY_TOKEN_SECRET": f"{name}/versions/latest",
+        "FORMCALL_SECRET_MANAGER_ENDPOINT": endpoint,
+    }
+
+
+@pytest.fixture(scope="module")
+def processes(
+    workdir: Path, simulator: Simulator, secret_manager: FakeSecretManager, hung: int, refused: int
+) -> Iterator[dict[str, FunctionProcess]]:
+    """Every process this module uses, one per environment, started at once: their start-ups overlap
+    instead of adding up. Each test but the first two has its process to itself."""
+    formcall = {"FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN}
+    envs: dict[str, dict[str, str]] = {
+        "fn": formcall,
+        # Asks for a secret that is not there, so it never holds a token (a cached one would stand in for
+        # a failed fetch): each Secret Manager fault shows by the reason its request line gives.
+        "sm-never-served": sm_env(simulator, secret_manager.endpoint, "projects/acme/secrets/absent"),
+        "sm-recovers": sm_env(simulator, secret_manager.endpoint, SECRET),
+        "formcall-refused": {**formcall, "FORMCALL_API_URL": f"http://127.0.0.1:{refused}/calls/manage/api"},
+        "formcall-hung": {**formcall, "FORMCALL_API_URL": f"http://127.0.0.1:{hung}/calls/manage/api"},
+        "sm-refused": sm_env(simulator, f"http://127.0.0.1:{refused}", SECRET),
+        "sm-hung": sm_env(simulator, f"http://127.0.0.1:{hung}", SECRET),
+        "redis-refused": {**formcall, "FORMCALL_STORE_URL": f"redis://127.0.0.1:{refused}/0"},
+        "redis-hung": {**formcall, "FORMCALL_STORE_URL": f"redis://127.0.0.1:{hung}/0"},
+    }
+    started = {}
+    for name, env in envs.items():
+        log = workdir / f"{name}.log"
+        LOG_FILES.append(log)
+        started[name] = FunctionProcess({"FORMCALL_CONFIG": str(workdir / "formcall.toml"), **env}, log)
+    start_all(started.values())
+    yield started
+    stop_all(started.values())
+
+
+@pytest.fixture(scope="module")
+def fn(processes: dict[str, FunctionProcess]) -> FunctionProcess:
+    return processes["fn"]
 
 
 def timed_post(fn: FunctionProcess, route: str = "noretry") -> tuple[requests.Response, float]:
@@ -150,58 +203,14 @@ def test_formcall_error_code(fn: FunctionProcess, simulator: Simulator, code: in
         assert expect(response, elapsed, status, word)["formcall_error_code"] == code
 
 
-def test_formcall_unreachable(workdir: Path) -> None:
-    url = f"http://127.0.0.1:{free_port()}/calls/manage/api"
-    with start(workdir, "unreachable", FORMCALL_API_URL=url, FORMCALL_SECURITY_TOKEN=TOKEN) as process:
-        response, elapsed = timed_post(process)
+@pytest.mark.parametrize("how", ["refused", "hung"])
+def test_formcall_down(processes: dict[str, FunctionProcess], simulator: Simulator, how: str) -> None:
+    response, elapsed = timed_post(processes[f"formcall-{how}"])
     expect(response, elapsed, 503, "formcall_unavailable")
-
-
-@pytest.fixture
-def blackhole() -> Iterator[int]:
-    """A port that accepts connections and never answers: a FormCall, Redis or Secret Manager hung."""
-    server = LoopbackTCP(lambda conn: server.hold(conn), read_request=False)
-    with server:
-        yield server.port
-
-
-def test_formcall_hung(workdir: Path, blackhole: int) -> None:
-    url = f"http://127.0.0.1:{blackhole}/calls/manage/api"
-    with start(workdir, "hung", FORMCALL_API_URL=url, FORMCALL_SECURITY_TOKEN=TOKEN) as process:
-        response, elapsed = timed_post(process)
-    expect(response, elapsed, 503, "formcall_unavailable")
+    assert simulator.calls() == []  # it went to the port that is down
 
 
 # -- Secret Manager misbehaving --
-
-
-@pytest.fixture(scope="module")
-def secret_manager() -> Iterator[FakeSecretManager]:
-    fake = FakeSecretManager().start()
-    fake.set(SECRET, SM_TOKEN)
-    yield fake
-    fake.stop()
-
-
-def sm_env(simulator: Simulator, endpoint: str, name: str) -> dict[str, str]:
-    return {
-        "FORMCALL_API_URL": simulator.api_url,
-        "FORMCALL_SECURITY_TOKEN_SECRET": f"{name}/versions/latest",
-        "FORMCALL_SECRET_MANAGER_ENDPOINT": endpoint,
-    }
-
-
-@pytest.fixture(scope="module")
-def sm_never_served(
-    workdir: Path, simulator: Simulator, secret_manager: FakeSecretManager
-) -> Iterator[FunctionProcess]:
-    """One process for the Secret Manager faults on the fake's endpoint. It asks for a secret that is not
-    there, so it never holds a token (a cached one would stand in for a failed fetch): each fault
-    shows by the reason its request line gives."""
-    env = sm_env(simulator, secret_manager.endpoint, "projects/acme/secrets/absent")
-    process = start(workdir, "sm-never-served", **env)
-    yield process
-    process.stop()
 
 
 def last_reason(process: FunctionProcess) -> str:
@@ -214,12 +223,13 @@ def last_reason(process: FunctionProcess) -> str:
     ids=["404", "unreachable", "503"],
 )
 def test_secret_manager_fails(
-    sm_never_served: FunctionProcess,
+    processes: dict[str, FunctionProcess],
     simulator: Simulator,
     secret_manager: FakeSecretManager,
     how: str | None,
     reason: str,
 ) -> None:
+    sm_never_served = processes["sm-never-served"]
     if how == "unreachable":
         secret_manager.set_unreachable(True)
     if how == "503":
@@ -234,38 +244,33 @@ def test_secret_manager_fails(
 
 
 @pytest.mark.parametrize("how", ["refused", "hung"])
-def test_secret_manager_down(workdir: Path, simulator: Simulator, blackhole: int, how: str) -> None:
-    endpoint = f"http://127.0.0.1:{free_port() if how == 'refused' else blackhole}"
-    with start(workdir, f"sm-{how}", **sm_env(simulator, endpoint, SECRET)) as process:
-        response, elapsed = timed_post(process)
-        reason = last_reason(process)
+def test_secret_manager_down(processes: dict[str, FunctionProcess], simulator: Simulator, how: str) -> None:
+    process = processes[f"sm-{how}"]
+    response, elapsed = timed_post(process)
+    reason = last_reason(process)
     expect(response, elapsed, 500, "misconfigured")
     assert reason.startswith("Secret Manager could not give"), reason
     assert simulator.calls() == []
 
 
-def test_secret_manager_recovers(workdir: Path, simulator: Simulator, secret_manager: FakeSecretManager) -> None:
+def test_secret_manager_recovers(
+    processes: dict[str, FunctionProcess], simulator: Simulator, secret_manager: FakeSecretManager
+) -> None:
     """A failed fetch is not cached: once Secret Manager answers, leads go through."""
-    with start(workdir, "sm-recovers", **sm_env(simulator, secret_manager.endpoint, SECRET)) as process:
-        secret_manager.fail_next(503)
-        assert process.post(json=lead()).status_code == 500
-        assert process.post(json=lead()).status_code == 200
-    assert simulator.placed()[0]["payload"]["security_token"] == SM_TOKEN
+    process = processes["sm-recovers"]
+    secret_manager.fail_next(503)
+    assert process.post(json=lead()).status_code == 500
+    assert process.post(json=lead()).status_code == 200
+    [placed] = simulator.placed()
+    assert placed["payload"]["security_token"] == SM_TOKEN
 
 
 # -- the shared store misbehaving --
 
 
 @pytest.mark.parametrize("how", ["refused", "hung"])
-def test_redis_store_down(workdir: Path, simulator: Simulator, blackhole: int, how: str) -> None:
-    port = free_port() if how == "refused" else blackhole
-    env = {
-        "FORMCALL_API_URL": simulator.api_url,
-        "FORMCALL_SECURITY_TOKEN": TOKEN,
-        "FORMCALL_STORE_URL": f"redis://127.0.0.1:{port}/0",
-    }
-    with start(workdir, f"redis-{how}", **env) as process:
-        response, elapsed = timed_post(process)
+def test_redis_store_down(processes: dict[str, FunctionProcess], simulator: Simulator, how: str) -> None:
+    response, elapsed = timed_post(processes[f"redis-{how}"])
     expect(response, elapsed, 503, "store_unavailable")
     # Never a call without the guard.
     assert simulator.calls() == []

@@ -14,16 +14,26 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["Loopback", "LoopbackHTTP", "LoopbackTCP", "QuietHandler", "reset_connection"]
+__all__ = ["Loopback", "LoopbackHTTP", "LoopbackTCP", "QuietHandler", "refusing_port", "reset_connection"]
 
 HOST = "127.0.0.1"
 # Generous: only reached when a handler is stuck, never on a passing run.
 STOP_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses every connection for as long as the block lasts: bound (so no one
+    else takes it) but not listening, so a connect gets a reset, as a stopped server's port does."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        yield port
 
 
 def reset_connection(conn: socket.socket) -> None:
