@@ -50,7 +50,7 @@ from formcall_webhook.simulator import Simulator  # noqa: E402
 from formcall_webhook.stores import Backend, open_store  # noqa: E402
 from tests.fakes.firestore_emulator import FirestoreEmulator  # noqa: E402
 from tests.fakes.redis_server import RedisServer  # noqa: E402
-from tests.harness import FunctionProcess, coverage_env, forbidden_in_logs  # noqa: E402
+from tests.harness import FunctionProcess, coverage_env, forbidden_in_logs, start_all, stop_all  # noqa: E402
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "soak-token-8e21"
@@ -412,7 +412,8 @@ def run(
         final[index] = (status, answer)
 
     try:
-        instances = [FunctionProcess(env, workdir / f"soak-{store}-{i}.log").start() for i in range(2 if shared else 1)]
+        instances = [FunctionProcess(env, workdir / f"soak-{store}-{i}.log") for i in range(2 if shared else 1)]
+        start_all(instances)
         if shared:
             sweepers = [SweeperProcess(env, workdir / f"sweeper-{store}-{i}.log").start() for i in range(2)]
         refusals = rejection_points(leads, max(3, leads // 100) if rejections is None else rejections)
@@ -451,8 +452,7 @@ def run(
     finally:
         for sweeper in sweepers:
             sweeper.stop()
-        for instance in instances:
-            instance.stop()
+        stop_all(instances)
         sim.stop()
         if own_redis and redis is not None:
             redis.stop()
