@@ -1031,7 +1031,10 @@ class Simulator:
         self._state.stopping.clear()
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name="formcall-simulator", daemon=True)
+        # A short poll, so stop() (shutdown waits one poll) takes milliseconds, not half a second.
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="formcall-simulator", daemon=True
+        )
         self._thread.start()
         return self
 
