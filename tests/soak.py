@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,6 +329,7 @@ def run(
     drain_seconds: float = 120.0,
     rejections: int | None = None,
     rich_rows: bool = False,
+    on_sent: Callable[[], None] | None = None,
 ) -> Counts:
     """One soak run against one store; `problems` lists every lead not accounted for, and why.
 
@@ -335,7 +337,8 @@ def run(
     requests for good (error 6; default 3, or one lead in a hundred), so the failed path is always
     walked: the lead those land on, on the request path or in a sweep, must end failed and logged.
     A Redis server or Firestore emulator not given is started (and stopped) here. `rich_rows`: the
-    simulator's /calls/list rows name the customer's number (the documented rows do not).
+    simulator's /calls/list rows name the customer's number (the documented rows do not). `on_sent` is
+    called once every lead has been answered, before the sweeping to the end.
     """
     if store not in STORES:
         raise ValueError(f"store must be one of {STORES}")
@@ -430,6 +433,8 @@ def run(
                 futures.append(pool.submit(deliver, index))
             for future in futures:
                 future.result()
+        if on_sent is not None:
+            on_sent()
         weather.set("normal")
         store_view = open_store(env["FORMCALL_STORE_URL"]) if shared else None
         drained = _drain(store_view, instances, [*firsts.values(), *final.values()], drain_seconds)
