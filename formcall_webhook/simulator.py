@@ -581,6 +581,10 @@ def _valid_number(country_code: str, areacode: str, number: str) -> bool:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of connections (two sweepers placing 8 calls each)
+    # overflows it, and the kernel drops SYNs that a client's short connect timeout then reports as
+    # FormCall unreachable. A real front end takes far more; so does the simulator.
+    request_queue_size = 128
     state: _State
     quiet: bool
     connections: set[socket.socket]

@@ -100,6 +100,7 @@ class Loopback:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # not socketserver's 5: a burst must not see dropped connections
     fake: Any
 
 
