@@ -1052,7 +1052,7 @@ class Simulator:
         server.server_close()
         server.drop_connections()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
             self._thread = None
 
     def __enter__(self) -> Simulator:
@@ -1097,8 +1097,9 @@ class Simulator:
         """Only the requests that placed a call (including placed_then_reset ones)."""
         return [c for c in self.calls() if c["outcome"] == "placed"]
 
-    def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until `count` requests were received and handled (slow faults finish late)."""
+    def wait_for_calls(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until `count` requests were received and handled (slow faults finish late). It returns
+        as soon as they are; the deadline is generous for a loaded machine."""
 
         def done() -> bool:
             calls = self._state.calls
