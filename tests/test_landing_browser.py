@@ -69,7 +69,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 15_000  # per action; generous for a loaded machine, never reached when all is well
+TIMEOUT_MS = 30_000  # per action; generous for a loaded machine, never reached when all is well
 
 
 def _unavailable(reason: str) -> NoReturn:
