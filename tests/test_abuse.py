@@ -18,7 +18,7 @@ from formcall_webhook import mapping
 from formcall_webhook.app import Request, _read_limited, read_stream, route_name
 from formcall_webhook.errors import BadRequest, RequestTimeout
 from formcall_webhook.simulator import Simulator
-from tests.harness import FunctionProcess
+from tests.harness import FunctionProcess, start_all, stop_all
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "formcall-abuse-52e1"
@@ -37,12 +37,11 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("abuse-logs")
 
 
-def start(logdir: Path, name: str, env: dict[str, str], config: str | None = None) -> FunctionProcess:
-    if config is not None:
-        path = logdir / f"{name}.toml"
-        path.write_text(config, encoding="utf-8")
-        env = {**env, "FORMCALL_CONFIG": str(path)}
-    return FunctionProcess(env, logdir / f"{name}.log").start()
+def function(logdir: Path, name: str, env: dict[str, str], config: str) -> FunctionProcess:
+    """A process (not started yet) with this config file."""
+    path = logdir / f"{name}.toml"
+    path.write_text(config, encoding="utf-8")
+    return FunctionProcess({**env, "FORMCALL_CONFIG": str(path)}, logdir / f"{name}.log")
 
 
 # Headers a sender may send that no template may read (test_templates_never_see_credentials_or_signatures).
@@ -60,10 +59,13 @@ PRIVATE_HEADERS = {
 
 
 @pytest.fixture(scope="module")
-def dry(logdir: Path) -> Iterator[FunctionProcess]:
-    """One dry-run process for the tests that need no call: the default route with a short body timeout
-    (8 threads, so 8 stalled uploads take them all), a route whose templates try to read private
-    headers, and a route open to any origin. No rate limit: these tests are not about it."""
+def processes(logdir: Path, simulator: Simulator) -> Iterator[dict[str, FunctionProcess]]:
+    """The module's two processes, started at once.
+
+    "dry", for the tests that place no call: the default route with a short body timeout (8 threads, so
+    8 stalled uploads take them all), a token route for the memory test, a route whose templates try to
+    read private headers, and a route open to any origin; no rate limit, these tests are not about it.
+    "placing", a public route with the default rate limits, placing calls on the simulator."""
     adicional = "\n".join(f"H{i} = \"{{{{ headers['{name.lower()}'] }}}}\"" for i, name in enumerate(PRIVATE_HEADERS))
     config = f"""
 [defaults]
@@ -80,10 +82,29 @@ Visible = "{{{{ headers['x-campaign'] }}}}"
 All = "{{{{ headers | tojson }}}}"
 [routes.cors]
 cors_origins = ["*"]
+[routes.memory]
+auth = {{ type = "token", secret = "env:API_KEY" }}
 """
-    process = start(logdir, "dry", {"THREADS": "8", "API_KEY": API_KEY}, config)
-    yield process
-    process.stop()
+    placing = f'[routes.default]\npopup_uuid = "{POPUP}"\ndedupe = {{ key = "{{{{ n }}}}" }}\n'
+    started = {
+        "dry": function(logdir, "dry", {"THREADS": "8", "API_KEY": API_KEY}, config),
+        "placing": function(
+            logdir, "per-phone", {"FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN}, placing
+        ),
+    }
+    start_all(started.values())
+    yield started
+    stop_all(started.values())
+
+
+@pytest.fixture(scope="module")
+def dry(processes: dict[str, FunctionProcess]) -> FunctionProcess:
+    return processes["dry"]
+
+
+@pytest.fixture(scope="module")
+def placing(processes: dict[str, FunctionProcess]) -> FunctionProcess:
+    return processes["placing"]
 
 
 # -- memory: keys the sender chooses must not grow the caches without bound --
@@ -111,20 +132,20 @@ def _worker_rss_kb(fn: FunctionProcess) -> int:
 
 
 @pytest.mark.slow
-def test_long_field_names_do_not_grow_the_worker(logdir: Path) -> None:
-    # One unique 63 KB key per request; NFKD makes each U+FDFA 18 characters. Token auth: no rate limit.
-    config = (
-        f'[routes.default]\npopup_uuid = "{POPUP}"\nauth = {{ type = "token", secret = "env:API_KEY" }}\n'
-        "dry_run = true\n"
-    )
+def test_long_field_names_do_not_grow_the_worker(dry: FunctionProcess) -> None:
+    # One unique 63 KB key per request; NFKD makes each U+FDFA 18 characters. The token route (dry run).
     filler = "\ufdfa" * 21_000
-    with start(logdir, "memory", {"API_KEY": API_KEY}, config) as fn, requests.Session() as session:
+    fn = dry
+    with requests.Session() as session:
 
         def send(i: int) -> None:
             body = json.dumps({f"{i}{filler}": "x", "phone": "+56 9 6123 4567"}, ensure_ascii=False).encode()
             assert len(body) < 65536
             answer = session.post(
-                fn.url, data=body, headers={"Content-Type": "application/json", "X-Webhook-Token": API_KEY}
+                fn.url + "/memory",
+                data=body,
+                headers={"Content-Type": "application/json", "X-Webhook-Token": API_KEY},
+                timeout=30,
             )
             assert answer.status_code == 200, answer.text
 
@@ -303,15 +324,6 @@ def test_wildcard_cors_answers_a_literal_star(dry: FunctionProcess) -> None:
 
 
 # -- an open, paid call endpoint is rate limited by default --
-
-
-@pytest.fixture(scope="module")
-def placing(simulator: Simulator, logdir: Path) -> Iterator[FunctionProcess]:
-    config = f'[routes.default]\npopup_uuid = "{POPUP}"\ndedupe = {{ key = "{{{{ n }}}}" }}\n'
-    env = {"FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN}
-    fn = start(logdir, "per-phone", env, config)
-    yield fn
-    fn.stop()
 
 
 @pytest.mark.slow
