@@ -15,7 +15,7 @@ import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
 from . import config as config_module
-from . import consent, guards, mapping, once, parsing, phones, records
+from . import consent, guards, keys, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
 from .auth import Delivery, authenticate, private_headers
 from .config import Config, Route
@@ -213,7 +213,7 @@ class App:
         if rate is None:
             return
         ip_key = guards.rate_key(ip)
-        count, seconds_left = self.store.hit(once.key(route.name, "rate-ip", ip_key), rate.seconds)
+        count, seconds_left = self.store.hit(keys.rate_ip(route.name, ip_key), rate.seconds)
         if count > rate.count:
             raise RateLimited(
                 "Too many submissions; try again later.",

@@ -1,6 +1,7 @@
 """Place once (spec 4 and 8): keep the lead, call FormCall, then settle. No Request, no HTTP.
 
-The request path (`submit`) and the sweeper (`attempt`) share it. Every lead is written to the
+The request path (`submit`) and the sweeper (`attempt`) share one attempt (`_attempt`), and lost answers
+are settled in one place (`_settle_lost`). Every lead is written to the
 store before FormCall is called, with its attempt marked in flight, so a process that dies mid-call
 leaves a record the sweeper settles from FormCall's own list instead of a lost lead or a second ring.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import once, phones, records
+from . import keys, once, phones
 from .config import Config, Route
 from .consent import optout_hash
 from .errors import (
@@ -24,8 +25,10 @@ from .errors import (
     RateLimited,
     WebhookError,
 )
-from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, ReconcileUnknown
+from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
+from .records import FAILED, SCHEDULED, Lead, new_lead_id
 from .secret_store import SecretStore
+from .settle import Holder, LostAttempt, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Admission, Backend, Counter, Finish
 
@@ -71,11 +74,20 @@ class Report:
 class Deliverer:
     """One per process, beside the config, the store, the FormCall client and the secrets."""
 
-    def __init__(self, config: Config, store: Backend, client: FormCallClient, secrets: SecretStore) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Backend,
+        client: FormCallClient,
+        secrets: SecretStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store = store
         self.client = client
         self.secrets = secrets
+        # Epoch seconds now: tests drive the lead's times (due, max_age, service hours) with their own.
+        self.clock = clock
         self._hash_key: bytes | None = None
 
     # -- shared --
@@ -135,6 +147,9 @@ class Deliverer:
             return DEFAULT_RETRY
         return route.retry
 
+    def keep_fields(self) -> str:
+        return self.config.leads.keep_fields
+
     # -- the request path --
 
     def submit(self, sub: Submission, report: Report) -> once.FirstAnswer:
@@ -142,43 +157,43 @@ class Deliverer:
 
         Raises the table's error when the lead is refused or not kept (a 5xx keeps nothing).
         """
-        route, lead = sub.route, sub.lead
-        now = time.time()
-        number_hash = self.phone_hash(lead.e164)
+        route, person = sub.route, sub.lead
+        now = self.clock()
+        number_hash = self.phone_hash(person.e164)
         claims, windows = self._claims(sub)
         counters = []
         if sub.ip_key is not None and route.rate_per_ip is not None:
             rate = route.rate_per_ip
-            counters.append(Counter(once.key(route.name, "rate-ip", sub.ip_key), rate.seconds, rate.count))
+            counters.append(Counter(keys.rate_ip(route.name, sub.ip_key), rate.seconds, rate.count))
         if route.rate_per_phone is not None:
             rate = route.rate_per_phone
-            counters.append(Counter(once.key(once.ANY_ROUTE, "rate-phone", lead.e164), rate.seconds, rate.count))
-        lead_id = records.new_lead_id()
-        record = records.new_record(
+            counters.append(Counter(keys.rate_phone(person.e164), rate.seconds, rate.count))
+        lead_id = new_lead_id()
+        # Kept before FormCall is asked, its attempt in flight: a process that dies now leaves a lead the
+        # sweeper settles.
+        lead = Lead.admitted(
             lead_id=lead_id,
             route=route.name,
             received=now,
             payload=sub.payload,
-            masked=lead.masked,
+            masked=person.masked,
             phone_hash=number_hash,
             keep_days=self.config.leads.keep_days,
             claims=list(windows),
             consent=sub.consent,
+            contact=sub.contact,
+            in_flight_until=now + self.lease_seconds,
         )
-        # Kept before FormCall is asked: a process that dies now leaves a lead the sweeper settles.
-        record = {**record, "attempts": 1, "attempt_since": now, "due_at": now + self.lease_seconds}
-        if sub.contact:
-            record["contact"] = dict(sub.contact)
         # The lead's own id marks its claims: unique per submission, and no second random draw.
         marker = once.PENDING + lead_id
         pending_ttl = self.config.timeout_seconds + 30
         admission = Admission(
             claims=[(k, pending_ttl) for k, _ in claims],
             marker=marker,
-            record=record,
+            record=lead.to_json(),
             counters=counters,
             optout=number_hash,
-            lease=(once.lease_key(lead_id), self.lease_seconds),
+            lease=(keys.lease(lead_id), self.lease_seconds),
         )
         report.lead_id = lead_id
         deadline = time.monotonic() + self.config.timeout_seconds + 2
@@ -208,20 +223,20 @@ class Deliverer:
                     reason="identical submission still in flight",
                 )
             time.sleep(_POLL_SECONDS)
-        return self._first_attempt(sub, record, marker, windows, report)
+        return self._first_attempt(sub, lead, marker, windows, report)
 
     def _claims(self, sub: Submission) -> tuple[list[tuple[str, int]], list[tuple[str, float]]]:
         """The keys this lead is known by, with their windows (dedupe, and the delivery id when any)."""
         route = sub.route
         if sub.dedupe_value:
-            lead_key = once.key(route.name, "lead", sub.dedupe_value)
+            lead_key = keys.dedupe_claim(route.name, sub.dedupe_value)
         else:
             # The same lead whichever route it came through (spec 2).
-            lead_key = once.key(once.ANY_ROUTE, "lead", f"{sub.lead.e164}|{sub.payload['popup_uuid']}")
+            lead_key = keys.lead_claim(sub.lead.e164, str(sub.payload["popup_uuid"]))
         claims = [(lead_key, route.dedupe_window_seconds)]
         if sub.delivery is not None:
             delivery_id, window = sub.delivery
-            claims.insert(0, (once.key(route.name, "delivery", delivery_id), max(window, route.dedupe_window_seconds)))
+            claims.insert(0, (keys.delivery_claim(route.name, delivery_id), max(window, route.dedupe_window_seconds)))
         return claims, [(k, float(w)) for k, w in claims]
 
     def _held(self, sub: Submission, held: Mapping[str, str], report: Report) -> once.FirstAnswer | None:
@@ -244,7 +259,7 @@ class Deliverer:
     ) -> once.FirstAnswer | None:
         """retry = false and an earlier attempt's answer was lost: find its call before calling again."""
         since, old_lead = once.parse_uncertain(held[0][1])
-        waited = time.time() - since
+        waited = self.clock() - since
         if waited < self.settle_after:
             # FormCall may still be working on the first request: its call would not be listed yet.
             raise FormCallUnavailable(
@@ -252,294 +267,278 @@ class Deliverer:
                 retry_after=max(1, math.ceil(self.settle_after - waited)),
                 reason="previous attempt's outcome not settled yet",
             )
-        digits = sub.lead.country_code + sub.lead.areacode + sub.lead.phonenumber
+        stored = self._load(old_lead) if old_lead else None
+        person = sub.lead
+        lost = LostAttempt(
+            old_lead or "", str(sub.payload["popup_uuid"]), since, since + self.config.timeout_seconds,
+            person.country_code + person.areacode + person.phonenumber,
+        )  # fmt: skip
         try:
-            uuid = self.client.find_call(self.token(), str(sub.payload["popup_uuid"]), digits, since)
+            found = self._settle_lost(lost)
         except ListUnavailable as err:
             raise FormCallUnavailable(
                 "The previous attempt could not be confirmed yet; try again later.",
                 reason=f"previous attempt unconfirmed ({err})",
             ) from err
-        except ReconcileUnknown as err:
-            uuid = None
-            report.reason = f"previous attempt unconfirmed ({err}); calling again"
-        if uuid is None:
+        if found.uuid is None:
             for store_key, value in held:
                 self.store.release(store_key, value)
             if old_lead:
                 # That attempt placed nothing: its record was a lead this delivery now carries on.
                 self.store.delete_lead(old_lead)
-            if report.reason is None:
-                report.reason = "previous attempt placed no call; calling"
+            report.reason = "previous attempt placed no call; calling"
             return None
-        answer = once.FirstAnswer(old_lead or None, uuid)
+        answer = once.FirstAnswer(old_lead or None, found.uuid)
         for store_key, value in held:
             self.store.replace(store_key, value, answer.dumps(), sub.route.dedupe_window_seconds)
-        stored = self.store.get_lead(old_lead) if old_lead else None
-        if stored is not None and stored["state"] != records.PLACED:
-            self.store.save_lead(
-                records.changed(stored, state=records.PLACED, uuid=uuid, last_error=None, attempt_since=None),
-                stored["version"],
-            )
+        if stored is not None and stored.state in (SCHEDULED, FAILED):
+            self._save(stored, self._placed(stored, Placed(found.uuid), found.certain))
         report.outcome = "duplicate"
-        report.lead_id, report.uuid = answer.lead_id, uuid
+        report.lead_id, report.uuid = answer.lead_id, found.uuid
         return answer
 
     def _first_attempt(
-        self,
-        sub: Submission,
-        record: dict[str, Any],
-        marker: str,
-        windows: list[tuple[str, float]],
-        report: Report,
+        self, sub: Submission, lead: Lead, marker: str, windows: list[tuple[str, float]], report: Report
     ) -> once.FirstAnswer:
-        lead_id = record["lead_id"]
         policy = sub.route.retry
-        started = record["attempt_since"]
+        started = lead.received_ts
         report.attempts = 1
         try:
             placed = self.place(sub.payload, report)
-        except FormCallUncertain as err:
-            report.reason = err.reason
-            if policy is not None and policy.covers(err.error):
-                # Scheduled: the sweeper settles it from FormCall's list before any new attempt.
-                due = max(policy.next_attempt(1, err.error, time.time()), started + self.settle_after)
-                return self._keep(record, marker, windows, err, due, policy, report, attempt_since=started)
-            # retry = false: the sender's retry settles it (the claims say so); nothing stays due.
-            failed = records.changed(
-                record,
-                state=records.FAILED,
-                last_error=err.error,
-                due_at=None,
-                **self._minimized(record, records.FAILED),
-            )
-            uncertain = once.uncertain_value(started, lead_id)
-            self.store.finish(Finish(lead_id, failed, record["version"], [], marker, None, once.lease_key(lead_id)))
-            for store_key, window in windows:
-                self.store.replace(store_key, marker, uncertain, window)
-            raise
         except WebhookError as err:
             report.formcall_error_code = err.formcall_error_code
             report.reason = err.reason
-            if policy is not None and policy.covers(err.error):
-                due = policy.next_attempt(1, err.error, time.time())
-                return self._keep(record, marker, windows, err, due, policy, report)
-            if err.status < 500:
-                # Refused for good (FormCall errors 1, 5, 6): kept as failed, so it can be seen.
-                failed = records.changed(record, state=records.FAILED, last_error=err.error, due_at=None,
-                                         attempt_since=None, **self._minimized(record, records.FAILED))  # fmt: skip
-                self._finish(record, failed, marker, windows, None)
-            else:
-                # A 5xx keeps nothing: the sender retries, and its retry is a new lead.
-                self._finish(record, None, marker, windows, None)
+            after = self._after_error(lead, err, policy, started, first=True)
+            if after is not None and after.state == SCHEDULED:
+                # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
+                # While the lead waits, a resend is still this lead: hold the claims until it can no longer
+                # be called.
+                answer = once.FirstAnswer(lead.lead_id, scheduled=True)
+                holding = [(k, max(w, float((policy or DEFAULT_RETRY).max_age))) for k, w in windows]
+                self._finish(lead, after, marker, holding, answer)
+                report.outcome = "scheduled"
+                return answer
+            if after is not None and after.attempt.since is not None:
+                # retry = false and the answer was lost: the sender's retry settles it (the claims say so).
+                self.store.finish(Finish(lead.lead_id, after.to_json(), lead.version, [], marker, None,
+                                         keys.lease(lead.lead_id)))  # fmt: skip
+                uncertain = once.uncertain_value(started, lead.lead_id)
+                for store_key, window in windows:
+                    self.store.replace(store_key, marker, uncertain, window)
+                raise
+            # Refused for good (FormCall errors 1, 5, 6): kept as failed, so it can be seen. A 5xx keeps
+            # nothing: the sender retries, and its retry is a new lead.
+            self._finish(lead, after, marker, windows, None)
+            if after is None:
                 report.lead_id = None
             raise
         except BaseException:
-            self._finish(record, None, marker, windows, None)
+            self._finish(lead, None, marker, windows, None)
             report.lead_id = None
             raise
-        return self._placed(record, marker, windows, placed, report)
-
-    def _keep(
-        self,
-        record: dict[str, Any],
-        marker: str,
-        windows: list[tuple[str, float]],
-        err: WebhookError,
-        due: float,
-        policy: RetryPolicy,
-        report: Report,
-        attempt_since: float | None = None,
-    ) -> once.FirstAnswer:
-        kept = records.changed(
-            record, state=records.SCHEDULED, last_error=err.error, due_at=due, attempt_since=attempt_since
-        )
-        answer = once.FirstAnswer(record["lead_id"], scheduled=True)
-        # While the lead waits, a resend is still this lead: hold the claims until it can no longer be called.
-        holding = [(k, max(w, float(policy.max_age))) for k, w in windows]
-        self._finish(record, kept, marker, holding, answer)
-        report.outcome = "scheduled"
-        return answer
-
-    def _placed(
-        self, record: dict[str, Any], marker: str, windows: list[tuple[str, float]], placed: Placed, report: Report
-    ) -> once.FirstAnswer:
-        now = time.time()
-        state, fields = self._placed_fields(record, placed, now)
-        done = records.changed(record, **fields)
-        answer = once.FirstAnswer(record["lead_id"], placed.uuid, pending=placed.pending)
+        now = self.clock()
+        done = self._placed(lead, placed)
+        answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending)
         try:
-            self._finish(record, done, marker, windows, answer)
+            self._finish(lead, done, marker, windows, answer)
         except WebhookError as err:
             # The call exists: answer it as placed. The record's attempt mark lets the sweeper settle it.
             report.reason = err.reason
-        report.outcome = state
+        report.outcome = str(done.state)
         report.uuid = placed.uuid
-        report.wait_seconds = round(now - record["received_ts"], 1)
+        report.wait_seconds = round(now - lead.received_ts, 1)
         return answer
-
-    def _placed_fields(self, record: Mapping[str, Any], placed: Placed, now: float) -> tuple[str, dict[str, Any]]:
-        """A placed or pending lead: due again for its outcome work (spec 9), else done and minimized."""
-        route = self.config.routes.get(record["route"])
-        outcome = route.outcome if route is not None else None
-        state = records.PENDING if placed.pending else records.PLACED
-        fields: dict[str, Any] = {"state": state, "uuid": placed.uuid, "last_error": None, "attempt_since": None,
-                                  "placed_at": now, "due_at": None}  # fmt: skip
-        if outcome is not None and placed.uuid:
-            fields["due_at"] = now + outcome.after
-            fields["outcome"] = {"due": True}
-        else:
-            fields.update(self._minimized(record, state))
-        return state, fields
-
-    def _minimized(self, record: Mapping[str, Any], state: str) -> dict[str, Any]:
-        return records.minimized(record, state) if self.config.leads.keep_fields == "until_done" else {}
 
     def _finish(
         self,
-        record: Mapping[str, Any],
-        new: Mapping[str, Any] | None,
+        lead: Lead,
+        new: Lead | None,
         marker: str,
         windows: list[tuple[str, float]],
         answer: once.FirstAnswer | None,
     ) -> None:
-        lead_id = record["lead_id"]
         self.store.finish(
             Finish(
-                lead_id,
-                new,
-                record["version"],
+                lead.lead_id,
+                new.to_json() if new is not None else None,
+                lead.version,
                 windows,
                 marker,
                 answer.dumps() if answer is not None else None,
-                once.lease_key(lead_id),
+                keys.lease(lead.lead_id),
             )
         )
 
+    # -- one rule for both paths --
+
+    def _after_error(
+        self, lead: Lead, err: WebhookError, policy: RetryPolicy | None, started: float, *, first: bool
+    ) -> Lead | None:
+        """What a lead becomes after an attempt that ended in `err`; None: nothing is kept (a first
+        attempt's 5xx, which the sender retries as a new lead)."""
+        now = self.clock()
+        if isinstance(err, FormCallUncertain):
+            if first and (policy is None or not policy.covers(err.error)):
+                # retry = false: failed, its attempt still marked until the sender's retry settles it.
+                return lead.failed(err.error, keep_fields=self.keep_fields(), since=started)
+            # Scheduled: the sweeper settles it from FormCall's list before any new attempt.
+            policy = policy or DEFAULT_RETRY
+            due = max(policy.next_attempt(lead.attempts, err.error, now), started + self.settle_after)
+            return lead.scheduled(due_at=due, last_error=err.error, since=started)
+        if first:
+            if policy is not None and policy.covers(err.error):
+                return lead.scheduled(due_at=policy.next_attempt(1, err.error, now), last_error=err.error)
+            return lead.failed(err.error, keep_fields=self.keep_fields()) if err.status < 500 else None
+        policy = policy or DEFAULT_RETRY
+        if err.status == 422:
+            # FormCall refused the number or its country for good: no later attempt can succeed.
+            return lead.failed(err.error, keep_fields=self.keep_fields())
+        # Anything else may mend (FormCall back, the token fixed): until max_age, try again.
+        due = policy.next_attempt(lead.attempts, err.error, now)
+        if due >= lead.age_from + policy.max_age:
+            return lead.failed(err.error, keep_fields=self.keep_fields())
+        return lead.scheduled(due_at=due, last_error=err.error)
+
+    def _placed(self, lead: Lead, placed: Placed, certain: bool = True) -> Lead:
+        """A placed or pending lead: due again for its outcome work (spec 9), else done and minimized.
+        A uuid that could not be told apart gets no outcome report."""
+        route = self.config.routes.get(lead.route)
+        outcome = route.outcome if route is not None and certain else None
+        done = lead.placed(placed.uuid, pending=placed.pending, now=self.clock(),
+                           work_after=outcome.after if outcome is not None else None,
+                           keep_fields=self.keep_fields())  # fmt: skip
+        return done if certain else done.uncertain()
+
+    def _settle_lost(self, lost: LostAttempt) -> Settled:
+        """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
+        uuids other leads on the popup hold, and the other lost answers there. ListUnavailable when the
+        list cannot be read whole."""
+        token = self.token()
+        rows = []
+        for day in list_days(lost.start, lost.end + 60):
+            listing = self.client.list_calls(token, lost.popup_uuid, day)
+            if not isinstance(listing, list):
+                raise ListUnavailable("/calls/list did not answer a list")
+            rows.extend(rows_of(listing))
+        holders: list[Holder] = []
+        rivals: list[LostAttempt] = []
+        # A lead holding a uuid from this window was received at most its max_age (or a day) before.
+        ages = [r.retry.max_age for r in self.config.routes.values() if r.retry is not None]
+        horizon = lost.start - max([DEFAULT_RETRY.max_age, *ages]) - 86400
+        for record in self.store.scan_leads(since=horizon):
+            other = Lead.from_json(record)
+            if other.lead_id == lost.lead_id or (other.popup_uuid or "").lower() != lost.popup_uuid.lower():
+                continue
+            if other.uuid:
+                holders.append(Holder(other.lead_id, other.uuid.lower(), other.uuid_certain))
+            elif other.attempt.since is not None:
+                since = other.attempt.since
+                rivals.append(LostAttempt(other.lead_id, lost.popup_uuid, since, since + self.config.timeout_seconds))
+        return settle(lost, rows, holders, rivals)
+
     # -- the sweeper's attempts --
 
-    def attempt(self, record: dict[str, Any], report: Report) -> dict[str, Any] | None:
-        """Deliver one due, scheduled lead (the caller holds its lease); the record as saved, or None
-        when another writer changed it first. Every change is conditional on the version read."""
-        policy = self.policy(record["route"]) or DEFAULT_RETRY
-        now = time.time()
-        report.lead_id = record["lead_id"]
-        report.attempts = record.get("attempts") or 0
-        if record.get("phone_hash") and self.store.is_opted_out(record["phone_hash"]):
+    def attempt(self, record: Mapping[str, Any], report: Report) -> Lead | None:
+        """Deliver one due, scheduled lead (the caller holds its lease); the lead as saved, or None when
+        another writer changed it first. Every change is conditional on the version read."""
+        lead = Lead.from_json(record)
+        policy = self.policy(lead.route) or DEFAULT_RETRY
+        now = self.clock()
+        report.lead_id = lead.lead_id
+        report.attempts = lead.attempts
+        if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
             report.outcome = "opted_out"
-            return self._save(record, state=records.FAILED, last_error="opted_out", due_at=None, attempt_since=None)
-        if policy.expired(_age_from(record), now):
-            return self._give_up(record, record.get("last_error") or "formcall_unavailable", report)
-        since = record.get("attempt_since")
-        if since is not None:
-            settled = self._settle_record(record, since, policy, now, report)
-            if settled is not None:
-                return settled
-            record = self._save(record, attempt_since=None) or {}
-            if not record:
+            return self._save(lead, lead.failed("opted_out", keep_fields="keep"))
+        if policy.expired(lead.age_from, now):
+            return self._give_up(lead, lead.last_error or "formcall_unavailable", report)
+        if lead.attempt.since is not None:
+            handled, saved = self._settle_record(lead, lead.attempt.since, policy, now, report)
+            if handled:
+                return saved
+            unmarked = self._save(lead, lead.unmarked())
+            if unmarked is None:
                 return None
+            lead = unmarked
         if not policy.in_service(now):
             report.outcome = "scheduled"
             report.reason = "outside service hours"
-            return self._save(record, due_at=policy.next_opening(now))
-        payload = record.get("payload")
-        if not isinstance(payload, dict):
-            return self._give_up(record, "misconfigured", report, reason="the record no longer holds the number")
-        attempts = int(record.get("attempts") or 0) + 1
-        report.attempts = attempts
-        started = time.time()
-        in_flight = self._save(record, attempts=attempts, attempt_since=started, due_at=started + self.lease_seconds)
+            return self._save(lead, lead.waiting(policy.next_opening(now)))
+        if lead.payload is None:
+            return self._give_up(lead, "misconfigured", report, reason="the record no longer holds the number")
+        payload = lead.payload
+        started = self.clock()
+        in_flight = self._save(lead, lead.in_flight(started, started + self.lease_seconds))
         if in_flight is None:
             return None
+        report.attempts = in_flight.attempts
         try:
             placed = self.place(payload, report)
-        except FormCallUncertain as err:
-            report.reason = err.reason
-            due = max(policy.next_attempt(attempts, err.error, time.time()), started + self.settle_after)
-            return self._reschedule(in_flight, err.error, due, policy, report, attempt_since=started)
         except WebhookError as err:
-            report.formcall_error_code = err.formcall_error_code
+            if not isinstance(err, FormCallUncertain):
+                report.formcall_error_code = err.formcall_error_code
             report.reason = err.reason
-            if err.status == 422:
-                # FormCall refused the number or its country for good: no later attempt can succeed.
-                return self._give_up(in_flight, err.error, report)
-            # Anything else may mend (FormCall back, the token fixed): until max_age, try again.
-            due = policy.next_attempt(attempts, err.error, time.time())
-            return self._reschedule(in_flight, err.error, due, policy, report)
+            after = self._after_error(in_flight, err, policy, started, first=False)
+            assert after is not None
+            if after.state == FAILED:
+                report.outcome = "lead_failed"
+                report.reason = report.reason or f"given up after {after.attempts} attempts: {err.error}"
+            else:
+                report.outcome = "scheduled"
+            return self._save(in_flight, after)
         return self._sweep_placed(in_flight, placed, report)
 
     def _settle_record(
-        self, record: dict[str, Any], since: float, policy: RetryPolicy, now: float, report: Report
-    ) -> dict[str, Any] | None:
+        self, lead: Lead, since: float, policy: RetryPolicy, now: float, report: Report
+    ) -> tuple[bool, Lead | None]:
         """An attempt whose answer was lost: its call, from FormCall's list, before any new attempt.
-        The record as saved when this settles it (placed, or waiting); None to go on and call."""
+        (True, the lead as saved or None when another writer won) when this settles it for now (placed,
+        or waiting); (False, None) to go on and call."""
         if now - since < self.settle_after:
             report.outcome = "scheduled"
             report.reason = "previous attempt not settled yet"
-            return self._save(record, due_at=since + self.settle_after) or {}
-        payload = record.get("payload") or {}
+            return True, self._save(lead, lead.waiting(since + self.settle_after))
+        payload = lead.payload or {}
         digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
+        lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
         try:
-            uuid = self.client.find_call(self.token(), str(record.get("popup_uuid")), digits, since)
+            found = self._settle_lost(lost)
         except ListUnavailable as err:
             report.outcome = "scheduled"
             report.reason = f"previous attempt unconfirmed ({err})"
-            due = policy.next_attempt(int(record.get("attempts") or 1), "formcall_unavailable", now)
-            return self._save(record, due_at=due) or {}
-        except ReconcileUnknown as err:
-            report.reason = f"previous attempt unconfirmed ({err}); calling again"
-            return None
-        if uuid is None:
+            due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
+            return True, self._save(lead, lead.waiting(due))
+        if found.uuid is None:
             report.reason = "previous attempt placed no call; calling"
-            return None
+            return False, None
         report.reason = "previous attempt's call found in FormCall's list"
-        return self._sweep_placed(record, Placed(uuid), report) or {}
+        if not found.certain:
+            report.extra["uuid_certain"] = False
+        return True, self._sweep_placed(lead, Placed(found.uuid), report, found.certain)
 
-    def _sweep_placed(self, record: dict[str, Any], placed: Placed, report: Report) -> dict[str, Any] | None:
-        now = time.time()
-        state, fields = self._placed_fields(record, placed, now)
-        saved = self._save(record, **fields)
+    def _sweep_placed(self, lead: Lead, placed: Placed, report: Report, certain: bool = True) -> Lead | None:
+        now = self.clock()
+        saved = self._save(lead, self._placed(lead, placed, certain))
         if saved is None:
             return None
         # Duplicates from now on carry the uuid too.
-        scheduled = once.FirstAnswer(record["lead_id"], scheduled=True).dumps()
-        answer = once.FirstAnswer(record["lead_id"], placed.uuid, pending=placed.pending).dumps()
-        for store_key, window in record.get("claims") or []:
+        scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
+        answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending).dumps()
+        for store_key, window in lead.claims:
             self.store.replace(store_key, scheduled, answer, window)
-        report.outcome = state
+        report.outcome = str(saved.state)
         report.uuid = placed.uuid
-        report.wait_seconds = round(now - record["received_ts"], 1)
+        report.wait_seconds = round(now - lead.received_ts, 1)
         return saved
 
-    def _reschedule(
-        self,
-        record: dict[str, Any],
-        word: str,
-        due: float,
-        policy: RetryPolicy,
-        report: Report,
-        attempt_since: float | None = None,
-    ) -> dict[str, Any] | None:
-        if due >= _age_from(record) + policy.max_age and attempt_since is None:
-            return self._give_up(record, word, report)
-        report.outcome = "scheduled"
-        return self._save(record, state=records.SCHEDULED, last_error=word, due_at=due, attempt_since=attempt_since)
-
-    def _give_up(
-        self, record: dict[str, Any], word: str, report: Report, reason: str | None = None
-    ) -> dict[str, Any] | None:
+    def _give_up(self, lead: Lead, word: str, report: Report, reason: str | None = None) -> Lead | None:
         report.outcome = "lead_failed"
-        report.reason = reason or report.reason or f"given up after {record.get('attempts') or 0} attempts: {word}"
-        fields: dict[str, Any] = {"state": records.FAILED, "last_error": word, "due_at": None, "attempt_since": None}
-        if self.config.leads.keep_fields == "until_done":
-            fields.update(records.minimized(record, records.FAILED))
-        return self._save(record, **fields)
+        report.reason = reason or report.reason or f"given up after {lead.attempts} attempts: {word}"
+        return self._save(lead, lead.failed(word, keep_fields=self.keep_fields()))
 
-    def _save(self, record: Mapping[str, Any], **fields: Any) -> dict[str, Any] | None:
-        new = records.changed(record, **fields)
-        return new if self.store.save_lead(new, record["version"]) else None
+    def _load(self, lead_id: str) -> Lead | None:
+        record = self.store.get_lead(lead_id)
+        return Lead.from_json(record) if record is not None else None
 
-
-def _age_from(record: Mapping[str, Any]) -> float:
-    """When max_age starts: the lead's arrival, or an operator's `leads retry`, whichever is later."""
-    return max(float(record["received_ts"]), float(record.get("retried_at") or 0))
+    def _save(self, old: Lead, new: Lead) -> Lead | None:
+        """`new` written when the stored lead is still `old`'s version; None when another writer won."""
+        return new if self.store.save_lead(new.to_json(), old.version) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +19,13 @@ from . import outcomes, records
 from .clients import outgoing
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
+from .config import Config
 from .delivery import Report
-from .formcall import ListUnavailable, list_days
-from .runtime import Runtime
+from .formcall import FormCallClient, ListUnavailable, list_days
+from .records import CallWork, Lead
+from .secret_store import SecretStore
 from .states import DEFAULT_RETRY, OutcomePolicy
+from .stores import Backend
 
 # A report whose receiver asks for more than this is tried again at this interval at most.
 _MAX_WAIT = 6 * 3600
@@ -40,51 +43,66 @@ class Listings:
 
 
 class FollowUp:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    """A placed call's outcome work, given its parts: the config, the store, FormCall's list and secrets."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Backend,
+        client: FormCallClient,
+        secrets: SecretStore,
+        token: Callable[[], str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.secrets = secrets
+        self.token = token
+        self.clock = clock
         self._pool: urllib3.PoolManager | None = None
         self._unknown_logged: set[str] = set()
 
     @property
     def pool(self) -> urllib3.PoolManager:
         if self._pool is None:
-            self._pool = make_pool(self.runtime.config().ca_bundle, maxsize=8)
+            self._pool = make_pool(self.config.ca_bundle, maxsize=8)
         return self._pool
 
-    def work(self, record: dict[str, Any], report: Report, listings: Listings) -> dict[str, Any] | None:
-        """One step of the lead's outcome work; the record as saved (None when another writer won)."""
-        config = self.runtime.config()
-        route = config.routes.get(record["route"])
+    def work(self, lead: Lead, report: Report, listings: Listings) -> Lead | None:
+        """One step of the lead's outcome work; the lead as saved (None when another writer won)."""
+        route = self.config.routes.get(lead.route)
         policy = route.outcome if route is not None else None
+        record = lead.to_json()
         state = dict(record.get("outcome") or {})
-        report.lead_id = record["lead_id"]
-        report.uuid = record.get("uuid")
-        if policy is None or not record.get("uuid"):
-            return self._done(record, state)
-        now = time.time()
+        report.lead_id = lead.lead_id
+        report.uuid = lead.uuid
+        if policy is None or not lead.uuid or not lead.uuid_certain:
+            return self._done(lead, state)
+        now = self.clock()
         give_up_at = float(record.get("placed_at") or record["received_ts"]) + policy.give_up
         if not state.get("settled"):
-            step = self._lookup(record, state, policy, listings, now, give_up_at, report)
+            step = self._lookup(lead, state, policy, listings, now, give_up_at, report)
             if step is not None:
                 return step
-        return self._report(record, state, policy, now, give_up_at, report)
+        return self._report(lead, record, state, policy, now, give_up_at, report)
 
     # -- the lookup --
 
     def _lookup(
         self,
-        record: dict[str, Any],
+        lead: Lead,
         state: dict[str, Any],
         policy: OutcomePolicy,
         listings: Listings,
         now: float,
         give_up_at: float,
         report: Report,
-    ) -> dict[str, Any] | None:
+    ) -> Lead | None:
         """Read the call's row; the record as saved while the status may still change, None when settled."""
         lookups = int(state.get("lookups") or 0) + 1
         state["lookups"] = lookups
-        result = self._find(record, listings, now)
+        result = self._find(lead, listings, now)
         if result is None:
             report.reason = "call not listed yet" if "down" not in state else "listing unavailable"
         else:
@@ -117,18 +135,18 @@ class FollowUp:
             report.outcome = "call_outcome"
             report.reason = "outcome lookup gave up"
             return None
-        return self._save(record, outcome=state, due_at=min(now + self._step(record, lookups), give_up_at))
+        return self._save(lead, lead.outcome_step(_work(state), min(now + self._step(lead, lookups), give_up_at)))
 
-    def _find(self, record: Mapping[str, Any], listings: Listings, now: float) -> outcomes.CallResult | None:
-        popup = str(record.get("popup_uuid") or "")
-        uuid = str(record.get("uuid") or "").lower()
-        for day in list_days(float(record.get("placed_at") or record["received_ts"]), now):
+    def _find(self, lead: Lead, listings: Listings, now: float) -> outcomes.CallResult | None:
+        popup = str(lead.popup_uuid or "")
+        uuid = str(lead.uuid or "").lower()
+        for day in list_days(lead.placed_at or lead.received_ts, now):
             key = (popup, day)
             with listings.lock:
                 if key not in listings.rows:
                     listings.reads += 1
                     try:
-                        rows = self.runtime.client.list_calls(self.runtime.deliverer.token(), popup, day)
+                        rows = self.client.list_calls(self.token(), popup, day)
                         listings.rows[key] = outcomes.parse_rows(rows)[0]
                     except ListUnavailable:
                         listings.rows[key] = None
@@ -141,19 +159,20 @@ class FollowUp:
 
     def _report(
         self,
+        lead: Lead,
         record: dict[str, Any],
         state: dict[str, Any],
         policy: OutcomePolicy,
         now: float,
         give_up_at: float,
         report: Report,
-    ) -> dict[str, Any] | None:
+    ) -> Lead | None:
         view = {**records.public(record), **{k: state.get(k) for k in outcomes.PAYLOAD_KEYS if k in state}}
         view.update(lead_id=record["lead_id"], route=record["route"], uuid=record.get("uuid"),
                     received_at=record.get("received_at"))  # fmt: skip
         waits: list[int] = []
         if policy.url and policy.secret and state.get("webhook") not in ("delivered", "final", "gave_up"):
-            secret = self.runtime.secrets.resolve(policy.secret)
+            secret = self.secrets.resolve(policy.secret)
             sent = outgoing.deliver(
                 self.pool, policy.url, secret, "outcome_" + record["lead_id"], outcomes.outcome_payload(view),
                 _WEBHOOK_TIMEOUT, now,
@@ -170,7 +189,7 @@ class FollowUp:
         if policy.hubspot is not None and state.get("hubspot") not in ("delivered", "not_found", "final", "gave_up"):
             contact = record.get("contact") or {}
             client = HubSpotClient(
-                self.pool, self.runtime.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
+                self.pool, self.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
             )
             progress = state.get("hubspot_progress") or {}
             result = client.write_outcome(
@@ -194,30 +213,31 @@ class FollowUp:
                 waits.append(result.retry_after or 0)
             report.extra["hubspot"] = state.get("hubspot", "retry")
         if waits:
-            step = self._step(record, max(int(state.get("webhook_attempts") or 0), 1))
+            step = self._step(lead, max(int(state.get("webhook_attempts") or 0), 1))
             due = min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))
             report.outcome = report.outcome or "call_outcome"
-            return self._save(record, outcome=state, due_at=due)
+            return self._save(lead, lead.outcome_step(_work(state), due))
         failed = "webhook_failed" in report.extra or "hubspot_failed" in report.extra
         if not report.outcome or report.outcome == "call_outcome":
             report.outcome = "outcome_failed" if failed else ("outcome_delivered" if (policy.url or policy.hubspot)
                                                                else "call_outcome")  # fmt: skip
-        return self._done(record, state)
+        return self._done(lead, state)
 
-    def _step(self, record: Mapping[str, Any], attempts: int) -> int:
+    def _step(self, lead: Lead, attempts: int) -> int:
         """The wait before the next lookup or report: the lead's own backoff (its route's retry schedule)."""
-        route = self.runtime.config().routes.get(record["route"])
+        route = self.config.routes.get(lead.route)
         schedule = route.retry.schedule if route is not None and route.retry is not None else DEFAULT_RETRY.schedule
         return schedule[min(attempts, len(schedule)) - 1]
 
-    def _done(self, record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any] | None:
-        state["due"] = False
-        fields: dict[str, Any] = {"outcome": state, "due_at": None}
-        if self.runtime.config().leads.keep_fields == "until_done":
-            # Spec 10: the call and its outcome work are done; what the person typed goes.
-            fields.update(records.minimized(record, record["state"]))
-        return self._save(record, **fields)
+    def _done(self, lead: Lead, state: dict[str, Any]) -> Lead | None:
+        """Spec 10: the call and its outcome work are done; what the person typed goes (until_done)."""
+        return self._save(lead, lead.outcome_done(_work(state), self.config.leads.keep_fields))
 
-    def _save(self, record: Mapping[str, Any], **fields: Any) -> dict[str, Any] | None:
-        new = records.changed(record, **fields)
-        return new if self.runtime.store.save_lead(new, record["version"]) else None
+    def _save(self, old: Lead, new: Lead) -> Lead | None:
+        return new if self.store.save_lead(new.to_json(), old.version) else None
+
+
+def _work(state: Mapping[str, Any]) -> CallWork:
+    work = CallWork.from_json(state)
+    assert work is not None
+    return work

@@ -1,4 +1,7 @@
-"""What a process builds once: the config, secrets, store, FormCall client and deliverer (layout.md)."""
+"""What a process builds once: the config, secrets, store, FormCall client and deliverer (layout.md).
+
+memory://'s self-sweep is not here: sweep.py has it, and main.py starts it.
+"""
 
 from __future__ import annotations
 
@@ -16,17 +19,6 @@ from .secret_store import SecretStore
 from .senders import secret_refs
 from .stores import Backend, open_store
 
-# This process's id, kept current across forks without a system call per request.
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
 
 class Runtime:
     """One per process. A broken config is kept and reported by every request, never raised at start."""
@@ -41,9 +33,6 @@ class Runtime:
         self._client: FormCallClient | None = None
         self._store: Backend | None = None
         self._deliverer: Deliverer | None = None
-        # The process whose self-sweep runs: a forked worker starts its own (threads do not survive a fork).
-        self._self_sweep_pid: int | None = None
-        self._stop = threading.Event()
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
         setup_library_logging(level)
@@ -109,36 +98,3 @@ class Runtime:
         if any(ref.startswith("secret:") for ref in self.secret_refs()):
             # Only the import (a second or more): the client itself is made in the worker that uses it.
             import google.cloud.secretmanager  # noqa: F401
-
-    def ensure_self_sweep(self) -> None:
-        """memory:// only (spec 8): no other process can see this one's leads, so it sweeps them itself,
-        every FORMCALL_SWEEP_SECONDS, on a thread of this process (after a fork, the parent's is not here)."""
-        if self._self_sweep_pid == _pid:
-            return
-        self._self_sweep_pid = _pid
-        try:
-            config = self.config()
-        except Misconfigured:
-            return
-        if config.store_url.startswith("memory://"):
-            threading.Thread(target=self._self_sweep, args=(config.sweep_seconds,), name="formcall-self-sweep",
-                             daemon=True).start()  # fmt: skip
-
-    def _self_sweep(self, seconds: float) -> None:
-        sweeper = None
-        while not self._stop.wait(seconds):
-            try:
-                if sweeper is None:
-                    # Imported on the sweeping thread after its first wait: the first requests of a cold
-                    # start never share the interpreter with the sweeper's imports.
-                    from .sweep import Sweeper
-
-                    sweeper = Sweeper(self)
-                sweeper.run(budget_seconds=max(1.0, seconds * 0.8))
-            except Exception as err:  # never let the thread die: say so and go on
-                self.logger.write(
-                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
-                )
-
-    def stop(self) -> None:
-        self._stop.set()

@@ -13,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import once, records
+from . import keys, once
 from .delivery import Report
-from .errors import WebhookError
+from .errors import Misconfigured, WebhookError
 from .followup import FollowUp, Listings
 from .logs import severity_for
+from .records import FAILED, SCHEDULED, Lead
 from .runtime import Runtime
 
 # A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
@@ -52,7 +53,11 @@ class Counts:
 class Sweeper:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.followup = FollowUp(runtime)
+        deliverer = runtime.deliverer
+        self.clock = deliverer.clock
+        self.followup = FollowUp(
+            runtime.config(), runtime.store, runtime.client, runtime.secrets, deliverer.token, deliverer.clock
+        )
         # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
         self.listings = Listings()
 
@@ -60,7 +65,7 @@ class Sweeper:
         """One pass: every lead due at the start of the pass, unless the budget runs out first."""
         store = self.runtime.store
         started = time.monotonic()
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         counts = Counts()
         self.listings = Listings()
         seen: set[str] = set()
@@ -93,25 +98,23 @@ class Sweeper:
         record = store.get_lead(lead_id)
         if record is None:
             return None
-        if record["state"] not in (records.SCHEDULED, records.FAILED):
+        if record["state"] not in (SCHEDULED, FAILED):
             report = Report(outcome=record["state"], lead_id=lead_id, uuid=record.get("uuid"))
             report.reason = "already " + record["state"]
             return report
         marker = once.new_marker()
-        lease = once.lease_key(lead_id)
+        lease = keys.lease(lead_id)
         if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
             return Report(outcome="busy", lead_id=lead_id, reason="another sweeper holds this lead now")
         try:
-            record = store.get_lead(lead_id) or record
-            now = time.time()
+            lead = Lead.from_json(store.get_lead(lead_id) or record)
             # A failed lead gets a fresh max_age from now on: it was the operator's choice to try again.
-            fields: dict[str, Any] = {"state": records.SCHEDULED, "due_at": now, "retried_at": now}
-            renewed = records.changed(record, **fields)
-            if not store.save_lead(renewed, record["version"]):
+            renewed = lead.retried(self.clock())
+            if not store.save_lead(renewed.to_json(), lead.version):
                 return Report(outcome="busy", lead_id=lead_id, reason="the lead changed while it was read")
             report = Report()
-            self.runtime.deliverer.attempt(renewed, report)
-            self._log(renewed, report)
+            self.runtime.deliverer.attempt(renewed.to_json(), report)
+            self._log(renewed.to_json(), report)
             return report
         finally:
             store.release(lease, marker)
@@ -121,7 +124,7 @@ class Sweeper:
             return  # the budget ran out: the next pass takes it
         store = self.runtime.store
         marker = once.new_marker()
-        lease = once.lease_key(record["lead_id"])
+        lease = keys.lease(record["lead_id"])
         if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
             return  # another sweeper, or the request placing it, has it
         try:
@@ -131,13 +134,14 @@ class Sweeper:
             counts.add("due")
             report = Report(lead_id=fresh["lead_id"])
             try:
-                if fresh["state"] == records.SCHEDULED:
+                lead = Lead.from_json(fresh)
+                if lead.state is SCHEDULED:
                     self.runtime.deliverer.attempt(fresh, report)
-                elif (fresh.get("outcome") or {}).get("due"):
-                    self.followup.work(fresh, report, self.listings)
+                elif lead.work is not None and lead.work.due:
+                    self.followup.work(lead, report, self.listings)
                 else:
                     # Nothing left to do for it: never leave a lead due and untouched.
-                    store.save_lead(records.changed(fresh, due_at=None), fresh["version"])
+                    store.save_lead(lead.idle().to_json(), lead.version)
             except WebhookError as err:
                 # The store or the token went away mid-lead: the lead stays due for the next pass.
                 report.outcome = report.outcome or err.error
@@ -172,3 +176,47 @@ class Sweeper:
 
 def counts_json(counts: dict[str, int]) -> bytes:
     return json.dumps(counts, separators=(",", ":")).encode()
+
+
+# ------------------------------------------------------------------------------- memory://'s self-sweep
+
+
+class SelfSweep:
+    """memory:// only (spec 8): no other process can see this one's leads, so it sweeps them itself,
+    every `seconds`, on a thread of this process. main.py starts one per process (after a fork, the
+    parent's thread is not there); nothing else does, so no test meets one it did not ask for."""
+
+    def __init__(self, runtime: Runtime, seconds: float) -> None:
+        self.runtime = runtime
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="formcall-self-sweep", daemon=True)
+
+    def start(self) -> SelfSweep:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        sweeper = None
+        while not self._stop.wait(self.seconds):
+            try:
+                sweeper = sweeper or Sweeper(self.runtime)
+                sweeper.run(budget_seconds=max(1.0, self.seconds * 0.8))
+            except Exception as err:  # never let the thread die: say so and go on
+                self.runtime.logger.write(
+                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
+                )
+
+
+def self_sweep(runtime: Runtime) -> SelfSweep | None:
+    """The self-sweep of a memory:// process, started; None for a shared store or a broken config."""
+    try:
+        config = runtime.config()
+    except Misconfigured:
+        return None
+    if not config.store_url.startswith("memory://"):
+        return None
+    return SelfSweep(runtime, config.sweep_seconds).start()

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .. import once, phones, records
+from .. import phones, records
+from ..keys import person as person_keys
 from ..states import parse_duration
 from . import stats
 from .context import FAILED, OK, USAGE, CliError, Context, add_config_option
@@ -173,13 +174,12 @@ def forget(args: argparse.Namespace, ctx: Context) -> int:
     e164 = ctx.e164(args.phone, args.region)
     store = ctx.store
     found = store.leads_by_phone(ctx.phone_hash(e164))
-    keys = {once.key(once.ANY_ROUTE, "rate-phone", e164)}
     popups = {str(r["popup_uuid"]) for r in found if r.get("popup_uuid")}
     popups |= {route.popup_uuid.source.strip() for route in ctx.config.routes.values()
                if route.popup_uuid is not None and "{" not in route.popup_uuid.source}  # fmt: skip
     # The default dedupe claim, even for a lead whose record is already gone: else a new submission
     # within the window would be answered as a duplicate of a lead that no longer exists.
-    keys |= {once.key(once.ANY_ROUTE, "lead", f"{e164}|{popup}") for popup in popups}
+    keys = person_keys(e164, popups)
     for record in found:
         keys |= {str(key) for key, _window in record.get("claims") or []}
         store.delete_lead(record["lead_id"])
