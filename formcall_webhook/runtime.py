@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from . import config as config_module
 from .config import Config
@@ -23,8 +24,10 @@ from .stores import Backend, open_store
 class Runtime:
     """One per process. A broken config is kept and reported by every request, never raised at start."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.environ = os.environ if environ is None else environ
+        # Epoch seconds now, for every lead's times: tests pass a clock they control.
+        self.clock = clock
         self._lock = threading.Lock()
         self._config: Config | None = None
         self._config_error: ConfigError | None = None
@@ -47,7 +50,7 @@ class Runtime:
                         self.secrets.timeout = config.timeout_seconds
                         self._client = FormCallClient(config.api_url, config.timeout_seconds, config.ca_bundle)
                         self._store = open_store(config.store_url, config.timeout_seconds)
-                        self._deliverer = Deliverer(config, self._store, self._client, self.secrets)
+                        self._deliverer = Deliverer(config, self._store, self._client, self.secrets, self.clock)
                         self._config = config
                     except ConfigError as err:
                         self._config_error = err
