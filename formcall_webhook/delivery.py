@@ -169,6 +169,10 @@ class Deliverer:
             rate = route.rate_per_phone
             counters.append(Counter(keys.rate_phone(person.e164), rate.seconds, rate.count))
         lead_id = new_lead_id()
+        # Spec 8: no attempt outside service_hours, the first one included; such a lead is kept for the
+        # next opening and FormCall hears nothing before then.
+        policy = route.retry
+        closed = policy is not None and not policy.in_service(now)
         # Kept before FormCall is asked, its attempt in flight: a process that dies now leaves a lead the
         # sweeper settles.
         lead = Lead.admitted(
@@ -182,8 +186,12 @@ class Deliverer:
             claims=list(windows),
             consent=sub.consent,
             contact=sub.contact,
-            in_flight_until=now + self.lease_seconds,
+            in_flight_until=None if closed else now + self.lease_seconds,
         )
+        if closed:
+            assert policy is not None
+            # Kept due at the opening from the first write: a process that dies now leaves it due.
+            lead = lead.held(policy.next_opening(now))
         # The lead's own id marks its claims: unique per submission, and no second random draw.
         marker = once.PENDING + lead_id
         pending_ttl = self.config.timeout_seconds + 30
@@ -193,7 +201,7 @@ class Deliverer:
             record=lead.to_json(),
             counters=counters,
             optout=number_hash,
-            lease=(keys.lease(lead_id), self.lease_seconds),
+            lease=None if closed else (keys.lease(lead_id), self.lease_seconds),
         )
         report.lead_id = lead_id
         deadline = time.monotonic() + self.config.timeout_seconds + 2
@@ -223,7 +231,26 @@ class Deliverer:
                     reason="identical submission still in flight",
                 )
             time.sleep(_POLL_SECONDS)
+        if closed:
+            return self._keep_until_open(lead, policy, marker, windows, report)
         return self._first_attempt(sub, lead, marker, windows, report)
+
+    def _keep_until_open(
+        self, lead: Lead, policy: RetryPolicy | None, marker: str, windows: list[tuple[str, float]], report: Report
+    ) -> once.FirstAnswer:
+        """A lead received out of hours (or on a holiday), kept due at the next opening: its claims answer
+        as scheduled (the record stays as admitted)."""
+        answer = once.FirstAnswer(lead.lead_id, scheduled=True)
+        self._finish(lead, lead, marker, self._holding(windows, policy), answer)
+        report.outcome = "scheduled"
+        report.attempts = 0
+        report.reason = "outside service hours"
+        return answer
+
+    @staticmethod
+    def _holding(windows: list[tuple[str, float]], policy: RetryPolicy | None) -> list[tuple[str, float]]:
+        """While a lead waits, a resend is still this lead: its claims last until it can no longer be called."""
+        return [(k, max(w, float((policy or DEFAULT_RETRY).max_age))) for k, w in windows]
 
     def _claims(self, sub: Submission) -> tuple[list[tuple[str, int]], list[tuple[str, float]]]:
         """The keys this lead is known by, with their windows (dedupe, and the delivery id when any)."""
@@ -311,11 +338,8 @@ class Deliverer:
             after = self._after_error(lead, err, policy, started, first=True)
             if after is not None and after.state == SCHEDULED:
                 # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
-                # While the lead waits, a resend is still this lead: hold the claims until it can no longer
-                # be called.
                 answer = once.FirstAnswer(lead.lead_id, scheduled=True)
-                holding = [(k, max(w, float((policy or DEFAULT_RETRY).max_age))) for k, w in windows]
-                self._finish(lead, after, marker, holding, answer)
+                self._finish(lead, after, marker, self._holding(windows, policy), answer)
                 report.outcome = "scheduled"
                 return answer
             if after is not None and after.attempt.since is not None:

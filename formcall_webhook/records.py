@@ -206,6 +206,8 @@ class Lead:
     has_contact: bool = False
     placed_at: float | None = None
     retried_at: float | None = None
+    # Received out of service hours: the opening its first attempt waits for (max_age counts from there).
+    held_until: float | None = None
     # False when a lost answer's call could not be told apart from another lead's (spec 8).
     uuid_certain: bool = True
     # Fields this code does not know: kept as they came, written back as they were.
@@ -258,6 +260,13 @@ class Lead:
         mark, to be settled from FormCall's list before the next attempt."""
         attempt = dataclasses.replace(self.attempt, since=since, last_error=last_error)
         return self._moved(SCHEDULED, attempt=attempt, due_at=due_at)
+
+    def held(self, opening: float) -> Lead:
+        """Received out of service hours (spec 8): no attempt before `opening`, and max_age from then."""
+        if self.state is not SCHEDULED or self.attempts:
+            raise MoveRefused("only a lead not yet attempted is held for the opening")
+        return self._moved(SCHEDULED, due_at=opening, held_until=opening,
+                           attempt=dataclasses.replace(self.attempt, last_error="out_of_service_hours"))  # fmt: skip
 
     def retried(self, now: float) -> Lead:
         """`leads retry`: due now, with a fresh max_age from now (the operator's choice to try again)."""
@@ -365,8 +374,9 @@ class Lead:
 
     @property
     def age_from(self) -> float:
-        """When max_age starts: the lead's arrival, or an operator's `leads retry`, whichever is later."""
-        return max(self.received_ts, self.retried_at or 0.0)
+        """When max_age starts: the lead's arrival, the opening it was held for, or an operator's
+        `leads retry`, whichever is latest."""
+        return max(self.received_ts, self.retried_at or 0.0, self.held_until or 0.0)
 
     def number(self) -> str | None:
         """The whole number in E.164, while the record still holds it."""
@@ -404,7 +414,7 @@ class Lead:
         }
         if self.has_contact:
             data["contact"] = dict(self.contact) if self.contact is not None else None
-        for name in ("placed_at", "retried_at"):
+        for name in ("placed_at", "retried_at", "held_until"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         if not self.uuid_certain:
@@ -447,6 +457,7 @@ class Lead:
             has_contact="contact" in data,
             placed_at=data.get("placed_at"),
             retried_at=data.get("retried_at"),
+            held_until=data.get("held_until"),
             uuid_certain=data.get("uuid_certain") is not False,
             extra={k: v for k, v in data.items() if k not in _FIELDS},
         )
@@ -456,6 +467,7 @@ _FIELDS = frozenset({
     "lead_id", "version", "route", "state", "received_at", "received_ts", "attempts", "next_attempt_at", "due_at",
     "last_error", "uuid", "popup_uuid", "phone", "phone_hash", "payload", "claims", "consent", "expires_at",
     "attempt_since", "outcome", "minimized", "contact", "placed_at", "retried_at", "uuid_certain",
+    "held_until",
 })  # fmt: skip
 
 

@@ -53,6 +53,7 @@ def _moves(lead: Lead) -> dict[str, tuple[Any, LeadState | None]]:
     return {
         "scheduled": (lambda: lead.scheduled(due_at=NOW + 60, last_error="origination_failed"), LeadState.SCHEDULED),
         "retried": (lambda: lead.retried(NOW), LeadState.SCHEDULED),
+        "held": (lambda: lead.held(NOW + 3600), LeadState.SCHEDULED),
         "in_flight": (lambda: lead.in_flight(NOW, NOW + 30), LeadState.SCHEDULED),
         "placed": (
             lambda: lead.placed("u2", pending=False, now=NOW, work_after=None, keep_fields="keep"),
@@ -76,6 +77,8 @@ def test_every_move_from_every_state(state: LeadState) -> None:
             allowed = state in (LeadState.PLACED, LeadState.PENDING)
         elif name == "in_flight":
             allowed = state is LeadState.SCHEDULED
+        elif name == "held":
+            allowed = state is LeadState.SCHEDULED and lead.attempts == 0
         else:
             allowed = can_move(state, target)
         if allowed:

@@ -108,9 +108,7 @@ def test_formcall_down_then_back_one_call(tmp_path: Path, simulator: Simulator, 
     assert len(simulator.calls()) == 2  # the failed attempt and the placed one; nothing more
 
 
-def test_error_2_with_service_hours_waits_for_the_next_opening(
-    tmp_path: Path, simulator: Simulator, store_url: str
-) -> None:
+def test_out_of_service_hours_waits_for_the_next_opening(tmp_path: Path, simulator: Simulator, store_url: str) -> None:
     zone = ZoneInfo("America/Santiago")
     now = datetime.now(zone)
     start = (now.hour + 2) % 24
@@ -126,9 +124,9 @@ def test_error_2_with_service_hours_waits_for_the_next_opening(
     assert record["last_error"] == "out_of_service_hours"
     assert abs(record["due_at"] - opening.timestamp()) < 1
     assert record["next_attempt_at"] == records.iso(record["due_at"])
-    # Outside service hours no attempt is made, whatever the sweeper is asked.
+    # Outside service hours no attempt is made, the first one included (spec 8), whatever the sweeper is asked.
     assert sweep(app)["due"] == 0
-    assert len(simulator.calls()) == 1
+    assert simulator.calls() == []
 
 
 def test_a_lost_answer_is_settled_not_rung_twice(tmp_path: Path, simulator: Simulator, store_url: str) -> None:
@@ -209,11 +207,18 @@ def test_two_sweepers_racing_over_200_due_leads(tmp_path: Path, simulator: Simul
         t.start()
     for t in threads:
         t.join()
+    # On a loaded machine a connection to FormCall may time out before it is made (nothing sent): that lead
+    # is scheduled again, and later passes place it. Whatever the machine's speed, none is rung twice.
+    later = 0
+    for step in range(1, 20):
+        if all(lead(app.store, i)["state"] == "placed" for i in ids):
+            break
+        later += Sweeper(app.runtime).run(now=time.time() + 60 * step)["placed"]
     placed = simulator.placed()
     numbers = [c["payload"]["phonenumber"] for c in placed]
     assert len(numbers) == 200
     assert len(set(numbers)) == 200
-    assert sum(r["placed"] for r in results) == 200
+    assert sum(r["placed"] for r in results) + later == 200
     assert all(lead(app.store, i)["state"] == "placed" for i in ids)
 
 
