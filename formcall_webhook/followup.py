@@ -173,9 +173,10 @@ class FollowUp:
         waits: list[int] = []
         if policy.url and policy.secret and state.get("webhook") not in ("delivered", "final", "gave_up"):
             secret = self.secrets.resolve(policy.secret)
+            # Signed at the wall clock's time: the receiver checks it against its own.
             sent = outgoing.deliver(
                 self.pool, policy.url, secret, "outcome_" + record["lead_id"], outcomes.outcome_payload(view),
-                _WEBHOOK_TIMEOUT, now,
+                _WEBHOOK_TIMEOUT, time.time(),
             )  # fmt: skip
             state["webhook_attempts"] = int(state.get("webhook_attempts") or 0) + 1
             if sent.kind == "delivered":

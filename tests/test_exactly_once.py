@@ -14,7 +14,9 @@ import pytest
 
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.formcall import FormCallClient, ReconcileUnknown, list_url_for
+from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
+from tests.clock import TestClock, clock_of
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "once-token-2f9a"
@@ -31,7 +33,8 @@ def app(tmp_path: Path, simulator: Simulator) -> App:
     path.write_text(
         f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\nretry = false\n"
     )
-    return App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
+    environ = {"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN}
+    return App(runtime=Runtime(environ, clock=TestClock(simulator).now))
 
 
 def post(app: App, phone: str) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -47,6 +50,15 @@ def post(app: App, phone: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     )
     response = app.handle(req)
     return response.status, json.loads(response.body), response.headers
+
+
+def settled(simulator: Simulator, limit: float = 30.0) -> None:
+    """Wait (polling, a generous deadline) until the simulator has decided every call it received: a slow
+    fault holds its call for real seconds that the test's clock does not skip."""
+    deadline = time.monotonic() + limit
+    while any(call["outcome"] is None for call in simulator.calls()):
+        assert time.monotonic() < deadline, "the simulator never decided a call"
+        time.sleep(0.02)
 
 
 def test_list_url_beside_the_api() -> None:
@@ -66,7 +78,8 @@ def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Si
     status, body, headers = post(app, "+56 9 6100 0001")
     assert status == 503
     assert 1 <= int(headers["Retry-After"]) <= SETTLE + 1
-    time.sleep(SETTLE + 0.1)
+    settled(simulator)
+    clock_of(app).advance(SETTLE + 0.1)
     status, body, _ = post(app, "+56 9 6100 0001")
     placed = simulator.placed()
     assert len(placed) == 1
@@ -88,7 +101,8 @@ def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
 ) -> None:
     simulator.inject(fault)
     assert post(app, "+56 9 6100 0002")[0] == 503
-    time.sleep(SETTLE + 0.1)
+    settled(simulator)
+    clock_of(app).advance(SETTLE + 0.1)
     status, body, _ = post(app, "+56 9 6100 0002")
     assert status == 200, body
     assert "duplicate" not in body

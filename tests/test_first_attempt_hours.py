@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
+from tests.clock import TestClock
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "hours-token-3f1"
@@ -25,18 +25,7 @@ SIMULATOR_TOKENS = (TOKEN,)
 SANTIAGO = ZoneInfo("America/Santiago")
 
 
-class Clock:
-    def __init__(self, when: datetime) -> None:
-        self.offset = when.timestamp() - time.time()
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def set(self, when: datetime) -> None:
-        self.offset = when.timestamp() - time.time()
-
-
-def make_app(tmp_path: Path, simulator: Simulator, clock: Clock) -> App:
+def make_app(tmp_path: Path, simulator: Simulator, clock: TestClock) -> App:
     path = tmp_path / "f.toml"
     path.write_text(
         '[defaults.retry]\nservice_hours = "mon-fri 09:00-19:00"\ntimezone = "America/Santiago"\nholidays = "CL"\n'
@@ -72,7 +61,7 @@ def post(app: App, phone: str) -> tuple[int, dict[str, Any]]:
 def test_a_lead_out_of_hours_waits_for_the_opening(
     tmp_path: Path, simulator: Simulator, received: datetime, opening: datetime
 ) -> None:
-    clock = Clock(received)
+    clock = TestClock(at=received.timestamp())
     app = make_app(tmp_path, simulator, clock)
     status, body = post(app, "+56 9 6400 0001")
     assert (status, body["scheduled"]) == (200, True), body
@@ -84,10 +73,10 @@ def test_a_lead_out_of_hours_waits_for_the_opening(
     status, again = post(app, "+56 9 6400 0001")
     assert (status, again.get("duplicate"), again["lead_id"]) == (200, True, body["lead_id"])
     # A minute before the opening, the sweep has nothing to do and FormCall has heard nothing.
-    clock.set(datetime.fromtimestamp(opening.timestamp() - 60, SANTIAGO))
+    clock.advance_to(opening.timestamp() - 60)
     assert Sweeper(app.runtime).run()["due"] == 0
     assert simulator.calls() == []
-    clock.set(opening)
+    clock.advance_to(opening.timestamp())
     assert Sweeper(app.runtime).run()["placed"] == 1
     (call,) = simulator.calls()
     placed = app.store.get_lead(body["lead_id"])
@@ -95,7 +84,7 @@ def test_a_lead_out_of_hours_waits_for_the_opening(
 
 
 def test_a_lead_in_hours_is_called_at_once(tmp_path: Path, simulator: Simulator) -> None:
-    clock = Clock(datetime(2026, 12, 10, 11, 0, tzinfo=SANTIAGO))  # a Thursday morning
+    clock = TestClock(at=datetime(2026, 12, 10, 11, 0, tzinfo=SANTIAGO).timestamp())  # a Thursday morning
     app = make_app(tmp_path, simulator, clock)
     status, body = post(app, "+56 9 6400 0002")
     assert (status, body.get("uuid")) == (200, simulator.calls()[0]["uuid"])

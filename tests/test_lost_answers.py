@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from formcall_webhook.runtime import Runtime
 from formcall_webhook.settle import Holder, LostAttempt, Row, Settled
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
+from tests.clock import TestClock
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "lost-token-7c2"
@@ -29,21 +29,6 @@ SIMULATOR_TOKENS = (TOKEN,)
 TIMEOUT = 0.5
 DOCUMENTED = {"uuid", "status", "call_number_company", "retry", "duration_company", "duration_customer", "call_at",
               "enqueued", "popup_uuid"}  # fmt: skip
-
-
-class Clock:
-    """The function's and the simulator's time, moved on together by the test (no sleeping)."""
-
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-        self.sim.advance_clock(seconds)
 
 
 @pytest.fixture(autouse=True)
@@ -57,11 +42,11 @@ def documented_rows(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def clock(simulator: Simulator) -> Clock:
-    return Clock(simulator)
+def clock(simulator: Simulator) -> TestClock:
+    return TestClock(simulator)
 
 
-def make_app(tmp_path: Path, simulator: Simulator, clock: Clock, route_extra: str = "") -> App:
+def make_app(tmp_path: Path, simulator: Simulator, clock: TestClock, route_extra: str = "") -> App:
     path = tmp_path / "f.toml"
     path.write_text(
         f'[formcall]\ntimeout_seconds = {TIMEOUT}\n[defaults.retry]\nschedule = ["1m"]\nmax_age = "1h"\n'
@@ -90,7 +75,7 @@ def record(app: App, lead_id: str) -> dict[str, Any]:
     return found
 
 
-def test_one_lost_answer_is_its_call(tmp_path: Path, simulator: Simulator, clock: Clock) -> None:
+def test_one_lost_answer_is_its_call(tmp_path: Path, simulator: Simulator, clock: TestClock) -> None:
     app = make_app(tmp_path, simulator, clock)
     simulator.inject({"kind": "placed_then_reset"})
     body = post(app, "+56 9 6300 0001")
@@ -107,7 +92,7 @@ def test_one_lost_answer_is_its_call(tmp_path: Path, simulator: Simulator, clock
 
 
 def test_a_lost_answer_whose_call_was_never_placed_is_called_again(
-    tmp_path: Path, simulator: Simulator, clock: Clock
+    tmp_path: Path, simulator: Simulator, clock: TestClock
 ) -> None:
     app = make_app(tmp_path, simulator, clock)
     simulator.inject({"kind": "reset"})  # the request reached FormCall, which placed nothing
@@ -126,7 +111,7 @@ def test_a_lost_answer_whose_call_was_never_placed_is_called_again(
 
 
 def test_two_leads_lost_on_one_popup_in_one_second_share_the_rows(
-    tmp_path: Path, simulator: Simulator, clock: Clock
+    tmp_path: Path, simulator: Simulator, clock: TestClock
 ) -> None:
     app = make_app(tmp_path, simulator, clock, route_extra='outcome = { after = "1m" }')
     simulator.inject({"kind": "placed_then_reset"}, {"kind": "placed_then_reset"})
@@ -147,7 +132,7 @@ def test_two_leads_lost_on_one_popup_in_one_second_share_the_rows(
 
 
 def test_two_leads_lost_and_one_call_placed_ring_no_one_twice(
-    tmp_path: Path, simulator: Simulator, clock: Clock
+    tmp_path: Path, simulator: Simulator, clock: TestClock
 ) -> None:
     app = make_app(tmp_path, simulator, clock)
     simulator.inject({"kind": "placed_then_reset"}, {"kind": "reset"})
@@ -160,7 +145,7 @@ def test_two_leads_lost_and_one_call_placed_ring_no_one_twice(
     assert [(r["state"], r["uuid"], r["uuid_certain"]) for r in kept] == [("placed", call["uuid"], False)] * 2
 
 
-def test_a_list_that_is_down_then_back(tmp_path: Path, simulator: Simulator, clock: Clock) -> None:
+def test_a_list_that_is_down_then_back(tmp_path: Path, simulator: Simulator, clock: TestClock) -> None:
     app = make_app(tmp_path, simulator, clock)
     simulator.inject({"kind": "placed_then_reset"})
     body = post(app, "+56 9 6300 0007")
@@ -181,7 +166,9 @@ def test_a_list_that_is_down_then_back(tmp_path: Path, simulator: Simulator, clo
     assert len(simulator.calls()) == 1
 
 
-def test_retry_false_lost_answer_found_on_documented_rows(tmp_path: Path, simulator: Simulator, clock: Clock) -> None:
+def test_retry_false_lost_answer_found_on_documented_rows(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
     app = make_app(tmp_path, simulator, clock, route_extra="retry = false")
     simulator.inject({"kind": "placed_then_reset"})
     raw = json.dumps({"phone": "+56 9 6300 0008"}).encode()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,10 @@ from typing import Any
 import pytest
 
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
+from tests.clock import TestClock, clock_of
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.receiver import FakeReceiver
 
@@ -47,15 +48,14 @@ def make_app(tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = 
         '[defaults.retry]\nschedule = ["1s"]\n'
         f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = false\noutcome = {outcome}\n"
     )
-    return App(
-        {
-            "FORMCALL_CONFIG": str(path),
-            "FORMCALL_API_URL": simulator.api_url,
-            "FORMCALL_SECURITY_TOKEN": TOKEN,
-            "OUTCOME_SECRET": SECRET,
-            "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
-        }
-    )
+    environ = {
+        "FORMCALL_CONFIG": str(path),
+        "FORMCALL_API_URL": simulator.api_url,
+        "FORMCALL_SECURITY_TOKEN": TOKEN,
+        "OUTCOME_SECRET": SECRET,
+        "HUBSPOT_TOKEN": HUBSPOT_TOKEN,
+    }
+    return App(runtime=Runtime(environ, clock=TestClock(simulator).now))
 
 
 def post(app: App, body: dict[str, Any]) -> dict[str, Any]:
@@ -71,14 +71,15 @@ def post(app: App, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def settle(app: App, lead_id: str, passes: int = 8) -> dict[str, Any]:
-    """Sweep (a second apart: the lookups' schedule) until the lead's outcome work is done."""
+    """Sweep, the test's clock moved on to each due time (the lookups' schedule), until the lead's outcome
+    work is done."""
     sweeper = Sweeper(app.runtime)
     for _ in range(passes):
         record = app.store.get_lead(lead_id)
         assert record is not None
         if record.get("due_at") is None:
             return record
-        time.sleep(max(0.0, record["due_at"] - time.time()) + 0.05)
+        clock_of(app).advance_to(record["due_at"] + 0.05)
         sweeper.run()
     record = app.store.get_lead(lead_id)
     assert record is not None
@@ -144,11 +145,11 @@ def test_listing_down_for_an_hour_then_back(tmp_path: Path, simulator: Simulator
     simulator.set_list_down(seconds=3600)
     sweeper = Sweeper(app.runtime)
     for _ in range(2):
-        time.sleep(1.05)
+        clock_of(app).advance(1.05)
         sweeper.run()  # never stops the sweep
     record = app.store.get_lead(answer["lead_id"])
     assert record is not None and "call_status" not in record["outcome"] and record["due_at"] is not None
-    simulator.advance_clock(3601)  # the hour passes: the listing answers again
+    clock_of(app).advance(3601)  # the hour passes: the listing answers again
     record = settle(app, answer["lead_id"])
     assert record["outcome"]["call_status"] == "Conectada"
     assert len(receiver.accepted()) == 1
@@ -221,7 +222,7 @@ def test_500_leads_in_one_sweep_read_each_listing_once(tmp_path: Path, simulator
     app = make_app(tmp_path, simulator, '{ after = "0s", give_up = "1h" }')
     for n in range(500):
         post(app, {"phone": f"+56 9 64{n:06d}"})
-    time.sleep(0.05)
+    clock_of(app).advance(0.05)
     simulator.reset_list_reads()
     counts = Sweeper(app.runtime).run()
     assert counts["due"] == 500
