@@ -9,6 +9,7 @@ leaves a record the sweeper settles from FormCall's own list instead of a lost l
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .errors import (
     WebhookError,
 )
 from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
+from .logs import RequestLogger
 from .records import FAILED, SCHEDULED, Lead, new_lead_id
 from .secret_store import SecretStore
 from .settle import Holder, LostAttempt, Settled, rows_of, settle
@@ -36,6 +38,9 @@ MISCONFIGURED = "The function is not configured correctly; its log says why."
 # A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
 SETTLE_TIMEOUTS = 2
 _POLL_SECONDS = 0.05
+# Spec 8's heartbeat: a lead kept for later while the last sweep is older than this is logged, at most
+# once per this long per process.
+STALE_SWEEP_SECONDS = 300.0
 # The opt-out list's hashes and the records' phone index are keyed with leads.hash_key; without one,
 # with this (a leaked store then needs only this public key to be brute-forced: `check` says so).
 DEFAULT_HASH_KEY = b"formcall-webhook/phone-hash/v1"
@@ -81,6 +86,7 @@ class Deliverer:
         client: FormCallClient,
         secrets: SecretStore,
         clock: Callable[[], float] = time.time,
+        logger: RequestLogger | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -88,7 +94,10 @@ class Deliverer:
         self.secrets = secrets
         # Epoch seconds now: tests drive the lead's times (due, max_age, service hours) with their own.
         self.clock = clock
+        self.logger = logger
         self._hash_key: bytes | None = None
+        self._stale_lock = threading.Lock()
+        self._stale_next = 0.0
 
     # -- shared --
 
@@ -149,6 +158,32 @@ class Deliverer:
 
     def keep_fields(self) -> str:
         return self.config.leads.keep_fields
+
+    def check_sweeper(self) -> None:
+        """Spec 8's heartbeat, read when the request path keeps a lead for later: WARNING sweeper_stale
+        when the last sweep is older than 5 minutes (shared stores; memory:// sweeps itself), at most
+        once per 5 minutes per process, so a stopped Scheduler job is seen before leads age out."""
+        if self.logger is None or self.config.store_url.startswith("memory://"):
+            return
+        now = self.clock()
+        with self._stale_lock:
+            if now < self._stale_next:
+                return
+            self._stale_next = now + STALE_SWEEP_SECONDS
+        try:
+            beat = self.store.read_heartbeat()
+        except WebhookError:
+            return  # the lead is kept; an unread heartbeat is no reason to fail its request
+        last = beat.get("at") if beat is not None else None
+        if isinstance(last, (int, float)) and now - last <= STALE_SWEEP_SECONDS:
+            return
+        since = f"the last sweep was {round(now - last)} s ago" if isinstance(last, (int, float)) else "no sweep yet"
+        self.logger.write(
+            "WARNING",
+            f"sweeper_stale: {since}; is the Cloud Scheduler job calling formcall_sweep?",
+            {"outcome": "sweeper_stale", "source": "request", "reason": since},
+            {},
+        )
 
     # -- the request path --
 
@@ -242,6 +277,7 @@ class Deliverer:
         as scheduled (the record stays as admitted)."""
         answer = once.FirstAnswer(lead.lead_id, scheduled=True)
         self._finish(lead, lead, marker, self._holding(windows, policy), answer)
+        self.check_sweeper()
         report.outcome = "scheduled"
         report.attempts = 0
         report.reason = "outside service hours"
@@ -340,6 +376,7 @@ class Deliverer:
                 # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
                 answer = once.FirstAnswer(lead.lead_id, scheduled=True)
                 self._finish(lead, after, marker, self._holding(windows, policy), answer)
+                self.check_sweeper()
                 report.outcome = "scheduled"
                 return answer
             if after is not None and after.attempt.since is not None:

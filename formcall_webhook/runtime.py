@@ -50,7 +50,9 @@ class Runtime:
                         self.secrets.timeout = config.timeout_seconds
                         self._client = FormCallClient(config.api_url, config.timeout_seconds, config.ca_bundle)
                         self._store = open_store(config.store_url, config.timeout_seconds)
-                        self._deliverer = Deliverer(config, self._store, self._client, self.secrets, self.clock)
+                        self._deliverer = Deliverer(
+                            config, self._store, self._client, self.secrets, self.clock, self.logger
+                        )
                         self._config = config
                     except ConfigError as err:
                         self._config_error = err

@@ -79,6 +79,8 @@ class Sweeper:
                 seen.update(r["lead_id"] for r in batch)
                 for done in [pool.submit(self._one, record, now, counts, deadline) for record in batch]:
                     done.result()
+        # Spec 8's heartbeat: the request path warns when it grows old (a stopped Scheduler job).
+        store.write_heartbeat({"at": self.clock(), **counts.as_dict()})
         self.runtime.logger.write(
             "INFO",
             f"sweep: {counts.due} due",

@@ -134,6 +134,12 @@ class Ledger(Protocol):
 
     def is_opted_out(self, phone_hash: str) -> bool: ...
 
+    def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
+        """The last sweep's time and counts (spec 8's heartbeat), replacing the one before."""
+
+    def read_heartbeat(self) -> dict[str, Any] | None:
+        """The last heartbeat written, or None when no sweep ever wrote one."""
+
 
 class Backend(Store, Ledger, Protocol):
     """A store URL opens one of these."""

@@ -47,6 +47,8 @@ from .base import Admission, Admitted, Finish, unavailable
 CLAIMS = "formcall_claims"
 LEADS = "formcall_leads"
 OPTOUT = "formcall_optout"
+# One document: the last sweep's heartbeat (spec 8).
+META = "formcall_meta"
 DEFAULT_DATABASE = "(default)"
 MAX_ATTEMPTS = 8  # reads and Commits of one operation when other writers keep getting there first
 _PAGE = 500
@@ -234,6 +236,7 @@ class FirestoreStore:
         self._claims = self._client.collection(CLAIMS)
         self._leads = self._client.collection(LEADS)
         self._optout = self._client.collection(OPTOUT)
+        self._heartbeat = self._client.collection(META).document("heartbeat")
 
     # -- RPCs --
 
@@ -574,3 +577,17 @@ class FirestoreStore:
     def is_opted_out(self, phone_hash: str) -> bool:
         ref = self._optout.document(doc_id(phone_hash))
         return self._read([ref])[ref._document_path] is not None
+
+    def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
+        # The public DocumentReference.set, one Commit, with our timeout and no library retry.
+        data = {"json": json.dumps(dict(beat), separators=(",", ":"))}
+        self._rpc(lambda retry, timeout: self._heartbeat.set(data, retry=retry, timeout=timeout))
+
+    def read_heartbeat(self) -> dict[str, Any] | None:
+        snapshot = self._rpc(lambda retry, timeout: self._heartbeat.get(retry=retry, timeout=timeout))
+        raw = (snapshot.to_dict() or {}).get("json") if snapshot.exists else None
+        try:
+            beat = json.loads(raw) if isinstance(raw, str) else None
+        except ValueError:
+            return None
+        return beat if isinstance(beat, dict) else None

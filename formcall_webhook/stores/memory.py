@@ -38,6 +38,7 @@ class MemoryStore:
         # lead_id -> (the record, the fields the store reads: INDEXED in base.py).
         self._leads: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._optout: set[str] = set()
+        self._heartbeat: dict[str, Any] | None = None
         self._lock = threading.RLock()
 
     # -- claims and counters --
@@ -229,6 +230,14 @@ class MemoryStore:
     def is_opted_out(self, phone_hash: str) -> bool:
         with self._lock:
             return phone_hash in self._optout
+
+    def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._heartbeat = dict(beat)
+
+    def read_heartbeat(self) -> dict[str, Any] | None:
+        with self._lock:
+            return dict(self._heartbeat) if self._heartbeat is not None else None
 
 
 def _expired(record: Mapping[str, Any]) -> bool:

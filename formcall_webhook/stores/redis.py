@@ -18,6 +18,7 @@ PREFIX = "formcall:"
 _DUE = PREFIX + "due"
 _ARRIVED = PREFIX + "leads"
 _OPTOUT = PREFIX + "optout"
+_HEARTBEAT = PREFIX + "heartbeat"
 _BATCH = 500
 
 # Shared by the scripts: write a record (already JSON) and its index entries. Lua numbers are doubles:
@@ -298,6 +299,17 @@ class RedisStore:
 
     def is_opted_out(self, phone_hash: str) -> bool:
         return bool(self._call(self._redis.sismember, _OPTOUT, phone_hash))
+
+    def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
+        self._call(self._redis.set, _HEARTBEAT, json.dumps(dict(beat), separators=(",", ":")))
+
+    def read_heartbeat(self) -> dict[str, Any] | None:
+        raw = self._call(self._redis.get, _HEARTBEAT)
+        try:
+            beat = json.loads(raw) if raw is not None else None
+        except ValueError:
+            return None
+        return beat if isinstance(beat, dict) else None
 
 
 def _decode(raw: str | None) -> dict[str, Any] | None:
