@@ -19,7 +19,7 @@ from . import consent, guards, keys, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
 from .auth import Delivery, authenticate, private_headers
 from .config import Config, Route
-from .delivery import MISCONFIGURED, Report, Submission
+from .delivery import MISCONFIGURED, Attempted, Submission
 from .errors import (
     BadRequest,
     MethodNotAllowed,
@@ -68,7 +68,8 @@ class Outcome:
     reason: str | None = None
     adicional_keys: list[str] = field(default_factory=list)
     route_config: Route | None = None
-    report: Report = field(default_factory=Report)
+    # What delivering the lead came to (the lead's id, FormCall's timing, ...): set once, by the Deliverer.
+    delivered: Attempted = field(default_factory=lambda: Attempted(""))
 
 
 def route_name(path: str) -> str:
@@ -189,18 +190,22 @@ class App:
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
         submission = Submission(
             route=route,
-            lead=lead,
+            number=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
-            delivery=_delivery_id(request.headers, trusted),
+            delivery_id=_delivery_id(request.headers, trusted),
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
         )
-        report = outcome.report
-        first = self.runtime.deliverer.submit(submission, report)
-        outcome.outcome = report.outcome or "placed"
-        if report.outcome == "duplicate":
+        delivered = self.runtime.deliverer.submit(submission)
+        outcome.delivered = delivered.attempted
+        if delivered.error is not None:
+            raise delivered.error
+        first = delivered.answer
+        assert first is not None
+        outcome.outcome = delivered.attempted.outcome or "placed"
+        if outcome.outcome == "duplicate":
             return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
         if first.scheduled:
             return success(scheduled=True, lead_id=first.lead_id)
@@ -228,7 +233,7 @@ class App:
 
     def _log(self, request: Request, response: Response, outcome: Outcome, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        report = outcome.report
+        report = outcome.delivered
         fields = {
             "route": outcome.route,
             "outcome": outcome.outcome,

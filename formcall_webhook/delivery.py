@@ -1,7 +1,8 @@
 """Place once (spec 4 and 8): keep the lead, call FormCall, then settle. No Request, no HTTP.
 
-The request path (`submit`) and the sweeper (`attempt`) share one attempt (`_attempt`), and lost answers
-are settled in one place (`_settle_lost`). Every lead is written to the
+The request path (`submit`) and the sweeper (`attempt`) share one attempt (`_attempt`: FormCall asked, and
+what the lead becomes), each returning a result value; lost answers are settled in one place
+(`_settle_lost`). Every lead is written to the
 store before FormCall is called, with its attempt marked in flight, so a process that dies mid-call
 leaves a record the sweeper settles from FormCall's own list instead of a lost lead or a second ring.
 """
@@ -12,7 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import keys, once, phones
@@ -51,29 +52,51 @@ class Submission:
     """A lead that passed the guards and whose number is valid: what delivery needs of the request."""
 
     route: Route
-    lead: phones.Lead
+    number: phones.Lead  # the person's number, normalized
     payload: Mapping[str, Any]  # the FormCall payload, without the token
     dedupe_value: str = ""  # the route's dedupe template rendered; "" for the default key
-    delivery: tuple[str, int] | None = None  # (a delivery id to catch replays by, its window in seconds)
+    delivery_id: tuple[str, int] | None = None  # (an id to catch the sender's replays by, its window in seconds)
     ip_key: str | None = None
     consent: Mapping[str, Any] | None = None
     # Who the outcome is reported on in the CRM (spec 9): the contact id and email, kept until it is.
     contact: Mapping[str, Any] | None = None
 
 
-@dataclass
-class Report:
-    """What the log line says about a delivery; filled in as it goes."""
+@dataclass(frozen=True)
+class Asked:
+    """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
 
-    outcome: str = ""
+    placed: Placed | None
+    error: WebhookError | None
+    ms: float
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """What one turn of a lead came to (an attempt, a lost answer settled, a wait, a refusal): the word its
+    log line says and the facts beside it. `lead` is the lead as saved (None: another writer changed it
+    first, or nothing was kept)."""
+
+    outcome: str
     lead_id: str | None = None
+    lead: Lead | None = None
     uuid: str | None = None
-    formcall_error_code: int | None = None
-    formcall_ms: float | None = None
     attempts: int | None = None
+    formcall_ms: float | None = None
+    formcall_error_code: int | None = None
     wait_seconds: float | None = None
     reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The request path's result: the first answer (None when the lead is refused or not kept), what the
+    request's log line says, and the error the sender is answered with when there is one."""
+
+    answer: once.FirstAnswer | None
+    attempted: Attempted
+    error: WebhookError | None = None
 
 
 class Deliverer:
@@ -129,25 +152,29 @@ class Deliverer:
             )
         return self.secrets.resolve(self.config.security_token)
 
-    def place(self, payload: Mapping[str, Any], report: Report) -> Placed:
+    def ask(self, payload: Mapping[str, Any]) -> Asked:
         """One FormCall request (and one more after error 8 when the token was rotated)."""
         token = self.token()
         started = time.perf_counter()
         try:
-            try:
-                return self.client.place_call({**payload, "security_token": token})
-            except FormCallMisconfigured as err:
-                if err.formcall_error_code != INVALID_TOKEN or self.config.security_token is None:
-                    raise
-                # The token may have been rotated: fetch it again and, if it changed, try once more.
-                # Error 8 means nothing was queued, so this retry cannot ring anyone twice.
-                self.secrets.invalidate(self.config.security_token)
-                fresh = self.secrets.resolve(self.config.security_token)
-                if fresh == token:
-                    raise
-                return self.client.place_call({**payload, "security_token": fresh})
-        finally:
-            report.formcall_ms = round((time.perf_counter() - started) * 1000, 1)
+            placed = self._place(payload, token)
+        except WebhookError as err:
+            return Asked(None, err, round((time.perf_counter() - started) * 1000, 1))
+        return Asked(placed, None, round((time.perf_counter() - started) * 1000, 1))
+
+    def _place(self, payload: Mapping[str, Any], token: str) -> Placed:
+        try:
+            return self.client.place_call({**payload, "security_token": token})
+        except FormCallMisconfigured as err:
+            if err.formcall_error_code != INVALID_TOKEN or self.config.security_token is None:
+                raise
+            # The token may have been rotated: fetch it again and, if it changed, try once more.
+            # Error 8 means nothing was queued, so this retry cannot ring anyone twice.
+            self.secrets.invalidate(self.config.security_token)
+            fresh = self.secrets.resolve(self.config.security_token)
+            if fresh == token:
+                raise
+            return self.client.place_call({**payload, "security_token": fresh})
 
     def policy(self, route_name: str) -> RetryPolicy | None:
         route = self.config.routes.get(route_name)
@@ -187,14 +214,18 @@ class Deliverer:
 
     # -- the request path --
 
-    def submit(self, sub: Submission, report: Report) -> once.FirstAnswer:
-        """The first answer for this lead: placed, pending, scheduled, or a duplicate's (report.outcome says).
+    def submit(self, sub: Submission) -> Delivered:
+        """The first answer for this lead: placed, pending, scheduled, or a duplicate's; or the table's error
+        when the lead is refused or not kept (a 5xx keeps nothing)."""
+        try:
+            return self._submit(sub)
+        except WebhookError as err:
+            return Delivered(None, Attempted(err.error, reason=err.reason), err)
 
-        Raises the table's error when the lead is refused or not kept (a 5xx keeps nothing).
-        """
-        route, person = sub.route, sub.lead
+    def _submit(self, sub: Submission) -> Delivered:
+        route, number = sub.route, sub.number
         now = self.clock()
-        number_hash = self.phone_hash(person.e164)
+        number_hash = self.phone_hash(number.e164)
         claims, windows = self._claims(sub)
         counters = []
         if sub.ip_key is not None and route.rate_per_ip is not None:
@@ -202,7 +233,7 @@ class Deliverer:
             counters.append(Counter(keys.rate_ip(route.name, sub.ip_key), rate.seconds, rate.count))
         if route.rate_per_phone is not None:
             rate = route.rate_per_phone
-            counters.append(Counter(keys.rate_phone(person.e164), rate.seconds, rate.count))
+            counters.append(Counter(keys.rate_phone(number.e164), rate.seconds, rate.count))
         lead_id = new_lead_id()
         # Spec 8: no attempt outside service_hours, the first one included; such a lead is kept for the
         # next opening and FormCall hears nothing before then.
@@ -215,7 +246,7 @@ class Deliverer:
             route=route.name,
             received=now,
             payload=sub.payload,
-            masked=person.masked,
+            masked=number.masked,
             phone_hash=number_hash,
             keep_days=self.config.leads.keep_days,
             claims=list(windows),
@@ -223,8 +254,7 @@ class Deliverer:
             contact=sub.contact,
             in_flight_until=None if closed else now + self.lease_seconds,
         )
-        if closed:
-            assert policy is not None
+        if policy is not None and closed:
             # Kept due at the opening from the first write: a process that dies now leaves it due.
             lead = lead.held(policy.next_opening(now))
         # The lead's own id marks its claims: unique per submission, and no second random draw.
@@ -238,15 +268,13 @@ class Deliverer:
             optout=number_hash,
             lease=None if closed else (keys.lease(lead_id), self.lease_seconds),
         )
-        report.lead_id = lead_id
+        note = None
         deadline = time.monotonic() + self.config.timeout_seconds + 2
         while True:
             admitted = self.store.admit(admission)
             if admitted.refused == "opted_out":
-                report.lead_id = None
                 raise OptedOut("This number asked not to be called.", reason="number on the opt-out list")
             if admitted.refused == "rate_limited":
-                report.lead_id = None
                 kind = "per_ip" if "rate-ip" in admitted.counter else "per_phone"
                 raise RateLimited(
                     "Too many submissions; try again later.",
@@ -255,11 +283,11 @@ class Deliverer:
                 )
             if admitted.ok:
                 break
-            first = self._held(sub, admitted.held, report)
-            if first is not None:
-                return first
+            held = self._held(sub, admitted.held)
+            if isinstance(held, Delivered):
+                return held
+            note = note or held
             if time.monotonic() >= deadline:
-                report.lead_id = None
                 raise FormCallUnavailable(
                     "The same submission is still being processed; try again shortly.",
                     retry_after=5,
@@ -267,21 +295,18 @@ class Deliverer:
                 )
             time.sleep(_POLL_SECONDS)
         if closed:
-            return self._keep_until_open(lead, policy, marker, windows, report)
-        return self._first_attempt(sub, lead, marker, windows, report)
+            return self._keep_until_open(lead, policy, marker, windows)
+        return self._first_attempt(sub, lead, marker, windows, note)
 
     def _keep_until_open(
-        self, lead: Lead, policy: RetryPolicy | None, marker: str, windows: list[tuple[str, float]], report: Report
-    ) -> once.FirstAnswer:
+        self, lead: Lead, policy: RetryPolicy | None, marker: str, windows: list[tuple[str, float]]
+    ) -> Delivered:
         """A lead received out of hours (or on a holiday), kept due at the next opening: its claims answer
         as scheduled (the record stays as admitted)."""
         answer = once.FirstAnswer(lead.lead_id, scheduled=True)
         self._finish(lead, lead, marker, self._holding(windows, policy), answer)
         self.check_sweeper()
-        report.outcome = "scheduled"
-        report.attempts = 0
-        report.reason = "outside service hours"
-        return answer
+        return Delivered(answer, Attempted("scheduled", lead.lead_id, lead, attempts=0, reason="outside service hours"))
 
     @staticmethod
     def _holding(windows: list[tuple[str, float]], policy: RetryPolicy | None) -> list[tuple[str, float]]:
@@ -295,32 +320,28 @@ class Deliverer:
             lead_key = keys.dedupe_claim(route.name, sub.dedupe_value)
         else:
             # The same lead whichever route it came through (spec 2).
-            lead_key = keys.lead_claim(sub.lead.e164, str(sub.payload["popup_uuid"]))
+            lead_key = keys.lead_claim(sub.number.e164, str(sub.payload["popup_uuid"]))
         claims = [(lead_key, route.dedupe_window_seconds)]
-        if sub.delivery is not None:
-            delivery_id, window = sub.delivery
+        if sub.delivery_id is not None:
+            delivery_id, window = sub.delivery_id
             claims.insert(0, (keys.delivery_claim(route.name, delivery_id), max(window, route.dedupe_window_seconds)))
         return claims, [(k, float(w)) for k, w in claims]
 
-    def _held(self, sub: Submission, held: Mapping[str, str], report: Report) -> once.FirstAnswer | None:
-        """Another submission holds a key: its first answer (a duplicate), or None to wait and ask again."""
-        values = list(held.values())
-        answers = [v for v in values if not v.startswith((once.PENDING, once.UNCERTAIN))]
+    def _held(self, sub: Submission, held: Mapping[str, str]) -> Delivered | str | None:
+        """Another submission holds a key: its first answer (a duplicate); or None (or a note for the log,
+        when a lost answer proved no call) to wait and ask again."""
+        answers = [v for v in held.values() if not v.startswith((once.PENDING, once.UNCERTAIN))]
         if answers:
             first = once.FirstAnswer.loads(answers[0])
-            report.outcome = "duplicate"
-            report.lead_id = first.lead_id
-            report.uuid = first.uuid
-            return first
+            return Delivered(first, Attempted("duplicate", first.lead_id, uuid=first.uuid))
         uncertain = [(k, v) for k, v in held.items() if v.startswith(once.UNCERTAIN)]
         if uncertain:
-            return self._settle_uncertain(sub, uncertain, report)
+            return self._settle_uncertain(sub, uncertain)
         return None
 
-    def _settle_uncertain(
-        self, sub: Submission, held: list[tuple[str, str]], report: Report
-    ) -> once.FirstAnswer | None:
-        """retry = false and an earlier attempt's answer was lost: find its call before calling again."""
+    def _settle_uncertain(self, sub: Submission, held: list[tuple[str, str]]) -> Delivered | str:
+        """retry = false and an earlier attempt's answer was lost: find its call before calling again.
+        The duplicate's answer when it was placed; a note for the log when it was not (call now)."""
         since, old_lead = once.parse_uncertain(held[0][1])
         waited = self.clock() - since
         if waited < self.settle_after:
@@ -331,10 +352,10 @@ class Deliverer:
                 reason="previous attempt's outcome not settled yet",
             )
         stored = self._load(old_lead) if old_lead else None
-        person = sub.lead
+        number = sub.number
         lost = LostAttempt(
             old_lead or "", str(sub.payload["popup_uuid"]), since, since + self.config.timeout_seconds,
-            person.country_code + person.areacode + person.phonenumber,
+            number.country_code + number.areacode + number.phonenumber,
         )  # fmt: skip
         try:
             found = self._settle_lost(lost)
@@ -349,36 +370,35 @@ class Deliverer:
             if old_lead:
                 # That attempt placed nothing: its record was a lead this delivery now carries on.
                 self.store.delete_lead(old_lead)
-            report.reason = "previous attempt placed no call; calling"
-            return None
+            return "previous attempt placed no call; calling"
         answer = once.FirstAnswer(old_lead or None, found.uuid)
         for store_key, value in held:
             self.store.replace(store_key, value, answer.dumps(), sub.route.dedupe_window_seconds)
         if stored is not None and stored.state in (SCHEDULED, FAILED):
             self._save(stored, self._placed(stored, Placed(found.uuid), found.certain))
-        report.outcome = "duplicate"
-        report.lead_id, report.uuid = answer.lead_id, found.uuid
-        return answer
+        return Delivered(answer, Attempted("duplicate", answer.lead_id, uuid=found.uuid))
 
     def _first_attempt(
-        self, sub: Submission, lead: Lead, marker: str, windows: list[tuple[str, float]], report: Report
-    ) -> once.FirstAnswer:
+        self, sub: Submission, lead: Lead, marker: str, windows: list[tuple[str, float]], note: str | None
+    ) -> Delivered:
         policy = sub.route.retry
         started = lead.received_ts
-        report.attempts = 1
         try:
-            placed = self.place(sub.payload, report)
-        except WebhookError as err:
-            report.formcall_error_code = err.formcall_error_code
-            report.reason = err.reason
-            after = self._after_error(lead, err, policy, started, first=True)
+            turn = self._attempt(lead, sub.payload, policy, started, first=True)
+        except BaseException:
+            self._finish(lead, None, marker, windows, None)
+            raise
+        asked, after = turn
+        facts = Attempted("", lead.lead_id, after, attempts=1, formcall_ms=asked.ms, reason=note)
+        err = asked.error
+        if err is not None:
+            facts = replace(facts, outcome=err.error, formcall_error_code=err.formcall_error_code, reason=err.reason)
             if after is not None and after.state == SCHEDULED:
                 # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
                 answer = once.FirstAnswer(lead.lead_id, scheduled=True)
                 self._finish(lead, after, marker, self._holding(windows, policy), answer)
                 self.check_sweeper()
-                report.outcome = "scheduled"
-                return answer
+                return Delivered(answer, replace(facts, outcome="scheduled"))
             if after is not None and after.attempt.since is not None:
                 # retry = false and the answer was lost: the sender's retry settles it (the claims say so).
                 self.store.finish(Finish(lead.lead_id, after.to_json(), lead.version, [], marker, None,
@@ -386,29 +406,21 @@ class Deliverer:
                 uncertain = once.uncertain_value(started, lead.lead_id)
                 for store_key, window in windows:
                     self.store.replace(store_key, marker, uncertain, window)
-                raise
+                return Delivered(None, facts, err)
             # Refused for good (FormCall errors 1, 5, 6): kept as failed, so it can be seen. A 5xx keeps
             # nothing: the sender retries, and its retry is a new lead.
             self._finish(lead, after, marker, windows, None)
-            if after is None:
-                report.lead_id = None
-            raise
-        except BaseException:
-            self._finish(lead, None, marker, windows, None)
-            report.lead_id = None
-            raise
-        now = self.clock()
-        done = self._placed(lead, placed)
-        answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending)
+            return Delivered(None, facts if after is not None else replace(facts, lead_id=None), err)
+        assert asked.placed is not None
+        assert after is not None
+        answer = once.FirstAnswer(lead.lead_id, asked.placed.uuid, pending=asked.placed.pending)
         try:
-            self._finish(lead, done, marker, windows, answer)
-        except WebhookError as err:
+            self._finish(lead, after, marker, windows, answer)
+        except WebhookError as failed:
             # The call exists: answer it as placed. The record's attempt mark lets the sweeper settle it.
-            report.reason = err.reason
-        report.outcome = str(done.state)
-        report.uuid = placed.uuid
-        report.wait_seconds = round(now - lead.received_ts, 1)
-        return answer
+            facts = replace(facts, reason=failed.reason)
+        wait = round(after.placed_at - lead.received_ts, 1) if after.placed_at is not None else None
+        return Delivered(answer, replace(facts, outcome=str(after.state), uuid=asked.placed.uuid, wait_seconds=wait))
 
     def _finish(
         self,
@@ -430,7 +442,18 @@ class Deliverer:
             )
         )
 
-    # -- one rule for both paths --
+    # -- one attempt, for both paths --
+
+    def _attempt(
+        self, lead: Lead, payload: Mapping[str, Any], policy: RetryPolicy | None, started: float, *, first: bool
+    ) -> tuple[Asked, Lead | None]:
+        """Ask FormCall for the call of a lead already marked in flight; what the lead becomes (not yet
+        saved: the request path finishes it with its claims, the sweeper saves it)."""
+        asked = self.ask(payload)
+        if asked.placed is not None:
+            return asked, self._placed(lead, asked.placed)
+        assert asked.error is not None
+        return asked, self._after_error(lead, asked.error, policy, started, first=first)
 
     def _after_error(
         self, lead: Lead, err: WebhookError, policy: RetryPolicy | None, started: float, *, first: bool
@@ -499,102 +522,90 @@ class Deliverer:
 
     # -- the sweeper's attempts --
 
-    def attempt(self, record: Mapping[str, Any], report: Report) -> Lead | None:
-        """Deliver one due, scheduled lead (the caller holds its lease); the lead as saved, or None when
-        another writer changed it first. Every change is conditional on the version read."""
+    def attempt(self, record: Mapping[str, Any]) -> Attempted:
+        """Deliver one due, scheduled lead (the caller holds its lease). Every change is conditional on
+        the version read; `lead` is None in the result when another writer changed it first."""
         lead = Lead.from_json(record)
         policy = self.policy(lead.route) or DEFAULT_RETRY
         now = self.clock()
-        report.lead_id = lead.lead_id
-        report.attempts = lead.attempts
+        facts = Attempted("", lead.lead_id, attempts=lead.attempts)
         if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
-            report.outcome = "opted_out"
-            return self._save(lead, lead.failed("opted_out", keep_fields="keep"))
+            return replace(
+                facts, outcome="opted_out", lead=self._save(lead, lead.failed("opted_out", keep_fields="keep"))
+            )
         if policy.expired(lead.age_from, now):
-            return self._give_up(lead, lead.last_error or "formcall_unavailable", report)
+            return self._give_up(lead, lead.last_error or "formcall_unavailable", facts)
         if lead.attempt.since is not None:
-            handled, saved = self._settle_record(lead, lead.attempt.since, policy, now, report)
-            if handled:
-                return saved
+            settled = self._settle_record(lead, lead.attempt.since, policy, now, facts)
+            if settled.outcome:
+                return settled
             unmarked = self._save(lead, lead.unmarked())
             if unmarked is None:
-                return None
-            lead = unmarked
+                return settled
+            lead, facts = unmarked, settled
         if not policy.in_service(now):
-            report.outcome = "scheduled"
-            report.reason = "outside service hours"
-            return self._save(lead, lead.waiting(policy.next_opening(now)))
+            waiting = self._save(lead, lead.waiting(policy.next_opening(now)))
+            return replace(facts, outcome="scheduled", lead=waiting, reason="outside service hours")
         if lead.payload is None:
-            return self._give_up(lead, "misconfigured", report, reason="the record no longer holds the number")
-        payload = lead.payload
+            return self._give_up(lead, "misconfigured", replace(facts, reason="the record no longer holds the number"))
         started = self.clock()
         in_flight = self._save(lead, lead.in_flight(started, started + self.lease_seconds))
         if in_flight is None:
-            return None
-        report.attempts = in_flight.attempts
-        try:
-            placed = self.place(payload, report)
-        except WebhookError as err:
-            if not isinstance(err, FormCallUncertain):
-                report.formcall_error_code = err.formcall_error_code
-            report.reason = err.reason
-            after = self._after_error(in_flight, err, policy, started, first=False)
-            assert after is not None
-            if after.state == FAILED:
-                report.outcome = "lead_failed"
-                report.reason = report.reason or f"given up after {after.attempts} attempts: {err.error}"
-            else:
-                report.outcome = "scheduled"
-            return self._save(in_flight, after)
-        return self._sweep_placed(in_flight, placed, report)
+            return facts
+        asked, after = self._attempt(in_flight, lead.payload, policy, started, first=False)
+        assert after is not None
+        facts = replace(facts, attempts=in_flight.attempts, formcall_ms=asked.ms)
+        if asked.placed is not None:
+            return self._sweep_placed(in_flight, after, asked.placed, facts)
+        err = asked.error
+        assert err is not None
+        code = None if isinstance(err, FormCallUncertain) else err.formcall_error_code
+        facts = replace(facts, formcall_error_code=code, reason=err.reason)
+        if after.state == FAILED:
+            reason = err.reason or f"given up after {after.attempts} attempts: {err.error}"
+            return replace(facts, outcome="lead_failed", reason=reason, lead=self._save(in_flight, after))
+        return replace(facts, outcome="scheduled", lead=self._save(in_flight, after))
 
-    def _settle_record(
-        self, lead: Lead, since: float, policy: RetryPolicy, now: float, report: Report
-    ) -> tuple[bool, Lead | None]:
-        """An attempt whose answer was lost: its call, from FormCall's list, before any new attempt.
-        (True, the lead as saved or None when another writer won) when this settles it for now (placed,
-        or waiting); (False, None) to go on and call."""
+    def _settle_record(self, lead: Lead, since: float, policy: RetryPolicy, now: float, facts: Attempted) -> Attempted:
+        """An attempt whose answer was lost: its call, from FormCall's list, before any new attempt. What
+        settling it came to (placed, or waiting); an empty outcome to go on and call."""
         if now - since < self.settle_after:
-            report.outcome = "scheduled"
-            report.reason = "previous attempt not settled yet"
-            return True, self._save(lead, lead.waiting(since + self.settle_after))
+            waiting = self._save(lead, lead.waiting(since + self.settle_after))
+            return replace(facts, outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
         payload = lead.payload or {}
         digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
         lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
         try:
             found = self._settle_lost(lost)
         except ListUnavailable as err:
-            report.outcome = "scheduled"
-            report.reason = f"previous attempt unconfirmed ({err})"
             due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
-            return True, self._save(lead, lead.waiting(due))
+            waiting = self._save(lead, lead.waiting(due))
+            return replace(facts, outcome="scheduled", lead=waiting, reason=f"previous attempt unconfirmed ({err})")
         if found.uuid is None:
-            report.reason = "previous attempt placed no call; calling"
-            return False, None
-        report.reason = "previous attempt's call found in FormCall's list"
+            return replace(facts, reason="previous attempt placed no call; calling")
+        facts = replace(facts, reason="previous attempt's call found in FormCall's list")
         if not found.certain:
-            report.extra["uuid_certain"] = False
-        return True, self._sweep_placed(lead, Placed(found.uuid), report, found.certain)
+            facts = replace(facts, extra={"uuid_certain": False})
+        placed = Placed(found.uuid)
+        return self._sweep_placed(lead, self._placed(lead, placed, found.certain), placed, facts)
 
-    def _sweep_placed(self, lead: Lead, placed: Placed, report: Report, certain: bool = True) -> Lead | None:
-        now = self.clock()
-        saved = self._save(lead, self._placed(lead, placed, certain))
+    def _sweep_placed(self, lead: Lead, after: Lead, placed: Placed, facts: Attempted) -> Attempted:
+        saved = self._save(lead, after)
+        facts = replace(facts, outcome=str(after.state), lead=saved, uuid=placed.uuid)
         if saved is None:
-            return None
+            return replace(facts, outcome="")
         # Duplicates from now on carry the uuid too.
         scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
         answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending).dumps()
         for store_key, window in lead.claims:
             self.store.replace(store_key, scheduled, answer, window)
-        report.outcome = str(saved.state)
-        report.uuid = placed.uuid
-        report.wait_seconds = round(now - lead.received_ts, 1)
-        return saved
+        wait = round((saved.placed_at or self.clock()) - lead.received_ts, 1)
+        return replace(facts, wait_seconds=wait)
 
-    def _give_up(self, lead: Lead, word: str, report: Report, reason: str | None = None) -> Lead | None:
-        report.outcome = "lead_failed"
-        report.reason = reason or report.reason or f"given up after {lead.attempts} attempts: {word}"
-        return self._save(lead, lead.failed(word, keep_fields=self.keep_fields()))
+    def _give_up(self, lead: Lead, word: str, facts: Attempted) -> Attempted:
+        reason = facts.reason or f"given up after {lead.attempts} attempts: {word}"
+        saved = self._save(lead, lead.failed(word, keep_fields=self.keep_fields()))
+        return replace(facts, outcome="lead_failed", reason=reason, lead=saved)
 
     def _load(self, lead_id: str) -> Lead | None:
         record = self.store.get_lead(lead_id)

@@ -20,7 +20,7 @@ from .clients import outgoing
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
 from .config import Config
-from .delivery import Report
+from .delivery import Attempted
 from .formcall import FormCallClient, ListUnavailable, list_days
 from .records import CallWork, Lead
 from .secret_store import SecretStore
@@ -30,6 +30,15 @@ from .stores import Backend
 # A report whose receiver asks for more than this is tried again at this interval at most.
 _MAX_WAIT = 6 * 3600
 _WEBHOOK_TIMEOUT = 10.0
+
+
+@dataclass
+class _Notes:
+    """What one step of the outcome work will say in its log line, gathered as the step goes."""
+
+    outcome: str = ""
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,14 +78,18 @@ class FollowUp:
             self._pool = make_pool(self.config.ca_bundle, maxsize=8)
         return self._pool
 
-    def work(self, lead: Lead, report: Report, listings: Listings) -> Lead | None:
-        """One step of the lead's outcome work; the lead as saved (None when another writer won)."""
+    def work(self, lead: Lead, listings: Listings) -> Attempted:
+        """One step of the lead's outcome work; in the result, the lead as saved (None when another writer
+        won) and what its log line says."""
+        notes = _Notes()
+        saved = self._work(lead, notes, listings)
+        return Attempted(notes.outcome, lead.lead_id, saved, uuid=lead.uuid, reason=notes.reason, extra=notes.extra)
+
+    def _work(self, lead: Lead, report: _Notes, listings: Listings) -> Lead | None:
         route = self.config.routes.get(lead.route)
         policy = route.outcome if route is not None else None
         record = lead.to_json()
         state = dict(record.get("outcome") or {})
-        report.lead_id = lead.lead_id
-        report.uuid = lead.uuid
         if policy is None or not lead.uuid or not lead.uuid_certain:
             return self._done(lead, state)
         now = self.clock()
@@ -97,7 +110,7 @@ class FollowUp:
         listings: Listings,
         now: float,
         give_up_at: float,
-        report: Report,
+        report: _Notes,
     ) -> Lead | None:
         """Read the call's row; the record as saved while the status may still change, None when settled."""
         lookups = int(state.get("lookups") or 0) + 1
@@ -165,7 +178,7 @@ class FollowUp:
         policy: OutcomePolicy,
         now: float,
         give_up_at: float,
-        report: Report,
+        report: _Notes,
     ) -> Lead | None:
         view = {**records.public(record), **{k: state.get(k) for k in outcomes.PAYLOAD_KEYS if k in state}}
         view.update(lead_id=record["lead_id"], route=record["route"], uuid=record.get("uuid"),

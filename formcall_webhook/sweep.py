@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import keys, once
-from .delivery import Report
+from .delivery import Attempted
 from .errors import Misconfigured, WebhookError
 from .followup import FollowUp, Listings
 from .logs import severity_for
@@ -94,30 +94,27 @@ class Sweeper:
         )
         return counts.as_dict()
 
-    def retry_now(self, lead_id: str) -> Report | None:
+    def retry_now(self, lead_id: str) -> Attempted | None:
         """`leads retry`: a failed or scheduled lead, now, under the same lease as the sweeper's."""
         store = self.runtime.store
         record = store.get_lead(lead_id)
         if record is None:
             return None
         if record["state"] not in (SCHEDULED, FAILED):
-            report = Report(outcome=record["state"], lead_id=lead_id, uuid=record.get("uuid"))
-            report.reason = "already " + record["state"]
-            return report
+            return Attempted(record["state"], lead_id, uuid=record.get("uuid"), reason="already " + record["state"])
         marker = once.new_marker()
         lease = keys.lease(lead_id)
         if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
-            return Report(outcome="busy", lead_id=lead_id, reason="another sweeper holds this lead now")
+            return Attempted("busy", lead_id, reason="another sweeper holds this lead now")
         try:
             lead = Lead.from_json(store.get_lead(lead_id) or record)
             # A failed lead gets a fresh max_age from now on: it was the operator's choice to try again.
             renewed = lead.retried(self.clock())
             if not store.save_lead(renewed.to_json(), lead.version):
-                return Report(outcome="busy", lead_id=lead_id, reason="the lead changed while it was read")
-            report = Report()
-            self.runtime.deliverer.attempt(renewed.to_json(), report)
-            self._log(renewed.to_json(), report)
-            return report
+                return Attempted("busy", lead_id, reason="the lead changed while it was read")
+            attempted = self.runtime.deliverer.attempt(renewed.to_json())
+            self._log(renewed.to_json(), attempted)
+            return attempted
         finally:
             store.release(lease, marker)
 
@@ -134,27 +131,26 @@ class Sweeper:
             if fresh is None or fresh.get("due_at") is None or fresh["due_at"] > now:
                 return
             counts.add("due")
-            report = Report(lead_id=fresh["lead_id"])
+            attempted = Attempted("", fresh["lead_id"])
             try:
                 lead = Lead.from_json(fresh)
                 if lead.state is SCHEDULED:
-                    self.runtime.deliverer.attempt(fresh, report)
+                    attempted = self.runtime.deliverer.attempt(fresh)
                 elif lead.work is not None and lead.work.due:
-                    self.followup.work(lead, report, self.listings)
+                    attempted = self.followup.work(lead, self.listings)
                 else:
                     # Nothing left to do for it: never leave a lead due and untouched.
                     store.save_lead(lead.idle().to_json(), lead.version)
             except WebhookError as err:
                 # The store or the token went away mid-lead: the lead stays due for the next pass.
-                report.outcome = report.outcome or err.error
-                report.reason = err.reason
-            counts.add(_COUNTED.get(report.outcome))
-            if report.outcome:
-                self._log(fresh, report)
+                attempted = Attempted(err.error, fresh["lead_id"], reason=err.reason)
+            counts.add(_COUNTED.get(attempted.outcome))
+            if attempted.outcome:
+                self._log(fresh, attempted)
         finally:
             store.release(lease, marker)
 
-    def _log(self, record: dict[str, Any], report: Report) -> None:
+    def _log(self, record: dict[str, Any], report: Attempted) -> None:
         outcome = report.outcome
         # The sweep's lines answer nobody: their severity is the outcome word's alone.
         severity = severity_for(outcome, 200)
