@@ -1,7 +1,8 @@
 """Each placed call's outcome, looked up and reported (spec 9); run by the sweeper, one lead at a time.
 
-A lead's `outcome` dict holds the work's progress: the status seen last (to know when it stops
-changing), what was recorded, and where each report stands, so a pass that dies halfway resumes there.
+A lead's `CallWork` (the record's `outcome` field) holds the work's progress: the status seen last (to
+know when it stops changing), what was recorded, and where each report stands, so a pass that dies
+halfway resumes there.
 Every step is saved conditionally on the version read, before the next one is sent anywhere.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,43 +86,35 @@ class FollowUp:
         saved = self._work(lead, notes, listings)
         return Attempted(notes.outcome, lead.lead_id, saved, uuid=lead.uuid, reason=notes.reason, extra=notes.extra)
 
-    def _work(self, lead: Lead, report: _Notes, listings: Listings) -> Lead | None:
+    def _work(self, lead: Lead, notes: _Notes, listings: Listings) -> Lead | None:
         route = self.config.routes.get(lead.route)
         policy = route.outcome if route is not None else None
-        record = lead.to_json()
-        state = dict(record.get("outcome") or {})
+        work = lead.work or CallWork()
         if policy is None or not lead.uuid or not lead.uuid_certain:
-            return self._done(lead, state)
+            return self._done(lead, work)
         now = self.clock()
-        give_up_at = float(record.get("placed_at") or record["received_ts"]) + policy.give_up
-        if not state.get("settled"):
-            step = self._lookup(lead, state, policy, listings, now, give_up_at, report)
-            if step is not None:
-                return step
-        return self._report(lead, record, state, policy, now, give_up_at, report)
+        give_up_at = (lead.placed_at or lead.received_ts) + policy.give_up
+        if not work.settled:
+            work, saved = self._lookup(lead, work, listings, now, give_up_at, notes)
+            if not work.settled:
+                return saved
+        return self._report(lead, work, policy, now, give_up_at, notes)
 
     # -- the lookup --
 
     def _lookup(
-        self,
-        lead: Lead,
-        state: dict[str, Any],
-        policy: OutcomePolicy,
-        listings: Listings,
-        now: float,
-        give_up_at: float,
-        report: _Notes,
-    ) -> Lead | None:
-        """Read the call's row; the record as saved while the status may still change, None when settled."""
-        lookups = int(state.get("lookups") or 0) + 1
-        state["lookups"] = lookups
+        self, lead: Lead, work: CallWork, listings: Listings, now: float, give_up_at: float, notes: _Notes
+    ) -> tuple[CallWork, Lead | None]:
+        """Read the call's row. While the status may still change: the work and the lead as saved; once
+        it is settled (or given up), the work to report, nothing saved yet."""
+        work = work.but(lookups=work.lookups + 1)
         result = self._find(lead, listings, now)
         if result is None:
-            report.reason = "call not listed yet" if "down" not in state else "listing unavailable"
+            notes.reason = "call not listed yet" if "down" not in work.extra else "listing unavailable"
         else:
-            previous = state.get("last")
-            current = list(result.fingerprint())
-            state.update(
+            previous = work.last
+            current = tuple(result.fingerprint())
+            work = work.but(
                 call_status=result.call_status,
                 connected=result.connected,
                 successful=result.successful,
@@ -132,23 +125,21 @@ class FollowUp:
             if not outcomes.is_known(result.call_status) and result.call_status not in self._unknown_logged:
                 # Recorded as it came; said once per process, so a new platform word is noticed.
                 self._unknown_logged.add(result.call_status)
-                report.extra["unknown_status"] = result.call_status[:64]
+                notes.extra["unknown_status"] = result.call_status[:64]
             if previous == current:
-                state["settled"] = True
-                report.outcome = "call_outcome"
-                report.extra.update(
+                notes.outcome = "call_outcome"
+                notes.extra.update(
                     call_status=result.call_status[:64], connected=result.connected, successful=result.successful
                 )
-                return None
-        state.pop("down", None)
+                return work.but(settled=True), None
+        work = work.but(extra={k: v for k, v in work.extra.items() if k != "down"})
         if now >= give_up_at:
             # The status never settled (or the call was never listed): report what is known, once.
-            state["settled"] = True
-            state["gave_up_lookup"] = True
-            report.outcome = "call_outcome"
-            report.reason = "outcome lookup gave up"
-            return None
-        return self._save(lead, lead.outcome_step(_work(state), min(now + self._step(lead, lookups), give_up_at)))
+            notes.outcome = "call_outcome"
+            notes.reason = "outcome lookup gave up"
+            return work.but(settled=True, gave_up_lookup=True), None
+        due = min(now + self._step(lead, work.lookups), give_up_at)
+        return work, self._save(lead, lead.outcome_step(work, due))
 
     def _find(self, lead: Lead, listings: Listings, now: float) -> outcomes.CallResult | None:
         popup = str(lead.popup_uuid or "")
@@ -171,71 +162,64 @@ class FollowUp:
     # -- the reports --
 
     def _report(
-        self,
-        lead: Lead,
-        record: dict[str, Any],
-        state: dict[str, Any],
-        policy: OutcomePolicy,
-        now: float,
-        give_up_at: float,
-        report: _Notes,
+        self, lead: Lead, work: CallWork, policy: OutcomePolicy, now: float, give_up_at: float, notes: _Notes
     ) -> Lead | None:
-        view = {**records.public(record), **{k: state.get(k) for k in outcomes.PAYLOAD_KEYS if k in state}}
-        view.update(lead_id=record["lead_id"], route=record["route"], uuid=record.get("uuid"),
-                    received_at=record.get("received_at"))  # fmt: skip
+        view = records.public(lead.to_json())
+        if work.last is not None:
+            view.update(work.call_result())
         waits: list[int] = []
-        if policy.url and policy.secret and state.get("webhook") not in ("delivered", "final", "gave_up"):
+        if policy.url and policy.secret and work.webhook not in ("delivered", "final", "gave_up"):
             secret = self.secrets.resolve(policy.secret)
             # Signed at the wall clock's time: the receiver checks it against its own.
             sent = outgoing.deliver(
-                self.pool, policy.url, secret, "outcome_" + record["lead_id"], outcomes.outcome_payload(view),
+                self.pool, policy.url, secret, "outcome_" + lead.lead_id, outcomes.outcome_payload(view),
                 _WEBHOOK_TIMEOUT, time.time(),
             )  # fmt: skip
-            state["webhook_attempts"] = int(state.get("webhook_attempts") or 0) + 1
+            work = work.but(webhook_attempts=work.webhook_attempts + 1)
             if sent.kind == "delivered":
-                state["webhook"] = "delivered"
+                work = work.but(webhook="delivered")
             elif sent.kind == "final" or now >= give_up_at:
-                state["webhook"] = "final" if sent.kind == "final" else "gave_up"
-                report.extra["webhook_failed"] = sent.reason
+                work = work.but(webhook="final" if sent.kind == "final" else "gave_up")
+                notes.extra["webhook_failed"] = sent.reason
             else:
                 waits.append(sent.retry_after or 0)
-            report.extra["webhook"] = state.get("webhook", "retry")
-        if policy.hubspot is not None and state.get("hubspot") not in ("delivered", "not_found", "final", "gave_up"):
-            contact = record.get("contact") or {}
+            notes.extra["webhook"] = work.webhook or "retry"
+        if policy.hubspot is not None and work.hubspot not in ("delivered", "not_found", "final", "gave_up"):
+            contact = lead.contact or {}
             client = HubSpotClient(
                 self.pool, self.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
             )
-            progress = state.get("hubspot_progress") or {}
+            progress = work.hubspot_progress or {}
             result = client.write_outcome(
                 contact_id=progress.get("contact_id") or contact.get("contact_id"),
                 email=contact.get("email"),
                 property=policy.hubspot.property,
-                value=str(state.get("call_status") or "sin estado"),
+                value=str(work.call_status or "sin estado"),
                 note=outcomes.note_text(view),
                 timestamp_ms=int(now * 1000),
                 done=progress.get("done") or (),
                 note_id=progress.get("note_id"),
             )
-            state["hubspot_progress"] = {"contact_id": result.contact_id, "note_id": result.note_id,
-                                         "done": sorted(result.done)}  # fmt: skip
+            work = work.but(hubspot_progress={"contact_id": result.contact_id, "note_id": result.note_id,
+                                              "done": sorted(result.done)})  # fmt: skip
             if result.kind in ("delivered", "not_found"):
-                state["hubspot"] = result.kind
+                work = work.but(hubspot=result.kind)
             elif result.kind == "final" or now >= give_up_at:
-                state["hubspot"] = "final" if result.kind == "final" else "gave_up"
-                report.extra["hubspot_failed"] = result.reason
+                work = work.but(hubspot="final" if result.kind == "final" else "gave_up")
+                notes.extra["hubspot_failed"] = result.reason
             else:
                 waits.append(result.retry_after or 0)
-            report.extra["hubspot"] = state.get("hubspot", "retry")
+            notes.extra["hubspot"] = work.hubspot or "retry"
         if waits:
-            step = self._step(lead, max(int(state.get("webhook_attempts") or 0), 1))
+            step = self._step(lead, max(work.webhook_attempts, 1))
             due = min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))
-            report.outcome = report.outcome or "call_outcome"
-            return self._save(lead, lead.outcome_step(_work(state), due))
-        failed = "webhook_failed" in report.extra or "hubspot_failed" in report.extra
-        if not report.outcome or report.outcome == "call_outcome":
-            report.outcome = "outcome_failed" if failed else ("outcome_delivered" if (policy.url or policy.hubspot)
-                                                               else "call_outcome")  # fmt: skip
-        return self._done(lead, state)
+            notes.outcome = notes.outcome or "call_outcome"
+            return self._save(lead, lead.outcome_step(work, due))
+        failed = "webhook_failed" in notes.extra or "hubspot_failed" in notes.extra
+        if not notes.outcome or notes.outcome == "call_outcome":
+            reported = "outcome_delivered" if (policy.url or policy.hubspot) else "call_outcome"
+            notes.outcome = "outcome_failed" if failed else reported
+        return self._done(lead, work)
 
     def _step(self, lead: Lead, attempts: int) -> int:
         """The wait before the next lookup or report: the lead's own backoff (its route's retry schedule)."""
@@ -243,15 +227,9 @@ class FollowUp:
         schedule = route.retry.schedule if route is not None and route.retry is not None else DEFAULT_RETRY.schedule
         return schedule[min(attempts, len(schedule)) - 1]
 
-    def _done(self, lead: Lead, state: dict[str, Any]) -> Lead | None:
+    def _done(self, lead: Lead, work: CallWork) -> Lead | None:
         """Spec 10: the call and its outcome work are done; what the person typed goes (until_done)."""
-        return self._save(lead, lead.outcome_done(_work(state), self.config.leads.keep_fields))
+        return self._save(lead, lead.outcome_done(work, self.config.leads.keep_fields))
 
     def _save(self, old: Lead, new: Lead) -> Lead | None:
         return new if self.store.save_lead(new.to_json(), old.version) else None
-
-
-def _work(state: Mapping[str, Any]) -> CallWork:
-    work = CallWork.from_json(state)
-    assert work is not None
-    return work
