@@ -17,9 +17,10 @@ from werkzeug.exceptions import ClientDisconnected
 from . import config as config_module
 from . import consent, guards, keys, mapping, once, parsing, phones, records
 from .answers import Response, failure, success
+from .attempt import MISCONFIGURED, Attempted
 from .auth import Delivery, authenticate, private_headers
 from .config import Config, Route
-from .delivery import MISCONFIGURED, Attempted, Submission
+from .delivery import Submission
 from .errors import (
     BadRequest,
     MethodNotAllowed,

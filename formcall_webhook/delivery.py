@@ -1,50 +1,30 @@
-"""Place once (spec 4 and 8): keep the lead, call FormCall, then settle. No Request, no HTTP.
+"""Place once (spec 4 and 8), the request path: keep the lead, call FormCall, then settle. No Request, no HTTP.
 
-The request path (`submit`) and the sweeper (`attempt`) share one attempt (`_attempt`: FormCall asked, and
-what the lead becomes), each returning a result value; lost answers are settled in one place
-(`_settle_lost`). Every lead is written to the
-store before FormCall is called, with its attempt marked in flight, so a process that dies mid-call
-leaves a record the sweeper settles from FormCall's own list instead of a lost lead or a second ring.
+Every lead is written to the store before FormCall is called, with its attempt marked in flight, so a
+process that dies mid-call leaves a record the sweeper settles from FormCall's own list instead of a lost
+lead or a second ring. The attempt itself, and what the lead becomes, is attempt.py's, shared with the
+sweeper; `submit` returns a `Delivered` value.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import keys, once, phones
+from .attempt import Attempted, Attempter
 from .config import Config, Route
-from .consent import optout_hash
-from .errors import (
-    FormCallMisconfigured,
-    FormCallUnavailable,
-    Misconfigured,
-    OptedOut,
-    RateLimited,
-    WebhookError,
-)
-from .formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
-from .logs import RequestLogger
+from .errors import FormCallUnavailable, OptedOut, RateLimited, WebhookError
+from .formcall import ListUnavailable, Placed
 from .records import FAILED, SCHEDULED, Lead, new_lead_id
-from .secret_store import SecretStore
-from .settle import Holder, LostAttempt, Settled, rows_of, settle
+from .settle import LostAttempt
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Admission, Backend, Counter, Finish
 
-MISCONFIGURED = "The function is not configured correctly; its log says why."
-# A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
-SETTLE_TIMEOUTS = 2
 _POLL_SECONDS = 0.05
-# Spec 8's heartbeat: a lead kept for later while the last sweep is older than this is logged, at most
-# once per this long per process.
-STALE_SWEEP_SECONDS = 300.0
-# The opt-out list's hashes and the records' phone index are keyed with leads.hash_key; without one,
-# with this (a leaked store then needs only this public key to be brute-forced: `check` says so).
-DEFAULT_HASH_KEY = b"formcall-webhook/phone-hash/v1"
 
 
 @dataclass(frozen=True)
@@ -63,33 +43,6 @@ class Submission:
 
 
 @dataclass(frozen=True)
-class Asked:
-    """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
-
-    placed: Placed | None
-    error: WebhookError | None
-    ms: float
-
-
-@dataclass(frozen=True)
-class Attempted:
-    """What one turn of a lead came to (an attempt, a lost answer settled, a wait, a refusal): the word its
-    log line says and the facts beside it. `lead` is the lead as saved (None: another writer changed it
-    first, or nothing was kept)."""
-
-    outcome: str
-    lead_id: str | None = None
-    lead: Lead | None = None
-    uuid: str | None = None
-    attempts: int | None = None
-    formcall_ms: float | None = None
-    formcall_error_code: int | None = None
-    wait_seconds: float | None = None
-    reason: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Delivered:
     """The request path's result: the first answer (None when the lead is refused or not kept), what the
     request's log line says, and the error the sender is answered with when there is one."""
@@ -100,119 +53,18 @@ class Delivered:
 
 
 class Deliverer:
-    """One per process, beside the config, the store, the FormCall client and the secrets."""
+    """The request path, one per process, beside the Attempter it shares with the sweeper."""
 
-    def __init__(
-        self,
-        config: Config,
-        store: Backend,
-        client: FormCallClient,
-        secrets: SecretStore,
-        clock: Callable[[], float] = time.time,
-        logger: RequestLogger | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.client = client
-        self.secrets = secrets
-        # Epoch seconds now: tests drive the lead's times (due, max_age, service hours) with their own.
-        self.clock = clock
-        self.logger = logger
-        self._hash_key: bytes | None = None
-        self._stale_lock = threading.Lock()
-        self._stale_next = 0.0
-
-    # -- shared --
+    def __init__(self, attempts: Attempter) -> None:
+        self.attempts = attempts
 
     @property
-    def settle_after(self) -> float:
-        return self.config.timeout_seconds * SETTLE_TIMEOUTS
+    def config(self) -> Config:
+        return self.attempts.config
 
     @property
-    def lease_seconds(self) -> float:
-        # Covers one attempt with its token refetch and a slow store, and no more.
-        return self.config.timeout_seconds * 2 + 20
-
-    def hash_key(self) -> bytes:
-        if self._hash_key is None:
-            ref = self.config.leads.hash_key
-            self._hash_key = self.secrets.resolve(ref).encode("utf-8") if ref else DEFAULT_HASH_KEY
-        return self._hash_key
-
-    def phone_hash(self, e164: str) -> str:
-        """The keyed hash a number is known by in the store: the opt-out list never holds numbers."""
-        return optout_hash(self.hash_key(), e164)
-
-    def token(self) -> str:
-        if self.config.security_token is None:
-            raise Misconfigured(
-                MISCONFIGURED,
-                reason="no FormCall token: set FORMCALL_SECURITY_TOKEN, FORMCALL_SECURITY_TOKEN_SECRET "
-                "or formcall.security_token",
-            )
-        return self.secrets.resolve(self.config.security_token)
-
-    def ask(self, payload: Mapping[str, Any]) -> Asked:
-        """One FormCall request (and one more after error 8 when the token was rotated)."""
-        token = self.token()
-        started = time.perf_counter()
-        try:
-            placed = self._place(payload, token)
-        except WebhookError as err:
-            return Asked(None, err, round((time.perf_counter() - started) * 1000, 1))
-        return Asked(placed, None, round((time.perf_counter() - started) * 1000, 1))
-
-    def _place(self, payload: Mapping[str, Any], token: str) -> Placed:
-        try:
-            return self.client.place_call({**payload, "security_token": token})
-        except FormCallMisconfigured as err:
-            if err.formcall_error_code != INVALID_TOKEN or self.config.security_token is None:
-                raise
-            # The token may have been rotated: fetch it again and, if it changed, try once more.
-            # Error 8 means nothing was queued, so this retry cannot ring anyone twice.
-            self.secrets.invalidate(self.config.security_token)
-            fresh = self.secrets.resolve(self.config.security_token)
-            if fresh == token:
-                raise
-            return self.client.place_call({**payload, "security_token": fresh})
-
-    def policy(self, route_name: str) -> RetryPolicy | None:
-        route = self.config.routes.get(route_name)
-        if route is None:
-            # The route left the config while its lead waited: keep trying it the default way.
-            return DEFAULT_RETRY
-        return route.retry
-
-    def keep_fields(self) -> str:
-        return self.config.leads.keep_fields
-
-    def check_sweeper(self) -> None:
-        """Spec 8's heartbeat, read when the request path keeps a lead for later: WARNING sweeper_stale
-        when the last sweep is older than 5 minutes (shared stores; memory:// sweeps itself), at most
-        once per 5 minutes per process, so a stopped Scheduler job is seen before leads age out."""
-        if self.logger is None or self.config.store_url.startswith("memory://"):
-            return
-        now = self.clock()
-        with self._stale_lock:
-            if now < self._stale_next:
-                return
-            self._stale_next = now + STALE_SWEEP_SECONDS
-        try:
-            beat = self.store.read_heartbeat()
-        except WebhookError:
-            return  # the lead is kept; an unread heartbeat is no reason to fail its request
-        last = beat.get("at") if beat is not None else None
-        if isinstance(last, (int, float)) and now - last <= STALE_SWEEP_SECONDS:
-            return
-        since = f"the last sweep was {round(now - last)} s ago" if isinstance(last, (int, float)) else "no sweep yet"
-        self.logger.write(
-            "WARNING",
-            f"sweeper_stale: {since}; is the Cloud Scheduler job calling formcall_sweep?",
-            {"outcome": "sweeper_stale", "source": "request", "reason": since},
-            {},
-        )
-
-    # -- the request path --
+    def store(self) -> Backend:
+        return self.attempts.store
 
     def submit(self, sub: Submission) -> Delivered:
         """The first answer for this lead: placed, pending, scheduled, or a duplicate's; or the table's error
@@ -224,8 +76,8 @@ class Deliverer:
 
     def _submit(self, sub: Submission) -> Delivered:
         route, number = sub.route, sub.number
-        now = self.clock()
-        number_hash = self.phone_hash(number.e164)
+        now = self.attempts.clock()
+        number_hash = self.attempts.phone_hash(number.e164)
         claims, windows = self._claims(sub)
         counters = []
         if sub.ip_key is not None and route.rate_per_ip is not None:
@@ -252,7 +104,7 @@ class Deliverer:
             claims=list(windows),
             consent=sub.consent,
             contact=sub.contact,
-            in_flight_until=None if closed else now + self.lease_seconds,
+            in_flight_until=None if closed else now + self.attempts.lease_seconds,
         )
         if policy is not None and closed:
             # Kept due at the opening from the first write: a process that dies now leaves it due.
@@ -266,7 +118,7 @@ class Deliverer:
             record=lead.to_json(),
             counters=counters,
             optout=number_hash,
-            lease=None if closed else (keys.lease(lead_id), self.lease_seconds),
+            lease=None if closed else (keys.lease(lead_id), self.attempts.lease_seconds),
         )
         note = None
         deadline = time.monotonic() + self.config.timeout_seconds + 2
@@ -305,7 +157,7 @@ class Deliverer:
         as scheduled (the record stays as admitted)."""
         answer = once.FirstAnswer(lead.lead_id, scheduled=True)
         self._finish(lead, lead, marker, self._holding(windows, policy), answer)
-        self.check_sweeper()
+        self.attempts.check_sweeper()
         return Delivered(answer, Attempted("scheduled", lead.lead_id, lead, attempts=0, reason="outside service hours"))
 
     @staticmethod
@@ -343,22 +195,22 @@ class Deliverer:
         """retry = false and an earlier attempt's answer was lost: find its call before calling again.
         The duplicate's answer when it was placed; a note for the log when it was not (call now)."""
         since, old_lead = once.parse_uncertain(held[0][1])
-        waited = self.clock() - since
-        if waited < self.settle_after:
+        waited = self.attempts.clock() - since
+        if waited < self.attempts.settle_after:
             # FormCall may still be working on the first request: its call would not be listed yet.
             raise FormCallUnavailable(
                 "The previous attempt is still being confirmed; try again shortly.",
-                retry_after=max(1, math.ceil(self.settle_after - waited)),
+                retry_after=max(1, math.ceil(self.attempts.settle_after - waited)),
                 reason="previous attempt's outcome not settled yet",
             )
-        stored = self._load(old_lead) if old_lead else None
+        stored = self.attempts.load(old_lead) if old_lead else None
         number = sub.number
         lost = LostAttempt(
             old_lead or "", str(sub.payload["popup_uuid"]), since, since + self.config.timeout_seconds,
             number.country_code + number.areacode + number.phonenumber,
         )  # fmt: skip
         try:
-            found = self._settle_lost(lost)
+            found = self.attempts.settle_lost(lost)
         except ListUnavailable as err:
             raise FormCallUnavailable(
                 "The previous attempt could not be confirmed yet; try again later.",
@@ -375,7 +227,7 @@ class Deliverer:
         for store_key, value in held:
             self.store.replace(store_key, value, answer.dumps(), sub.route.dedupe_window_seconds)
         if stored is not None and stored.state in (SCHEDULED, FAILED):
-            self._save(stored, self._placed(stored, Placed(found.uuid), found.certain))
+            self.attempts.save(stored, self.attempts.placed(stored, Placed(found.uuid), found.certain))
         return Delivered(answer, Attempted("duplicate", answer.lead_id, uuid=found.uuid))
 
     def _first_attempt(
@@ -384,7 +236,7 @@ class Deliverer:
         policy = sub.route.retry
         started = lead.received_ts
         try:
-            turn = self._attempt(lead, sub.payload, policy, started, first=True)
+            turn = self.attempts.attempt_once(lead, sub.payload, policy, started, first=True)
         except BaseException:
             self._finish(lead, None, marker, windows, None)
             raise
@@ -397,7 +249,7 @@ class Deliverer:
                 # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
                 answer = once.FirstAnswer(lead.lead_id, scheduled=True)
                 self._finish(lead, after, marker, self._holding(windows, policy), answer)
-                self.check_sweeper()
+                self.attempts.check_sweeper()
                 return Delivered(answer, replace(facts, outcome="scheduled"))
             if after is not None and after.attempt.since is not None:
                 # retry = false and the answer was lost: the sender's retry settles it (the claims say so).
@@ -441,176 +293,3 @@ class Deliverer:
                 keys.lease(lead.lead_id),
             )
         )
-
-    # -- one attempt, for both paths --
-
-    def _attempt(
-        self, lead: Lead, payload: Mapping[str, Any], policy: RetryPolicy | None, started: float, *, first: bool
-    ) -> tuple[Asked, Lead | None]:
-        """Ask FormCall for the call of a lead already marked in flight; what the lead becomes (not yet
-        saved: the request path finishes it with its claims, the sweeper saves it)."""
-        asked = self.ask(payload)
-        if asked.placed is not None:
-            return asked, self._placed(lead, asked.placed)
-        assert asked.error is not None
-        return asked, self._after_error(lead, asked.error, policy, started, first=first)
-
-    def _after_error(
-        self, lead: Lead, err: WebhookError, policy: RetryPolicy | None, started: float, *, first: bool
-    ) -> Lead | None:
-        """What a lead becomes after an attempt that ended in `err`; None: nothing is kept (a first
-        attempt's 5xx, which the sender retries as a new lead)."""
-        now = self.clock()
-        if isinstance(err, FormCallUncertain):
-            if first and (policy is None or not policy.covers(err.error)):
-                # retry = false: failed, its attempt still marked until the sender's retry settles it.
-                return lead.failed(err.error, keep_fields=self.keep_fields(), since=started)
-            # Scheduled: the sweeper settles it from FormCall's list before any new attempt.
-            policy = policy or DEFAULT_RETRY
-            due = max(policy.next_attempt(lead.attempts, err.error, now), started + self.settle_after)
-            return lead.scheduled(due_at=due, last_error=err.error, since=started)
-        if first:
-            if policy is not None and policy.covers(err.error):
-                return lead.scheduled(due_at=policy.next_attempt(1, err.error, now), last_error=err.error)
-            return lead.failed(err.error, keep_fields=self.keep_fields()) if err.status < 500 else None
-        policy = policy or DEFAULT_RETRY
-        if err.status == 422:
-            # FormCall refused the number or its country for good: no later attempt can succeed.
-            return lead.failed(err.error, keep_fields=self.keep_fields())
-        # Anything else may mend (FormCall back, the token fixed): until max_age, try again.
-        due = policy.next_attempt(lead.attempts, err.error, now)
-        if due >= lead.age_from + policy.max_age:
-            return lead.failed(err.error, keep_fields=self.keep_fields())
-        return lead.scheduled(due_at=due, last_error=err.error)
-
-    def _placed(self, lead: Lead, placed: Placed, certain: bool = True) -> Lead:
-        """A placed or pending lead: due again for its outcome work (spec 9), else done and minimized.
-        A uuid that could not be told apart gets no outcome report."""
-        route = self.config.routes.get(lead.route)
-        outcome = route.outcome if route is not None and certain else None
-        done = lead.placed(placed.uuid, pending=placed.pending, now=self.clock(),
-                           work_after=outcome.after if outcome is not None else None,
-                           keep_fields=self.keep_fields())  # fmt: skip
-        return done if certain else done.uncertain()
-
-    def _settle_lost(self, lost: LostAttempt) -> Settled:
-        """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
-        uuids other leads on the popup hold, and the other lost answers there. ListUnavailable when the
-        list cannot be read whole."""
-        token = self.token()
-        rows = []
-        for day in list_days(lost.start, lost.end + 60):
-            listing = self.client.list_calls(token, lost.popup_uuid, day)
-            if not isinstance(listing, list):
-                raise ListUnavailable("/calls/list did not answer a list")
-            rows.extend(rows_of(listing))
-        holders: list[Holder] = []
-        rivals: list[LostAttempt] = []
-        # A lead holding a uuid from this window was received at most its max_age (or a day) before.
-        ages = [r.retry.max_age for r in self.config.routes.values() if r.retry is not None]
-        horizon = lost.start - max([DEFAULT_RETRY.max_age, *ages]) - 86400
-        for record in self.store.scan_leads(since=horizon):
-            other = Lead.from_json(record)
-            if other.lead_id == lost.lead_id or (other.popup_uuid or "").lower() != lost.popup_uuid.lower():
-                continue
-            if other.uuid:
-                holders.append(Holder(other.lead_id, other.uuid.lower(), other.uuid_certain))
-            elif other.attempt.since is not None:
-                since = other.attempt.since
-                rivals.append(LostAttempt(other.lead_id, lost.popup_uuid, since, since + self.config.timeout_seconds))
-        return settle(lost, rows, holders, rivals)
-
-    # -- the sweeper's attempts --
-
-    def attempt(self, record: Mapping[str, Any]) -> Attempted:
-        """Deliver one due, scheduled lead (the caller holds its lease). Every change is conditional on
-        the version read; `lead` is None in the result when another writer changed it first."""
-        lead = Lead.from_json(record)
-        policy = self.policy(lead.route) or DEFAULT_RETRY
-        now = self.clock()
-        facts = Attempted("", lead.lead_id, attempts=lead.attempts)
-        if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
-            return replace(
-                facts, outcome="opted_out", lead=self._save(lead, lead.failed("opted_out", keep_fields="keep"))
-            )
-        if policy.expired(lead.age_from, now):
-            return self._give_up(lead, lead.last_error or "formcall_unavailable", facts)
-        if lead.attempt.since is not None:
-            settled = self._settle_record(lead, lead.attempt.since, policy, now, facts)
-            if settled.outcome:
-                return settled
-            unmarked = self._save(lead, lead.unmarked())
-            if unmarked is None:
-                return settled
-            lead, facts = unmarked, settled
-        if not policy.in_service(now):
-            waiting = self._save(lead, lead.waiting(policy.next_opening(now)))
-            return replace(facts, outcome="scheduled", lead=waiting, reason="outside service hours")
-        if lead.payload is None:
-            return self._give_up(lead, "misconfigured", replace(facts, reason="the record no longer holds the number"))
-        started = self.clock()
-        in_flight = self._save(lead, lead.in_flight(started, started + self.lease_seconds))
-        if in_flight is None:
-            return facts
-        asked, after = self._attempt(in_flight, lead.payload, policy, started, first=False)
-        assert after is not None
-        facts = replace(facts, attempts=in_flight.attempts, formcall_ms=asked.ms)
-        if asked.placed is not None:
-            return self._sweep_placed(in_flight, after, asked.placed, facts)
-        err = asked.error
-        assert err is not None
-        code = None if isinstance(err, FormCallUncertain) else err.formcall_error_code
-        facts = replace(facts, formcall_error_code=code, reason=err.reason)
-        if after.state == FAILED:
-            reason = err.reason or f"given up after {after.attempts} attempts: {err.error}"
-            return replace(facts, outcome="lead_failed", reason=reason, lead=self._save(in_flight, after))
-        return replace(facts, outcome="scheduled", lead=self._save(in_flight, after))
-
-    def _settle_record(self, lead: Lead, since: float, policy: RetryPolicy, now: float, facts: Attempted) -> Attempted:
-        """An attempt whose answer was lost: its call, from FormCall's list, before any new attempt. What
-        settling it came to (placed, or waiting); an empty outcome to go on and call."""
-        if now - since < self.settle_after:
-            waiting = self._save(lead, lead.waiting(since + self.settle_after))
-            return replace(facts, outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
-        payload = lead.payload or {}
-        digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
-        lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
-        try:
-            found = self._settle_lost(lost)
-        except ListUnavailable as err:
-            due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
-            waiting = self._save(lead, lead.waiting(due))
-            return replace(facts, outcome="scheduled", lead=waiting, reason=f"previous attempt unconfirmed ({err})")
-        if found.uuid is None:
-            return replace(facts, reason="previous attempt placed no call; calling")
-        facts = replace(facts, reason="previous attempt's call found in FormCall's list")
-        if not found.certain:
-            facts = replace(facts, extra={"uuid_certain": False})
-        placed = Placed(found.uuid)
-        return self._sweep_placed(lead, self._placed(lead, placed, found.certain), placed, facts)
-
-    def _sweep_placed(self, lead: Lead, after: Lead, placed: Placed, facts: Attempted) -> Attempted:
-        saved = self._save(lead, after)
-        facts = replace(facts, outcome=str(after.state), lead=saved, uuid=placed.uuid)
-        if saved is None:
-            return replace(facts, outcome="")
-        # Duplicates from now on carry the uuid too.
-        scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
-        answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending).dumps()
-        for store_key, window in lead.claims:
-            self.store.replace(store_key, scheduled, answer, window)
-        wait = round((saved.placed_at or self.clock()) - lead.received_ts, 1)
-        return replace(facts, wait_seconds=wait)
-
-    def _give_up(self, lead: Lead, word: str, facts: Attempted) -> Attempted:
-        reason = facts.reason or f"given up after {lead.attempts} attempts: {word}"
-        saved = self._save(lead, lead.failed(word, keep_fields=self.keep_fields()))
-        return replace(facts, outcome="lead_failed", reason=reason, lead=saved)
-
-    def _load(self, lead_id: str) -> Lead | None:
-        record = self.store.get_lead(lead_id)
-        return Lead.from_json(record) if record is not None else None
-
-    def _save(self, old: Lead, new: Lead) -> Lead | None:
-        """`new` written when the stored lead is still `old`'s version; None when another writer won."""
-        return new if self.store.save_lead(new.to_json(), old.version) else None

@@ -17,11 +17,11 @@ from typing import Any
 import urllib3
 
 from . import outcomes, records
+from .attempt import Attempted
 from .clients import outgoing
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
 from .config import Config
-from .delivery import Attempted
 from .formcall import FormCallClient, ListUnavailable, list_days
 from .records import CallWork, Lead
 from .secret_store import SecretStore

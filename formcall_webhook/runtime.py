@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable, Mapping
 
 from . import config as config_module
+from .attempt import MISCONFIGURED, Attempter
 from .config import Config
-from .delivery import MISCONFIGURED, Deliverer
+from .delivery import Deliverer
 from .errors import ConfigError, Misconfigured
 from .formcall import FormCallClient
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging
@@ -35,6 +36,7 @@ class Runtime:
         self.secrets = SecretStore(self.environ)
         self._client: FormCallClient | None = None
         self._store: Backend | None = None
+        self._attempter: Attempter | None = None
         self._deliverer: Deliverer | None = None
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
@@ -50,9 +52,10 @@ class Runtime:
                         self.secrets.timeout = config.timeout_seconds
                         self._client = FormCallClient(config.api_url, config.timeout_seconds, config.ca_bundle)
                         self._store = open_store(config.store_url, config.timeout_seconds)
-                        self._deliverer = Deliverer(
+                        self._attempter = Attempter(
                             config, self._store, self._client, self.secrets, self.clock, self.logger
                         )
+                        self._deliverer = Deliverer(self._attempter)
                         self._config = config
                     except ConfigError as err:
                         self._config_error = err
@@ -76,6 +79,13 @@ class Runtime:
         self.config()
         assert self._client is not None
         return self._client
+
+    @property
+    def attempter(self) -> Attempter:
+        """One attempt of a lead, shared by the request path and the sweeper."""
+        self.config()
+        assert self._attempter is not None
+        return self._attempter
 
     @property
     def deliverer(self) -> Deliverer:

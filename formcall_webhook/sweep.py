@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import keys, once
-from .delivery import Attempted
+from .attempt import Attempted
 from .errors import Misconfigured, WebhookError
 from .followup import FollowUp, Listings
 from .logs import severity_for
@@ -53,10 +53,10 @@ class Counts:
 class Sweeper:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        deliverer = runtime.deliverer
-        self.clock = deliverer.clock
+        attempter = runtime.attempter
+        self.clock = attempter.clock
         self.followup = FollowUp(
-            runtime.config(), runtime.store, runtime.client, runtime.secrets, deliverer.token, deliverer.clock
+            runtime.config(), runtime.store, runtime.client, runtime.secrets, attempter.token, attempter.clock
         )
         # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
         self.listings = Listings()
@@ -104,7 +104,7 @@ class Sweeper:
             return Attempted(record["state"], lead_id, uuid=record.get("uuid"), reason="already " + record["state"])
         marker = once.new_marker()
         lease = keys.lease(lead_id)
-        if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
+        if store.claim(lease, marker, self.runtime.attempter.lease_seconds) is not None:
             return Attempted("busy", lead_id, reason="another sweeper holds this lead now")
         try:
             lead = Lead.from_json(store.get_lead(lead_id) or record)
@@ -112,7 +112,7 @@ class Sweeper:
             renewed = lead.retried(self.clock())
             if not store.save_lead(renewed.to_json(), lead.version):
                 return Attempted("busy", lead_id, reason="the lead changed while it was read")
-            attempted = self.runtime.deliverer.attempt(renewed.to_json())
+            attempted = self.runtime.attempter.attempt(renewed.to_json())
             self._log(renewed.to_json(), attempted)
             return attempted
         finally:
@@ -124,7 +124,7 @@ class Sweeper:
         store = self.runtime.store
         marker = once.new_marker()
         lease = keys.lease(record["lead_id"])
-        if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
+        if store.claim(lease, marker, self.runtime.attempter.lease_seconds) is not None:
             return  # another sweeper, or the request placing it, has it
         try:
             fresh = store.get_lead(record["lead_id"])
@@ -135,7 +135,7 @@ class Sweeper:
             try:
                 lead = Lead.from_json(fresh)
                 if lead.state is SCHEDULED:
-                    attempted = self.runtime.deliverer.attempt(fresh)
+                    attempted = self.runtime.attempter.attempt(fresh)
                 elif lead.work is not None and lead.work.due:
                     attempted = self.followup.work(lead, self.listings)
                 else:

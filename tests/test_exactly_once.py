@@ -125,7 +125,7 @@ def test_never_sent_is_retried_at_once(tmp_path: Path, simulator: Simulator) -> 
     # The two share one store, as instances sharing Redis do.
     up.runtime.config()
     up.runtime._store = down.store
-    up.runtime.deliverer.store = down.store
+    up.runtime.attempter.store = down.store
     assert post(up, "+56 9 6100 0003")[0] == 200
 
 

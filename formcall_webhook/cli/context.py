@@ -118,7 +118,7 @@ class Context:
         return f"+{number.country_code}{phonenumbers.national_significant_number(number)}"
 
     def phone_hash(self, e164: str) -> str:
-        return self.deliverer.phone_hash(e164)
+        return self.runtime.attempter.phone_hash(e164)
 
 
 def store_error(err: WebhookError, ctx: Context | None = None) -> str:
