@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
 
 from . import outcomes, records
-from .attempt import Attempted
+from .attempt import Attempted, Attempter
 from .clients import outgoing
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
-from .config import Config
-from .formcall import FormCallClient, ListUnavailable, list_days
+from .formcall import ListUnavailable, list_days
 from .records import CallWork, Lead
-from .secret_store import SecretStore
 from .states import DEFAULT_RETRY, OutcomePolicy
-from .stores import Backend
 
 # A report whose receiver asks for more than this is tried again at this interval at most.
 _MAX_WAIT = 6 * 3600
@@ -53,23 +49,16 @@ class Listings:
 
 
 class FollowUp:
-    """A placed call's outcome work, given its parts: the config, the store, FormCall's list and secrets."""
+    """A placed call's outcome work. It is given its parts, through the Attempter that holds them: the
+    config, the store, FormCall's list with its token, the secrets and the clock."""
 
-    def __init__(
-        self,
-        config: Config,
-        store: Backend,
-        client: FormCallClient,
-        secrets: SecretStore,
-        token: Callable[[], str],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.client = client
-        self.secrets = secrets
-        self.token = token
-        self.clock = clock
+    def __init__(self, parts: Attempter) -> None:
+        self.config = parts.config
+        self.store = parts.store
+        self.client = parts.client
+        self.secrets = parts.secrets
+        self.token = parts.token
+        self.clock = parts.clock
         self._pool: urllib3.PoolManager | None = None
         self._unknown_logged: set[str] = set()
 

@@ -474,23 +474,10 @@ _FIELDS = frozenset({
 # ----------------------------------------------------------------------- records as the stores hold them
 
 
-def new_record(
-    *,
-    lead_id: str,
-    route: str,
-    received: float,
-    payload: Mapping[str, Any],
-    masked: str,
-    phone_hash: str,
-    keep_days: int,
-    claims: list[tuple[str, float]],
-    consent: Mapping[str, Any] | None = None,
-    outcome_due: bool = False,
-) -> dict[str, Any]:
-    """A new lead's JSON record, scheduled and not yet attempted (the stores' tests build records with it)."""
-    lead = Lead.admitted(lead_id=lead_id, route=route, received=received, payload=payload, masked=masked,
-                         phone_hash=phone_hash, keep_days=keep_days, claims=claims, consent=consent)  # fmt: skip
-    record = lead.to_json()
+def new_record(*, outcome_due: bool = False, **fields: Any) -> dict[str, Any]:
+    """A new lead's JSON record (`Lead.admitted`'s fields), scheduled and not yet attempted; the stores'
+    tests build records with it."""
+    record = Lead.admitted(**fields).to_json()
     if outcome_due:
         record["outcome"] = {"due": True}
     return record

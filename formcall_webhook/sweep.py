@@ -55,9 +55,7 @@ class Sweeper:
         self.runtime = runtime
         attempter = runtime.attempter
         self.clock = attempter.clock
-        self.followup = FollowUp(
-            runtime.config(), runtime.store, runtime.client, runtime.secrets, attempter.token, attempter.clock
-        )
+        self.followup = FollowUp(attempter)
         # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
         self.listings = Listings()
 

@@ -17,8 +17,6 @@ from formcall_webhook.simulator import Simulator
 from formcall_webhook.stores import Backend
 from formcall_webhook.sweep import Sweeper
 from tests.clock import TestClock, clock_of
-from tests.fakes.firestore_emulator import FirestoreEmulator
-from tests.fakes.redis_server import RedisServer
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "beat-token-9d0"
@@ -30,21 +28,6 @@ def test_every_store_keeps_the_last_heartbeat(backend: Backend) -> None:
     backend.write_heartbeat({"at": 100.5, "due": 3, "placed": 2, "pending": 0, "scheduled": 1, "failed": 0})
     backend.write_heartbeat({"at": 160.5, "due": 0, "placed": 0, "pending": 0, "scheduled": 0, "failed": 0})
     assert backend.read_heartbeat() == {"at": 160.5, "due": 0, "placed": 0, "pending": 0, "scheduled": 0, "failed": 0}
-
-
-@pytest.fixture(params=["memory", "redis", "firestore"])
-def url(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "redis":
-        import redis
-
-        server: RedisServer = request.getfixturevalue("redis_server")
-        redis.Redis.from_url(server.url).flushdb()
-        return server.url
-    emulator: FirestoreEmulator = request.getfixturevalue("firestore_emulator")
-    emulator.clear()
-    return emulator.store_url
 
 
 def make_app(tmp_path: Path, simulator: Simulator, url: str) -> App:
@@ -75,8 +58,8 @@ def stale_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
     return [e for e in lines if e.get("outcome") == "sweeper_stale"]
 
 
-def test_a_sweep_writes_its_time_and_counts(tmp_path: Path, simulator: Simulator, url: str) -> None:
-    app = make_app(tmp_path, simulator, url)
+def test_a_sweep_writes_its_time_and_counts(tmp_path: Path, simulator: Simulator, store_url: str) -> None:
+    app = make_app(tmp_path, simulator, store_url)
     kept(app, "+56 9 6500 0001", simulator)
     clock_of(app).advance(3601)
     counts = Sweeper(app.runtime).run()
@@ -87,11 +70,11 @@ def test_a_sweep_writes_its_time_and_counts(tmp_path: Path, simulator: Simulator
     assert abs(beat["at"] - clock_of(app).now()) < 5
 
 
-@pytest.mark.parametrize("url", ["redis", "firestore"], indirect=True)
+@pytest.mark.parametrize("store_url", ["redis", "firestore"], indirect=True)
 def test_a_stale_sweeper_is_warned_once_per_interval(
-    tmp_path: Path, simulator: Simulator, url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, simulator: Simulator, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app = make_app(tmp_path, simulator, url)
+    app = make_app(tmp_path, simulator, store_url)
     clock = clock_of(app)
     kept(app, "+56 9 6500 0002", simulator)
     (first,) = stale_lines(capsys)
