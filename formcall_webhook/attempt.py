@@ -264,9 +264,9 @@ class Attempter:
         now = self.clock()
         facts = Attempted("", lead.lead_id, attempts=lead.attempts)
         if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
-            return replace(
-                facts, outcome="opted_out", lead=self.save(lead, lead.failed("opted_out", keep_fields="keep"))
-            )
+            # Failed as it stands: the record keeps what it held (as it always did), for `leads export`.
+            opted_out = lead.failed("opted_out", keep_fields="keep")
+            return replace(facts, outcome="opted_out", lead=self.save(lead, opted_out))
         if policy.expired(lead.age_from, now):
             return self._give_up(lead, lead.last_error or "formcall_unavailable", facts)
         if lead.attempt.since is not None:

@@ -502,6 +502,9 @@ def public(record: Mapping[str, Any], phone: str | None = None) -> dict[str, Any
         view[name] = work.get(name) if name in CALL_RESULT_FIELDS else record.get(name)
     if phone is not None:
         view["phone"] = phone
+    if record.get("uuid_certain") is False:
+        # Spec 8: a lost answer's call that could not be told apart from another lead's.
+        view["uuid_certain"] = False
     payload = record.get("payload")
     if isinstance(payload, dict) and payload.get("adicional"):
         view["adicional"] = payload["adicional"]

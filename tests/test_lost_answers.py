@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from formcall_webhook import settle
+from formcall_webhook import records, settle
 from formcall_webhook import simulator as simulator_module
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.runtime import Runtime
@@ -126,6 +126,7 @@ def test_two_leads_lost_on_one_popup_in_one_second_share_the_rows(
     for r in kept:
         # The rows name no customer: which lead each call rang cannot be told, so no outcome is reported.
         assert (r["state"], r["uuid_certain"], r["outcome"], r["due_at"]) == ("placed", False, None, None)
+        assert records.public(r)["uuid_certain"] is False  # `leads show --json` says so too
     clock.advance(3600)
     assert Sweeper(app.runtime).run()["due"] == 0
     assert len(simulator.calls()) == 2

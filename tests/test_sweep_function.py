@@ -96,3 +96,21 @@ def test_formcall_sweep_store_down_is_503(tmp_path: Path, simulator: Simulator) 
     with FunctionProcess(env, tmp_path / "sweep.log", target="formcall_sweep").start() as sweeper:
         answer = requests.post(sweeper.url, timeout=30)
     assert (answer.status_code, answer.json()["error"]) == (503, "store_unavailable")
+
+
+def test_an_in_process_app_starts_no_self_sweep(tmp_path: Path, simulator: Simulator) -> None:
+    """Only main.py starts memory://'s self-sweep: a test that builds an App meets none it did not ask for."""
+    import io
+    import threading
+
+    from formcall_webhook.app import App, Request, read_stream
+
+    env = {"FORMCALL_CONFIG": str(config(tmp_path)), "FORMCALL_API_URL": simulator.api_url,
+           "FORMCALL_SECURITY_TOKEN": TOKEN, "FORMCALL_SWEEP_SECONDS": "1"}  # fmt: skip
+    app = App(env)
+    raw = json.dumps({"phone": "+56 9 6240 0009"}).encode()
+    stream = io.BytesIO(raw)
+    answer = app.handle(Request("POST", "/", {"content-type": "application/json"}, b"",
+                                lambda n, *_: read_stream(stream, n), len(raw)))  # fmt: skip
+    assert answer.status == 200
+    assert [t.name for t in threading.enumerate() if "self-sweep" in t.name] == []
