@@ -117,11 +117,11 @@ class Attempter:
         return self.secrets.resolve(self.config.security_token)
 
     def ask(self, payload: Mapping[str, Any]) -> Asked:
-        """One FormCall request (and one more after error 8 when the token was rotated)."""
-        token = self.token()
+        """One FormCall request (and one more after error 8 when the token was rotated). A token that
+        cannot be read ends it like FormCall's own refusal would: an error, never an exception."""
         started = time.perf_counter()
         try:
-            placed = self._place(payload, token)
+            placed = self._place(payload, self.token())
         except WebhookError as err:
             return Asked(None, err, round((time.perf_counter() - started) * 1000, 1))
         return Asked(placed, None, round((time.perf_counter() - started) * 1000, 1))
