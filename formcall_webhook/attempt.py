@@ -230,7 +230,12 @@ class Attempter:
     def settle_lost(self, lost: LostAttempt) -> Settled:
         """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
         uuids other leads on the popup hold, and the other lost answers there. ListUnavailable when the
-        list cannot be read whole."""
+        list cannot be read whole.
+
+        The list is read before the leads: a row listed then belongs to a lead already attempted, so the
+        read that follows finds it holding its uuid or still marked in flight. While another attempt in the
+        window is younger than settle_after (its answer may still come, and with it its uuid), nothing is
+        settled: `wait_until` says when to look again."""
         token = self.token()
         rows = []
         for day in list_days(lost.start, lost.end + 60):
@@ -252,6 +257,9 @@ class Attempter:
             elif other.attempt.since is not None:
                 since = other.attempt.since
                 rivals.append(LostAttempt(other.lead_id, lost.popup_uuid, since, since + self.config.timeout_seconds))
+        young = [r.start for r in rivals if r.overlaps(lost) and self.clock() - r.start < self.settle_after]
+        if young:
+            return Settled(None, wait_until=max(young) + self.settle_after)
         return settle(lost, rows, holders, rivals)
 
     # -- the sweeper's attempts --
@@ -315,6 +323,11 @@ class Attempter:
             due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
             waiting = self.save(lead, lead.waiting(due))
             return replace(facts, outcome="scheduled", lead=waiting, reason=f"previous attempt unconfirmed ({err})")
+        if found.wait_until is not None:
+            waiting = self.save(lead, lead.waiting(found.wait_until))
+            return replace(
+                facts, outcome="scheduled", lead=waiting, reason="another attempt on the popup not settled yet"
+            )
         if found.uuid is None:
             return replace(facts, reason="previous attempt placed no call; calling")
         facts = replace(facts, reason="previous attempt's call found in FormCall's list")

@@ -216,6 +216,12 @@ class Deliverer:
                 "The previous attempt could not be confirmed yet; try again later.",
                 reason=f"previous attempt unconfirmed ({err})",
             ) from err
+        if found.wait_until is not None:
+            raise FormCallUnavailable(
+                "The previous attempt is still being confirmed; try again shortly.",
+                retry_after=max(1, math.ceil(found.wait_until - self.attempts.clock())),
+                reason="another attempt on the popup not settled yet",
+            )
         if found.uuid is None:
             for store_key, value in held:
                 self.store.release(store_key, value)

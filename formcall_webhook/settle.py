@@ -58,10 +58,12 @@ class Row:
 
 @dataclass(frozen=True)
 class Settled:
-    """The lead's call (uuid) or None: never placed; `certain` is False when it could not be told apart."""
+    """The lead's call (uuid) or None: never placed; `certain` is False when it could not be told apart.
+    With `wait_until`, nothing is settled yet: another attempt in the window may still be answered."""
 
     uuid: str | None
     certain: bool = True
+    wait_until: float | None = None
 
 
 def rows_of(listing: Any) -> list[Row]:

@@ -146,6 +146,22 @@ def test_two_leads_lost_and_one_call_placed_ring_no_one_twice(
     assert [(r["state"], r["uuid"], r["uuid_certain"]) for r in kept] == [("placed", call["uuid"], False)] * 2
 
 
+def test_no_settling_while_another_attempt_in_the_window_may_still_be_answered(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    app = make_app(tmp_path, simulator, clock)
+    simulator.inject({"kind": "placed_then_reset"}, {"kind": "reset"})
+    first = post(app, "+56 9 6300 0009")
+    clock.advance(59.5)  # the second attempt falls inside the first one's window (its end plus a minute)
+    second = post(app, "+56 9 6300 0010")
+    clock.advance(0.6)  # the first is due; the second is younger than settle_after
+    Sweeper(app.runtime).run()
+    waiting = record(app, first["lead_id"])
+    assert (waiting["state"], waiting["uuid"]) == ("scheduled", None)
+    assert waiting["due_at"] == pytest.approx(record(app, second["lead_id"])["attempt_since"] + 2 * TIMEOUT)
+    assert len(simulator.calls()) == 2  # nothing new
+
+
 def test_a_list_that_is_down_then_back(tmp_path: Path, simulator: Simulator, clock: TestClock) -> None:
     app = make_app(tmp_path, simulator, clock)
     simulator.inject({"kind": "placed_then_reset"})
