@@ -233,9 +233,9 @@ class Attempter:
         list cannot be read whole.
 
         The list is read before the leads: a row listed then belongs to a lead already attempted, so the
-        read that follows finds it holding its uuid or still marked in flight. While another attempt in the
-        window is younger than settle_after (its answer may still come, and with it its uuid), nothing is
-        settled: `wait_until` says when to look again."""
+        read that follows finds it holding its uuid or still marked in flight. When the lead could only share
+        a row while another attempt in the window is younger than settle_after (its answer may still come,
+        and with it its uuid), nothing is settled yet: `wait_until` says when to look again."""
         token = self.token()
         rows = []
         for day in list_days(lost.start, lost.end + 60):
@@ -257,10 +257,12 @@ class Attempter:
             elif other.attempt.since is not None:
                 since = other.attempt.since
                 rivals.append(LostAttempt(other.lead_id, lost.popup_uuid, since, since + self.config.timeout_seconds))
+        found = settle(lost, rows, holders, rivals)
+        if found.uuid is None or found.certain:
+            return found
+        # Told apart from nothing: wait for the rivals whose answers may still come (with their uuids).
         young = [r.start for r in rivals if r.overlaps(lost) and self.clock() - r.start < self.settle_after]
-        if young:
-            return Settled(None, wait_until=max(young) + self.settle_after)
-        return settle(lost, rows, holders, rivals)
+        return Settled(None, wait_until=max(young) + self.settle_after) if young else found
 
     # -- the sweeper's attempts --
 
