@@ -1,8 +1,8 @@
 """Loopback fakes of Google's OAuth token endpoint, the Data Manager API's `events:ingest` and Meta's
 Conversions API (`/{version}/{pixel_id}/events`), each as strict as the official libraries' own models.
 
-- Google: the token endpoint gives an access token for a refresh-token grant (an `authorized_user`
-  credential file whose `token_uri` points here); `events:ingest` wants that token as a Bearer and parses
+- Google: the token endpoint gives an access token for a service account's signed JWT grant (a key file
+  whose `token_uri` points here, verified with its public key); `events:ingest` wants that token as a Bearer and parses
   the body with google-ads-datamanager's own `IngestEventsRequest.from_json` (unknown fields refused),
   then checks what the API documents as required: a destination, and per event a transaction id and a
   timestamp; user identifiers hashed (64 hex digits) with `encoding = HEX`.
@@ -28,6 +28,9 @@ from urllib.parse import parse_qs
 HEX64 = re.compile(r"[0-9a-f]{64}")
 META_TOKEN = "meta-capi-test-token"
 META_MAX_AGE = 7 * 86400
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+# A service account's assertion names Google's token endpoint as its audience, wherever it is sent.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 @dataclass
@@ -46,6 +49,9 @@ class Request:
 class FakeAds:
     def __init__(self, *, meta_token: str = META_TOKEN, now: float | None = None) -> None:
         self.meta_token = meta_token
+        self.public_key: str | None = None  # the service account's, PEM: set by the test that makes the key
+        self.scopes: list[str] = []
+        self.token_errors: list[str] = []
         self.now = now  # Meta's clock for the 7-day rule; None: the real one
         self.requests: list[Request] = []
         self.scripts: dict[str, list[tuple[int, dict[str, str]]]] = {"google": [], "meta": []}
@@ -116,12 +122,21 @@ class FakeAds:
         return given in self.tokens if platform == "google" else given == self.meta_token
 
     def _token(self, body: bytes) -> tuple[int, Any]:
+        """A service account's JWT-bearer grant, verified with its public key, as Google's endpoint does."""
+        from google.auth import exceptions, jwt
+
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-        if form.get("grant_type") != "refresh_token" or not form.get("refresh_token"):
-            return 400, {"error": "invalid_grant"}
+        if form.get("grant_type") != JWT_BEARER or self.public_key is None:
+            return 400, {"error": "unsupported_grant_type"}
+        try:
+            claims = jwt.decode(form.get("assertion", ""), certs=[self.public_key], audience=GOOGLE_TOKEN_AUDIENCE)
+        except (ValueError, exceptions.GoogleAuthError) as err:
+            self.token_errors.append(repr(err))
+            return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
+        self.scopes.append(str(claims.get("scope")))
         token = f"ya29.test-{len(self.tokens) + 1}"
         self.tokens.add(token)
-        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer", "scope": form.get("scope")}
+        return 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
     def _google(self, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         from google.ads.datamanager_v1.types import IngestEventsRequest
@@ -130,7 +145,7 @@ class FakeAds:
             return 401, _error("google", 401, "Request had invalid authentication credentials.")
         try:
             request = IngestEventsRequest.from_json(body, ignore_unknown_fields=False)
-        except Exception as err:  # noqa: BLE001 - any parse failure is the API's 400
+        except Exception as err:
             return 400, _error("google", 400, f"Invalid JSON payload received. {err}")
         problems = _google_problems(request)
         if problems:
