@@ -149,15 +149,13 @@ def test_clicks_from_fields_else_query_and_only_well_formed() -> None:
 
 @pytest.fixture
 def ads() -> Iterator[FakeAds]:
-    fake = FakeAds(now=CALL_AT + 3600).start()
+    fake = FakeAds(clock=lambda: CALL_AT + 3600).start()
     yield fake
     fake.stop()
 
 
-@pytest.fixture
-def google_credentials(tmp_path: Path, ads: FakeAds, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A service account key file whose token endpoint is the fake's: Application Default Credentials found
-    through GOOGLE_APPLICATION_CREDENTIALS and refreshed with a signed JWT, as google-auth does it."""
+def service_account_file(tmp_path: Path, ads: FakeAds) -> Path:
+    """A service account key file whose token endpoint is the fake's, and the fake told its public key."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -185,6 +183,14 @@ def google_credentials(tmp_path: Path, ads: FakeAds, monkeypatch: pytest.MonkeyP
         ),
         encoding="utf-8",
     )
+    return path
+
+
+@pytest.fixture
+def google_credentials(tmp_path: Path, ads: FakeAds, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Application Default Credentials found through GOOGLE_APPLICATION_CREDENTIALS and refreshed with a
+    signed JWT at the fake's token endpoint, as google-auth does it."""
+    path = service_account_file(tmp_path, ads)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
     return path
 

@@ -20,6 +20,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,12 +48,12 @@ class Request:
 
 
 class FakeAds:
-    def __init__(self, *, meta_token: str = META_TOKEN, now: float | None = None) -> None:
+    def __init__(self, *, meta_token: str = META_TOKEN, clock: Callable[[], float] = time.time) -> None:
         self.meta_token = meta_token
         self.public_key: str | None = None  # the service account's, PEM: set by the test that makes the key
         self.scopes: list[str] = []
         self.token_errors: list[str] = []
-        self.now = now  # Meta's clock for the 7-day rule; None: the real one
+        self.clock = clock  # Meta's clock for the 7-day rule
         self.requests: list[Request] = []
         self.scripts: dict[str, list[tuple[int, dict[str, str]]]] = {"google": [], "meta": []}
         self.tokens: set[str] = set()
@@ -161,7 +162,7 @@ class FakeAds:
             return 400, {"error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}}
         try:
             events = json.loads(body)["data"]
-            problems = [p for event in events for p in _meta_problems(event, self.now or time.time())]
+            problems = [p for event in events for p in _meta_problems(event, self.clock())]
         except (ValueError, KeyError, TypeError) as err:
             problems = [f"malformed: {err}"]
         if problems:
