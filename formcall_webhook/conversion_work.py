@@ -8,7 +8,7 @@ in the map is done and never sent again; one not in it yet is tried (again) at t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,6 @@ import urllib3
 from . import consent, conversions, records
 from .clients import conversions as client
 from .errors import Misconfigured
-from .runtime import Runtime
 
 NO_CONSENT = "skipped: no ads consent"
 NOT_SUCCESSFUL = "skipped: call not connected and successful"
@@ -43,8 +42,8 @@ class Step:
 class ConversionWork:
     """One per process, beside the outcome work: the Google token is fetched once and refreshed."""
 
-    def __init__(self, runtime: Runtime, pool: urllib3.PoolManager) -> None:
-        self.runtime = runtime
+    def __init__(self, resolve: Callable[[str], str], pool: urllib3.PoolManager) -> None:
+        self.resolve = resolve  # a secret reference's value
         self.pool = pool
         self.google_token = client.GoogleToken(conversions.GOOGLE_SCOPE)
 
@@ -101,7 +100,7 @@ class ConversionWork:
             return client.post_event(self.pool, conversions.google_url(policy.google), body, token, now=now)
         assert policy.meta is not None
         try:
-            token = self.runtime.secrets.resolve(policy.meta.token)
+            token = self.resolve(policy.meta.token)
         except Misconfigured as err:  # a secret that cannot be read now is retried until give_up
             return client.SendResult("retry", None, None, f"conversions.meta.token: {err.reason}")
         body = conversions.meta_body(policy.meta, event)

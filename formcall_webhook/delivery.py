@@ -60,6 +60,8 @@ class Submission:
     contact: Mapping[str, Any] | None = None
     # The campaign it came from (spec 10: utm_* fields, kept for keep_days whatever keep_fields says).
     attribution: Mapping[str, str] | None = None
+    # The click ids of a lead who consented to ads measurement (spec 12), kept until its conversions are done.
+    clicks: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -180,6 +182,8 @@ class Deliverer:
             record["contact"] = dict(sub.contact)
         if sub.attribution:
             record.update(sub.attribution)
+        if sub.clicks:
+            record["clicks"] = dict(sub.clicks)
         # The lead's own id marks its claims: unique per submission, and no second random draw.
         marker = once.PENDING + lead_id
         pending_ttl = self.config.timeout_seconds + 30

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 
@@ -23,6 +23,10 @@ from .clients.hubspot import HubSpotClient
 from .delivery import Report
 from .runtime import Runtime
 from .states import DEFAULT_RETRY, OutcomePolicy
+
+if TYPE_CHECKING:  # loaded only by routes with conversions
+    from .conversion_work import ConversionWork
+    from .conversions import ConversionsPolicy
 
 # A report whose receiver asks for more than this is tried again at this interval at most.
 _MAX_WAIT = 6 * 3600
@@ -46,6 +50,7 @@ class FollowUp:
         self.runtime = runtime
         self._pool: urllib3.PoolManager | None = None
         self._unknown_logged: set[str] = set()
+        self._conversions: ConversionWork | None = None
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -150,10 +155,16 @@ class FollowUp:
         give_up_at: float,
         report: Report,
     ) -> dict[str, Any] | None:
+        # Spec 12: the conversion events, on routes with `conversions`, once the call has settled.
+        route = self.runtime.config().routes.get(record["route"])
+        ads = route.conversions if route is not None else None
+        waits: list[int] = []
+        fields: dict[str, Any] = {}
+        if ads is not None and state.get("conversions") != "done":
+            fields = self._convert(record, state, ads, now, give_up_at, report, waits)
         view = {**records.public(record), **{k: state.get(k) for k in outcomes.PAYLOAD_KEYS if k in state}}
         view.update(lead_id=record["lead_id"], route=record["route"], uuid=record.get("uuid"),
                     received_at=record.get("received_at"))  # fmt: skip
-        waits: list[int] = []
         if policy.url and policy.secret and state.get("webhook") not in ("delivered", "final", "gave_up"):
             secret = self.runtime.secrets.resolve(policy.secret)
             sent = outgoing.deliver(
@@ -178,16 +189,49 @@ class FollowUp:
                 holds += self._hubspot(record, state, policy, view, now, give_up_at, report, waits)
             report.extra["hubspot"] = "hold" if holds else state.get("hubspot", "retry")
         if waits or holds:
-            step = self._step(record, max(int(state.get("webhook_attempts") or 0), 1))
+            attempts = max(int(state.get("webhook_attempts") or 0), int(state.get("conversion_attempts") or 0), 1)
+            step = self._step(record, attempts)
             dues = [min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))] if waits else []
             due = min([*dues, *holds])
             report.outcome = report.outcome or "call_outcome"
-            return self._save(record, outcome=state, due_at=due)
+            if "conversion_failed" in report.extra and report.outcome == "call_outcome":
+                report.outcome = "conversion_failed"
+            return self._save(record, outcome=state, due_at=due, **fields)
         failed = "webhook_failed" in report.extra or "hubspot_failed" in report.extra
         if not report.outcome or report.outcome == "call_outcome":
             report.outcome = "outcome_failed" if failed else ("outcome_delivered" if (policy.url or policy.hubspot)
                                                                else "call_outcome")  # fmt: skip
-        return self._done(record, state)
+        if "conversion_failed" in report.extra and report.outcome != "outcome_failed":
+            report.outcome = "conversion_failed"
+        return self._done(record, state, **fields)
+
+    def _convert(
+        self,
+        record: Mapping[str, Any],
+        state: dict[str, Any],
+        ads: ConversionsPolicy,
+        now: float,
+        give_up_at: float,
+        report: Report,
+        waits: list[int],
+    ) -> dict[str, Any]:
+        """One step of the lead's conversion events (spec 12); the record's fields it changes."""
+        if self._conversions is None:
+            from .conversion_work import ConversionWork  # only routes with conversions load it
+
+            self._conversions = ConversionWork(self.runtime.secrets.resolve, self.pool)
+        call = {"uuid": record.get("uuid"), **{k: state.get(k) for k in ("connected", "successful", "call_at")}}
+        step = self._conversions.step(record, call, ads, now, give_up_at)
+        report.extra["conversions"] = step.done
+        if step.failures:
+            report.extra["conversion_failed"] = "; ".join(step.failures)
+        if not step.finished:
+            state["conversion_attempts"] = int(state.get("conversion_attempts") or 0) + 1
+            waits.extend(step.waits)
+            return {"conversions": step.done}
+        state["conversions"] = "done"
+        # Spec 10: the click ids leave the record once the conversions are done.
+        return {"conversions": step.done, "clicks": None}
 
     def _hubspot(
         self,
@@ -243,9 +287,9 @@ class FollowUp:
         schedule = route.retry.schedule if route is not None and route.retry is not None else DEFAULT_RETRY.schedule
         return schedule[min(attempts, len(schedule)) - 1]
 
-    def _done(self, record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any] | None:
+    def _done(self, record: dict[str, Any], state: dict[str, Any], **changes: Any) -> dict[str, Any] | None:
         state["due"] = False
-        fields: dict[str, Any] = {"outcome": state, "due_at": None}
+        fields: dict[str, Any] = {"outcome": state, "due_at": None, **changes}
         if self.runtime.config().leads.keep_fields == "until_done":
             # Spec 10: the call and its outcome work are done; what the person typed goes.
             fields.update(records.minimized(record, record["state"]))

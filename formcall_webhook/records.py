@@ -99,6 +99,9 @@ def minimized(record: Mapping[str, Any], state: str) -> dict[str, Any]:
     `adicional` values go, the number stays until keep_days so `leads retry` can still call it once.
     """
     fields: dict[str, Any] = {"contact": None, "minimized": True}
+    if record.get("clicks"):
+        # Click ids (spec 10, 12) never outlive the call's work: conversions, where due, are done by now.
+        fields["clicks"] = None
     payload = record.get("payload")
     if state == FAILED and isinstance(payload, dict):
         fields["payload"] = {k: v for k, v in payload.items() if k != "adicional"}

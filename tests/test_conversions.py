@@ -348,3 +348,52 @@ def test_check_warns_about_conversions_without_ads_consent(tmp_path: Path) -> No
     warned = [line for line in done.stderr.splitlines() if "conversions" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: routes.default.conversions: "), done.stderr
     assert "consent.ads_field" in warned[0]
+
+
+# -- the conversions step of the outcome work --
+
+
+def conversion_record(**fields: object) -> dict[str, object]:
+    return {
+        "uuid": UUID, "received_ts": CALL_AT - 600, "consent": {"given": True, "ads": True},
+        "payload": {"country_code": "56", "areacode": "9", "phonenumber": "12345678"},
+        "contact": {"email": "ana@example.cl"}, "clicks": {"gclid": "G1", "fbclid": "F1"}, **fields,
+    }  # fmt: skip
+
+
+CALL = {"uuid": UUID, "connected": True, "successful": True, "call_at": "2025-12-01T11:40:00-03:00"}
+
+
+@pytest.mark.parametrize(("age", "meta"), [(8 * 86400, "skipped: call over 7 days old"), (7 * 86400 - 60, "sent")])
+def test_no_meta_event_for_a_call_over_7_days_old(ads: FakeAds, google_credentials: Path, age: int, meta: str) -> None:
+    from formcall_webhook.conversion_work import ConversionWork
+
+    now = CALL_AT + age
+    ads.clock = lambda: now
+    policy = conversions.ConversionsPolicy(
+        conversions.GoogleConversions("1234567890", "987654321", api_url=ads.url),
+        conversions.MetaConversions("123456789012345", "env:META", api_url=ads.url),
+    )
+    work = ConversionWork(lambda ref: META_TOKEN if ref == "env:META" else "", make_pool())
+    step = work.step(conversion_record(), CALL, policy, now, now + 3600)
+    assert step.done == {"google": "sent", "meta": meta} and step.finished
+    assert list(ads.google_events) == [UUID]
+    assert list(ads.meta_events) == ([UUID] if meta == "sent" else [])
+    assert len(ads.of("meta")) == (1 if meta == "sent" else 0)
+    # The call's time is /calls/list's call_at, offset and all.
+    assert ads.meta_events.get(UUID, {"event_time": int(CALL_AT)})["event_time"] == int(CALL_AT)
+
+
+def test_a_step_sends_only_what_is_not_done_and_gives_up_at_give_up(ads: FakeAds) -> None:
+    from formcall_webhook.conversion_work import ConversionWork
+
+    policy = conversions.ConversionsPolicy(meta=conversions.MetaConversions("1", "env:META", api_url=ads.url))
+    work = ConversionWork(lambda ref: META_TOKEN, make_pool())
+    assert work.step(conversion_record(conversions={"meta": "sent"}), CALL, policy, CALL_AT, CALL_AT + 1).done == {
+        "meta": "sent"
+    }
+    assert ads.requests == []
+    ads.fail_next("meta", 503)
+    step = work.step(conversion_record(), CALL, policy, CALL_AT + 10, CALL_AT + 10)
+    assert step.done == {"meta": "failed"} and step.finished
+    assert step.failures == ["meta: gave up, HTTP 503"]
