@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,10 @@ from typing import Any
 import pytest
 
 from formcall_webhook.app import App, Request, read_stream
+from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
+from tests.clock import TestClock, clock_of
 from tests.fakes.ads import META_TOKEN, FakeAds
 from tests.test_conversions import service_account_file
 
@@ -62,7 +63,9 @@ def make_app(tmp_path: Path, simulator: Simulator, ads: FakeAds, *, platforms: s
         "FORMCALL_SECURITY_TOKEN": TOKEN,
         "META_TOKEN": META_TOKEN,
     }
-    return App(environ)
+    clock = TestClock(simulator)
+    ads.clock = clock.now
+    return App(runtime=Runtime(environ, clock=clock.now))
 
 
 def post(app: App, body: dict[str, Any]) -> dict[str, Any]:
@@ -85,14 +88,14 @@ def lead_body(phone: str, *, ads_consent: bool = True, **extra: Any) -> dict[str
 
 
 def settle(app: App, lead_id: str, passes: int = 12) -> dict[str, Any]:
-    """Sweep (a second apart: the route's schedule) until the lead's outcome work is done."""
+    """Sweep, the clock moved on to each due time, until the lead's outcome work is done."""
     sweeper = Sweeper(app.runtime)
     for _ in range(passes):
         record = app.store.get_lead(lead_id)
         assert record is not None
         if record.get("due_at") is None:
             return record
-        time.sleep(max(0.0, record["due_at"] - time.time()) + 0.05)
+        clock_of(app).advance_to(record["due_at"] + 0.05)
         sweeper.run()
     record = app.store.get_lead(lead_id)
     assert record is not None
@@ -138,8 +141,6 @@ def test_one_event_per_platform_with_the_uuid_hashed_data_only_and_click_ids_gon
     sent = len(ads.requests)
     Sweeper(app.runtime).run()
     assert len(ads.requests) == sent
-    print("GOOGLE BODY", json.dumps(google))
-    print("META BODY", json.dumps(meta))
 
 
 def test_none_without_ads_consent_and_no_click_id_kept(tmp_path: Path, simulator: Simulator, ads: FakeAds) -> None:
@@ -169,7 +170,7 @@ def test_none_for_an_unsuccessful_call(tmp_path: Path, simulator: Simulator, ads
 def test_a_429_then_200_is_one_accepted_event(tmp_path: Path, simulator: Simulator, ads: FakeAds) -> None:
     app = make_app(tmp_path, simulator, ads, platforms="meta")
     simulator.set_fate("56962000204", status="Conectada", duration_customer=95, duration_company=117)
-    ads.fail_next("meta", 429, {"Retry-After": "1"})
+    ads.fail_next("meta", 429, {"Retry-After": "30"})
     answer = post(app, lead_body("+56 9 6200 0204"))
     record = settle(app, answer["lead_id"])
     assert [r.status for r in ads.of("meta")] == [429, 200]
@@ -196,6 +197,17 @@ def test_a_400_is_final_logged_and_recorded(
     assert failed["severity"] == "ERROR"
     assert "google: HTTP 400" in failed["conversion_failed"]
     assert "56962000205" not in json.dumps(lines)
+
+
+def test_a_call_8_days_old_sends_no_meta_event(tmp_path: Path, simulator: Simulator, ads: FakeAds) -> None:
+    app = make_app(tmp_path, simulator, ads)
+    simulator.set_fate("56962000206", status="Conectada", duration_customer=95, duration_company=117)
+    answer = post(app, lead_body("+56 9 6200 0206"))
+    # The sweeper was away for 8 days: the call settled long ago when the step comes.
+    clock_of(app).advance(8 * DAY)
+    record = settle(app, answer["lead_id"])
+    assert record["conversions"] == {"google": "sent", "meta": "skipped: call over 7 days old"}
+    assert ads.of("meta") == [] and list(ads.google_events) == [answer["uuid"]]
 
 
 def test_cold_start_without_conversions_imports_no_ads_code() -> None:
