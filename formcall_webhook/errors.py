@@ -49,6 +49,12 @@ class Unauthorized(WebhookError):
     status, error = 401, "unauthorized"
 
 
+class HandshakeRefused(Unauthorized):
+    """A subscription handshake (Meta's GET hub.challenge) with the wrong verify token: 403, as Meta expects."""
+
+    status = 403
+
+
 class CaptchaFailed(WebhookError):
     status, error = 403, "captcha_failed"
 
