@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -17,11 +18,13 @@ from werkzeug.exceptions import ClientDisconnected
 from . import consent, guards, once, records
 from .answers import Response, failure, success
 from .clients.http import make_pool
+from .clients.meta_graph import GraphUnavailable, flat_body
 from .config import Config, Route
 from .delivery import Report, Submission
 from .errors import (
     MISCONFIGURED,
     BadRequest,
+    GraphAPIUnavailable,
     MethodNotAllowed,
     Misconfigured,
     PayloadTooLarge,
@@ -34,7 +37,8 @@ from .errors import (
 )
 from .logs import severity_for
 from .runtime import Runtime
-from .senders import VouchedDelivery, authenticate
+from .senders import VouchedDelivery, authenticate, meta
+from .senders.base import secret
 from .stores import Backend
 from .submission import MASKED_TOKEN, map_submission, parse_submission
 
@@ -69,6 +73,8 @@ class RequestLine:
     adicional_keys: list[str] = field(default_factory=list)
     route_config: Route | None = None
     report: Report = field(default_factory=Report)
+    # A Meta delivery's leads, each logged on its own line: (its line, its own answer, when it started).
+    leads: list[tuple[RequestLine, Response, float]] = field(default_factory=list)
 
 
 def route_name(path: str) -> str:
@@ -117,7 +123,11 @@ class App:
             response = failure(Misconfigured(MISCONFIGURED))
         if line.route_config is not None:
             response = self._dress(request, line.route_config, response, line)
-        self._log(request, response, line, started)
+        if line.leads and response.status < 500:
+            for lead_line, answer, lead_started in line.leads:
+                self._log(request, answer, lead_line, lead_started)
+        else:
+            self._log(request, response, line, started)
         return response
 
     def _dress(self, request: Request, route: Route, response: Response, line: RequestLine) -> Response:
@@ -148,13 +158,15 @@ class App:
         if method == "OPTIONS":
             line.result = "preflight"
             return Response(204, b"", {"Allow": _allowed_methods(route)})
+        # The client's address is read only where something uses it: per_ip limits and captchas.
+        needs_ip = route.rate_per_ip is not None or route.captcha is not None
+        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops) if needs_ip else ""
+        if method == "GET" and route.auth.type == "meta":
+            return self._meta_handshake(route, request, ip, line)
         if method not in ("POST", "GET") or (method == "GET" and not route.allow_get):
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
 
         raw = _read_limited(request, route.max_body_bytes, route.body_timeout_seconds)
-        # The client's address is read only where something uses it: per_ip limits and captchas.
-        needs_ip = route.rate_per_ip is not None or route.captcha is not None
-        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops) if needs_ip else ""
         try:
             trusted = authenticate(
                 route.auth,
@@ -171,13 +183,28 @@ class App:
             raise
 
         body, query = parse_submission(route, method, request.headers, request.query_string, raw)
+        if route.auth.type == "meta":
+            return self._meta_delivery(route, body, request, ip, line)
+        return self._lead(route, body, query, request.headers, _delivery_id(request.headers, trusted), ip, line)
+
+    def _lead(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        query: dict[str, Any],
+        headers: Mapping[str, str],
+        delivery_id: tuple[str, int] | None,
+        ip: str,
+        line: RequestLine,
+    ) -> Response:
+        """One lead, from the parsed submission to its answer: guards, mapping, consent, delivery."""
         if guards.honeypot_filled(route, body):
             line.result = "honeypot"
             return success()
         if route.captcha is not None:
             guards.verify_captcha(route.captcha, body, ip, self.secrets.resolve, self._captcha())
 
-        mapped = map_submission(route, body, query, request.headers)
+        mapped = map_submission(route, body, query, headers)
         context, lead, payload = mapped.context, mapped.lead, mapped.payload
         line.phone = lead.masked
         line.popup_uuid = payload["popup_uuid"]
@@ -185,7 +212,7 @@ class App:
 
         # Spec 10: a required consent not given is refused before anything is kept.
         consent_record = (
-            consent.record(route.consent, body, request.headers, records.iso(time.time()) or "")
+            consent.record(route.consent, body, headers, records.iso(time.time()) or "")
             if route.consent is not None
             else None
         )
@@ -197,7 +224,7 @@ class App:
             lead=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
-            delivery=_delivery_id(request.headers, trusted),
+            delivery=delivery_id,
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
@@ -212,6 +239,69 @@ class App:
         if first.pending:
             return success(pending=True, lead_id=first.lead_id)
         return success(uuid=first.uuid, lead_id=first.lead_id)
+
+    # -- Meta Lead Ads (spec 5) --
+
+    def _meta_handshake(self, route: Route, request: Request, ip: str, line: RequestLine) -> Response:
+        """Meta subscribing the URL: its hub.challenge as text/plain when the verify token matches."""
+        try:
+            challenge = meta.handshake(route.auth, request.query_string, self.secrets.resolve)
+        except Unauthorized:
+            self._count_failure(route, ip)
+            raise
+        line.result = "handshake"
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store",
+                   "X-Content-Type-Options": "nosniff"}  # fmt: skip
+        return Response(200, challenge.encode("ascii"), headers)
+
+    def _meta_delivery(
+        self, route: Route, body: dict[str, Any], request: Request, ip: str, line: RequestLine
+    ) -> Response:
+        """Each lead a delivery names, read from the Graph API and delivered on its own, known by its
+        leadgen_id. 200 once every one is kept, refused or a duplicate; else the first 5xx or 429, and
+        Meta sends the delivery again (the leads kept meanwhile then answer as duplicates)."""
+        window = self.config().leads.keep_days * 86400
+        results: list[dict[str, Any]] = []
+        retry: Response | None = None
+        for leadgen in meta.leadgens(body):
+            started = time.perf_counter()
+            lead_line = RequestLine(route=line.route, route_config=route)
+            delivery_id = (f"meta:{leadgen.leadgen_id}", window)
+            try:
+                response = self._meta_lead(route, leadgen, request.headers, delivery_id, ip, lead_line)
+            except WebhookError as err:
+                lead_line.result, lead_line.reason = err.error, err.reason
+                lead_line.formcall_error_code = err.formcall_error_code
+                response = failure(err)
+            line.leads.append((lead_line, response, started))
+            results.append({"leadgen_id": leadgen.leadgen_id, **json.loads(response.body)})
+            if retry is None and (response.status >= 500 or response.status == 429):
+                retry = response
+        if retry is not None:
+            line.result = next(x.result for x, answer, _ in line.leads if answer is retry)
+            return retry
+        line.result = "no_leads" if not results else "placed"
+        return success(leads=results)
+
+    def _meta_lead(
+        self,
+        route: Route,
+        leadgen: meta.Leadgen,
+        headers: Mapping[str, str],
+        delivery_id: tuple[str, int],
+        ip: str,
+        line: RequestLine,
+    ) -> Response:
+        auth = route.auth
+        page_token = secret(auth, self.secrets.resolve, auth.page_token)
+        try:
+            lead = self.runtime.graph.read(auth.graph_url, auth.graph_version, leadgen.leadgen_id, page_token)
+        except GraphUnavailable as err:
+            raise GraphAPIUnavailable(
+                "The lead could not be read from Meta's Graph API; try again later.", reason=err.reason
+            ) from err
+        body = flat_body(lead, leadgen.value, leadgen.leadgen_id)
+        return self._lead(route, body, {}, headers, delivery_id, ip, line)
 
     def _count_failure(self, route: Route, ip: str) -> None:
         rate = route.rate_per_ip

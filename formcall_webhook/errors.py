@@ -131,6 +131,12 @@ class FormCallUnavailable(WebhookError):
     status, error, retry_after = 503, "formcall_unavailable", RETRY_AFTER_SECONDS
 
 
+class GraphAPIUnavailable(WebhookError):
+    """Meta's Graph API could not give a lead, on a route that does not keep it for later: Meta retries."""
+
+    status, error, retry_after = 503, "graph_unavailable", RETRY_AFTER_SECONDS
+
+
 class StoreUnavailableError(WebhookError):
     """The store cannot keep the lead: nobody is called, and the sender is asked to retry."""
 

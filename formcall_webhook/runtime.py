@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from . import config as config_module
 from .clients.formcall import FormCallClient
+from .clients.meta_graph import GraphClient
 from .config import Config
 from .delivery import MISCONFIGURED, Deliverer
 from .errors import ConfigError, Misconfigured
@@ -41,6 +42,7 @@ class Runtime:
         self._client: FormCallClient | None = None
         self._store: Backend | None = None
         self._deliverer: Deliverer | None = None
+        self._graph: GraphClient | None = None
         # The process whose self-sweep runs: a forked worker starts its own (threads do not survive a fork).
         self._self_sweep_pid: int | None = None
         self._stop = threading.Event()
@@ -82,6 +84,15 @@ class Runtime:
         self.config()
         assert self._client is not None
         return self._client
+
+    @property
+    def graph(self) -> GraphClient:
+        """Meta's Graph API (routes with auth.type meta), made on first use: its own pool and timeout."""
+        if self._graph is None:
+            with self._lock:
+                if self._graph is None:
+                    self._graph = GraphClient()
+        return self._graph
 
     @property
     def deliverer(self) -> Deliverer:
