@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from formcall_webhook import config
 from formcall_webhook.clients.http import Answer
 from formcall_webhook.clients.meta_graph import GraphClient, GraphUnavailable, build_read, flat_body, parse_read
 from formcall_webhook.config import Auth
-from formcall_webhook.errors import HandshakeRefused, Misconfigured
+from formcall_webhook.errors import ConfigError, HandshakeRefused, Misconfigured
 from formcall_webhook.mapping import builtin_adicional, find_phone
 from formcall_webhook.senders import private_headers, secret_refs
 from formcall_webhook.senders.meta import Leadgen, handshake, leadgens
@@ -181,3 +183,45 @@ def test_the_fake_refuses_a_wrong_token_and_an_unknown_id(graph: FakeGraph) -> N
 def test_graph_unreachable_is_graph_unavailable() -> None:
     with pytest.raises(GraphUnavailable, match=r"Graph API .*NewConnectionError"):
         GraphClient(timeout=2.0).read(f"http://127.0.0.1:{free_port()}", "v26.0", "4401001", PAGE_TOKEN)
+
+
+# -- the config: the three secrets required, the Graph API's place and version checked --
+
+
+def meta_route(auth: str) -> str:
+    return f'[formcall]\nsecurity_token = "env:T"\n[routes.meta]\npopup_uuid = "{POPUP}"\nauth = {{ {auth} }}\n'
+
+
+POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+FULL = 'type = "meta", secret = "env:APP", verify_token = "env:VERIFY", page_token = "env:PAGE"'
+
+
+def load(tmp_path: Path, text: str) -> config.Config:
+    path = tmp_path / "formcall.toml"
+    path.write_text(text, encoding="utf-8")
+    return config.load({}, path)
+
+
+def test_a_meta_route_loads_with_the_defaults(tmp_path: Path) -> None:
+    auth = load(tmp_path, meta_route(FULL)).routes["meta"].auth
+    assert (auth.graph_url, auth.graph_version) == ("https://graph.facebook.com", "v26.0")
+    assert (auth.secret, auth.verify_token, auth.page_token) == ("env:APP", "env:VERIFY", "env:PAGE")
+
+
+@pytest.mark.parametrize(
+    ("auth", "key", "problem"),
+    [
+        ('type = "meta", secret = "env:APP", verify_token = "env:VERIFY"', "page_token", "missing: auth type meta"),
+        ('type = "meta", secret = "env:APP", page_token = "env:PAGE"', "verify_token", "missing: auth type meta"),
+        ('type = "meta", verify_token = "env:VERIFY", page_token = "env:PAGE"', "secret", "missing: auth type meta"),
+        (FULL + ', page_token = "EAAG-in-clear"', "page_token", "a literal secret is not allowed"),
+        (FULL + ', graph_version = "26"', "graph_version", "must be a Graph API version"),
+        (FULL + ', graph_url = "graph.facebook.com"', "graph_url", "must be a URL"),
+    ],
+)
+def test_a_meta_route_without_what_it_needs_names_the_key(tmp_path: Path, auth: str, key: str, problem: str) -> None:
+    text = meta_route(auth.replace(', page_token = "env:PAGE", page_token', ", page_token"))
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    assert caught.value.key == f"routes.meta.auth.{key}"
+    assert problem in caught.value.problem
