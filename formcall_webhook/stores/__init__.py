@@ -6,7 +6,7 @@ the Firestore or Redis client libraries.
 
 from __future__ import annotations
 
-from .base import Admission, Admitted, Backend, Counter, Finish, Ledger, Store, StoreUnavailable
+from .base import Admission, Admitted, Backend, Counter, Finish, Heartbeat, Ledger, Store, StoreUnavailable
 
 # scheme -> what the URL looks like, for config errors and `check`.
 SCHEMES = {
@@ -23,6 +23,7 @@ __all__ = [
     "Backend",
     "Counter",
     "Finish",
+    "Heartbeat",
     "Ledger",
     "Store",
     "StoreUnavailable",

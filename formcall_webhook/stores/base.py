@@ -8,6 +8,7 @@ in `INDEXED` and keeps the rest opaque.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -86,6 +87,34 @@ class Finish:
     lease: str | None = None
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """The last sweep (spec 8, Heartbeat): when it ran (epoch seconds) and its counts."""
+
+    at: float
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    def dumps(self) -> str:
+        return json.dumps({"at": self.at, "counts": dict(self.counts)}, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def loads(cls, raw: str | None) -> Heartbeat | None:
+        """None for nothing there or anything that is not a heartbeat."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            at = float(data["at"])
+            counts = {str(k): int(v) for k, v in dict(data.get("counts") or {}).items()}
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        return cls(at, counts)
+
+
+# Heartbeats are kept this long after the last sweep wrote one (a store with TTLs forgets them after).
+HEARTBEAT_SECONDS = 7 * 86400
+
+
 class Store(Protocol):
     """Claims and counters: short-lived values under hashed keys (no personal data)."""
 
@@ -133,6 +162,12 @@ class Ledger(Protocol):
     def set_optout(self, phone_hash: str, on: bool) -> None: ...
 
     def is_opted_out(self, phone_hash: str) -> bool: ...
+
+    def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """Record the last sweep's time and counts (spec 8, Heartbeat); the newest write wins."""
+
+    def read_heartbeat(self) -> Heartbeat | None:
+        """The last sweep's heartbeat; None when no sweep wrote one (or it is older than a week)."""
 
 
 class Backend(Store, Ledger, Protocol):

@@ -1,12 +1,27 @@
 """firestore:// and firestore://PROJECT/DATABASE: serverless, shared by every instance, no VPC (spec 8).
 
+Only the public client of `google-cloud-firestore` is used: `Client.get_all` to read, `WriteBatch`
+with preconditions (`Client.write_option`) to write, `Query.stream` to query, each with our own
+`retry` and `timeout` arguments.
+
 Every read-decide-write is optimistic: the documents are read (one BatchGetDocuments, no transaction),
-and every write carries a precondition on what was read: `exists=False` for a document that was absent,
-its update time for one that was there. One Commit applies all of them or none; when another writer got
-there first, the operation reads again and decides again (at most eight attempts). That is a
-transaction without locks: the emulator (and Firestore under contention) makes a locking transaction
-wait for its lock timeout when several take the same claim at once, while here the losers see the
-winner's claim on their second read.
+and every write carries a precondition on what was read: `create` (the document must not exist) for a
+document that was absent, its update time for one that was there. One Commit applies all of them or
+none; when another writer got there first, the operation reads again and decides again (at most eight
+attempts). That is a transaction without locks: the emulator (and Firestore under contention) makes a
+locking transaction wait for its lock timeout when several take the same claim at once, while here the
+losers see the winner's claim on their second read.
+
+A store that stumbles (spec 8): each operation has a deadline (a few RPC timeouts, within the
+request's). One transient error (unavailable, deadline exceeded, a reset) is retried once within it,
+then the answer is StoreUnavailable (503 `store_unavailable`).
+
+An uncertain write is resolved before anyone is answered: a Commit whose answer was lost (a timeout or
+a reset after it was sent) may have applied. The documents it wrote are read back and compared with
+what it would have made (claims carry the admission's marker, a record its lead id and JSON): there,
+it applied; not there, the store first makes sure it never will (a "fence": a write that fails the
+lost Commit's preconditions, such as creating the record's document empty), then decides again. So a
+503 never leaves a record behind that the sweeper would call.
 
 Round trips (RPCs), which `round_trips` counts:
 - `admit`: two (the read of opt-out, claims and counters; the Commit, which also checks that the
@@ -15,18 +30,18 @@ Round trips (RPCs), which `round_trips` counts:
   it remembers are the preconditions. Else, or when one fails, a read and a Commit. A lead placed by
   one instance thus costs three RPCs: two before FormCall, one after.
 - `claim`: one create; a read and a Commit more when the key exists. `put`, `delete`, `delete_lead`,
-  `set_optout`, `get_lead`, `is_opted_out`: one. `release`, `replace`, `hit`: a read and a Commit (the
-  read skipped when this instance wrote the document last). `save_lead`: one create for a new record,
-  else a read and a Commit. Queries: one RunQuery per page of 500.
+  `set_optout`, `get_lead`, `is_opted_out`, the heartbeat: one. `release`, `replace`, `hit`: a read and
+  a Commit (the read skipped when this instance wrote the document last). `save_lead`: one create for a
+  new record, else a read and a Commit. Queries: one RunQuery per page of 500.
 
 Data model (the deploy makes the TTL policies on `expires_at` and the composite index state +
-received_at for exactly these names): `formcall_claims` holds claims and counters (`value`,
-`expires` epoch seconds, `expires_at` timestamp); `formcall_leads` one document per lead, the record as
-its `json` plus the fields queries use; `formcall_optout` one document per phone hash. Expiry is
-checked here, against `expires`: Firestore's TTL deletes up to a day late.
+received_at for exactly these names): `formcall_claims` holds claims, counters and the sweeper's
+heartbeat (`value`, `expires` epoch seconds, `expires_at` timestamp); `formcall_leads` one document per
+lead, the record as its `json` plus the fields queries use; `formcall_optout` one document per phone
+hash. Expiry is checked here, against `expires`: Firestore's TTL deletes up to a day late. A fence is
+a document with `expires` 0: absent to every reader, deleted by the TTL policy.
 
-Every RPC has the short timeout and no retry, so a dead or hung store is a 503 within seconds. The
-client library is imported by `FirestoreStore()` only: cold start with memory:// never pays for it.
+The client library is imported by `FirestoreStore()` only: cold start with memory:// never pays for it.
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -42,15 +58,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .base import Admission, Admitted, Finish, unavailable
+from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, StoreUnavailable, unavailable
 
 CLAIMS = "formcall_claims"
 LEADS = "formcall_leads"
 OPTOUT = "formcall_optout"
+HEARTBEAT = "formcall:heartbeat"  # a document of CLAIMS
 DEFAULT_DATABASE = "(default)"
 MAX_ATTEMPTS = 8  # reads and Commits of one operation when other writers keep getting there first
 _PAGE = 500
 _KNOWN_MAX = 4096  # documents this instance remembers as it last wrote or read them (see `_transact`)
+_RESOLVE_ROUNDS = 4  # read-backs and fences spent on one lost Commit before giving up (503)
+# An operation's deadline, in RPC timeouts: the first try and one retry of a transient error.
+_BUDGET_TIMEOUTS = 2.5
+_RETRY_PAUSE = 0.25  # seconds before the one retry
 
 T = TypeVar("T")
 
@@ -140,7 +161,39 @@ def _claim_fields(value: str, expires: float) -> dict[str, Any]:
     return {"value": value, "expires": expires, "expires_at": _timestamp(expires)}
 
 
+def _fence_fields(token: str) -> dict[str, Any]:
+    """An empty document that every reader takes for absent (expired at once) and the TTL deletes."""
+    return {"fence": token, "expires": 0.0, "expires_at": _timestamp(time.time())}
+
+
+def _made(fields: dict[str, Any] | None, doc: _Doc | None) -> bool:
+    """Whether `doc` is what a write of `fields` made (None: a delete, or a check of absence)."""
+    if fields is None:
+        return doc is None
+    if doc is None:
+        return False
+    # Timestamps are compared through their epoch twins (`expires`, `received_ts`): same instant.
+    return all(doc.fields.get(k) == v for k, v in fields.items() if not isinstance(v, datetime))
+
+
 Docs = dict[str, _Doc | None]
+
+
+class _Lost(Exception):
+    """A Commit's answer was lost (timeout, reset): it may or may not have applied."""
+
+
+class _NotApplied(Exception):
+    """A lost Commit was resolved: it did not apply, and now never will."""
+
+
+class _Operation:
+    """One store operation's deadline and its one retry of a transient error (thread-local)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.retries = 1
+        self.depth = 0
 
 
 class _Writes:
@@ -151,68 +204,93 @@ class _Writes:
         self.batch = client.batch()
         self.client = client
         self.read = read
-        # per write, in order: (document path, its fields afterwards; None when deleted)
-        self.effects: list[tuple[str, dict[str, Any] | None]] = []
+        # per write, in order: (document, its fields afterwards; None when deleted)
+        self.effects: list[tuple[Any, dict[str, Any] | None]] = []
+        # documents written with a precondition: a write there stops this Commit from ever applying
+        self.guarded: list[Any] = []
 
     def __bool__(self) -> bool:
         return bool(self.effects)
 
     def covers(self) -> bool:
         """Whether every document read is written (so the Commit's preconditions check every read)."""
-        return set(self.read) <= {path for path, _ in self.effects}
+        return set(self.read) <= {ref.path for ref, _ in self.effects}
 
-    def _option(self, doc: _Doc) -> Any:
+    def precondition(self, doc: _Doc) -> Any:
         return self.client.write_option(last_update_time=doc.update_time)
 
     def set(self, ref: Any, fields: dict[str, Any]) -> None:
-        path = ref._document_path
+        path = ref.path
         if path not in self.read:
             self.batch.set(ref, fields)
         elif (doc := self.read[path]) is None:
             self.batch.create(ref, fields)
+            self.guarded.append(ref)
         else:
-            self.batch.update(ref, fields, option=self._option(doc))
-        self.effects.append((path, fields))
+            self.batch.update(ref, fields, option=self.precondition(doc))
+            self.guarded.append(ref)
+        self.effects.append((ref, fields))
+
+    def create(self, ref: Any, fields: dict[str, Any]) -> None:
+        """A document that must not exist yet (a new lead's record: its id is new)."""
+        self.batch.create(ref, fields)
+        self.guarded.append(ref)
+        self.effects.append((ref, fields))
 
     def delete(self, ref: Any) -> None:
-        path = ref._document_path
-        doc = self.read.get(path)
-        self.batch.delete(ref, option=self._option(doc) if doc is not None else None)
-        self.effects.append((path, None))
+        doc = self.read.get(ref.path)
+        self.batch.delete(ref, option=self.precondition(doc) if doc is not None else None)
+        if doc is not None:
+            self.guarded.append(ref)
+        self.effects.append((ref, None))
 
     def still_absent(self, ref: Any) -> None:
         """No write, only a check: the Commit fails if the document appeared since it was read (a
         delete that requires the document not to exist)."""
         self.batch.delete(ref, option=self.client.write_option(exists=False))
-        self.effects.append((ref._document_path, None))
+        self.effects.append((ref, None))
 
 
 class FirestoreStore:
     """Claims, counters and the lead ledger in Firestore; every operation atomic (see the module doc)."""
 
-    def __init__(self, url: str, timeout: float = 2.0) -> None:
+    def __init__(self, url: str, timeout: float = 2.0, budget: float | None = None) -> None:
         project, database = parse_url(url)
         # Imported here: only deployments that use Firestore pay for it.
         import grpc  # type: ignore[import-untyped]
         from google.api_core import exceptions
+        from google.api_core.retry import Retry, if_exception_type
         from google.auth import exceptions as auth_exceptions
         from google.cloud import firestore
-        from google.cloud.firestore_v1 import _helpers
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         self.round_trips = 0
         self._timeout = timeout
+        self._budget = budget if budget is not None else timeout * _BUDGET_TIMEOUTS
+        self._local = threading.local()
         self._count_lock = threading.Lock()
         # Documents as this instance last wrote or read them: a Commit can take them as preconditions
         # without reading first (a stale one fails the Commit, and the operation reads).
         self._known: OrderedDict[str, _Doc] = OrderedDict()
         self._known_lock = threading.Lock()
-        self._exceptions = exceptions
+        # The answers that mean "another writer got there first": read again and decide again.
         self._conflict: tuple[type[BaseException], ...] = (
             exceptions.AlreadyExists,
             exceptions.FailedPrecondition,
             exceptions.NotFound,
             exceptions.Aborted,
+        )
+        # Transient: worth one more try. On a Commit they leave its outcome unknown (`_Lost`).
+        self._transient: tuple[type[BaseException], ...] = (
+            exceptions.ServiceUnavailable,
+            exceptions.DeadlineExceeded,
+            exceptions.InternalServerError,
+            exceptions.Unknown,
+            exceptions.Aborted,
+            exceptions.RetryError,
+            auth_exceptions.TransportError,
+            grpc.RpcError,
+            OSError,
         )
         self._errors: tuple[type[BaseException], ...] = (
             exceptions.GoogleAPIError,
@@ -220,48 +298,90 @@ class FirestoreStore:
             grpc.RpcError,
             OSError,
         )
-        self._decode: Any = _helpers.decode_dict
+        # Every public method gets this as `retry`: a real Retry (the library consults its predicate
+        # when a stream breaks midway) that never retries, since the retry within the deadline is ours.
+        # (retry=None would make a broken query stream raise AttributeError instead of its error.)
+        self._no_retry: Any = Retry(predicate=if_exception_type(), timeout=timeout)
         self._filter = FieldFilter
         try:
             # FIRESTORE_EMULATOR_HOST, when set, is honoured by the client itself.
             self._client: Any = firestore.Client(project=project, database=database)
         except self._errors as err:  # no project or credentials found
             raise unavailable(err) from err
-        # The generated API client: one RPC per call, with our timeout and no retry (the library's
-        # defaults are a 60 s timeout and a minute of retries).
-        self._api: Any = self._client._firestore_api
-        self._database: str = self._client._database_string
         self._claims = self._client.collection(CLAIMS)
         self._leads = self._client.collection(LEADS)
         self._optout = self._client.collection(OPTOUT)
 
-    # -- RPCs --
+    # -- deadlines and RPCs --
 
-    def _rpc(self, call: Callable[..., T], expect: tuple[type[BaseException], ...] = ()) -> T:
-        """One round trip; `expect` are the answers the caller handles, anything else is a 503."""
+    def _operation(self) -> _Operation:
+        op: _Operation | None = getattr(self._local, "op", None)
+        if op is None:
+            op = _Operation(time.monotonic() + self._budget)
+            self._local.op = op
+        op.depth += 1
+        return op
+
+    def _done(self, op: _Operation) -> None:
+        op.depth -= 1
+        if op.depth == 0:
+            self._local.op = None
+
+    def _op(self, work: Callable[[], T]) -> T:
+        """`work` as one operation: one deadline and one retry for every RPC it makes."""
+        op = self._operation()
+        try:
+            return work()
+        finally:
+            self._done(op)
+
+    def _rpc_timeout(self, grace: bool = False) -> float:
+        """The next RPC's timeout: ours; once the retry is spent, cut to what is left of the operation's
+        deadline, but never under half of ours (a Commit given no time would only be lost).
+        `grace`: an RPC that resolves a lost Commit always gets a whole timeout."""
+        op: _Operation | None = getattr(self._local, "op", None)
+        if grace or op is None or op.retries > 0:
+            return self._timeout
+        return max(self._timeout / 2, min(self._timeout, op.deadline - time.monotonic()))
+
+    def _may_retry(self) -> bool:
+        """Whether the operation still has its one retry and time for it (half a timeout); spends it,
+        after a pause: a connection that just broke is often still taken for ready at once after."""
+        op: _Operation | None = getattr(self._local, "op", None)
+        if op is None or op.retries <= 0 or op.deadline - time.monotonic() < self._timeout / 2:
+            return False
+        op.retries -= 1
+        time.sleep(min(_RETRY_PAUSE, self._timeout / 4))
+        return True
+
+    def _count(self) -> None:
         with self._count_lock:
             self.round_trips += 1
-        try:
-            return call(retry=None, timeout=self._timeout)
-        except expect:
-            raise
-        except self._errors as err:
-            raise unavailable(err) from err
 
-    def _read(self, refs: list[Any]) -> Docs:
+    def _rpc(self, call: Callable[..., T], *, grace: bool = False) -> T:
+        """One idempotent round trip (a read): a transient error is retried once within the deadline."""
+        while True:
+            timeout = self._rpc_timeout(grace)
+            self._count()
+            try:
+                return call(retry=self._no_retry, timeout=timeout)
+            except self._transient as err:
+                if grace or not self._may_retry():
+                    raise unavailable(err) from err
+            except self._errors as err:
+                raise unavailable(err) from err
+
+    def _read(self, refs: list[Any], *, grace: bool = False) -> Docs:
         """The documents at `refs`, in one BatchGetDocuments."""
-        paths = list(dict.fromkeys(ref._document_path for ref in refs))
-        request = {"database": self._database, "documents": paths}
+        unique = list({ref.path: ref for ref in refs}.values())
 
         def call(**kwargs: Any) -> list[Any]:
-            metadata = self._client._rpc_metadata
-            return list(self._api.batch_get_documents(request=request, metadata=metadata, **kwargs))
+            return list(self._client.get_all(unique, **kwargs))
 
-        docs: Docs = dict.fromkeys(paths)
-        for response in self._rpc(call):
-            if response.found and response.found.name:
-                found = response.found
-                docs[found.name] = _Doc(self._decode(found.fields, self._client), found.update_time)
+        docs: Docs = dict.fromkeys(ref.path for ref in unique)
+        for snapshot in self._rpc(call, grace=grace):
+            if snapshot.exists:
+                docs[snapshot.reference.path] = _Doc(snapshot.to_dict() or {}, snapshot.update_time)
         with self._known_lock:
             for path, doc in docs.items():
                 self._remember(path, doc)
@@ -274,35 +394,99 @@ class FirestoreStore:
             while len(self._known) > _KNOWN_MAX:
                 self._known.popitem(last=False)
 
+    def _forget(self, writes: _Writes) -> None:
+        with self._known_lock:  # what we knew of these documents is stale
+            for ref, _ in writes.effects:
+                self._known.pop(ref.path, None)
+
     def _cached(self, refs: list[Any]) -> Docs | None:
         """The documents as this instance last saw them, when it saw them all."""
         with self._known_lock:
             docs: Docs = {}
             for ref in refs:
-                doc = self._known.get(ref._document_path)
+                doc = self._known.get(ref.path)
                 if doc is None:
                     return None
-                docs[ref._document_path] = doc
+                docs[ref.path] = doc
             return docs
 
-    def _commit(self, writes: _Writes, expect: tuple[type[BaseException], ...] = ()) -> None:
-        request = {"database": self._database, "writes": writes.batch._write_pbs}
-
-        def call(**kwargs: Any) -> Any:
-            return self._api.commit(request=request, metadata=self._client._rpc_metadata, **kwargs)
-
+    def _send(self, writes: _Writes, *, grace: bool = False) -> list[Any]:
+        """One Commit: its write results; `_Lost` when its answer was lost, a conflict as raised."""
+        timeout = self._rpc_timeout(grace)
+        self._count()
         try:
-            response = self._rpc(call, expect=expect)
-        except expect:
-            with self._known_lock:  # what we knew of these documents is stale
-                for path, _ in writes.effects:
-                    self._known.pop(path, None)
+            results: list[Any] = writes.batch.commit(retry=self._no_retry, timeout=timeout)
+        except self._conflict:
+            self._forget(writes)
             raise
-        results = list(response.write_results)
+        except self._transient as err:
+            self._forget(writes)
+            raise _Lost() from err
+        except self._errors as err:
+            self._forget(writes)
+            raise unavailable(err) from err
+        return results
+
+    def _commit(self, writes: _Writes) -> None:
+        """One Commit whose outcome is known when this returns: applied (returns), not applied
+        (`_NotApplied`: it never will), refused by a precondition (a conflict), or StoreUnavailable."""
+        try:
+            results = self._send(writes)
+        except _Lost as lost:
+            self._resolve(writes, lost)
+            return
         with self._known_lock:
-            for (path, fields), result in zip(writes.effects, results, strict=False):
-                known = _Doc(fields, result.update_time) if fields is not None and result.update_time else None
-                self._remember(path, known)
+            for (ref, fields), result in zip(writes.effects, results, strict=False):
+                update_time = getattr(result, "update_time", None)
+                known = _Doc(fields, update_time) if fields is not None and update_time else None
+                self._remember(ref.path, known)
+
+    def _resolve(self, writes: _Writes, lost: _Lost) -> None:
+        """A lost Commit: read back what it would have made. There: it applied (returns). Not there:
+        fence it (a write that fails its preconditions) and raise `_NotApplied`. Unknowable in time:
+        StoreUnavailable."""
+        refs = [ref for ref, _ in writes.effects]
+        token = secrets.token_hex(8)
+        # The fence goes on the record when the Commit makes one (the sweeper reads records), else on
+        # any document the Commit has a precondition on: one failed precondition fails all of it.
+        guard = next((ref for ref in writes.guarded if ref.parent.id == LEADS), None)
+        guard = guard or (writes.guarded[0] if writes.guarded else None)
+        # A connection that just failed may refuse the next RPC at once: each round may fail, within
+        # a few rounds and two timeouts.
+        give_up = time.monotonic() + 2 * self._timeout
+        failure: StoreUnavailable | None = None
+        for attempt in range(_RESOLVE_ROUNDS):
+            if attempt:
+                time.sleep(min(_RETRY_PAUSE, self._timeout / 4) * attempt)
+            if failure is not None and time.monotonic() >= give_up:
+                break
+            try:
+                docs = self._read(refs, grace=True)
+            except StoreUnavailable as err:
+                failure = err
+                continue
+            if all(_made(fields, docs[ref.path]) for ref, fields in writes.effects):
+                return  # it applied
+            if guard is None:
+                # No precondition anywhere: the same writes sent again cannot do harm.
+                raise _NotApplied() from lost
+            doc = docs[guard.path]
+            if doc is not None and doc.fields.get("fence") == token:
+                raise _NotApplied() from lost  # our fence (whose answer was lost too) stands
+            fence = _Writes(self._client, {})
+            if doc is None:
+                fence.create(guard, _fence_fields(token))
+            else:
+                fence.batch.update(guard, {"fence": token}, option=fence.precondition(doc))
+                fence.effects.append((guard, None))
+            try:
+                self._send(fence, grace=True)
+            except self._conflict:
+                continue  # the document changed since the read: perhaps the lost Commit, read again
+            except _Lost:
+                continue
+            raise _NotApplied() from lost
+        raise failure or unavailable(TimeoutError("a lost Commit could not be resolved")) from lost
 
     def _transact(self, refs: list[Any], decide: Callable[[Docs, _Writes, float], T]) -> T:
         """Read `refs` and apply what `decide` writes, atomically (see the module doc). Starts from the
@@ -323,18 +507,30 @@ class FirestoreStore:
                 if not writes:
                     return result
             try:
-                self._commit(writes, expect=self._conflict)
+                self._commit(writes)
             except self._conflict:
                 docs = None  # another writer got there first: read again, decide again
+                continue
+            except _NotApplied as err:
+                if not self._may_retry():
+                    raise unavailable(err.__cause__ or err) from err
+                docs = None
                 continue
             return result
         raise unavailable(TimeoutError("contended"))
 
     def _write(self, write: Callable[[_Writes], None], create: Any = None) -> None:
-        """One Commit of writes that depend on no read; `create`, a document that must be absent."""
-        writes = _Writes(self._client, {create._document_path: None} if create is not None else {})
-        write(writes)
-        self._commit(writes, expect=self._conflict if create is not None else ())
+        """One Commit of writes that depend on no read; `create`, a document that must be absent
+        (then a conflict is raised to the caller). Sent once more after a transient error."""
+        while True:
+            writes = _Writes(self._client, {create.path: None} if create is not None else {})
+            write(writes)
+            try:
+                self._commit(writes)
+                return
+            except _NotApplied as err:
+                if not self._may_retry():
+                    raise unavailable(err.__cause__ or err) from err
 
     # -- claims and counters --
 
@@ -342,6 +538,9 @@ class FirestoreStore:
         return self._claims.document(doc_id(key))
 
     def claim(self, key: str, value: str, ttl: float) -> str | None:
+        return self._op(lambda: self._claim(key, value, ttl))
+
+    def _claim(self, key: str, value: str, ttl: float) -> str | None:
         ref = self._claim_ref(key)
         try:
             # Absent, as most claims are: created in one Commit.
@@ -352,7 +551,7 @@ class FirestoreStore:
 
         # There already: held, or expired but not yet deleted by the TTL policy (then it is ours).
         def decide(docs: Docs, writes: _Writes, now: float) -> str | None:
-            doc = docs[ref._document_path]
+            doc = docs[ref.path]
             held = doc.live_value(now) if doc is not None else None
             if held is None:
                 writes.set(ref, _claim_fields(value, now + ttl))
@@ -362,32 +561,32 @@ class FirestoreStore:
 
     def put(self, key: str, value: str, ttl: float) -> None:
         ref = self._claim_ref(key)
-        self._write(lambda w: w.set(ref, _claim_fields(value, time.time() + ttl)))
+        self._op(lambda: self._write(lambda w: w.set(ref, _claim_fields(value, time.time() + ttl))))
 
     def release(self, key: str, value: str) -> None:
         ref = self._claim_ref(key)
 
         def decide(docs: Docs, writes: _Writes, now: float) -> None:
-            doc = docs[ref._document_path]
+            doc = docs[ref.path]
             if doc is not None and doc.live_value(now) == value:
                 writes.delete(ref)
 
-        self._transact([ref], decide)
+        self._op(lambda: self._transact([ref], decide))
 
     def replace(self, key: str, expected: str, value: str, ttl: float) -> bool:
         ref = self._claim_ref(key)
 
         def decide(docs: Docs, writes: _Writes, now: float) -> bool:
-            doc = docs[ref._document_path]
+            doc = docs[ref.path]
             if doc is None or doc.live_value(now) != expected:
                 return False
             writes.set(ref, _claim_fields(value, now + ttl))
             return True
 
-        return self._transact([ref], decide)
+        return self._op(lambda: self._transact([ref], decide))
 
     @staticmethod
-    def _count(doc: _Doc | None, ref: Any, window: int, writes: _Writes, now: float) -> tuple[int, int]:
+    def _counted(doc: _Doc | None, ref: Any, window: int, writes: _Writes, now: float) -> tuple[int, int]:
         """One more event in a counter's fixed window: the count and the seconds left in the window."""
         current = doc.live_value(now) if doc is not None else None
         if doc is not None and current is not None and current.isdigit():
@@ -401,13 +600,13 @@ class FirestoreStore:
         ref = self._claim_ref(key)
 
         def decide(docs: Docs, writes: _Writes, now: float) -> tuple[int, int]:
-            return self._count(docs[ref._document_path], ref, window, writes, now)
+            return self._counted(docs[ref.path], ref, window, writes, now)
 
-        return self._transact([ref], decide)
+        return self._op(lambda: self._transact([ref], decide))
 
     def delete(self, key: str) -> None:
         ref = self._claim_ref(key)
-        self._write(lambda w: w.delete(ref))
+        self._op(lambda: self._write(lambda w: w.delete(ref)))
 
     # -- the ledger --
 
@@ -419,22 +618,28 @@ class FirestoreStore:
         optout = self._optout.document(doc_id(admission.optout)) if admission.optout is not None else None
         claims = [(key, self._claim_ref(key), ttl) for key, ttl in admission.claims]
         counters = [(counter, self._claim_ref(counter.key)) for counter in admission.counters]
-        # The lease and the record are written whatever was there, so they are not read.
+        lead = self._lead_ref(admission.record["lead_id"]) if admission.record is not None else None
+        # The lease is written whatever was there, so it is not read. The record's document is read in
+        # the same BatchGet: its id is new, so a record there is this very admission, whose Commit's
+        # answer was lost (admitted); a fence there is what stopped that Commit (written over).
         refs = [ref for _, ref, _ in claims] + [ref for _, ref in counters] + ([optout] if optout else [])
+        refs += [lead] if lead is not None else []
 
         def decide(docs: Docs, writes: _Writes, now: float) -> Admitted:
-            if optout is not None and docs[optout._document_path] is not None:
+            if lead is not None and (doc := docs[lead.path]) is not None and doc.record(now) is not None:
+                return Admitted()
+            if optout is not None and docs[optout.path] is not None:
                 return Admitted(refused="opted_out")
             held = {}
             for key, ref, _ in claims:
-                doc = docs[ref._document_path]
+                doc = docs[ref.path]
                 value = doc.live_value(now) if doc is not None else None
                 if value is not None:
                     held[key] = value
             if held:
                 return Admitted(held=held)
             for counter, ref in counters:
-                count, left = self._count(docs[ref._document_path], ref, counter.window, writes, now)
+                count, left = self._counted(docs[ref.path], ref, counter.window, writes, now)
                 if count > counter.limit:
                     # The counts so far stand, as in every store.
                     return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
@@ -443,13 +648,13 @@ class FirestoreStore:
             if admission.lease is not None:
                 key, ttl = admission.lease
                 writes.set(self._claim_ref(key), _claim_fields(admission.marker, now + ttl))
-            if admission.record is not None:
-                writes.set(self._lead_ref(admission.record["lead_id"]), _lead_fields(admission.record))
+            if admission.record is not None and lead is not None:
+                writes.set(lead, _lead_fields(admission.record))  # created, or written over a fence
             if optout is not None:
                 writes.still_absent(optout)  # a number opted out since the read is not admitted
             return Admitted()
 
-        return self._transact(refs, decide)
+        return self._op(lambda: self._transact(refs, decide))
 
     def finish(self, finish: Finish) -> None:
         """One Commit when this instance made the admission (its update times are the preconditions),
@@ -460,7 +665,7 @@ class FirestoreStore:
         refs = [lead] + [ref for ref, _ in claims] + ([lease] if lease is not None else [])
 
         def decide(docs: Docs, writes: _Writes, now: float) -> None:
-            doc = docs[lead._document_path]
+            doc = docs[lead.path]
             if finish.record is None:
                 if doc is not None:
                     writes.delete(lead)
@@ -469,7 +674,7 @@ class FirestoreStore:
                 if stored is not None and stored.get("version") == finish.expected_version:
                     writes.set(lead, _lead_fields(finish.record))
             for ref, ttl in claims:
-                doc = docs[ref._document_path]
+                doc = docs[ref.path]
                 if doc is None or doc.live_value(now) != finish.marker:
                     continue  # expired, or someone else's now
                 if finish.answer is None:
@@ -477,18 +682,21 @@ class FirestoreStore:
                 else:
                     writes.set(ref, _claim_fields(finish.answer, now + ttl))
             if lease is not None:
-                doc = docs[lease._document_path]
+                doc = docs[lease.path]
                 if doc is not None and doc.live_value(now) == finish.marker:
                     writes.delete(lease)
 
-        self._transact(refs, decide)
+        self._op(lambda: self._transact(refs, decide))
 
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         ref = self._lead_ref(lead_id)
-        doc = self._read([ref])[ref._document_path]
+        doc = self._op(lambda: self._read([ref]))[ref.path]
         return doc.record(time.time()) if doc is not None else None
 
     def save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
+        return self._op(lambda: self._save_lead(record, expected_version))
+
+    def _save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
         ref = self._lead_ref(record["lead_id"])
         if expected_version is None:
             try:
@@ -496,10 +704,10 @@ class FirestoreStore:
                 self._write(lambda w: w.set(ref, _lead_fields(record)), create=ref)
                 return True
             except self._conflict:
-                pass  # there, but perhaps expired and not yet deleted: look
+                pass  # there, but perhaps expired and not yet deleted (or a fence): look
 
         def decide(docs: Docs, writes: _Writes, now: float) -> bool:
-            doc = docs[ref._document_path]
+            doc = docs[ref.path]
             stored = doc.record(now) if doc is not None else None
             if (stored is None) != (expected_version is None):
                 return False
@@ -511,10 +719,13 @@ class FirestoreStore:
         return self._transact([ref], decide)
 
     def _query(self, query: Any) -> list[Any]:
+        """Every document of one query. A stream that breaks midway is a transient error like any other:
+        read again from the start once, then StoreUnavailable (never a crash of the caller)."""
+
         def call(**kwargs: Any) -> list[Any]:
             return list(query.stream(**kwargs))
 
-        return self._rpc(call)
+        return self._op(lambda: self._rpc(call))
 
     @staticmethod
     def _records(snapshots: list[Any], now: float) -> list[dict[str, Any]]:
@@ -562,15 +773,27 @@ class FirestoreStore:
 
     def delete_lead(self, lead_id: str) -> None:
         ref = self._lead_ref(lead_id)
-        self._write(lambda w: w.delete(ref))
+        self._op(lambda: self._write(lambda w: w.delete(ref)))
 
     def set_optout(self, phone_hash: str, on: bool) -> None:
         ref = self._optout.document(doc_id(phone_hash))
         if on:
-            self._write(lambda w: w.set(ref, {"since": _timestamp(time.time())}))
+            self._op(lambda: self._write(lambda w: w.set(ref, {"since": _timestamp(time.time())})))
         else:
-            self._write(lambda w: w.delete(ref))
+            self._op(lambda: self._write(lambda w: w.delete(ref)))
 
     def is_opted_out(self, phone_hash: str) -> bool:
         ref = self._optout.document(doc_id(phone_hash))
-        return self._read([ref])[ref._document_path] is not None
+        return self._op(lambda: self._read([ref]))[ref.path] is not None
+
+    # -- the sweeper's heartbeat --
+
+    def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        ref = self._claim_ref(HEARTBEAT)
+        fields = _claim_fields(heartbeat.dumps(), time.time() + HEARTBEAT_SECONDS)
+        self._op(lambda: self._write(lambda w: w.set(ref, fields)))
+
+    def read_heartbeat(self) -> Heartbeat | None:
+        ref = self._claim_ref(HEARTBEAT)
+        doc = self._op(lambda: self._read([ref]))[ref.path]
+        return Heartbeat.loads(doc.live_value(time.time()) if doc is not None else None)

@@ -1,13 +1,24 @@
-"""memory://: one process's store, for local runs and tests. No round trips; claims bounded in number.
+"""memory://: one process's store, for local runs and tests. No round trips; bounded, and never forgetful.
+
+Bounded without forgetting (issue 18, item 4): a claim or a counter is never dropped inside its window,
+and a lead still due is never dropped. When the store is full, expired keys go first, then the oldest
+finished records (nothing left due); when that is not enough, the new key or lead is refused with
+StoreUnavailable (the request is answered 503 and logged), so an abuser can fill the store but never
+make it forget a customer's dedupe claim or per-phone count.
+
+No request slows down with the number of kept leads: expiry and the due time are kept in heaps
+(`heapq`, O(log n) a write), finished records in write order, so no operation of the request path or
+the sweeper's `due_leads` scans every record. `scan_leads` and `leads_by_phone` (the `leads` command)
+do scan.
 
 A record is written as given (callers never change a record in place once written: records.changed
-makes a new one) and read as a deep copy, so no reader can change what is stored. The request path
-only writes, so it pays for no copy at all.
+makes a new one) and read as a deep copy, so no reader can change what is stored.
 """
 
 from __future__ import annotations
 
 import copy
+import heapq
 import math
 import threading
 import time
@@ -15,16 +26,23 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .base import INDEXED, Admission, Admitted, Finish
+from .base import INDEXED, Admission, Admitted, Finish, Heartbeat, StoreUnavailable
 
-# Claims and counters kept at most; past it the oldest written goes first (an abuser sending fresh
-# Idempotency-Keys must not grow an instance's memory without bound).
+# Claims and counters kept at most. Full: expired keys go, and a new key is refused (503); a live one
+# is never dropped (it may be a dedupe claim or a per-phone count inside its window).
 MAX_KEYS = 100_000
-# Lead records kept at most; past it the oldest finished one (nothing left due) goes first. A lead still
-# due is never dropped: memory:// is for one process and local runs, and a shared store has no cap.
+# Lead records kept at most, scheduled ones included. Full: the oldest finished record goes first; when
+# every record is still due, a new lead is refused (503).
 MAX_LEADS = 20_000
-# Expired keys dropped from the front at each write, at most.
-_DROP_PER_WRITE = 2
+# A heap holding this many times more entries than live items is rebuilt (stale entries dropped).
+_COMPACT = 4
+
+
+def _full(what: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        "The function's store is full; nothing was kept. Try again later.",
+        reason=f"store full: memory:// holds its maximum of {what}",
+    )
 
 
 class MemoryStore:
@@ -33,11 +51,19 @@ class MemoryStore:
     def __init__(self, max_keys: int = MAX_KEYS, max_leads: int = MAX_LEADS) -> None:
         self.max_keys = max_keys
         self.max_leads = max_leads
-        # key -> (value, expires on the monotonic clock); oldest write first.
-        self._data: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        # key -> (value, expires on the monotonic clock).
+        self._data: dict[str, tuple[str, float]] = {}
+        # (expires, key): a key's entry is stale when the key now expires at another time or is gone.
+        self._expiry: list[tuple[float, str]] = []
         # lead_id -> (the record, the fields the store reads: INDEXED in base.py).
         self._leads: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # Records with nothing left due, oldest written first: the first to go when the store is full.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        # (due_at, lead_id) and (expires_at, lead_id), both checked against the record when popped.
+        self._due: list[tuple[float, str]] = []
+        self._lead_expiry: list[tuple[float, str]] = []
         self._optout: set[str] = set()
+        self._heartbeat: Heartbeat | None = None
         self._lock = threading.RLock()
 
     # -- claims and counters --
@@ -49,18 +75,27 @@ class MemoryStore:
             return None
         return entry
 
+    def _drop_expired_keys(self, now: float) -> None:
+        """Expired keys off the top of the expiry heap: O(log n) each, every key popped at most once."""
+        heap = self._expiry
+        while heap and heap[0][0] <= now:
+            expires, key = heapq.heappop(heap)
+            entry = self._data.get(key)
+            if entry is not None and entry[1] == expires:
+                del self._data[key]
+
     def _set(self, key: str, value: str, expires: float, now: float) -> None:
+        old = self._data.get(key)
+        if old is None:
+            self._drop_expired_keys(now)
+            if len(self._data) >= self.max_keys:
+                raise _full(f"{self.max_keys} keys")
         self._data[key] = (value, expires)
-        self._data.move_to_end(key)
-        # The least recently written keys are the likeliest to have expired: drop a few from the front
-        # on every write. Constant work per write, where a sweep of every key cost O(keys) at once.
-        for _ in range(_DROP_PER_WRITE):
-            oldest = next(iter(self._data))
-            if self._data[oldest][1] > now:
-                break
-            del self._data[oldest]
-        while len(self._data) > self.max_keys:
-            self._data.popitem(last=False)
+        if old is None or old[1] != expires:
+            heapq.heappush(self._expiry, (expires, key))
+            if len(self._expiry) > _COMPACT * max(len(self._data), 1024):
+                self._expiry = [(e, k) for k, (_, e) in self._data.items()]
+                heapq.heapify(self._expiry)
 
     def claim(self, key: str, value: str, ttl: float) -> str | None:
         now = time.monotonic()
@@ -121,6 +156,18 @@ class MemoryStore:
                     held[key] = entry[0]
             if held:
                 return Admitted(held=held)
+            # Room for everything the admission writes is made (or refused) before anything is written,
+            # so a refusal leaves no claim without its record.
+            fresh = {c.key for c in admission.counters} | {k for k, _ in admission.claims}
+            if admission.lease is not None:
+                fresh.add(admission.lease[0])
+            fresh = {k for k in fresh if self._live(k, now) is None}
+            if fresh:
+                self._drop_expired_keys(now)
+                if len(self._data) + len(fresh) > self.max_keys:
+                    raise _full(f"{self.max_keys} keys")
+            if admission.record is not None:
+                self._make_room(admission.record["lead_id"])
             for counter in admission.counters:
                 count, left = self.hit(counter.key, counter.window)
                 if count > counter.limit:
@@ -137,7 +184,7 @@ class MemoryStore:
         now = time.monotonic()
         with self._lock:
             if finish.record is None:
-                self._leads.pop(finish.lead_id, None)
+                self._forget(finish.lead_id)
             else:
                 self.save_lead(finish.record, finish.expected_version)
             for key, ttl in finish.claims:
@@ -151,22 +198,53 @@ class MemoryStore:
             if finish.lease is not None:
                 self.release(finish.lease, finish.marker)
 
-    def _write(self, record: Mapping[str, Any]) -> None:
-        index = {k: record.get(k) for k in INDEXED}
-        self._leads[record["lead_id"]] = (dict(record), index)
-        if len(self._leads) > self.max_leads:
-            # Dicts keep insertion order: the first finished ones are the oldest written.
-            done = [k for k, (_, i) in self._leads.items() if i.get("due_at") is None]
-            for lead_id in done[: len(self._leads) - self.max_leads + self.max_leads // 10]:
-                del self._leads[lead_id]
+    def _make_room(self, lead_id: str) -> None:
+        """Room for one more record: expired ones go, then the oldest finished; else refused (503)."""
+        if lead_id in self._leads or len(self._leads) < self.max_leads:
+            return
+        self._drop_expired_leads(time.time())
+        while len(self._leads) >= self.max_leads and self._finished:
+            oldest, _ = self._finished.popitem(last=False)
+            del self._leads[oldest]
+        if len(self._leads) >= self.max_leads:
+            raise _full(f"{self.max_leads} leads, every one still due")
 
-    def _live_index(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every record that has not expired (expiry checked here, not left to a sweep)."""
-        now = time.time()
-        gone = [k for k, (_, i) in self._leads.items() if i.get("expires_at") is not None and i["expires_at"] <= now]
-        for lead_id in gone:
-            del self._leads[lead_id]
-        return [(k, i) for k, (_, i) in self._leads.items()]
+    def _drop_expired_leads(self, now: float) -> None:
+        heap = self._lead_expiry
+        while heap and heap[0][0] <= now:
+            expires, lead_id = heapq.heappop(heap)
+            entry = self._leads.get(lead_id)
+            if entry is not None and entry[1].get("expires_at") == expires:
+                self._forget(lead_id)
+
+    def _forget(self, lead_id: str) -> None:
+        self._leads.pop(lead_id, None)
+        self._finished.pop(lead_id, None)  # the heaps' entries go stale and are dropped when popped
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        lead_id = record["lead_id"]
+        self._make_room(lead_id)
+        index = {k: record.get(k) for k in INDEXED}
+        old = self._leads.get(lead_id)
+        self._leads[lead_id] = (dict(record), index)
+        due, expires = index.get("due_at"), index.get("expires_at")
+        if due is None:
+            self._finished[lead_id] = None
+            self._finished.move_to_end(lead_id)
+        else:
+            self._finished.pop(lead_id, None)
+            if old is None or old[1].get("due_at") != due:
+                heapq.heappush(self._due, (float(due), lead_id))
+        if expires is not None and (old is None or old[1].get("expires_at") != expires):
+            heapq.heappush(self._lead_expiry, (float(expires), lead_id))
+        if len(self._due) > _COMPACT * max(len(self._leads), 1024):
+            self._due = [(float(i["due_at"]), k) for k, (_, i) in self._leads.items() if i.get("due_at") is not None]
+            heapq.heapify(self._due)
+        if len(self._lead_expiry) > _COMPACT * max(len(self._leads), 1024):
+            self._lead_expiry = [
+                (float(i["expires_at"]), k) for k, (_, i) in self._leads.items() if i.get("expires_at") is not None
+            ]
+            heapq.heapify(self._lead_expiry)
 
     def _read(self, lead_id: str) -> dict[str, Any] | None:
         entry = self._leads.get(lead_id)
@@ -190,11 +268,27 @@ class MemoryStore:
             return True
 
     def due_leads(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """The due heap's top entries: O(k log n) for k due leads, whatever the number of records."""
         with self._lock:
-            due = sorted(
-                (i["due_at"], k) for k, i in self._live_index() if i.get("due_at") is not None and i["due_at"] <= now
-            )
-            return [r for _, k in due[:limit] if (r := self._read(k)) is not None]
+            self._drop_expired_leads(time.time())
+            found: list[tuple[float, str]] = []
+            seen: set[str] = set()
+            heap = self._due
+            while heap and heap[0][0] <= now and len(found) < limit:
+                due, lead_id = heapq.heappop(heap)
+                entry = self._leads.get(lead_id)
+                if entry is None or entry[1].get("due_at") != due or lead_id in seen:
+                    continue  # stale: the lead was saved with another due time, or is gone
+                seen.add(lead_id)
+                found.append((due, lead_id))
+            for item in found:  # still due until saved: back on the heap
+                heapq.heappush(heap, item)
+            return [r for _, k in found if (r := self._read(k)) is not None]
+
+    def _live_index(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every record that has not expired (the `leads` command's scans)."""
+        self._drop_expired_leads(time.time())
+        return [(k, i) for k, (_, i) in self._leads.items() if not _expired(i)]
 
     def scan_leads(
         self, *, since: float | None = None, state: str | None = None, route: str | None = None
@@ -217,7 +311,7 @@ class MemoryStore:
 
     def delete_lead(self, lead_id: str) -> None:
         with self._lock:
-            self._leads.pop(lead_id, None)
+            self._forget(lead_id)
 
     def set_optout(self, phone_hash: str, on: bool) -> None:
         with self._lock:
@@ -229,6 +323,16 @@ class MemoryStore:
     def is_opted_out(self, phone_hash: str) -> bool:
         with self._lock:
             return phone_hash in self._optout
+
+    # -- the sweeper's heartbeat --
+
+    def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        with self._lock:
+            self._heartbeat = heartbeat
+
+    def read_heartbeat(self) -> Heartbeat | None:
+        with self._lock:
+            return self._heartbeat
 
 
 def _expired(record: Mapping[str, Any]) -> bool:

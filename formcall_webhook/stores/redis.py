@@ -3,21 +3,35 @@
 Every operation is one command or one Lua script, so a placed lead costs two round trips: `admit`
 before FormCall (opt-out, claims, counters, record, lease) and `finish` after it (spec 8).
 Records are JSON strings that expire with the lead; sorted sets index them by due time and by arrival.
+
+A store that stumbles (spec 8): redis-py sends a command once more after a connection error or a
+timeout (one retry, within the request's deadline), so every script is safe to run twice: `admit`
+does nothing when its record (the admission's own marker: a new lead id) is already there;
+`save_lead` answers yes when the stored record is the one this very call saved (its token); `finish`
+checks versions and markers. When both tries of `finish` fail, the record is read back (applied, or
+the error stands). When both tries of `admit` fail, its outcome is read back before anyone is
+answered: the record there, the lead is kept; absent, its key is fenced (`fenced`, with a SET NX
+that only one can win), so the lost script, should it still run, finds the fence and does nothing.
+A 503 never leaves a record behind.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .base import Admission, Admitted, Finish, unavailable
+from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, StoreUnavailable, unavailable
 
 PREFIX = "formcall:"
 _DUE = PREFIX + "due"
 _ARRIVED = PREFIX + "leads"
 _OPTOUT = PREFIX + "optout"
+_HEARTBEAT = PREFIX + "heartbeat"
+_FENCED = "fenced"  # a lead key's value after a lost admission was fenced off: read as no record
+_FENCE_SECONDS = 86400.0
 _BATCH = 500
 
 # Shared by the scripts: write a record (already JSON) and its index entries. Lua numbers are doubles:
@@ -36,7 +50,7 @@ local function write_record(r)
 end
 local function version_of(key)
   local stored = redis.call('GET', key)
-  if not stored then return nil end
+  if not stored or stored == 'fenced' then return nil end
   return tonumber(cjson.decode(stored).version)
 end
 """
@@ -44,6 +58,13 @@ _ADMIT = (
     _WRITE
     + """
 local a = cjson.decode(ARGV[1])
+-- This admission already applied (its answer was lost and the command sent again), or was fenced
+-- off after its answer was lost: nothing more to do. The record's key is the admission's own marker.
+if a.record then
+  local there = redis.call('GET', 'formcall:lead:' .. a.record.id)
+  if there == 'fenced' then return cjson.encode({fenced = true}) end
+  if there then return '{}' end
+end
 if a.optout and redis.call('SISMEMBER', 'formcall:optout', a.optout) == 1 then
   return cjson.encode({refused = 'opted_out'})
 end
@@ -91,6 +112,11 @@ _SAVE = (
     _WRITE
     + """
 local s = cjson.decode(ARGV[1])
+local there = redis.call('GET', 'formcall:lead:' .. s.record.id)
+local mark = 'formcall:saved:' .. s.record.id
+-- This very save (its token), sent again after its answer was lost: it did apply.
+if there == s.record.json and redis.call('GET', mark) == s.token then return 1 end
+if there == 'fenced' then return 0 end
 local current = version_of('formcall:lead:' .. s.record.id)
 if s.expected then
   if current ~= tonumber(s.expected) then return 0 end
@@ -98,6 +124,7 @@ elseif current then
   return 0
 end
 write_record(s.record)
+redis.call('SET', mark, s.token, 'PX', 60000)
 return 1
 """
 )
@@ -217,7 +244,14 @@ class RedisStore:
             spec["lease"] = [admission.lease[0], _ms(admission.lease[1])]
         if admission.record is not None:
             spec["record"] = _record_spec(admission.record)
-        answer = json.loads(self._call(self._admit, keys=[], args=[json.dumps(spec)]))
+        try:
+            answer = json.loads(self._call(self._admit, keys=[], args=[json.dumps(spec)]))
+        except StoreUnavailable:
+            if admission.record is None or not self._kept(admission.record["lead_id"]):
+                raise
+            answer = {}  # it applied; its answer was lost
+        if answer.get("fenced"):
+            raise unavailable(TimeoutError("the admission was fenced off after a lost answer"))
         held = answer.get("held")
         return Admitted(
             refused=answer.get("refused"),
@@ -225,6 +259,15 @@ class RedisStore:
             counter=answer.get("counter") or "",
             held=held if isinstance(held, dict) else {},
         )
+
+    def _kept(self, lead_id: str) -> bool:
+        """After an admission whose answers were lost: whether it applied. Absent, the record's key is
+        fenced so that the lost script, should it still run, does nothing (it checks first)."""
+        key = PREFIX + "lead:" + lead_id
+        fenced = self._call(self._redis.set, key, _FENCED, nx=True, px=_ms(_FENCE_SECONDS))
+        if fenced:
+            return False
+        return self._call(self._redis.get, key) not in (None, _FENCED)
 
     def finish(self, finish: Finish) -> None:
         spec: dict[str, Any] = {
@@ -239,14 +282,22 @@ class RedisStore:
             spec["answer"] = finish.answer
         if finish.lease:
             spec["lease"] = finish.lease
-        self._call(self._finish, keys=[], args=[json.dumps(spec)])
+        try:
+            self._call(self._finish, keys=[], args=[json.dumps(spec)])
+        except StoreUnavailable:
+            # Both tries lost: read back what it would have made (the record, or its absence) before
+            # the caller answers anyone. There, it applied; else the error stands.
+            raw = self._call(self._redis.get, PREFIX + "lead:" + finish.lead_id)
+            made = raw is None if finish.record is None else raw == spec["record"]["json"]
+            if not made:
+                raise
 
     def get_lead(self, lead_id: str) -> dict[str, Any] | None:
         raw = self._call(self._redis.get, PREFIX + "lead:" + lead_id)
         return _decode(raw)
 
     def save_lead(self, record: Mapping[str, Any], expected_version: int | None) -> bool:
-        spec: dict[str, Any] = {"record": _record_spec(record)}
+        spec: dict[str, Any] = {"record": _record_spec(record), "token": secrets.token_hex(8)}
         if expected_version is not None:
             spec["expected"] = expected_version
         return bool(self._call(self._save, keys=[], args=[json.dumps(spec)]))
@@ -298,6 +349,14 @@ class RedisStore:
 
     def is_opted_out(self, phone_hash: str) -> bool:
         return bool(self._call(self._redis.sismember, _OPTOUT, phone_hash))
+
+    # -- the sweeper's heartbeat --
+
+    def write_heartbeat(self, heartbeat: Heartbeat) -> None:
+        self._call(self._redis.set, _HEARTBEAT, heartbeat.dumps(), ex=HEARTBEAT_SECONDS)
+
+    def read_heartbeat(self) -> Heartbeat | None:
+        return Heartbeat.loads(self._call(self._redis.get, _HEARTBEAT))
 
 
 def _decode(raw: str | None) -> dict[str, Any] | None:
