@@ -30,6 +30,7 @@ run: $(STAMP)
 	$(BIN)/python -m formcall_webhook.simulator --host $(HOST) --port $(SIM_PORT) & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	printf '\nPlace a simulated call:\n\n  curl -s -X POST http://$(HOST):$(PORT)/ -H "Content-Type: application/json" \\\n    -d '"'"'{"telefono": "+56 9 6123 4567", "nombre": "Ana", "email": "ana@example.cl"}'"'"'\n\nCalls the simulator received: curl -s http://$(HOST):$(SIM_PORT)/_sim/calls\n\n'; \
+	( for _ in $$(seq 150); do (exec 3<>/dev/tcp/$(HOST)/$(PORT)) 2>/dev/null && { echo "listening on http://$(HOST):$(PORT) (leads kept in $$FORMCALL_STORE_URL)"; exit; }; sleep 0.2; done ) & \
 	$(BIN)/functions-framework --target formcall_webhook --source main.py --host $(HOST) --port $(PORT)
 
 ## make test: every check and test

@@ -15,7 +15,7 @@ from typing import IO, Any
 import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
-from . import consent, guards, once, records
+from . import attribution, consent, guards, once, records
 from .answers import Response, failure, success
 from .clients.http import make_pool
 from .clients.meta_graph import GraphUnavailable, flat_body
@@ -228,6 +228,7 @@ class App:
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
+            attribution=attribution.extract(body, query, request.headers),
         )
         report = line.report
         first = self.runtime.deliverer.submit(submission, report)

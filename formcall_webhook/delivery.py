@@ -58,6 +58,8 @@ class Submission:
     consent: Mapping[str, Any] | None = None
     # Who the outcome is reported on in the CRM (spec 9): the contact id and email, kept until it is.
     contact: Mapping[str, Any] | None = None
+    # The campaign it came from (spec 10: utm_* fields, kept for keep_days whatever keep_fields says).
+    attribution: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -176,6 +178,8 @@ class Deliverer:
         record = {**record, "attempts": 1, "attempt_since": now, "due_at": now + self.lease_seconds}
         if sub.contact:
             record["contact"] = dict(sub.contact)
+        if sub.attribution:
+            record.update(sub.attribution)
         # The lead's own id marks its claims: unique per submission, and no second random draw.
         marker = once.PENDING + lead_id
         pending_ttl = self.config.timeout_seconds + 30

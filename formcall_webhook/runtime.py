@@ -122,7 +122,7 @@ class Runtime:
             import google.cloud.secretmanager  # noqa: F401
 
     def ensure_self_sweep(self) -> None:
-        """memory:// only (spec 8): no other process can see this one's leads, so it sweeps them itself,
+        """memory:// and sqlite:// (spec 8): no Scheduler calls a local run's sweeper, so the process sweeps itself
         every FORMCALL_SWEEP_SECONDS, on a thread of this process (after a fork, the parent's is not here)."""
         if self._self_sweep_pid == _pid:
             return
@@ -131,7 +131,7 @@ class Runtime:
             config = self.config()
         except Misconfigured:
             return
-        if config.store_url.startswith("memory://"):
+        if config.store_url.startswith(("memory://", "sqlite://")):
             threading.Thread(target=self._self_sweep, args=(config.sweep_seconds,), name="formcall-self-sweep",
                              daemon=True).start()  # fmt: skip
 

@@ -75,7 +75,7 @@ class Sweeper:
                 for done in [pool.submit(self._one, record, now, counts, deadline) for record in batch]:
                     done.result()
         self.runtime.logger.write(
-            "INFO",
+            "INFO" if counts.due else "DEBUG",  # an idle pass every 15 s is not news
             f"sweep: {counts.due} due",
             {
                 "outcome": "sweep",

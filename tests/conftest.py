@@ -96,6 +96,9 @@ def open_backend(kind: str, request: pytest.FixtureRequest) -> Backend:
     """A fresh, empty backend of this kind, against a real server where the kind has one."""
     if kind == "memory":
         return open_store("memory://")
+    if kind == "sqlite":
+        tmp: Path = request.getfixturevalue("tmp_path")
+        return open_store(f"sqlite://{tmp / 'leads.db'}")
     if kind == "redis":
         server: RedisServer = request.getfixturevalue("redis_server")
         backend = open_store(server.url)
@@ -106,7 +109,7 @@ def open_backend(kind: str, request: pytest.FixtureRequest) -> Backend:
     return open_store(emulator.store_url, request_timeout=8.0)
 
 
-@pytest.fixture(params=["memory", "redis", "firestore"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "firestore"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     return open_backend(request.param, request)
 

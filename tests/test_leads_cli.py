@@ -147,6 +147,11 @@ def test_list_and_show_mask_numbers_unless_asked(setup: Setup) -> None:
     assert placed["lead_id"] in lines[1] and "placed" in lines[1] and "+56*****567" in lines[1]
     assert kept["lead_id"] in lines[2] and "scheduled" in lines[2] and "+56*****678" in lines[2]
     no_number(done.stdout + done.stderr)
+    # Times as the route's clock reads them (retry.timezone, America/Santiago by default); --json keeps UTC.
+    stored = setup.store.get_lead(placed["lead_id"])
+    assert stored is not None
+    santiago = datetime.fromtimestamp(int(stored["received_ts"]), ZoneInfo("America/Santiago"))
+    assert lines[1].split()[1] == santiago.isoformat(timespec="seconds")
 
     done = setup.leads("list", "--json", "--since", "1d")
     shown = json_lines(done.stdout)
@@ -175,6 +180,10 @@ def test_list_and_show_mask_numbers_unless_asked(setup: Setup) -> None:
     fields = dict(line.split(None, 1) for line in done.stdout.splitlines())
     assert list(fields) == list(records.PUBLIC_FIELDS)
     assert (fields["lead_id"], fields["state"], fields["phone"]) == (kept["lead_id"], "scheduled", "+56*****678")
+    assert fields["received_at"].endswith(("-03:00", "-04:00")) and fields["next_attempt_at"][19:] in (
+        "-03:00",
+        "-04:00",
+    )
     no_number(done.stdout)
     one = json_lines(setup.leads("show", kept["lead_id"], "--json").stdout)
     assert one == [shown[1]]
@@ -332,42 +341,50 @@ def _seed(store: Backend, received: float, route: str, state: str, **fields: Any
     return record
 
 
-def test_stats_per_day_and_route_with_median_and_p90(setup: Setup) -> None:
+def test_stats_by_day_and_route_with_calls_connect_rate_median_and_p90(setup: Setup) -> None:
     now = time.time()
     day = now - 3 * 3600
     call_at = datetime.fromtimestamp(day + 30, ZoneInfo("America/Santiago")).isoformat()
     outcome = {"call_status": "Conectada", "connected": True, "successful": True, "duration_customer": 40}
-    _seed(setup.store, day, "default", "placed", placed_at=day + 5, outcome={**outcome, "call_at": call_at})
+    _seed(setup.store, day, "default", "placed", placed_at=day + 5, uuid="u-5", outcome={**outcome, "call_at": call_at})
     for wait in (60, 90, 600):
-        _seed(setup.store, day, "default", "placed", placed_at=day + wait)
+        _seed(setup.store, day, "default", "placed", placed_at=day + wait, uuid=f"u-{wait}")
     _seed(setup.store, day, "default", "failed", last_error="formcall_rejected")
     _seed(setup.store, day, "other", "scheduled", due_at=now + 60)
-    _seed(setup.store, day, "other", "pending", placed_at=day + 12,
+    _seed(setup.store, day, "other", "pending", placed_at=day + 12, uuid="u-12",
           outcome={"call_status": "No contesta", "connected": False, "successful": False})  # fmt: skip
     _seed(setup.store, now - 9 * 86400, "default", "placed", placed_at=now - 9 * 86400 + 1)  # before --since
 
-    done = setup.leads("stats", "--json")
+    done = setup.leads("stats", "--json", "--by", "route")
     assert done.returncode == 0, done.stderr
-    local_day = datetime.fromtimestamp(day, ZoneInfo("America/Santiago")).date().isoformat()
-    base = {"day": local_day, "timezone": "America/Santiago"}
     assert json_lines(done.stdout) == [
         # Waits 30 (FormCall's call_at, not placed_at's 5), 60, 90 and 600: median 75, p90 the 4th.
-        {**base, "route": "default", "leads": 5, "placed": 4, "pending": 0, "scheduled": 0, "failed": 1,
-         "connected": 1, "successful": 1, "median_seconds": 75.0, "p90_seconds": 600.0},
-        {**base, "route": "other", "leads": 2, "placed": 0, "pending": 1, "scheduled": 1, "failed": 0,
-         "connected": 0, "successful": 0, "median_seconds": 12.0, "p90_seconds": 12.0},
+        {"route": "default", "leads": 5, "placed": 4, "pending": 0, "scheduled": 0, "failed": 1,
+         "calls_per_lead": 0.8, "connected": 1, "successful": 1, "connect_rate": 1.0, "median_seconds": 75.0,
+         "p90_seconds": 600.0},
+        {"route": "other", "leads": 2, "placed": 0, "pending": 1, "scheduled": 1, "failed": 0,
+         "calls_per_lead": 0.5, "connected": 0, "successful": 0, "connect_rate": 0.0, "median_seconds": 12.0,
+         "p90_seconds": 12.0},
     ]  # fmt: skip
+    local_day = datetime.fromtimestamp(day, ZoneInfo("America/Santiago")).date().isoformat()
+    by_day = json_lines(setup.leads("stats", "--json").stdout)
+    assert [(row["day"], row["leads"], row["connected"]) for row in by_day] == [(local_day, 7, 1)]
 
-    table = setup.leads("stats").stdout.splitlines()
-    assert table[0] == "leads received in the last 7d, by day in America/Santiago; wait = submission to call"
-    assert table[1].split() == ["day", "route", "leads", "placed", "pending", "scheduled", "failed", "connected",
-                                "successful", "median", "wait", "p90", "wait"]  # fmt: skip
-    assert table[2].split() == [local_day, "default", "5", "4", "0", "0", "1", "1", "1", "1m15s", "10m00s"]
-    assert table[3].split() == [local_day, "other", "2", "0", "1", "1", "0", "0", "0", "12s", "12s"]
+    table = setup.leads("stats", "--by", "route").stdout.splitlines()
+    assert table[0] == ("leads received in the last 7d, by route (America/Santiago); "
+                        "wait = submission to first call; – = no outcome tracked")  # fmt: skip
+    assert table[1].split() == ["route", "leads", "placed", "pending", "scheduled", "failed", "calls/lead", "connected",
+                                "successful", "connect", "rate", "median", "wait", "p90", "wait"]  # fmt: skip
+    assert table[2].split() == ["default", "5", "4", "0", "0", "1", "0.80", "1", "1", "100%", "1m15s", "10m00s"]
+    assert table[3].split() == ["other", "2", "0", "1", "1", "0", "0.50", "0", "0", "0%", "12s", "12s"]
+    csv_rows = setup.leads("stats", "--csv", "--by", "route").stdout.splitlines()
+    assert csv_rows[0].split(",")[:3] == ["route", "leads", "placed"]
+    assert csv_rows[1].split(",") == ["default", "5", "4", "0", "0", "1", "0.80", "1", "1", "100%", "1m15s", "10m00s"]
     wider = json_lines(setup.leads("stats", "--json", "--since", "30d", "--timezone", "UTC").stdout)
     assert sum(row["leads"] for row in wider) == 8
     assert setup.leads("stats", "--since", "a week").returncode == 2
     assert setup.leads("stats", "--timezone", "Mars/Olympus").returncode == 2
+    assert setup.leads("stats", "--by", "week").returncode == 2
 
 
 # -- sweep --

@@ -20,6 +20,7 @@ from formcall_webhook.stores import Admission, Backend, Counter, Finish, Heartbe
 from formcall_webhook.stores import memory as memory_module
 from formcall_webhook.stores.memory import MemoryStore
 from formcall_webhook.stores.redis import RedisStore
+from formcall_webhook.stores.sqlite import SqliteStore
 from tests.fakes.redis_server import LossyProxy, RedisServer
 
 
@@ -257,9 +258,12 @@ def test_heartbeat_is_shared_by_every_instance_of_a_shared_store(
 ) -> None:
     if isinstance(backend, MemoryStore):
         pytest.skip("memory:// is one process's store")
-    kind = "redis" if isinstance(backend, RedisStore) else "firestore"
     backend.write_heartbeat(Heartbeat(at=42.0, counts={"due": 1}))
-    other = open_store(backend_url(kind, request))  # another instance of the function
+    if isinstance(backend, SqliteStore):
+        other = open_store(backend.url)  # another process on the same machine
+    else:
+        kind = "redis" if isinstance(backend, RedisStore) else "firestore"
+        other = open_store(backend_url(kind, request))  # another instance of the function
     assert other.read_heartbeat() == Heartbeat(at=42.0, counts={"due": 1})
 
 

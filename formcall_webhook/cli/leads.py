@@ -13,12 +13,11 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .. import once, phones, records
 from ..states import parse_duration
-from . import stats
-from .context import FAILED, OK, USAGE, CliError, Context, add_config_option
+from . import figures, stats
+from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, add_production_option
 
 STATS_TIMEZONE = "America/Santiago"  # Chile's day, where the call centres and the law are
 _LIST_COLUMNS = ("lead_id", "received_at", "route", "state", "attempts", "last_error", "uuid", "phone")
@@ -53,6 +52,7 @@ def register(commands: Any) -> None:
 
     p = sub.add_parser("retry", parents=[common], help="a failed or scheduled lead, now: at most one call")
     p.add_argument("lead_id")
+    add_production_option(p)
     p.set_defaults(run=retry)
 
     p = sub.add_parser("forget", parents=[common, region], help="delete every record of a number (opt-out stays)")
@@ -71,11 +71,7 @@ def register(commands: Any) -> None:
         p.add_argument("phone")
         p.set_defaults(run=optout, on=on)
 
-    p = sub.add_parser("stats", parents=[common], help="per day and route: outcomes and the wait for the call")
-    p.add_argument("--since", metavar="DURATION", default="7d", help="received in the last DURATION (default: 7d)")
-    p.add_argument("--timezone", default=STATS_TIMEZONE, help=f"whose days (default: {STATS_TIMEZONE})")
-    p.add_argument("--json", action="store_true", help="one JSON object per day and route")
-    p.set_defaults(run=show_stats)
+    figures.register(sub, common)  # stats and report
 
 
 # -- views --
@@ -128,7 +124,8 @@ def list_leads(args: argparse.Namespace, ctx: Context) -> int:
         for shown in views:
             _json_line(shown)
         return OK
-    print(table(_LIST_COLUMNS, ([shown[c] for c in _LIST_COLUMNS] for shown in views)))
+    local = (figures.localized(ctx, shown) for shown in views)  # times in each route's zone
+    print(table(_LIST_COLUMNS, ([shown[c] for c in _LIST_COLUMNS] for shown in local)))
     return OK
 
 
@@ -144,6 +141,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         _json_line(shown)
         return OK
+    shown = figures.localized(ctx, shown)  # times in the route's zone
     width = max(len(name) for name in shown)
     for name, value in shown.items():
         print(f"{name.ljust(width)}  {_text(value)}")
@@ -154,6 +152,7 @@ def retry(args: argparse.Namespace, ctx: Context) -> int:
     record = _lead(ctx, args.lead_id)
     if record["state"] not in (records.SCHEDULED, records.FAILED):
         raise CliError(f"{args.lead_id} is already {record['state']} (uuid {record.get('uuid')}): nothing to retry")
+    ctx.may_call_formcall(args.production)
     report = ctx.sweeper().retry_now(args.lead_id)
     if report is None:
         raise CliError(f"no lead {args.lead_id!r}: it was deleted meanwhile")
@@ -234,22 +233,4 @@ def optout(args: argparse.Namespace, ctx: Context) -> int:
         print(f"opted out: {masked}; every later submission of it is answered 422 opted_out")
     else:
         print(f"opted in: {masked} may be called again")
-    return OK
-
-
-def show_stats(args: argparse.Namespace, ctx: Context) -> int:
-    try:
-        zone = ZoneInfo(args.timezone)
-    except (ZoneInfoNotFoundError, ValueError) as err:
-        raise CliError(f"--timezone: {args.timezone!r} is not a time zone such as {STATS_TIMEZONE}", USAGE) from err
-    found = stats.rows(ctx.store.scan_leads(since=_since(args.since)), zone)
-    if args.json:
-        for row in found:
-            _json_line({**row, "timezone": args.timezone})
-        return OK
-    headers = ("day", "route", *stats.COUNTS, "median wait", "p90 wait")
-    body = [[row["day"], row["route"], *(row[c] for c in stats.COUNTS), stats.human(row["median_seconds"]),
-             stats.human(row["p90_seconds"])] for row in found]  # fmt: skip
-    print(f"leads received in the last {args.since}, by day in {args.timezone}; wait = submission to call")
-    print(table(headers, body))
     return OK

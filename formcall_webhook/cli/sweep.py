@@ -11,7 +11,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import WebhookError
-from .context import OK, USAGE, CliError, Context, add_config_option, store_error
+from .context import OK, USAGE, CliError, Context, add_config_option, add_production_option, store_error
 
 MAX_LOOP_SECONDS = 86400
 
@@ -20,12 +20,14 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("sweep", help="deliver every due lead once (or every SECONDS with --loop)")
     parser.add_argument("--loop", type=float, metavar="SECONDS", help="a pass every SECONDS until SIGINT or SIGTERM")
     add_config_option(parser)
+    add_production_option(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     from ..sweep import BUDGET_SECONDS
 
+    ctx.may_call_formcall(args.production)
     sweeper = ctx.sweeper()
     if args.loop is None:
         _print(sweeper.run())

@@ -1,4 +1,4 @@
-"""The store family (spec 8): memory://, firestore:// and redis://, each in its own module.
+"""The store family (spec 8): memory://, sqlite://, firestore:// and redis://, each in its own module.
 
 A backend module is imported only when the URL names it, so cold start with memory:// never pays for
 the Firestore or Redis client libraries.
@@ -11,6 +11,7 @@ from .base import Admission, Admitted, Backend, Counter, Finish, Heartbeat, Ledg
 # scheme -> what the URL looks like, for config errors and `check`.
 SCHEMES = {
     "memory://": "memory://",
+    "sqlite://": "sqlite://PATH",
     "firestore://": "firestore:// or firestore://PROJECT/DATABASE",
     "redis://": "redis://HOST:PORT/DB",
     "rediss://": "rediss://HOST:PORT/DB",
@@ -42,6 +43,10 @@ def open_store(url: str, request_timeout: float = 8.0) -> Backend:
         from .firestore import FirestoreStore
 
         return FirestoreStore(url, timeout=min(2.0, max(0.5, request_timeout / 4)))
+    if url.startswith("sqlite://"):
+        from .sqlite import SqliteStore
+
+        return SqliteStore(url, timeout=request_timeout)
     from .memory import MemoryStore
 
     return MemoryStore()
