@@ -228,7 +228,7 @@ class App:
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
-            attribution=attribution.extract(body, query, request.headers),
+            attribution=attribution.extract(body, query, headers),
         )
         report = line.report
         first = self.runtime.deliverer.submit(submission, report)
