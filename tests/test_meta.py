@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -211,6 +212,44 @@ def test_a_lead_without_a_phone_is_refused_on_its_own_and_the_delivery_is_200(
     assert (refused["success"], refused["error"]) == (False, "phone_missing")
     assert kept["success"] is True and kept["uuid"]
     assert len(simulator.placed()) == 1
+
+
+def test_graph_down_keeps_the_lead_and_the_sweep_reads_and_calls_it(
+    fn: FunctionProcess,
+    graph: FakeGraph,
+    simulator: Simulator,
+    env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    leadgen_id, number = new_lead(graph)
+    body = delivery(leadgen_id)
+    graph.down = True
+    answer = post(fn, body)
+    assert answer.status_code == 200, answer.text
+    (kept,) = answer.json()["leads"]
+    assert (kept["success"], kept["scheduled"], kept["leadgen_id"]) == (True, True, leadgen_id)
+    assert [r.status for r in graph.reads_of(leadgen_id)] == [500]
+    assert simulator.calls() == []
+    # Meta sending it again meanwhile: the same kept lead, not a second one.
+    again = post(fn, body).json()["leads"][0]
+    assert (again["duplicate"], again["lead_id"]) == (True, kept["lead_id"])
+
+    graph.down = False
+    path = tmp_path_factory.mktemp("meta-sweep") / "sweep.log"
+    LOGS.append(path)
+    with FunctionProcess(env, path, target="formcall_sweep").start() as sweeper:
+        deadline = time.monotonic() + 30
+        while not simulator.placed() and time.monotonic() < deadline:
+            counts = requests.post(sweeper.url, timeout=30)
+            assert counts.status_code == 200, counts.text
+            time.sleep(0.2)  # the lead is due one schedule step (1 s) after the Graph API failed
+    (call,) = simulator.placed()
+    assert call["payload"]["phonenumber"] == number[4:]
+    assert call["payload"]["adicional"]["Lead"] == leadgen_id
+    assert [r.status for r in graph.reads_of(leadgen_id)][-1] == 200
+    # The lead placed on the sweep is the one answered before: a replay now carries its uuid.
+    replay = post(fn, body).json()["leads"][0]
+    assert (replay["duplicate"], replay["lead_id"], replay["uuid"]) == (True, kept["lead_id"], call["uuid"])
 
 
 def test_the_logs_hold_no_number_token_or_secret(fn: FunctionProcess) -> None:
