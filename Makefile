@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 SIM_PORT ?= 8081
 
-.PHONY: run test lint typecheck unit simulator check clean soak infra-check
+.PHONY: run test test-fast test-slow lint typecheck unit simulator check clean soak infra-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,17 @@ run: $(STAMP)
 	( for _ in $$(seq 150); do (exec 3<>/dev/tcp/$(HOST)/$(PORT)) 2>/dev/null && { echo "listening on http://$(HOST):$(PORT) (leads kept in $$FORMCALL_STORE_URL)"; exit; }; sleep 0.2; done ) & \
 	$(BIN)/functions-framework --target formcall_webhook --source main.py --host $(HOST) --port $(PORT)
 
-## make test: every check and test
+## make test: every check and test (at most 5 minutes on 2 idle cores)
 test: lint typecheck unit
+
+# pytest's exit 5 is "no test collected": for the whole suite that is a failure, never a silent pass;
+# for a marker selection (test-fast, test-slow, or PYTEST_ARGS="-k ...") it only says the selection is empty.
+PYTEST_ARGS ?=
+define pytest_run
+	$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests ($(2))" >&2; [ "$(2)" != all ] && rc=0 || rc=1; fi; \
+	exit $$rc
+endef
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -48,7 +57,15 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term
+	@$(call pytest_run,--cov --cov-report=term,all)
+
+## make test-fast: the in-process tests (not marked slow), for the edit loop: under a minute, no coverage
+test-fast: $(STAMP)
+	@$(call pytest_run,-m "not slow" -p no:cacheprovider,not slow)
+
+## make test-slow: only the process, browser, soak and fuzz suites (marked slow)
+test-slow: $(STAMP)
+	@$(call pytest_run,-m slow -p no:cacheprovider,slow)
 
 ## make check: validate the config file (FORMCALL_CONFIG or formcall.toml) as a deploy would
 check: $(STAMP)

@@ -7,10 +7,16 @@ only: it accepts made-up tokens and must never be reachable from outside the mac
         requests.post(sim.api_url, json={...})
         sim.placed()
 
-Each placed call has a life in /calls/list (set_fate): queued, ringing, then a final status, on a
-clock that tests move on (advance_clock) instead of sleeping. The listing can be down on its own
-(set_list_down), and its reads are counted per popup and date (list_reads). Every control is also an
-HTTP endpoint under /_sim/ for `make run` users (README.md, "The simulator").
+Each placed call has a life in /calls/list (set_fate): queued, ringing, then a final status (not
+answered, busy, failed, or connected with a duration), on a clock that tests move on (advance_clock)
+instead of sleeping. A popup can be told which fates its next calls meet (queue_fates). The listing can
+be down on its own (set_list_down), and its reads are counted per popup and date (list_reads). Every
+control is also an HTTP endpoint under /_sim/ for `make run` users (README.md, "The simulator").
+
+/calls/list rows hold exactly the documented fields, typed as formcall-api.md's example is. A richer row
+that also names the customer's number (call_number_customer, which the documentation does not promise) is
+an option a test turns on: Simulator(rich_rows=True), set_rich_rows(), POST /_sim/rows {"rich": true},
+`--rich-rows` or FORMCALL_SIM_RICH_ROWS=1.
 
 Run it on its own with `python -m formcall_webhook.simulator [--port 8081] [--token TOKEN ...]`.
 """
@@ -21,10 +27,12 @@ import argparse
 import collections
 import contextlib
 import copy
+import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
 import json
+import os
 import random
 import re
 import signal
@@ -46,11 +54,14 @@ import phonenumbers
 
 __all__ = [
     "API_PATH",
+    "DOCUMENTED_ROW_FIELDS",
     "ERROR_MESSAGES",
+    "FATE_NAMES",
     "FAULT_KINDS",
     "LIST_FAULT_KINDS",
     "LIST_PATH",
     "PLATFORM_TZ",
+    "RICH_ROWS_ENV",
     "STATUS_BUSY",
     "STATUS_CONNECTED",
     "STATUS_FAILED",
@@ -101,6 +112,28 @@ STATUS_NO_ANSWER = "SIM-NoContesta"
 STATUS_BUSY = "SIM-Ocupada"
 STATUS_FAILED = "SIM-Fallida"
 _IN_PROGRESS = frozenset({STATUS_QUEUED, STATUS_RINGING})
+# A call's fate by the name a test gives it: what the platform does with a call once placed.
+FATE_NAMES: dict[str, str] = {
+    "connected": STATUS_CONNECTED,
+    "not_answered": STATUS_NO_ANSWER,
+    "busy": STATUS_BUSY,
+    "failed": STATUS_FAILED,
+}
+# The fields of a documented /calls/list row (formcall-api.md), and nothing else.
+DOCUMENTED_ROW_FIELDS = (
+    "uuid",
+    "status",
+    "call_number_company",
+    "retry",
+    "duration_company",
+    "duration_customer",
+    "call_at",
+    "enqueued",
+    "popup_uuid",
+)
+# The richer row's one extra field, when a test turns it on.
+RICH_ROW_FIELD = "call_number_customer"
+RICH_ROWS_ENV = "FORMCALL_SIM_RICH_ROWS"
 _FATE_KEYS = frozenset({"status", "ring_after", "settle_after", "duration_customer", "duration_company", "retry"})
 
 
@@ -253,14 +286,21 @@ def _count(name: str, value: Any) -> int:
     return value
 
 
-def _parse_fate(spec: Mapping[str, Any]) -> _Fate:
-    """Validate a fate as given by a test or over HTTP; ValueError says what is wrong."""
+def _parse_fate(spec: Mapping[str, Any] | str) -> _Fate:
+    """Validate a fate as given by a test or over HTTP; ValueError says what is wrong. A bare name
+    ("not_answered") is that fate with its defaults; a status may be a name or a listing word."""
+    if isinstance(spec, str):
+        if spec not in FATE_NAMES:
+            raise ValueError(f"fate: unknown name {spec!r}; known: {', '.join(FATE_NAMES)}")
+        spec = {"status": spec}
     if not isinstance(spec, Mapping):
-        raise ValueError(f"a fate is an object, not {type(spec).__name__}")
+        raise ValueError(f"a fate is an object or a name, not {type(spec).__name__}")
     unknown = set(spec) - _FATE_KEYS
     if unknown:
         raise ValueError(f"fate: unknown keys {sorted(unknown)}; known: {', '.join(sorted(_FATE_KEYS))}")
     status = spec.get("status", STATUS_CONNECTED)
+    if isinstance(status, str):
+        status = FATE_NAMES.get(status, status)
     if (
         not isinstance(status, str)
         or status in _IN_PROGRESS
@@ -297,8 +337,10 @@ def _number_key(number: str) -> str:
     return digits
 
 
-def _list_row(call: _Call, now: dt.datetime) -> dict[str, Any]:
-    """One /calls/list row as the call's life stands at `now` (the simulator's clock)."""
+def _list_row(call: _Call, now: dt.datetime, rich: bool) -> dict[str, Any]:
+    """One /calls/list row as the call's life stands at `now` (the simulator's clock): the documented
+    fields, typed as the documentation's example (strings, enqueued a boolean); `rich` adds the
+    customer's number."""
     payload = call.payload
     assert call.uuid is not None
     assert call.placed_at is not None
@@ -321,11 +363,10 @@ def _list_row(call: _Call, now: dt.datetime) -> dict[str, Any]:
         status = fate.status
         customer = fate.duration_customer if fate.duration_customer is not None else 0
         company = fate.duration_company if fate.duration_company is not None else 5 + digest[1] % 30
-    return {
+    row = {
         "uuid": call.uuid,
         "status": status,
         "call_number_company": COMPANY_NUMBER,
-        "call_number_customer": payload["country_code"] + payload["areacode"] + payload["phonenumber"],
         "retry": str(fate.retry),
         "duration_company": str(company),
         "duration_customer": str(customer),
@@ -333,6 +374,9 @@ def _list_row(call: _Call, now: dt.datetime) -> dict[str, Any]:
         "enqueued": enqueued,
         "popup_uuid": payload["popup_uuid"],
     }
+    if rich:
+        row[RICH_ROW_FIELD] = payload["country_code"] + payload["areacode"] + payload["phonenumber"]
+    return row
 
 
 def _normalize_popup_uuid(value: str) -> str:
@@ -357,8 +401,10 @@ def _check_loopback(host: str) -> str:
 class _State:
     """Everything the handlers share; every access goes through the lock."""
 
-    def __init__(self, tokens: Iterable[str]) -> None:
+    def __init__(self, tokens: Iterable[str], rich_rows: bool = False) -> None:
         self.lock = threading.Lock()
+        self.default_rich_rows = rich_rows
+        self.rich_rows = rich_rows
         self.stopping = threading.Event()
         self.default_tokens = frozenset(tokens)
         self.tokens = set(self.default_tokens)
@@ -372,6 +418,7 @@ class _State:
         self.clock_offset = 0.0
         self.default_fate = _Fate()
         self.fates: dict[str, _Fate] = {}  # by the number's digits, country code included
+        self.fate_queues: dict[str, collections.deque[_Fate]] = {}  # by popup (lowercase): the next calls'
         self.list_down: _ListDown | None = None
         self.list_reads: dict[tuple[str | None, str], int] = {}  # (popup_uuid, date) -> reads
 
@@ -390,6 +437,8 @@ class _State:
             self.clock_offset = 0.0
             self.default_fate = _Fate()
             self.fates.clear()
+            self.fate_queues.clear()
+            self.rich_rows = self.default_rich_rows
             self.list_down = None
             self.list_reads.clear()
             self.changed.notify_all()
@@ -430,7 +479,11 @@ class _State:
                 payload = call.payload
                 digits = payload["country_code"] + payload["areacode"] + payload["phonenumber"]
                 call.placed_at = self.now()
-                call.fate = self.fates.get(digits, self.default_fate)
+                queue = self.fate_queues.get(payload["popup_uuid"].lower())
+                if queue:
+                    call.fate = queue.popleft()
+                else:
+                    call.fate = self.fates.get(digits, self.default_fate)
             self.changed.notify_all()
 
     def judge(self, payload: Any) -> _Verdict:
@@ -491,7 +544,7 @@ class _State:
                     continue
                 if popup_uuid is not None and call.payload["popup_uuid"].lower() != popup_uuid.lower():
                     continue
-                rows.append(_list_row(call, now))
+                rows.append(_list_row(call, now, self.rich_rows))
         return rows
 
     def today(self) -> dt.date:
@@ -528,6 +581,10 @@ def _valid_number(country_code: str, areacode: str, number: str) -> bool:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of connections (two sweepers placing 8 calls each)
+    # overflows it, and the kernel drops SYNs that a client's short connect timeout then reports as
+    # FormCall unreachable. A real front end takes far more; so does the simulator.
+    request_queue_size = 128
     state: _State
     quiet: bool
     connections: set[socket.socket]
@@ -836,7 +893,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._wrong_method()
         sim = Simulator._for_state(self.state)
         if method == "GET":
-            shown: Any = {"calls": sim.calls, "list_reads": sim.list_reads, "clock": sim.clock}[action]()
+            shown: Any = {
+                "calls": sim.calls,
+                "list_reads": sim.list_reads,
+                "clock": sim.clock,
+                "fates": sim.queued_fates,
+                "rows": sim.rows,
+            }[action]()
             self._note = action
             return self._send_json(200, shown)
         body = self._read_body()
@@ -856,6 +919,8 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "DELETE":
             if action == "list_reads":
                 sim.reset_list_reads()
+            elif action == "fates":
+                sim.clear_fate_queues()
             else:
                 sim.clear_fates()
         elif action == "reset":
@@ -895,6 +960,20 @@ class _Handler(BaseHTTPRequestHandler):
             sim.set_list_down(down.get("kind", "http500_html"), down.get("seconds"))
         elif action == "list_up":
             sim.set_list_up()
+        elif action == "fates":
+            if (
+                not isinstance(value, dict)
+                or set(value) != {"popup_uuid", "fates"}
+                or not isinstance(value["fates"], list)
+            ):
+                raise ValueError(
+                    'fates takes {"popup_uuid": U, "fates": ["not_answered", {"status": "connected", ...}]}'
+                )
+            sim.queue_fates(value["popup_uuid"], *value["fates"])
+        elif action == "rows":
+            if not isinstance(value, dict) or set(value) != {"rich"} or not isinstance(value["rich"], bool):
+                raise ValueError('rows takes {"rich": true|false}')
+            sim.set_rich_rows(value["rich"])
         elif action == "clock":
             if not isinstance(value, dict) or set(value) != {"advance"}:
                 raise ValueError('clock takes {"advance": SECONDS}')
@@ -907,6 +986,8 @@ _CONTROLS: dict[str, frozenset[str]] = {
     "list_reads": frozenset({"GET", "DELETE"}),
     "clock": frozenset({"GET", "POST"}),
     "fate": frozenset({"POST", "DELETE"}),
+    "fates": frozenset({"GET", "POST", "DELETE"}),
+    "rows": frozenset({"GET", "POST"}),
     **{action: frozenset({"POST"}) for action in ("reset", "faults", "fault_rate", "popup", "tokens")},
     **{action: frozenset({"POST"}) for action in ("list_down", "list_up")},
 }
@@ -922,11 +1003,14 @@ class Simulator:
         tokens: Iterable[str] = ("dev-token",),
         *,
         quiet: bool = False,
+        rich_rows: bool = False,
     ) -> None:
+        """`rich_rows`: /calls/list rows also name the customer's number (not documented; off by
+        default, and what reset() goes back to)."""
         self.host = _check_loopback(host)
         self.port = port
         self.quiet = quiet
-        self._state = _State(tokens)
+        self._state = _State(tokens, rich_rows)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -951,7 +1035,10 @@ class Simulator:
         self._state.stopping.clear()
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name="formcall-simulator", daemon=True)
+        # A short poll, so stop() (shutdown waits one poll) takes milliseconds, not half a second.
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="formcall-simulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -965,7 +1052,7 @@ class Simulator:
         server.server_close()
         server.drop_connections()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=30)
             self._thread = None
 
     def __enter__(self) -> Simulator:
@@ -1010,8 +1097,9 @@ class Simulator:
         """Only the requests that placed a call (including placed_then_reset ones)."""
         return [c for c in self.calls() if c["outcome"] == "placed"]
 
-    def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until `count` requests were received and handled (slow faults finish late)."""
+    def wait_for_calls(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until `count` requests were received and handled (slow faults finish late). It returns
+        as soon as they are; the deadline is generous for a loaded machine."""
 
         def done() -> bool:
             calls = self._state.calls
@@ -1025,8 +1113,8 @@ class Simulator:
     # ---- configuration -------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget calls, faults, fault rate, popup settings, fates, list faults and reads; restore the
-        initial tokens and the real clock."""
+        """Forget calls, faults, fault rate, popup settings, fates and their queues, list faults and
+        reads; restore the initial tokens, the initial row shape and the real clock."""
         self._state.reset()
 
     def set_tokens(self, *tokens: str) -> None:
@@ -1115,10 +1203,53 @@ class Simulator:
                 self._state.fates[key] = fate
 
     def clear_fates(self) -> None:
-        """Back to the default life for new calls: Conectada at once, a customer leg of 25 s or more."""
+        """Back to the default life for new calls: Conectada at once, a customer leg of 25 s or more
+        (the popups' queued fates go too)."""
         with self._state.lock:
             self._state.default_fate = _Fate()
             self._state.fates.clear()
+            self._state.fate_queues.clear()
+
+    def queue_fates(self, popup_uuid: str, *fates: Mapping[str, Any] | str) -> None:
+        """The fates the next calls placed on this popup meet, one each, in order; they come before
+        set_fate's per-number and default fates, which apply again once the queue is used up. A fate is
+        a name ("connected", "not_answered", "busy", "failed") or a dict as set_fate takes it, e.g.
+        {"status": "connected", "duration_customer": 95}."""
+        if not isinstance(popup_uuid, str):
+            raise ValueError(f"fates: popup_uuid must be a string, not {popup_uuid!r}")
+        key = _normalize_popup_uuid(popup_uuid)
+        parsed = [_parse_fate(f) for f in fates]
+        with self._state.lock:
+            self._state.fate_queues.setdefault(key, collections.deque()).extend(parsed)
+
+    def queued_fates(self) -> dict[str, list[dict[str, Any]]]:
+        """The fates still queued, per popup (lowercase), next first."""
+        with self._state.lock:
+            return {
+                popup: [dataclasses.asdict(f) for f in queue]
+                for popup, queue in self._state.fate_queues.items()
+                if queue
+            }
+
+    def clear_fate_queues(self) -> None:
+        with self._state.lock:
+            self._state.fate_queues.clear()
+
+    def set_rich_rows(self, on: bool = True) -> None:
+        """/calls/list rows also name the customer's number (call_number_customer), which the
+        documented rows do not; reset() goes back to the shape the simulator was made with."""
+        if not isinstance(on, bool):
+            raise ValueError(f"rows: rich must be true or false, not {on!r}")
+        with self._state.lock:
+            self._state.rich_rows = on
+
+    def rich_rows(self) -> bool:
+        with self._state.lock:
+            return self._state.rich_rows
+
+    def rows(self) -> dict[str, bool]:
+        """{"rich": whether /calls/list rows name the customer's number}."""
+        return {"rich": self.rich_rows()}
 
     def set_list_down(self, kind: str = "http500_html", seconds: float | None = None) -> None:
         """Make every /calls/list request fail with `kind` (http500_html, reset, html_200 or
@@ -1192,10 +1323,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="accepted security token, repeatable (default: dev-token)",
     )
     parser.add_argument("--quiet", action="store_true", help="no access log on stderr")
+    parser.add_argument(
+        "--rich-rows",
+        action="store_true",
+        default=os.environ.get(RICH_ROWS_ENV, "").strip().lower() in ("1", "true", "yes"),
+        help=f"/calls/list rows also name the customer's number, which documented rows do not (or {RICH_ROWS_ENV}=1)",
+    )
     args = parser.parse_args(argv)
     tokens: list[str] = args.tokens or ["dev-token"]
     try:
-        sim = Simulator(args.host, args.port, tokens, quiet=args.quiet).start()
+        sim = Simulator(args.host, args.port, tokens, quiet=args.quiet, rich_rows=args.rich_rows).start()
     except (ValueError, OSError) as err:
         print(f"formcall-sim: cannot listen on {args.host}:{args.port}: {err}", file=sys.stderr)
         return 1
@@ -1204,7 +1341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_on_term)
-    print(f"FormCall simulator listening on {sim.api_url} ({len(tokens)} token(s) accepted; Ctrl-C stops)", flush=True)
+    rows = "rich rows (with the customer's number)" if args.rich_rows else "documented rows"
+    print(
+        f"FormCall simulator listening on {sim.api_url} ({len(tokens)} token(s) accepted, {rows}; Ctrl-C stops)",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

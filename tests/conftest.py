@@ -19,6 +19,35 @@ ROOT = Path(__file__).parent.parent
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 
 
+# -- `make test-fast`: what is not marked slow. The suites in this file's owner's care mark themselves
+# (pytestmark or @pytest.mark.slow); the rest are marked here by what they start, so their files need no
+# edit: modules that run the function or the CLI in processes (or gcloud, terraform, shellcheck), tests
+# that use a real Redis or the Firestore emulator, and one process test of test_logs.py. Their owners may
+# move the mark into their files; this hook then changes nothing.
+_PROCESS_MODULES = frozenset(
+    {"test_cli", "test_firestore", "test_gcloud_args", "test_infra", "test_leads_cli", "test_sweep_function"}
+)
+_PROCESS_TESTS = frozenset(
+    {"tests/test_logs.py::test_the_deployed_function_finds_its_project_on_the_metadata_server_once_and_lazily"}
+)
+_SERVER_FIXTURES = frozenset({"redis_server", "firestore_emulator"})
+_SERVER_PARAMS = frozenset({"redis", "firestore"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.nodeid.partition("::")[0].rpartition("/")[2].removesuffix(".py")
+        callspec = getattr(item, "callspec", None)
+        params = {v for v in callspec.params.values() if isinstance(v, str)} if callspec else set()
+        if (
+            module in _PROCESS_MODULES
+            or item.nodeid in _PROCESS_TESTS
+            or _SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or _SERVER_PARAMS & params
+        ):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No FORMCALL_* or Google variable from the developer's shell leaks into a test."""

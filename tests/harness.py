@@ -1,4 +1,9 @@
-"""The function as it really runs: a functions-framework process on loopback, its stdout kept."""
+"""The function as it really runs: a functions-framework process on loopback, its stdout kept.
+
+Waits on a real process poll with a deadline a loaded 2-core machine keeps to (START_SECONDS), never a
+fixed sleep. A memory:// process sweeps itself only when its test asks (FORMCALL_SWEEP_SECONDS in the
+environment given): otherwise its self-sweep waits an hour, so no sweep joins a test that did not ask.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 _BIN = Path(sys.executable).parent
+# How long a process may take to listen, or to stop, on a busy machine: generous, since it is only
+# ever reached when something is wrong.
+START_SECONDS = 30.0
+# memory:// sweeps itself every FORMCALL_SWEEP_SECONDS; a test that does not set it gets the longest
+# wait the config allows, so no sweep runs while it does.
+NO_SELF_SWEEP = {"FORMCALL_SWEEP_SECONDS": "3600"}
 
 
 def free_port() -> int:
@@ -33,7 +45,8 @@ def coverage_env() -> dict[str, str]:
 
 
 class FunctionProcess:
-    """`functions-framework --target formcall_webhook` with exactly the environment given."""
+    """`functions-framework --target formcall_webhook` with exactly the environment given (and the
+    self-sweep off unless that environment sets FORMCALL_SWEEP_SECONDS)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT, target: str = "formcall_webhook") -> None:
         self.env = env
@@ -47,8 +60,17 @@ class FunctionProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> FunctionProcess:
-        env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", tempfile.gettempdir()), **self.env}
+    def start(self, timeout: float = START_SECONDS) -> FunctionProcess:
+        return self.launch().wait_listening(timeout)
+
+    def launch(self) -> FunctionProcess:
+        """Start the process without waiting for it to listen (start_all overlaps several start-ups)."""
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", tempfile.gettempdir()),
+            **NO_SELF_SWEEP,
+            **self.env,
+        }
         env.update(coverage_env())
         env.setdefault("PYTHONUNBUFFERED", "1")
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes to it until stop()
@@ -72,27 +94,40 @@ class FunctionProcess:
             start_new_session=True,
         )
         log.close()
+        return self
+
+    def wait_listening(self, timeout: float = START_SECONDS) -> FunctionProcess:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"functions-framework exited: {self.log_path.read_text(errors='replace')[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
                     return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("functions-framework did not start listening in time")
 
+    def terminate(self) -> None:
+        """Ask the whole group to end (SIGTERM) without waiting; stop() then waits (stop_all overlaps them)."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         """SIGTERM to the whole group, then SIGKILL: a worker stuck on a hung peer must not outlive the test."""
         if self.process is None:
             return
         group = self.process.pid
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, START_SECONDS)):
             try:
                 os.killpg(group, sig)
             except ProcessLookupError:
+                # The master is gone already (after terminate()): reap it, and no worker may linger.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=wait)
                 break
             try:
                 self.process.wait(timeout=wait)
@@ -125,6 +160,30 @@ class FunctionProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_all(processes: Iterable[FunctionProcess], timeout: float = START_SECONDS) -> None:
+    """Launch every process, then wait for each to listen: their start-ups overlap instead of adding up.
+    If one fails to start, every one is stopped."""
+    started = list(processes)
+    try:
+        for process in started:
+            process.launch()
+        for process in started:
+            process.wait_listening(timeout)
+    except BaseException:
+        for process in started:
+            process.stop()
+        raise
+
+
+def stop_all(processes: Iterable[FunctionProcess]) -> None:
+    """Stop every process, their shutdowns overlapping: SIGTERM to all first, then wait for each."""
+    stopping = list(processes)
+    for process in stopping:
+        process.terminate()
+    for process in stopping:
+        process.stop()
 
 
 def forbidden_in_logs(log_text: str, forbidden: set[str]) -> list[str]:

@@ -14,7 +14,10 @@ import requests
 
 from formcall_webhook.simulator import Simulator
 from tests.fakes.secret_manager import FakeSecretManager
-from tests.harness import FunctionProcess, forbidden_in_logs
+from tests.harness import FunctionProcess, forbidden_in_logs, start_all, stop_all
+
+# Every test here talks to a functions-framework process.
+pytestmark = pytest.mark.slow
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 POPUP_B = "f0e1d2c3-0000-4000-8000-000000000001"
@@ -48,27 +51,53 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("function-logs")
 
 
-def start(logdir: Path, name: str, env: dict[str, str]) -> FunctionProcess:
-    path = logdir / f"{name}.log"
-    LOG_FILES.append(path)
-    return FunctionProcess(env, path).start()
+@pytest.fixture(scope="module")
+def secret_manager() -> Iterator[FakeSecretManager]:
+    fake = FakeSecretManager().start()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture(scope="module")
-def zero_config(simulator: Simulator, logdir: Path) -> Iterator[FunctionProcess]:
-    fn = start(
-        logdir,
-        "zero-config",
-        {
-            "FORMCALL_API_URL": simulator.api_url,
-            "FORMCALL_SECURITY_TOKEN": TOKEN,
-            "FORMCALL_POPUP_UUID": POPUP,
-            "GOOGLE_CLOUD_PROJECT": "acme-prod",
-        },
+def processes(
+    simulator: Simulator, logdir: Path, secret_manager: FakeSecretManager
+) -> Iterator[dict[str, FunctionProcess]]:
+    """Every process of this module, one per environment, started at once (their start-ups overlap)."""
+    (logdir / "formcall.toml").write_text(CONFIG, encoding="utf-8")
+    (logdir / "broken.toml").write_text(
+        f'[routes.default]\npopup_uuid = "{POPUP}"\nphone = "{{{{ telefono "\n', encoding="utf-8"
     )
-    # The module-scoped simulator must not see the slow timeout of other modules' processes.
-    yield fn
-    fn.stop()
+    (logdir / "token").write_text(TOKEN + "\n", encoding="utf-8")
+    (logdir / "file-ref.toml").write_text(
+        f'[formcall]\nsecurity_token = "file:{logdir / "token"}"\n[routes.default]\npopup_uuid = "{POPUP}"\n',
+        encoding="utf-8",
+    )
+    formcall = {"FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN}
+    envs = {
+        "zero-config": {**formcall, "FORMCALL_POPUP_UUID": POPUP, "GOOGLE_CLOUD_PROJECT": "acme-prod"},
+        "configured": {**formcall, "FORMCALL_CONFIG": str(logdir / "formcall.toml")},
+        "broken": {"FORMCALL_CONFIG": str(logdir / "broken.toml"), "FORMCALL_SECURITY_TOKEN": TOKEN},
+        "no-token": {"FORMCALL_POPUP_UUID": POPUP},
+        "secret-manager": {
+            "FORMCALL_API_URL": simulator.api_url,
+            "FORMCALL_POPUP_UUID": POPUP,
+            "FORMCALL_SECURITY_TOKEN_SECRET": f"{SECRET_NAME}/versions/latest",
+            "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
+        },
+        "file-ref": {"FORMCALL_CONFIG": str(logdir / "file-ref.toml"), "FORMCALL_API_URL": simulator.api_url},
+    }
+    started = {}
+    for name, env in envs.items():
+        LOG_FILES.append(logdir / f"{name}.log")
+        started[name] = FunctionProcess(env, logdir / f"{name}.log")
+    start_all(started.values())
+    yield started
+    stop_all(started.values())
+
+
+@pytest.fixture(scope="module")
+def zero_config(processes: dict[str, FunctionProcess]) -> FunctionProcess:
+    return processes["zero-config"]
 
 
 CONFIG = f"""
@@ -107,16 +136,8 @@ max_body_bytes = 200
 
 
 @pytest.fixture(scope="module")
-def configured(simulator: Simulator, logdir: Path) -> Iterator[FunctionProcess]:
-    path = logdir / "formcall.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    fn = start(
-        logdir,
-        "configured",
-        {"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN},
-    )
-    yield fn
-    fn.stop()
+def configured(processes: dict[str, FunctionProcess]) -> FunctionProcess:
+    return processes["configured"]
 
 
 def answer(response: requests.Response) -> dict[str, Any]:
@@ -294,79 +315,70 @@ def test_pending_and_out_of_hours(configured: FunctionProcess, simulator: Simula
 # -- configuration that cannot work --
 
 
-def test_broken_config_answers_misconfigured_and_keeps_serving(logdir: Path) -> None:
-    path = logdir / "broken.toml"
-    path.write_text(f'[routes.default]\npopup_uuid = "{POPUP}"\nphone = "{{{{ telefono "\n', encoding="utf-8")
-    with start(logdir, "broken", {"FORMCALL_CONFIG": str(path), "FORMCALL_SECURITY_TOKEN": TOKEN}) as fn:
-        for _ in range(3):
-            response = fn.post(json=fresh_lead())
-            assert response.status_code == 500
-            assert answer(response)["error"] == "misconfigured"
-            assert "telefono" not in response.text
-        reasons = [e.get("reason", "") for e in fn.log_entries() if e.get("outcome") == "misconfigured"]
+def test_broken_config_answers_misconfigured_and_keeps_serving(
+    processes: dict[str, FunctionProcess], logdir: Path
+) -> None:
+    fn = processes["broken"]
+    for _ in range(3):
+        response = fn.post(json=fresh_lead())
+        assert response.status_code == 500
+        assert answer(response)["error"] == "misconfigured"
+        assert "telefono" not in response.text
+    reasons = [e.get("reason", "") for e in fn.log_entries() if e.get("outcome") == "misconfigured"]
     assert len(reasons) == 3
-    assert str(path) in reasons[0]
+    assert str(logdir / "broken.toml") in reasons[0]
     assert "routes.default.phone" in reasons[0]
 
 
-def test_no_token_is_misconfigured(logdir: Path) -> None:
-    with start(logdir, "no-token", {"FORMCALL_POPUP_UUID": POPUP}) as fn:
-        response = fn.post(json=fresh_lead())
-        entries = fn.log_entries()
+def test_no_token_is_misconfigured(processes: dict[str, FunctionProcess]) -> None:
+    fn = processes["no-token"]
+    response = fn.post(json=fresh_lead())
+    entries = fn.log_entries()
     assert response.status_code == 500
     assert answer(response)["error"] == "misconfigured"
-    assert any("FORMCALL_SECURITY_TOKEN" in e.get("reason", "") for e in entries)
+    [refused] = [e for e in entries if e.get("status") == 500]
+    assert "FORMCALL_SECURITY_TOKEN" in refused["reason"]
 
 
 # -- the token from Secret Manager, through the real client --
 
 
-@pytest.fixture(scope="module")
-def secret_manager() -> Iterator[FakeSecretManager]:
-    fake = FakeSecretManager().start()
-    yield fake
-    fake.stop()
-
-
 def test_token_from_secret_manager_cached_and_refetched_on_error_8(
-    simulator: Simulator, secret_manager: FakeSecretManager, logdir: Path
+    processes: dict[str, FunctionProcess], simulator: Simulator, secret_manager: FakeSecretManager
 ) -> None:
+    fn = processes["secret-manager"]
     secret_manager.set(SECRET_NAME, SM_TOKEN_V1)
-    env = {
-        "FORMCALL_API_URL": simulator.api_url,
-        "FORMCALL_POPUP_UUID": POPUP,
-        "FORMCALL_SECURITY_TOKEN_SECRET": f"{SECRET_NAME}/versions/latest",
-        "FORMCALL_SECRET_MANAGER_ENDPOINT": secret_manager.endpoint,
-    }
-    with start(logdir, "secret-manager", env) as fn:
-        assert fn.post(json=fresh_lead()).status_code == 200
-        assert fn.post(json=fresh_lead()).status_code == 200
-        assert secret_manager.access_count(SECRET_NAME) == 1  # cached between requests
-        # The token is rotated: FormCall refuses the old one (error 8), Secret Manager has the new one.
-        secret_manager.set(SECRET_NAME, SM_TOKEN_V2)
-        simulator.set_tokens(SM_TOKEN_V2)
-        response = fn.post(json=fresh_lead())
-        assert response.status_code == 200, response.text
-        assert secret_manager.access_count(SECRET_NAME) == 2
+    assert fn.post(json=fresh_lead()).status_code == 200
+    assert fn.post(json=fresh_lead()).status_code == 200
+    assert secret_manager.access_count(SECRET_NAME) == 1  # cached between requests
+    # The token is rotated: FormCall refuses the old one (error 8), Secret Manager has the new one.
+    secret_manager.set(SECRET_NAME, SM_TOKEN_V2)
+    simulator.set_tokens(SM_TOKEN_V2)
+    response = fn.post(json=fresh_lead())
+    assert response.status_code == 200, response.text
+    assert secret_manager.access_count(SECRET_NAME) == 2
     tokens = [c["payload"]["security_token"] for c in simulator.calls()]
     assert tokens == [SM_TOKEN_V1, SM_TOKEN_V1, SM_TOKEN_V1, SM_TOKEN_V2]
     assert len(simulator.placed()) == 3
 
 
-def test_secret_from_file_reference(simulator: Simulator, logdir: Path) -> None:
-    token_file = logdir / "token"
-    token_file.write_text(TOKEN + "\n", encoding="utf-8")
-    config = logdir / "file-ref.toml"
-    config.write_text(
-        f'[formcall]\nsecurity_token = "file:{token_file}"\n[routes.default]\npopup_uuid = "{POPUP}"\n',
-        encoding="utf-8",
-    )
-    with start(logdir, "file-ref", {"FORMCALL_CONFIG": str(config), "FORMCALL_API_URL": simulator.api_url}) as fn:
-        assert fn.post(json=fresh_lead()).status_code == 200
-    assert simulator.placed()[0]["payload"]["security_token"] == TOKEN
+def test_secret_from_file_reference(processes: dict[str, FunctionProcess], simulator: Simulator) -> None:
+    assert processes["file-ref"].post(json=fresh_lead()).status_code == 200
+    [placed] = simulator.placed()
+    assert placed["payload"]["security_token"] == TOKEN
 
 
 # -- logs --
+
+
+def wait_for_log_entries(fn: FunctionProcess, before: int, deadline: float = 30.0) -> list[dict[str, Any]]:
+    """The log lines written after the first `before`, once there is at least one (polled, not slept)."""
+    until = time.monotonic() + deadline
+    while True:
+        entries = fn.log_entries()[before:]
+        if entries or time.monotonic() > until:
+            return entries
+        time.sleep(0.05)
 
 
 def test_one_structured_line_per_request(zero_config: FunctionProcess) -> None:
@@ -374,8 +386,7 @@ def test_one_structured_line_per_request(zero_config: FunctionProcess) -> None:
     trace = "105445aa7843bc8bf206b12000100000/1;o=1"
     lead = fresh_lead()
     zero_config.post(json=lead, headers={"X-Cloud-Trace-Context": trace})
-    time.sleep(0.2)
-    entries = zero_config.log_entries()[before:]
+    entries = wait_for_log_entries(zero_config, before)
     assert len(entries) == 1
     entry = entries[0]
     assert entry["severity"] == "INFO"

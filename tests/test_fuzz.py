@@ -32,6 +32,9 @@ from tests.fakes.captcha import FakeSiteverify
 from tests.harness import FunctionProcess, forbidden_in_logs
 from tests.signing import basic, hubspot_v3, standard_webhooks, whsec
 
+# The fuzz suite: hundreds of requests through a functions-framework process.
+pytestmark = pytest.mark.slow
+
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 CLOSED_POPUP = "0c1b2a39-0000-4000-8000-00000000c105"  # the simulator keeps it out of service hours
 PENDING_POPUP = "0c1b2a39-0000-4000-8000-0000000090e4"  # out of hours, keeps calls pending

@@ -74,7 +74,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 15_000  # per action; generous for a loaded machine, never reached when all is well
+TIMEOUT_MS = 30_000  # per action; generous for a loaded machine, never reached when all is well
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -320,6 +320,7 @@ def is_lead_id(value: Any) -> bool:
 # -- A: JavaScript on, fetch with JSON across origins --
 
 
+@pytest.mark.slow
 def test_fetch_submission_shows_success_and_places_one_call(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator, tmp_path: Path
 ) -> None:
@@ -369,6 +370,7 @@ def test_fetch_submission_shows_success_and_places_one_call(
         page.screenshot(path=str(ROOT / target))
 
 
+@pytest.mark.slow
 def test_campaign_fields_from_the_url_reach_formcall_in_adicional(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -411,6 +413,7 @@ def test_campaign_fields_from_the_url_reach_formcall_in_adicional(
 # -- B: JavaScript off, a plain form post answered 303 --
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("javascript", "query", "telefono", "phonenumber"),
     [
@@ -448,6 +451,7 @@ def test_plain_form_post_lands_on_gracias(
         context.close()
 
 
+@pytest.mark.slow
 def test_plain_form_post_of_a_bad_number_lands_on_error(
     page_without_js: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -463,6 +467,7 @@ def test_plain_form_post_of_a_bad_number_lands_on_error(
 # -- C: JavaScript on, a number the function refuses; ?endpoint= overriding data-endpoint --
 
 
+@pytest.mark.slow
 def test_fetch_of_a_bad_number_shows_the_error_and_calls_no_one(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -545,6 +550,7 @@ def test_javascript_off_the_endpoint_param_works_through_serve_py(
         assert f'action="{LOCAL_ENDPOINT}"' in answer.read().decode("utf-8")
 
 
+@pytest.mark.slow
 def test_page_on_an_origin_not_in_cors_origins_sends_nothing(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -564,6 +570,7 @@ def test_page_on_an_origin_not_in_cors_origins_sends_nothing(
     assert simulator.calls() == []
 
 
+@pytest.mark.slow
 def test_filled_honeypot_looks_accepted_and_calls_no_one(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -582,6 +589,7 @@ def test_filled_honeypot_looks_accepted_and_calls_no_one(
 # -- D: the other successes: scheduled, duplicate --
 
 
+@pytest.mark.slow
 def test_out_of_service_hours_is_scheduled_and_says_so(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -602,6 +610,7 @@ def test_out_of_service_hours_is_scheduled_and_says_so(
     assert [(e["lead_id"], e["lead_status"]) for e in conversions(page)] == [(answer["lead_id"], "scheduled")]
 
 
+@pytest.mark.slow
 def test_the_same_lead_twice_is_a_duplicate_and_rings_once(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -658,6 +667,7 @@ def test_a_success_leaves_when_the_next_lead_is_typed_or_the_form_is_reset(
 # -- E: consent --
 
 
+@pytest.mark.slow
 def test_the_browser_does_not_send_the_form_without_consent(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -682,6 +692,7 @@ def test_the_browser_does_not_send_the_form_without_consent(
     assert len(simulator.placed()) == 1
 
 
+@pytest.mark.slow
 def test_a_submission_without_consent_is_refused_and_the_page_says_why(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -703,6 +714,7 @@ def test_a_submission_without_consent_is_refused_and_the_page_says_why(
     assert simulator.calls() == []
 
 
+@pytest.mark.slow
 def test_a_plain_post_without_consent_lands_on_error_with_the_reason(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -715,12 +727,14 @@ def test_a_plain_post_without_consent_lands_on_error_with_the_reason(
     assert simulator.calls() == []
 
 
+@pytest.mark.slow
 def test_error_page_explains_an_opted_out_number(page: Page, site: LandingServer) -> None:
     page.goto(f"{site.origin}/error.html?error=opted_out")
     assert page.locator("#error-text").inner_text() == OPTED_OUT_TEXT
     assert page.locator("#error-text").get_attribute("data-error") == "opted_out"
 
 
+@pytest.mark.slow
 def test_privacy_notice_is_linked_from_the_consent_box_and_loads(page: Page, site: LandingServer) -> None:
     page.goto(f"{site.origin}/index.html")
     link = page.locator("label[for=acepto] a")

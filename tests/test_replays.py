@@ -14,6 +14,7 @@ import pytest
 
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.simulator import Simulator
+from formcall_webhook.stores import memory
 from tests import signing
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
@@ -30,6 +31,33 @@ SIGNERS: dict[str, Callable[[str, bytes], dict[str, str]]] = {
     "tally": lambda route, body: signing.tally(SECRET, body),
     "webflow": lambda route, body: signing.webflow(SECRET, body),
 }
+
+
+class StoreClock:
+    """memory://'s clock, moved on by the test instead of slept through: its monotonic and wall time both
+    run `offset` seconds ahead (the senders' signature windows keep the real clock)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def store_clock(monkeypatch: pytest.MonkeyPatch) -> StoreClock:
+    clock = StoreClock()
+    monkeypatch.setattr(memory, "time", clock)
+    return clock
 
 
 @pytest.fixture
@@ -60,18 +88,22 @@ def post(app: App, route: str, body: bytes, headers: dict[str, str]) -> tuple[in
 
 
 @pytest.mark.parametrize("kind", list(SIGNERS))
-def test_a_replay_inside_the_signature_window_is_a_duplicate(app: App, simulator: Simulator, kind: str) -> None:
+def test_a_replay_inside_the_signature_window_is_a_duplicate(
+    app: App, simulator: Simulator, store_clock: StoreClock, kind: str
+) -> None:
     body = json.dumps({"phone": "+56 9 6250 0001", "nombre": "Ana"}).encode()
     headers = SIGNERS[kind](kind, body)
     status, first = post(app, kind, body, headers)
     assert status == 200 and first["uuid"], first
-    time.sleep(1.2)  # past the route's dedupe window
+    store_clock.advance(1.2)  # past the route's dedupe window
     status, replay = post(app, kind, body, {**headers, "Idempotency-Key": "fresh-" + kind})
     assert (status, replay.get("duplicate"), replay.get("uuid")) == (200, True, first["uuid"]), replay
     assert len(simulator.placed()) == 1
 
 
-def test_an_unsigned_route_trusts_the_idempotency_key(simulator: Simulator, tmp_path: Path) -> None:
+def test_an_unsigned_route_trusts_the_idempotency_key(
+    simulator: Simulator, store_clock: StoreClock, tmp_path: Path
+) -> None:
     path = tmp_path / "g.toml"
     path.write_text(
         f"[defaults]\npopup_uuid = '{POPUP}'\nrate_limit = false\n"
@@ -80,9 +112,12 @@ def test_an_unsigned_route_trusts_the_idempotency_key(simulator: Simulator, tmp_
     plain = App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
     body = json.dumps({"phone": "+56 9 6250 0002"}).encode()
     first = post(plain, "", body, {"Idempotency-Key": "zap-1"})[1]
-    time.sleep(1.2)
+    store_clock.advance(1.2)  # past the route's dedupe window
     again = post(plain, "", body, {"Idempotency-Key": "zap-1"})[1]
     assert again == {"success": True, "duplicate": True, "lead_id": first["lead_id"], "uuid": first["uuid"]}
+    # The window did pass on the store's clock: under a fresh key the same lead is a new one.
+    fresh = post(plain, "", body, {"Idempotency-Key": "zap-2"})[1]
+    assert (fresh.get("duplicate"), len(fresh["uuid"])) == (None, 32)
     # Fresh keys on a duplicate keep nothing: a delivery id is kept only when its delivery placed or
     # scheduled something (an abuser's fresh keys must not fill the store).
     other = json.dumps({"phone": "+56 9 6250 0003"}).encode()
@@ -91,4 +126,4 @@ def test_an_unsigned_route_trusts_the_idempotency_key(simulator: Simulator, tmp_
     for n in range(1, 500):
         assert post(plain, "steady", other, {"Idempotency-Key": f"k-{n}"})[1].get("duplicate") is True
     assert len(plain.store) == before  # type: ignore[arg-type]
-    assert len(simulator.placed()) == 2
+    assert len(simulator.placed()) == 3

@@ -1,6 +1,7 @@
-"""The signed auth types (spec 5) against signatures computed as each sender documents them: one shared
-table of refusals for all of them, the official Standard Webhooks vectors, the delivery id each one
-vouches for, and HubSpot's raw URI through a real functions-framework process."""
+"""Every auth type (spec 5) against signatures computed as each sender documents them: one shared table of
+refusals for the signed ones, then each type request by request (token, Basic, HubSpot's URI, Standard
+Webhooks' headers, the pitfalls senders' SDKs shipped), the official Standard Webhooks vectors, the delivery
+id each one vouches for, and HubSpot's raw URI through a real functions-framework process."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ from formcall_webhook.senders import (
     raw_url,
     secret_refs,
 )
+from formcall_webhook.senders.hubspot import hubspot_uri
 from tests.harness import FunctionProcess
-from tests.signing import hubspot_v3, meta, standard_webhooks, tally, typeform, webflow, whsec
+from tests.signing import basic, hubspot_v3, meta, standard_webhooks, tally, typeform, webflow, whsec
 
 BODY = b'{"form_response": {"answers": [{"type": "phone_number", "phone_number": "+56956311283"}]}}'
 URL = "https://europe-west1-acme.cloudfunctions.net/formcall-webhook/signed"
@@ -38,7 +40,11 @@ SECRETS = {
     "env:TALLY": "tally-secret-0a9e",
     "env:WEBFLOW": "wf-client-secret-4d2f",
     "env:META": "meta-app-secret-6b1e",
+    "env:TOKEN": "zap-token-81f2",
+    "env:PASSWORD": "pa55-word",
     "env:EMPTY": "",
+    "env:WHSEC_BARE": "whsec_",
+    "env:WHSEC_NOT_BASE64": "whsec_***",
 }
 WRONG = {
     "hubspot": "hs-secret-5e0c",
@@ -99,6 +105,14 @@ def denied(auth: Auth, headers: dict[str, str], **kwargs: object) -> None:
     assert (caught.value.status, caught.value.error) == (401, "unauthorized")
 
 
+def vouched(kind: str, headers: dict[str, str]) -> VouchedDelivery:
+    """The delivery a signed request vouches for: Standard Webhooks' webhook-id, else the signature."""
+    if kind == "standard_webhooks":
+        return VouchedDelivery(headers["webhook-id"], 300)
+    signature = next(v for k, v in headers.items() if "signature" in k.lower())
+    return VouchedDelivery(signature, 300 if kind in TIMED else 86400)
+
+
 def test_every_signed_type_is_in_the_registry_and_this_table() -> None:
     assert set(SIGNED) == set(SIGNED_TYPES)
     assert set(AUTH_TYPES) == {"none", "token", "basic", *SIGNED}
@@ -111,8 +125,8 @@ def test_every_signed_type_is_in_the_registry_and_this_table() -> None:
 
 @pytest.mark.parametrize("kind", list(SIGNED))
 def test_accepts_what_the_sender_signs(kind: str) -> None:
-    delivery = verify(SIGNED[kind][0], good(kind))
-    assert delivery is not None
+    headers = good(kind)
+    assert verify(SIGNED[kind][0], headers) == vouched(kind, headers)
 
 
 @pytest.mark.parametrize("kind", list(SIGNED))
@@ -146,7 +160,8 @@ def test_refuses_a_stale_or_future_timestamp(kind: str, offset: int) -> None:
 def test_accepts_inside_the_window_both_ways(kind: str) -> None:
     now = time.time()
     for offset in (-299, 299):
-        assert verify(SIGNED[kind][0], good(kind, at=now + offset), now=now) is not None
+        headers = good(kind, at=now + offset)
+        assert verify(SIGNED[kind][0], headers, now=now) == vouched(kind, headers)
 
 
 @pytest.mark.parametrize("kind", list(SIGNED))
@@ -154,6 +169,194 @@ def test_an_empty_secret_is_a_misconfiguration_not_a_pass(kind: str) -> None:
     auth = Auth(type=kind, secret="env:EMPTY", public_url=URL)
     with pytest.raises(Misconfigured):
         verify(auth, good(kind))
+
+
+# -- each auth type request by request (the cases the shared table above does not cover) --
+
+AUTH_BODY = b'{"properties": {"phone": {"value": "+56961234567"}}}'
+HUBSPOT_URL = "https://europe-west1-acme.cloudfunctions.net/formcall-webhook/hubspot"
+
+
+def check(
+    auth: Auth,
+    *,
+    headers: dict[str, str] | None = None,
+    query: bytes = b"",
+    body: bytes = AUTH_BODY,
+    method: str = "POST",
+    url: str = "http://10.0.0.7:8080/hubspot",
+    now: float | None = None,
+) -> VouchedDelivery | None:
+    """A request as received (method, URL, query, headers, body) through the route's auth."""
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    return authenticate(
+        auth, method=method, url=url, query_string=query, headers=lowered, body=body, resolve=resolve, now=now
+    )
+
+
+def refused(auth: Auth, **kwargs: object) -> Unauthorized:
+    with pytest.raises(Unauthorized) as caught:
+        check(auth, **kwargs)  # type: ignore[arg-type]
+    assert (caught.value.status, caught.value.error) == (401, "unauthorized")
+    return caught.value
+
+
+def test_none_lets_anyone_in() -> None:
+    assert check(Auth()) is None  # in, and vouching for no delivery
+
+
+# token
+
+TOKEN = Auth(type="token", secret="env:TOKEN")
+
+
+def test_token_in_default_header_or_query() -> None:
+    assert check(TOKEN, headers={"X-Webhook-Token": "zap-token-81f2"}) is None
+    assert check(TOKEN, query=b"utm=1&token=zap-token-81f2") is None
+
+
+def test_token_in_a_custom_header() -> None:
+    auth = Auth(type="token", secret="env:TOKEN", header="X-Zapier-Secret")
+    assert check(auth, headers={"X-Zapier-Secret": "zap-token-81f2"}) is None
+    refused(auth, headers={"X-Webhook-Token": "zap-token-81f2"})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"headers": {"X-Webhook-Token": ""}}, {"headers": {"X-Webhook-Token": "zap-token-81f3"}},
+     {"query": b"token=zap"}, {"headers": {"X-Webhook-Token": "zap-token-81f2x"}}],
+)  # fmt: skip
+def test_token_refused(kwargs: dict[str, object]) -> None:
+    refused(TOKEN, **kwargs)
+
+
+def test_an_empty_token_fails_closed() -> None:
+    with pytest.raises(Misconfigured):
+        check(Auth(type="token", secret="env:EMPTY"), headers={"X-Webhook-Token": ""})
+
+
+# Basic
+
+BASIC = Auth(type="basic", username="zapier", password="env:PASSWORD")
+
+
+def test_basic() -> None:
+    assert check(BASIC, headers=basic("zapier", "pa55-word")) is None
+    for headers in (basic("zapier", "wrong"), basic("other", "pa55-word"), {"Authorization": "Basic !!!"},
+                    {"Authorization": "Bearer x"}, {}):  # fmt: skip
+        err = refused(BASIC, headers=headers)
+        assert err.headers["WWW-Authenticate"].startswith("Basic")
+
+
+# HubSpot v3: the URI it signs
+
+HUBSPOT = Auth(type="hubspot", secret="env:HUBSPOT", public_url=HUBSPOT_URL)
+
+
+def hubspot_signed(method: str, uri: str, body: bytes = AUTH_BODY, at_ms: int | str | None = None) -> dict[str, str]:
+    return hubspot_v3("hs-secret-5e0b", method, uri, body, at_ms)
+
+
+def test_hubspot_signature_over_the_public_url() -> None:
+    headers = hubspot_signed("POST", HUBSPOT_URL)
+    assert check(HUBSPOT, headers=headers) == vouched("hubspot", headers)
+
+
+def test_hubspot_uri_keeps_the_query_string() -> None:
+    query = b"portal=62515&src=workflow"
+    headers = hubspot_signed("POST", f"{HUBSPOT_URL}?portal=62515&src=workflow")
+    assert check(HUBSPOT, query=query, headers=headers) == vouched("hubspot", headers)
+    refused(HUBSPOT, query=query, headers=hubspot_signed("POST", HUBSPOT_URL))
+
+
+def test_hubspot_decodes_the_escapes_v3_lists() -> None:
+    query = b"email=ana%40example.cl&x=%2Fa%3F"
+    assert hubspot_uri(HUBSPOT_URL, "", query) == f"{HUBSPOT_URL}?email=ana@example.cl&x=/a?"
+    assert hubspot_uri(None, "https://h/p?q=%20%3a", b"") == "https://h/p?q=%20:"
+
+
+def test_hubspot_get_webhook_signs_an_empty_body() -> None:
+    query = b"vid=3751&phone=%2B56961234567"
+    headers = hubspot_signed("GET", f"{HUBSPOT_URL}?vid=3751&phone=%2B56961234567", b"")
+    assert check(HUBSPOT, method="GET", query=query, body=b"", headers=headers) == vouched("hubspot", headers)
+
+
+def test_hubspot_without_public_url_uses_the_url_as_received() -> None:
+    auth = Auth(type="hubspot", secret="env:HUBSPOT")
+    received = "https://formcall.acme.cl/hubspot?a=1"
+    headers = hubspot_signed("POST", received)
+    assert check(auth, url=received, query=b"a=1", headers=headers) == vouched("hubspot", headers)
+    # Behind a proxy that rewrote scheme or host, only public_url can match what HubSpot signed.
+    refused(auth, url="http://10.0.0.7/hubspot?a=1", query=b"a=1", headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("headers_of", "why"),
+    [
+        (lambda: hubspot_signed("PUT", HUBSPOT_URL), "method changed"),
+        (lambda: hubspot_signed("POST", HUBSPOT_URL.replace("https", "http")), "scheme changed"),
+        # The SDK's float timestamp, and seconds instead of milliseconds.
+        (lambda: hubspot_signed("POST", HUBSPOT_URL, AUTH_BODY, f"{time.time() * 1000:.1f}"), "float"),
+        (lambda: hubspot_signed("POST", HUBSPOT_URL, AUTH_BODY, int(time.time())), "seconds"),
+        # The SDK's 50-minute window: a 6-minute-old request must be refused.
+        (lambda: hubspot_signed("POST", HUBSPOT_URL, AUTH_BODY, int(time.time() * 1000) - 360_000), "sdk window"),
+        # The wrong header name: v1/v2's X-HubSpot-Signature is not v3's.
+        (lambda: {"X-HubSpot-Signature": hubspot_signed("POST", HUBSPOT_URL)["X-HubSpot-Signature-v3"],
+                  "X-HubSpot-Request-Timestamp": str(int(time.time() * 1000))}, "v1 header"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)  # fmt: skip
+def test_hubspot_refusals(headers_of: Callable[[], dict[str, str]], why: str) -> None:
+    refused(HUBSPOT, headers=headers_of())
+
+
+def test_hubspot_window_edges() -> None:
+    now = time.time()
+    headers = hubspot_signed("POST", HUBSPOT_URL, AUTH_BODY, int(now * 1000) - 299_000)
+    assert check(HUBSPOT, now=now, headers=headers) == vouched("hubspot", headers)
+
+
+# Standard Webhooks: rotation and each header
+
+OLD = whsec(b"standard-webhooks-key-0")
+NEW = SECRETS["env:WHSEC"]
+STANDARD = Auth(type="standard_webhooks", secret="env:WHSEC")
+
+
+def test_standard_webhooks_several_signatures_for_rotation() -> None:
+    assert check(STANDARD, headers=standard_webhooks([OLD, NEW], "msg_2Lr", AUTH_BODY)) == VouchedDelivery(
+        "msg_2Lr", 300
+    )
+    refused(STANDARD, headers=standard_webhooks([OLD], "msg_2Ls", AUTH_BODY))
+
+
+@pytest.mark.parametrize(
+    "headers_of",
+    [
+        lambda: {**standard_webhooks([NEW], "msg_1", AUTH_BODY), "webhook-id": "msg_2"},
+        lambda: {**standard_webhooks([NEW], "msg_1", AUTH_BODY), "webhook-timestamp": "1.5e9"},
+        lambda: {**standard_webhooks([NEW], "msg_1", AUTH_BODY), "webhook-signature": "v2,abc"},
+    ],
+    ids=["id swapped", "timestamp as float", "unknown version"],
+)
+def test_standard_webhooks_refusals(headers_of: Callable[[], dict[str, str]]) -> None:
+    refused(STANDARD, headers=headers_of())
+
+
+def test_standard_webhooks_body_is_checked_byte_for_byte() -> None:
+    refused(STANDARD, body=AUTH_BODY.replace(b" ", b""), headers=standard_webhooks([NEW], "msg_9", AUTH_BODY))
+
+
+@pytest.mark.parametrize("secret", ["env:WHSEC_BARE", "env:WHSEC_NOT_BASE64"])
+def test_standard_webhooks_refuses_an_empty_or_malformed_secret(secret: str) -> None:
+    with pytest.raises(Misconfigured):
+        check(Auth(type="standard_webhooks", secret=secret), headers=standard_webhooks([NEW], "m", AUTH_BODY))
+
+
+@pytest.mark.parametrize("timestamp", ["\u00b2", "9" * 309, "9" * 5000, "-1", "1e3", " "])
+def test_digit_like_timestamps_are_refused_not_crashing(timestamp: str) -> None:
+    refused(HUBSPOT, headers={"X-HubSpot-Signature-v3": "x", "X-HubSpot-Request-Timestamp": timestamp})
+    refused(STANDARD, headers={"webhook-id": "msg_1", "webhook-timestamp": timestamp, "webhook-signature": "v1,x"})
 
 
 # -- the delivery each scheme vouches for (spec 5: replays are caught by signed id, never Idempotency-Key) --
@@ -170,7 +373,6 @@ def test_delivery_ids() -> None:
 
 
 def test_unsigned_types_vouch_for_no_delivery() -> None:
-    SECRETS["env:TOKEN"] = "zap-token-81f2"
     token = Auth(type="token", secret="env:TOKEN")
     assert verify(token, {"X-Webhook-Token": "zap-token-81f2", "Idempotency-Key": "k1"}) is None
     assert verify(Auth(), {"webhook-id": "msg_forged"}) is None
@@ -218,7 +420,7 @@ def test_official_vector_with_and_without_prefix(secret: str) -> None:
 
 def test_official_multi_signature_vector() -> None:
     sigs = [VECTOR_INVALID, VECTOR_INVALID.replace("v1,", "v2,"), VECTOR_SIGNATURE, VECTOR_INVALID]
-    assert vector(VECTOR_SECRET, " ".join(sigs)) is not None
+    assert vector(VECTOR_SECRET, " ".join(sigs)) == VouchedDelivery(VECTOR_MSG_ID, 300)
 
 
 @pytest.mark.parametrize("signature", [VECTOR_INVALID, "v1,", "v2," + VECTOR_SIGNATURE[3:], VECTOR_SIGNATURE[3:]])
@@ -240,9 +442,9 @@ def test_official_unpadded_secrets_verify_what_the_library_signs(secret: str, pr
     signature = Webhook(prefix + secret).sign(
         VECTOR_MSG_ID, datetime.fromtimestamp(VECTOR_TIMESTAMP, tz=UTC), VECTOR_PAYLOAD.decode()
     )
-    assert vector(prefix + secret, signature) is not None
+    assert vector(prefix + secret, signature) == VouchedDelivery(VECTOR_MSG_ID, 300)
     padded = secret + "=" * (-len(secret) % 4)
-    assert vector(prefix + padded, signature) is not None
+    assert vector(prefix + padded, signature) == VouchedDelivery(VECTOR_MSG_ID, 300)
 
 
 @pytest.mark.parametrize("secret", ["whsec_", "whsec_***", "whsec_a", "====", " "])
@@ -307,6 +509,7 @@ def test_raw_url(environ: dict[str, str], expected: str) -> None:
     assert raw_url({"wsgi.url_scheme": "http", "HTTP_HOST": "fn.example:8080", **environ}) == expected
 
 
+@pytest.mark.slow
 def test_hubspot_without_public_url_signs_the_raw_uri(tmp_path: Path) -> None:
     # A HubSpot URL with an accented query value: HubSpot signs "%C3%A9" as sent (v3 decodes only its list).
     config = tmp_path / "formcall.toml"

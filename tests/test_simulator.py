@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import signal
 import subprocess
@@ -18,7 +19,9 @@ import pytest
 import requests
 
 from formcall_webhook.simulator import (
+    DOCUMENTED_ROW_FIELDS,
     ERROR_MESSAGES,
+    RICH_ROWS_ENV,
     STATUS_BUSY,
     STATUS_CONNECTED,
     STATUS_FAILED,
@@ -33,6 +36,12 @@ POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 OTHER_POPUP = "f0e1d2c3-0000-4000-8000-000000000001"
 TOKEN = "dev-token"
 HEX32 = re.compile(r"[0-9a-f]{32}")
+# formcall-api.md's example row, as documented: the simulator's rows have its fields and its types.
+DOC_ROW: dict[str, Any] = json.loads(
+    '{"uuid": "a93460bbf8402e15b9b0afddc05d5e8d", "status": "Conectada", "call_number_company": "56223456789",'
+    ' "retry": "3", "duration_company": "117", "duration_customer": "95", "call_at": "2019/04/02 10:05:03 -0300",'
+    ' "enqueued": false, "popup_uuid": "14f1cc88-6ce8-11e9-b8f9-001d09ef4aa0"}'
+)
 TIMEOUT = 5.0
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -255,29 +264,46 @@ def test_list_shows_placed_calls_shaped_like_the_documentation(sim: Simulator) -
 
     rows = list_calls(sim)
     assert [r["uuid"] for r in rows] == [first, second, third]
+    # Exactly the documented row (formcall-api.md's example), each value of the example's type: no
+    # customer number, so nothing may lean on one.
+    for row in rows:
+        assert list(row) == list(DOCUMENTED_ROW_FIELDS)
+        assert {k: type(v) for k, v in row.items()} == {k: type(v) for k, v in DOC_ROW.items()}
     row = rows[0]
-    assert set(row) == {
-        "uuid",
-        "status",
-        "call_number_company",
-        "call_number_customer",
-        "retry",
-        "duration_company",
-        "duration_customer",
-        "call_at",
-        "enqueued",
-        "popup_uuid",
-    }
     assert row["status"] == "Conectada"
     assert row["enqueued"] is False
     assert row["popup_uuid"] == POPUP
-    assert row["call_number_customer"] == "56956311283"
-    assert rows[1]["call_number_customer"] == "56221234567"
+    assert row["call_number_company"] == DOC_ROW["call_number_company"]
     for key in ("call_number_company", "retry", "duration_company", "duration_customer"):
         assert row[key].isdigit(), key
     assert int(row["duration_customer"]) >= 25  # a successful call, by the glossary's definition
     assert re.fullmatch(r"\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} [+-]\d{4}", row["call_at"])
     assert list_calls(sim) == rows  # stable between reads
+
+
+def test_rich_rows_name_the_customer_only_when_a_test_turns_them_on(sim: Simulator) -> None:
+    """The one test of the richer row: off by default, on by method or control, off again at reset."""
+    post(sim, body())
+    post(sim, body(areacode="2", phonenumber="21234567"))
+    assert sim.rows() == {"rich": False}
+    assert all("call_number_customer" not in r for r in list_calls(sim))
+    sim.set_rich_rows()
+    rich = list_calls(sim)
+    assert [list(r) for r in rich] == [[*DOCUMENTED_ROW_FIELDS, "call_number_customer"]] * 2
+    assert [r["call_number_customer"] for r in rich] == ["56956311283", "56221234567"]
+    assert control(sim, "rows", {"rich": False}).json() == {"ok": True}
+    assert requests.get(f"{sim.url}/_sim/rows", timeout=TIMEOUT).json() == {"rich": False}
+    assert [list(r) for r in list_calls(sim)] == [list(DOCUMENTED_ROW_FIELDS)] * 2
+    assert control(sim, "rows", {"rich": True}).status_code == 200
+    assert "call_number_customer" in list_calls(sim)[0]
+    sim.reset()  # back to the shape the simulator was made with: documented
+    post(sim, body())
+    assert list(list_calls(sim)[0]) == list(DOCUMENTED_ROW_FIELDS)
+    with Simulator(quiet=True, rich_rows=True) as rich_sim:
+        post(rich_sim, body())
+        rich_sim.reset()  # a simulator made rich stays rich
+        post(rich_sim, body())
+        assert list_calls(rich_sim)[0]["call_number_customer"] == "56956311283"
 
 
 def test_list_filters_by_popup_and_date(sim: Simulator) -> None:
@@ -354,7 +380,6 @@ def test_fates_per_number_win_over_the_default_and_are_kept_from_placement(sim: 
     short = post(sim, body(phonenumber="74766123")).json()["uuid"]
     # Connected, but a customer leg under 25 s: not "successful" by the platform's glossary.
     assert life(row_of(sim, short)) == (STATUS_CONNECTED, False, "61", "24", "2")
-    assert row_of(sim, short)["call_number_customer"] == "56974766123"
     assert life(row_of(sim, busy))[:2] == (STATUS_BUSY, False)
     # A fate changed later applies to calls placed later, not to a call already placed.
     sim.set_fate(status=STATUS_FAILED)
@@ -385,6 +410,52 @@ def test_a_placed_call_can_be_given_a_new_fate_by_uuid(sim: Simulator) -> None:
         sim.set_fate(uuid="0" * 32)
     with pytest.raises(ValueError, match="not both"):
         sim.set_fate("56956311283", uuid=call_uuid)
+
+
+def test_a_popup_meets_the_fates_queued_for_its_next_calls(sim: Simulator) -> None:
+    """As the platform would: not answered, busy, connected with a duration; one fate per placed call
+    on that popup, in order, then the usual fates again."""
+    sim.set_fate("56974766123", status=STATUS_FAILED)  # a number's fate waits behind the popup's queue
+    sim.queue_fates(POPUP.upper(), "not_answered", "busy", {"status": "connected", "duration_customer": 95})
+    assert [f["status"] for f in sim.queued_fates()[POPUP]] == [STATUS_NO_ANSWER, STATUS_BUSY, STATUS_CONNECTED]
+    elsewhere = post(sim, body(popup_uuid=OTHER_POPUP)).json()["uuid"]  # another popup: not its queue
+    sim.set_popup(POPUP, in_service_hours=False, keep_pending=True)
+    assert post(sim, body()).json() == {"success": True, "pending": True}  # pending: no call, no fate used
+    sim.set_popup(POPUP)
+    first, second, third, fourth, fifth = (
+        post(sim, body(phonenumber=number)).json()["uuid"]
+        for number in ("74766123", "56311283", "56311283", "74766123", "56311283")
+    )
+    assert row_of(sim, elsewhere)["status"] == STATUS_CONNECTED
+    assert life(row_of(sim, first))[:2] == (STATUS_NO_ANSWER, False)
+    assert row_of(sim, first)["duration_customer"] == "0"
+    assert row_of(sim, second)["status"] == STATUS_BUSY
+    assert (row_of(sim, third)["status"], row_of(sim, third)["duration_customer"]) == (STATUS_CONNECTED, "95")
+    assert sim.queued_fates() == {}
+    assert row_of(sim, fourth)["status"] == STATUS_FAILED  # the queue used up: the number's fate again
+    assert row_of(sim, fifth)["status"] == STATUS_CONNECTED  # and the default
+    # A queued fate has the whole life of set_fate's: it rings first, and settles on the clock.
+    sim.queue_fates(POPUP, {"status": "not_answered", "ring_after": 5, "settle_after": 30})
+    ringing = post(sim, body()).json()["uuid"]
+    assert row_of(sim, ringing)["status"] == STATUS_QUEUED
+    sim.advance_clock(30)
+    assert row_of(sim, ringing)["status"] == STATUS_NO_ANSWER
+    sim.queue_fates(POPUP, "busy")
+    sim.clear_fate_queues()
+    assert row_of(sim, post(sim, body()).json()["uuid"])["status"] == STATUS_CONNECTED
+
+
+def test_fates_have_names_as_well_as_listing_words(sim: Simulator) -> None:
+    sim.set_fate(status="busy")
+    assert row_of(sim, post(sim, body()).json()["uuid"])["status"] == STATUS_BUSY
+    sim.set_fate(status="not_answered", duration_company=7)
+    row = row_of(sim, post(sim, body()).json()["uuid"])
+    assert (row["status"], row["duration_company"], row["duration_customer"]) == (STATUS_NO_ANSWER, "7", "0")
+    with pytest.raises(ValueError, match="unknown name"):
+        sim.queue_fates(POPUP, "voicemail")
+    with pytest.raises(ValueError, match="popup UUID"):
+        sim.queue_fates("not-a-popup", "busy")
+    assert sim.queued_fates() == {}
 
 
 @pytest.mark.parametrize(
@@ -584,10 +655,9 @@ def test_fault_error_answers_any_code_without_placing(sim: Simulator, code: int)
 
 def test_fault_slow_outlasts_a_short_timeout_but_the_call_still_happens(sim: Simulator) -> None:
     sim.inject({"kind": "slow", "seconds": 1.0})
-    started = time.monotonic()
+    # A read timeout: no byte of the answer came in 0.3 s (no clock needed to show it).
     with pytest.raises(requests.exceptions.ReadTimeout):
         post(sim, body(), timeout=(2, 0.3))
-    assert time.monotonic() - started < 0.9
     call = only_call(sim)  # waits for the slow handler to finish
     assert (call["fault"], call["outcome"]) == ("slow", "placed")
     assert len(sim.placed()) == 1
@@ -684,7 +754,7 @@ def test_stop_cuts_a_slow_fault_short() -> None:
         post(sim, body(), timeout=(2, 0.2))
     started = time.monotonic()
     sim.stop()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15  # not the fault's 30 s, with room for a busy machine
     assert sim.placed() == []
 
 
@@ -747,6 +817,18 @@ def test_control_endpoints_for_call_lives_the_listing_and_the_clock(sim: Simulat
     assert requests.get(sim.list_url, headers={"security-token": TOKEN}, timeout=TIMEOUT).status_code == 500
     control(sim, "list_up")
 
+    queued = {"popup_uuid": POPUP, "fates": ["busy", {"status": "connected", "duration_customer": 40}, "busy"]}
+    assert control(sim, "fates", queued).json() == {"ok": True}
+    shown = requests.get(f"{sim.url}/_sim/fates", timeout=TIMEOUT).json()
+    assert shown == sim.queued_fates()
+    assert [f["status"] for f in shown[POPUP]] == [STATUS_BUSY, STATUS_CONNECTED, STATUS_BUSY]
+    assert row_of(sim, post(sim, body()).json()["uuid"])["status"] == STATUS_BUSY
+    connected = row_of(sim, post(sim, body()).json()["uuid"])
+    assert (connected["status"], connected["duration_customer"]) == (STATUS_CONNECTED, "40")
+    assert requests.delete(f"{sim.url}/_sim/fates", timeout=TIMEOUT).json() == {"ok": True}
+    assert requests.get(f"{sim.url}/_sim/fates", timeout=TIMEOUT).json() == {}
+    assert row_of(sim, post(sim, body()).json()["uuid"])["status"] == STATUS_CONNECTED
+
     reads = requests.get(f"{sim.url}/_sim/list_reads", timeout=TIMEOUT).json()
     assert reads == sim.list_reads()
     assert sum(r["count"] for r in reads) > 0
@@ -775,6 +857,14 @@ def test_control_endpoints_for_call_lives_the_listing_and_the_clock(sim: Simulat
         ("fate", {"number": 56956311283}),
         ("fate", {"colour": "red"}),
         ("fate", ["SIM-Ocupada"]),
+        ("fates", {"popup_uuid": POPUP, "fates": ["voicemail"]}),
+        ("fates", {"popup_uuid": "not-a-uuid", "fates": ["busy"]}),
+        ("fates", {"popup_uuid": POPUP, "fates": "busy"}),
+        ("fates", {"popup": POPUP, "fates": ["busy"]}),
+        ("fates", ["busy"]),
+        ("rows", {"rich": "yes"}),
+        ("rows", {"customer": True}),
+        ("rows", None),
         ("list_down", {"kind": "slow"}),
         ("list_down", {"kind": "reset", "seconds": "60"}),
         ("list_down", {"kind": "reset", "for": 60}),
@@ -787,6 +877,9 @@ def test_control_endpoints_refuse_bad_input(sim: Simulator, action: str, value: 
     answer = control(sim, action, value)
     assert answer.status_code == 400
     assert answer.json()["ok"] is False
+    assert answer.json()["error"]
+    # Refused whole: nothing of it applied.
+    assert (sim.queued_fates(), sim.rows()) == ({}, {"rich": False})
 
 
 def test_unknown_paths_and_methods_get_html_errors(sim: Simulator) -> None:
@@ -824,25 +917,38 @@ def test_access_log_never_shows_the_token(capfd: pytest.CaptureFixture[str]) -> 
     assert "error 8" in err
 
 
-def test_cli_serves_until_interrupted() -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "env", "rich"),
+    [([], {}, False), (["--rich-rows"], {}, True), ([], {RICH_ROWS_ENV: "1"}, True)],
+    ids=["documented", "flag", "env"],
+)
+def test_cli_serves_until_interrupted(args: list[str], env: dict[str, str], rich: bool) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "formcall_webhook.simulator", "--port", "0", "--token", "cli-token", "--quiet"],
+        [sys.executable, "-m", "formcall_webhook.simulator", "--port", "0", "--token", "cli-token", "--quiet", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **env},
     )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/calls/manage/api)", line)
+        match = re.search(r"(http://127\.0\.0\.1:\d+)/calls/manage/api", line)
         assert match, line
         assert "cli-token" not in line
-        api_url = match[1]
-        assert requests.post(api_url, json=body(security_token="cli-token"), timeout=TIMEOUT).json()["success"]
-        assert requests.post(api_url, json=body(), timeout=TIMEOUT).json() == error(8)
+        assert ("rich rows" in line, "documented rows" in line) == (rich, not rich)
+        base = match[1]
+        assert requests.post(base + "/calls/manage/api", json=body(security_token="cli-token"), timeout=30).json()[
+            "success"
+        ]
+        assert requests.post(base + "/calls/manage/api", json=body(), timeout=30).json() == error(8)
+        [row] = requests.get(base + "/calls/list", headers={"security-token": "cli-token"}, timeout=30).json()
+        assert ("call_number_customer" in row) is rich
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=5) == 0
+        # A generous deadline: a busy machine may take seconds to run the interpreter's exit.
+        assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()

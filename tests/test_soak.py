@@ -2,24 +2,81 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from tests import soak
 
+# The soak: function processes, sweepers and real stores for a few seconds each.
+pytestmark = pytest.mark.slow
+
+# Each store's 100 leads arrive evenly over this long.
+SOAK_SECONDS = 6.0
+
+
+@pytest.fixture(scope="module")
+def soaked(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, soak.Counts | BaseException]:
+    """The three stores' soaks, run side by side: each waits on its processes far more than it computes
+    (a tenth of a core), so together they take little more than the slowest instead of the sum. The
+    Firestore soak goes first and alone while its leads arrive (a cold Firestore client's first requests
+    are the ones issue 16 saw fail, and they must not meet two other soaks' start-up); memory:// and Redis
+    start once its leads are in. A store whose server is missing holds the skip its session fixture
+    raised (CI fails there instead)."""
+    servers: dict[str, Any] = {"memory": None}
+    results: dict[str, soak.Counts | BaseException] = {}
+    for store, fixture in (("redis", "redis_server"), ("firestore", "firestore_emulator")):
+        try:
+            servers[store] = request.getfixturevalue(fixture)
+        except pytest.skip.Exception as skipped:
+            results[store] = skipped
+
+    firestore_sent = threading.Event()
+
+    def run(store: str) -> soak.Counts:
+        if store != "firestore" and "firestore" in servers:
+            firestore_sent.wait(SOAK_SECONDS + 120)
+        try:
+            return _run(store)
+        finally:
+            if store == "firestore":
+                firestore_sent.set()
+
+    def _run(store: str) -> soak.Counts:
+        return soak.run(
+            100,
+            store=store,
+            seconds=SOAK_SECONDS,
+            on_sent=firestore_sent.set if store == "firestore" else None,
+            workdir=tmp_path_factory.mktemp(f"soak-{store}"),
+            redis=servers[store] if store == "redis" else None,
+            firestore=servers[store] if store == "firestore" else None,
+            rich_rows=True,  # until settle uses documented rows
+        )
+
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        futures = {store: pool.submit(run, store) for store in servers}
+    for store, future in futures.items():
+        error = future.exception()
+        results[store] = error if error is not None else future.result()
+    return results
+
 
 @pytest.mark.parametrize("store", soak.STORES)
-def test_no_lead_lost_or_rung_twice(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    # Session fixtures: a missing redis-server or emulator skips here (and fails under CI).
-    redis = request.getfixturevalue("redis_server") if store == "redis" else None
-    firestore = request.getfixturevalue("firestore_emulator") if store == "firestore" else None
-    counts = soak.run(100, store=store, seconds=6, workdir=tmp_path, redis=redis, firestore=firestore)
+def test_no_lead_lost_or_rung_twice(store: str, soaked: dict[str, soak.Counts | BaseException]) -> None:
+    result = soaked[store]
+    if isinstance(result, BaseException):
+        raise result
+    counts = result
     print(soak.table([counts]))
     assert counts.problems == []
     assert (counts.lost, counts.called_twice) == (0, 0)
-    # The weather happened: both kinds of stretch, and random faults on top.
-    assert {"down", "error2", "pending"} <= set(counts.stretches)
+    # The weather happened: every kind of stretch, and random faults on top.
+    assert {"down", "error2", "pending", "lost"} <= set(counts.stretches)
     assert counts.faults_injected > 0
     # Every distinct lead ended in one of the three states, or was a mistyped number answered 422.
     mistyped = sum(1 for i in range(counts.leads) if soak.mistyped(i))

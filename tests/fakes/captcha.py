@@ -3,43 +3,34 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
+from tests.fakes.loopback import LoopbackHTTP, QuietHandler
 
-class FakeSiteverify:
+
+class _Handler(QuietHandler):
+    server: Any
+
+    def do_POST(self) -> None:
+        fake: FakeSiteverify = self.server.fake
+        form = dict(parse_qsl(self.read_body().decode()))
+        fake.requests.append(form)
+        self.send_json(200, fake.verdict(form))
+
+
+class FakeSiteverify(LoopbackHTTP):
     """Tokens decide the verdict: "pass", "fail", "score:0.3" (a reCAPTCHA v3 answer), or
     "answer:{JSON}" (a successful answer with those fields, e.g. an hCaptcha Enterprise risk score)."""
 
     def __init__(self, secret: str) -> None:
         self.secret = secret
         self.requests: list[dict[str, str]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                form = dict(parse_qsl(self.rfile.read(length).decode()))
-                fake.requests.append(form)
-                answer = fake.verdict(form)
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(_Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/siteverify"
+        return self.base_url + "/siteverify"
 
     def verdict(self, form: dict[str, str]) -> dict[str, Any]:
         if form.get("secret") != self.secret:
@@ -52,11 +43,3 @@ class FakeSiteverify:
         if token.startswith("score:"):
             return {"success": True, "score": float(token[6:]), "action": "submit", "hostname": "acme.cl"}
         return {"success": False, "error-codes": ["invalid-input-response"]}
-
-    def start(self) -> FakeSiteverify:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

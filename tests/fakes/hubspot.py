@@ -8,13 +8,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
-import struct
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote
+
+from tests.fakes.loopback import LoopbackHTTP, QuietHandler
 
 VERSION = "2026-09"
 OBJECTS = f"/crm/objects/{VERSION}"
@@ -46,7 +45,29 @@ class Contact:
     properties: dict[str, str] = field(default_factory=dict)
 
 
-class FakeHubSpot:
+class _Handler(QuietHandler):
+    server: Any
+
+    def _handle(self) -> None:
+        fake: FakeHubSpot = self.server.fake
+        raw = self.read_body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        call = Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        status, headers, answer, lose = fake.dispatch(call)
+        call.status = status
+        if lose:
+            # Acted on, then the connection reset: the client sees no answer at all.
+            self.reset()
+            return
+        self.send_json(status, answer, headers, content_type="application/json;charset=utf-8")
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
+
+
+class FakeHubSpot(LoopbackHTTP):
     """Contacts, notes and note-to-contact associations, behind a bearer token.
 
     `fail_next(n, status, headers, path=..., policy=...)` answers the next n requests (whose path holds
@@ -71,43 +92,7 @@ class FakeHubSpot:
         # (path fragment or None, status or None to act and lose the answer, headers, 429 policy)
         self._faults: list[tuple[str | None, int | None, dict[str, str], str]] = []
         self._ids = itertools.count(51_000_000_001)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = raw.decode("utf-8", "replace")
-                call = Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                status, headers, answer, lose = fake.dispatch(call)
-                call.status = status
-                if lose:
-                    # SO_LINGER 0: the close sends a reset, and the client sees no answer at all.
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.close_connection = True
-                    return
-                data = json.dumps(answer).encode() if answer is not None else b""
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                if data:
-                    self.send_header("Content-Type", "application/json;charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(_Handler)
 
     # ---- set up and inspect --------------------------------------------------------------------
 
@@ -142,15 +127,7 @@ class FakeHubSpot:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> FakeHubSpot:
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        return self.base_url
 
     # ---- the API ---------------------------------------------------------------------------------
 

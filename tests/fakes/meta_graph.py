@@ -12,13 +12,13 @@ is down.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.loopback import LoopbackHTTP, QuietHandler
 
 _PATH = re.compile(r"^/(v[0-9]+\.[0-9]+)/([0-9]+)$")
 
@@ -38,7 +38,21 @@ def field_data(**answers: str | list[str]) -> list[dict[str, Any]]:
     return [{"name": k, "values": v if isinstance(v, list) else [v]} for k, v in answers.items()]
 
 
-class FakeGraph:
+class _Handler(QuietHandler):
+    server: Any
+
+    def do_GET(self) -> None:
+        fake: FakeGraph = self.server.fake
+        read = Read(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
+        read.status, answer = fake.answer(read)
+        self.send_json(read.status, answer, content_type="application/json; charset=UTF-8")
+
+    def do_POST(self) -> None:
+        self.read_body()
+        self.do_GET()
+
+
+class FakeGraph(LoopbackHTTP):
     """Leads by id behind one page token; every request kept in `reads`."""
 
     def __init__(self, page_token: str) -> None:
@@ -47,30 +61,11 @@ class FakeGraph:
         self.reads: list[Read] = []
         self.down = False
         self.lock = threading.Lock()
-        fake = self
+        super().__init__(_Handler)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                read = Read(self.command, self.path, {k.lower(): v for k, v in self.headers.items()})
-                status, answer = fake.answer(read)
-                read.status = status
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self) -> None:
-                self.do_GET()
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     def add_lead(self, leadgen_id: str, answers: list[dict[str, Any]], created_time: str) -> None:
         with self.lock:
@@ -79,18 +74,6 @@ class FakeGraph:
     def reads_of(self, leadgen_id: str) -> list[Read]:
         with self.lock:
             return [r for r in self.reads if urlsplit(r.path).path.endswith(f"/{leadgen_id}")]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> FakeGraph:
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def answer(self, read: Read) -> tuple[int, dict[str, Any]]:
         with self.lock:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.fakes.loopback import LoopbackHTTP, QuietHandler
 
 
 @dataclass
@@ -23,7 +23,18 @@ class Attempt:
     extra_headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeReceiver:
+class _Handler(QuietHandler):
+    server: Any
+
+    def do_POST(self) -> None:
+        fake: FakeReceiver = self.server.fake
+        body = self.read_body()
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status, extra = fake.answer(headers, body)
+        self.send_json(status, {"ok": 200 <= status < 300}, extra)
+
+
+class FakeReceiver(LoopbackHTTP):
     """Answers a scripted list of statuses (then 200), 401 to anything the library does not verify.
 
     A script entry is a status, or (status, {header: value}) to add headers such as Retry-After.
@@ -34,30 +45,7 @@ class FakeReceiver:
         self.script: list[int | tuple[int, dict[str, str]]] = list(script or [])
         self.attempts: list[Attempt] = []
         self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                status, extra = fake.answer(headers, body)
-                reply = json.dumps({"ok": 200 <= status < 300}).encode()
-                self.send_response(status)
-                for name, value in extra.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(_Handler)
 
     def answer(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str]]:
         try:
@@ -79,17 +67,9 @@ class FakeReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/outcomes"
+        return self.base_url + "/outcomes"
 
     def accepted(self) -> list[Attempt]:
         """Deliveries that verified and were answered 2xx."""
         with self.lock:
             return [a for a in self.attempts if a.verified and 200 <= a.status < 300]
-
-    def start(self) -> FakeReceiver:
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

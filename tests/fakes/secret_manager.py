@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import base64
 import collections
-import json
 import re
-import socket
-import struct
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from tests.fakes.loopback import LoopbackHTTP, QuietHandler
 
 __all__ = ["FakeSecretManager", "crc32c"]
 
@@ -78,55 +75,27 @@ def _secret_name(name: str) -> str:
     raise ValueError(f"not a secret or secret version name: {name!r}")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeSecretManager
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: test output stays readable."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+class _Handler(QuietHandler):
+    server: Any
 
     def _json(self, status: int, value: Any) -> None:
-        body = json.dumps(value).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(status, value, content_type="application/json; charset=UTF-8")
 
     def _error(self, status: int, message: str) -> None:
         self._json(
             status, {"error": {"code": status, "message": message, "status": _STATUS_NAMES.get(status, "UNKNOWN")}}
         )
 
-    def _reset(self) -> None:
-        # SO_LINGER 0: close() sends RST, like a firewall dropping the connection.
-        self.close_connection = True
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.rfile.close()
-        self.connection.close()
-
     def _handle(self) -> None:
-        fake = self.server.fake
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        fake: FakeSecretManager = self.server.fake
+        self.read_body()
         url = urlsplit(self.path)
         path = unquote(url.path)
         match = _ACCESS_PATH_RE.fullmatch(path) if self.command == "GET" else None
         name = match["name"] if match else None
         if fake._unreachable:
             fake._record(self.command, path, unquote(url.query), name)
-            self._reset()
+            self.reset()  # like a firewall dropping the connection
             return
         status, answer = fake._answer(self.command, path, unquote(url.query), name)
         if status == 200:
@@ -140,8 +109,10 @@ class _Handler(BaseHTTPRequestHandler):
     do_DELETE = _handle
 
 
-class FakeSecretManager:
+class FakeSecretManager(LoopbackHTTP):
     """Secret Manager's accessSecretVersion over plain HTTP on 127.0.0.1."""
+
+    name = "fake-secret-manager"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -150,40 +121,12 @@ class FakeSecretManager:
         self._requests: list[dict[str, Any]] = []
         self._failures: collections.deque[tuple[int, str | None]] = collections.deque()
         self._unreachable = False
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> FakeSecretManager:
-        server = _Server(("127.0.0.1", 0), _Handler)
-        server.fake = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-secret-manager", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeSecretManager:
-        return self.start() if self._server is None else self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().__init__(_Handler)
 
     @property
     def endpoint(self) -> str:
         """http://127.0.0.1:PORT, for client_options={"api_endpoint": ...}."""
-        if self._server is None:
-            raise RuntimeError("fake Secret Manager not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.base_url
 
     def set(self, name: str, value: str | bytes) -> str:
         """Add a version to a secret (created on first use); returns the new version's full name."""
