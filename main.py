@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import flask
 import functions_framework
 
@@ -15,11 +18,38 @@ from formcall_webhook.senders import raw_url
 app = App()
 app.warm()
 
+# The process whose memory:// self-sweep runs: a forked worker starts its own (threads do not survive a fork).
+_self_sweep_pid: int | None = None
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _ensure_self_sweep() -> None:
+    """memory:// keeps leads in this process only, so the process sweeps them itself (spec 8). Started
+    on a thread that imports the sweeper: the first requests of a cold start never wait for its modules."""
+    global _self_sweep_pid
+    if _self_sweep_pid == _pid:
+        return
+    _self_sweep_pid = _pid
+
+    def start() -> None:
+        from formcall_webhook.sweep import self_sweep
+
+        self_sweep(app.runtime)
+
+    threading.Thread(target=start, name="formcall-self-sweep-start", daemon=True).start()
+
 
 @functions_framework.http
 def formcall_webhook(request: flask.Request) -> flask.Response:
-    # memory:// keeps leads in this process only, so the process sweeps them itself.
-    app.runtime.ensure_self_sweep()
+    _ensure_self_sweep()
     answer = app.handle(
         Request(
             method=request.method,

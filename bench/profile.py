@@ -39,7 +39,7 @@ from bench.loadgen import Leads, run_load
 from bench.procs import POPUP, ROOT, TOKEN, ServerProcess, SimulatorProcess
 from bench.run import function_config
 from formcall_webhook import config as config_module
-from formcall_webhook import guards, mapping, once, phones
+from formcall_webhook import guards, keys, mapping, phones
 from formcall_webhook.app import App, Request
 from formcall_webhook.clients.formcall import FormCallClient
 from formcall_webhook.logs import RequestLogger
@@ -119,7 +119,7 @@ def components(iterations: int) -> None:
         lambda _: logger.write("INFO", "m", fields, HEADERS),
         bodies,
     )
-    _cpu_us("once.key (sha256 of the lead)", lambda lead: once.key("default", "lead", lead.e164), leads_)
+    _cpu_us("keys.lead_claim (sha256 of the lead)", lambda lead: keys.lead_claim(lead.e164, POPUP), leads_)
 
 
 def clients(iterations: int) -> None:

@@ -15,12 +15,13 @@ from typing import IO, Any
 import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
-from . import attribution, consent, guards, once, records
+from . import attribution, consent, guards, keys, once, records
 from .answers import Response, failure, success
+from .attempt import Attempted
 from .clients.http import make_pool
 from .clients.meta_graph import GraphUnavailable, flat_body
 from .config import Config, Route
-from .delivery import Report, Submission
+from .delivery import Submission
 from .errors import (
     MISCONFIGURED,
     BadRequest,
@@ -72,7 +73,8 @@ class RequestLine:
     reason: str | None = None
     adicional_keys: list[str] = field(default_factory=list)
     route_config: Route | None = None
-    report: Report = field(default_factory=Report)
+    # What delivering the lead came to (the lead's id, FormCall's timing, ...): set once, by the Deliverer.
+    delivered: Attempted = field(default_factory=lambda: Attempted(""))
     # A Meta delivery's leads, each logged on its own line: (its line, its own answer, when it started).
     leads: list[tuple[RequestLine, Response, float]] = field(default_factory=list)
 
@@ -221,19 +223,23 @@ class App:
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
         submission = Submission(
             route=route,
-            lead=lead,
+            number=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
-            delivery=delivery_id,
+            delivery_id=delivery_id,
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
             attribution=attribution.extract(body, query, headers),
         )
-        report = line.report
-        first = self.runtime.deliverer.submit(submission, report)
-        line.result = report.outcome or "placed"
-        if report.outcome == "duplicate":
+        delivered = self.runtime.deliverer.submit(submission)
+        line.delivered = delivered.attempted
+        if delivered.error is not None:
+            raise delivered.error
+        first = delivered.answer
+        assert first is not None
+        line.result = delivered.attempted.outcome or "placed"
+        if line.result == "duplicate":
             return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
         if first.scheduled:
             return success(scheduled=True, lead_id=first.lead_id)
@@ -309,7 +315,7 @@ class App:
         if rate is None:
             return
         ip_key = guards.rate_key(ip)
-        count, seconds_left = self.store.hit(once.key(route.name, "rate-ip", ip_key), rate.seconds)
+        count, seconds_left = self.store.hit(keys.rate_ip(route.name, ip_key), rate.seconds)
         if count > rate.count:
             raise RateLimited(
                 "Too many submissions; try again later.",
@@ -324,7 +330,7 @@ class App:
 
     def _log(self, request: Request, response: Response, line: RequestLine, started: float) -> None:
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        report = line.report
+        report = line.delivered
         fields = {
             # Unknown paths share one route value: strangers cannot add labels to the log-based metrics.
             "route": UNKNOWN_ROUTE if line.result == "unknown_route" else line.route,

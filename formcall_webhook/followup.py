@@ -1,7 +1,8 @@
 """Each placed call's outcome, looked up and reported (spec 9); run by the sweeper, one lead at a time.
 
-A lead's `outcome` dict holds the work's progress: the status seen last (to know when it stops
-changing), what was recorded, and where each report stands, so a pass that dies halfway resumes there.
+A lead's `CallWork` (the record's `outcome` field) holds the work's progress: the status seen last (to
+know when it stops changing), what was recorded, and where each report stands, so a pass that dies
+halfway resumes there.
 Every step is saved conditionally on the version read, before the next one is sent anywhere.
 """
 
@@ -16,12 +17,12 @@ from typing import Any
 import urllib3
 
 from . import outcomes, records
+from .attempt import Attempted, Attempter
 from .clients import outgoing
 from .clients.formcall import ListUnavailable, list_days
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
-from .delivery import Report
-from .runtime import Runtime
+from .records import CallWork, Lead
 from .states import DEFAULT_RETRY, OutcomePolicy
 
 # A report whose receiver asks for more than this is tried again at this interval at most.
@@ -29,6 +30,15 @@ _MAX_WAIT = 6 * 3600
 _WEBHOOK_TIMEOUT = 10.0
 # HubSpot writes that are over: written, or the contact's own state (none, or not the lead's).
 _HUBSPOT_DONE = ("delivered", "not_found", "mismatch")
+
+
+@dataclass
+class _Notes:
+    """What one step of the outcome work will say in its log line, gathered as the step goes."""
+
+    outcome: str = ""
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -42,57 +52,61 @@ class Listings:
 
 
 class FollowUp:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    """A placed call's outcome work. It is given its parts, through the Attempter that holds them: the
+    config, the store, FormCall's list with its token, the secrets and the clock."""
+
+    def __init__(self, parts: Attempter) -> None:
+        self.config = parts.config
+        self.store = parts.store
+        self.client = parts.client
+        self.secrets = parts.secrets
+        self.token = parts.token
+        self.clock = parts.clock
         self._pool: urllib3.PoolManager | None = None
         self._unknown_logged: set[str] = set()
 
     @property
     def pool(self) -> urllib3.PoolManager:
         if self._pool is None:
-            self._pool = make_pool(self.runtime.config().ca_bundle, maxsize=8)
+            self._pool = make_pool(self.config.ca_bundle, maxsize=8)
         return self._pool
 
-    def work(self, record: dict[str, Any], report: Report, listings: Listings) -> dict[str, Any] | None:
-        """One step of the lead's outcome work; the record as saved (None when another writer won)."""
-        config = self.runtime.config()
-        route = config.routes.get(record["route"])
+    def work(self, lead: Lead, listings: Listings) -> Attempted:
+        """One step of the lead's outcome work; in the result, the lead as saved (None when another writer
+        won) and what its log line says."""
+        notes = _Notes()
+        saved = self._work(lead, notes, listings)
+        return Attempted(notes.outcome, lead.lead_id, saved, uuid=lead.uuid, reason=notes.reason, extra=notes.extra)
+
+    def _work(self, lead: Lead, notes: _Notes, listings: Listings) -> Lead | None:
+        route = self.config.routes.get(lead.route)
         policy = route.outcome_reporting if route is not None else None
-        state = dict(record.get("outcome") or {})
-        report.lead_id = record["lead_id"]
-        report.uuid = record.get("uuid")
-        if policy is None or not record.get("uuid"):
-            return self._done(record, state)
-        now = time.time()
-        give_up_at = float(record.get("placed_at") or record["received_ts"]) + policy.give_up
-        if not state.get("settled"):
-            step = self._lookup(record, state, policy, listings, now, give_up_at, report)
-            if step is not None:
-                return step
-        return self._report(record, state, policy, now, give_up_at, report)
+        work = lead.work or CallWork()
+        if policy is None or not lead.uuid or not lead.uuid_certain:
+            return self._done(lead, work)
+        now = self.clock()
+        give_up_at = (lead.placed_at or lead.received_ts) + policy.give_up
+        if not work.settled:
+            work, saved = self._lookup(lead, work, listings, now, give_up_at, notes)
+            if not work.settled:
+                return saved
+        return self._report(lead, work, policy, now, give_up_at, notes)
 
     # -- the lookup --
 
     def _lookup(
-        self,
-        record: dict[str, Any],
-        state: dict[str, Any],
-        policy: OutcomePolicy,
-        listings: Listings,
-        now: float,
-        give_up_at: float,
-        report: Report,
-    ) -> dict[str, Any] | None:
-        """Read the call's row; the record as saved while the status may still change, None when settled."""
-        lookups = int(state.get("lookups") or 0) + 1
-        state["lookups"] = lookups
-        result = self._find(record, listings, now)
+        self, lead: Lead, work: CallWork, listings: Listings, now: float, give_up_at: float, notes: _Notes
+    ) -> tuple[CallWork, Lead | None]:
+        """Read the call's row. While the status may still change: the work and the lead as saved; once
+        it is settled (or given up), the work to report, nothing saved yet."""
+        work = work.but(lookups=work.lookups + 1)
+        result = self._find(lead, listings, now)
         if result is None:
-            report.reason = "call not listed yet" if "down" not in state else "listing unavailable"
+            notes.reason = "call not listed yet" if "down" not in work.extra else "listing unavailable"
         else:
-            previous = state.get("last")
-            current = list(result.fingerprint())
-            state.update(
+            previous = work.last
+            current = tuple(result.fingerprint())
+            work = work.but(
                 call_status=result.call_status,
                 connected=result.connected,
                 successful=result.successful,
@@ -103,34 +117,32 @@ class FollowUp:
             if not outcomes.is_known(result.call_status) and result.call_status not in self._unknown_logged:
                 # Recorded as it came; said once per process, so a new platform word is noticed.
                 self._unknown_logged.add(result.call_status)
-                report.extra["unknown_status"] = result.call_status[:64]
+                notes.extra["unknown_status"] = result.call_status[:64]
             if previous == current:
-                state["settled"] = True
-                report.outcome = "call_outcome"
-                report.extra.update(
+                notes.outcome = "call_outcome"
+                notes.extra.update(
                     call_status=result.call_status[:64], connected=result.connected, successful=result.successful
                 )
-                return None
-        state.pop("down", None)
+                return work.but(settled=True), None
+        work = work.but(extra={k: v for k, v in work.extra.items() if k != "down"})
         if now >= give_up_at:
             # The status never settled (or the call was never listed): report what is known, once.
-            state["settled"] = True
-            state["gave_up_lookup"] = True
-            report.outcome = "call_outcome"
-            report.reason = "outcome lookup gave up"
-            return None
-        return self._save(record, outcome=state, due_at=min(now + self._step(record, lookups), give_up_at))
+            notes.outcome = "call_outcome"
+            notes.reason = "outcome lookup gave up"
+            return work.but(settled=True, gave_up_lookup=True), None
+        due = min(now + self._step(lead, work.lookups), give_up_at)
+        return work, self._save(lead, lead.outcome_step(work, due))
 
-    def _find(self, record: Mapping[str, Any], listings: Listings, now: float) -> outcomes.CallResult | None:
-        popup = str(record.get("popup_uuid") or "")
-        uuid = str(record.get("uuid") or "").lower()
-        for day in list_days(float(record.get("placed_at") or record["received_ts"]), now):
+    def _find(self, lead: Lead, listings: Listings, now: float) -> outcomes.CallResult | None:
+        popup = str(lead.popup_uuid or "")
+        uuid = str(lead.uuid or "").lower()
+        for day in list_days(lead.placed_at or lead.received_ts, now):
             key = (popup, day)
             with listings.lock:
                 if key not in listings.rows:
                     listings.reads += 1
                     try:
-                        rows = self.runtime.client.list_calls(self.runtime.deliverer.token(), popup, day)
+                        rows = self.client.list_calls(self.token(), popup, day)
                         listings.rows[key] = outcomes.parse_rows(rows)[0]
                     except ListUnavailable:
                         listings.rows[key] = None
@@ -142,115 +154,108 @@ class FollowUp:
     # -- the reports --
 
     def _report(
-        self,
-        record: dict[str, Any],
-        state: dict[str, Any],
-        policy: OutcomePolicy,
-        now: float,
-        give_up_at: float,
-        report: Report,
-    ) -> dict[str, Any] | None:
-        view = {**records.public(record), **{k: state.get(k) for k in outcomes.PAYLOAD_KEYS if k in state}}
-        view.update(lead_id=record["lead_id"], route=record["route"], uuid=record.get("uuid"),
-                    received_at=record.get("received_at"))  # fmt: skip
+        self, lead: Lead, work: CallWork, policy: OutcomePolicy, now: float, give_up_at: float, notes: _Notes
+    ) -> Lead | None:
+        view = records.public(lead.to_json())
+        if work.last is not None:
+            view.update(work.call_result())
         waits: list[int] = []
-        if policy.url and policy.secret and state.get("webhook") not in ("delivered", "final", "gave_up"):
-            secret = self.runtime.secrets.resolve(policy.secret)
+        if policy.url and policy.secret and work.webhook not in ("delivered", "final", "gave_up"):
+            secret = self.secrets.resolve(policy.secret)
+            if work.reported_at is None:
+                work = work.but(reported_at=now)  # the event's time: the same on every retry
+            reported_at = work.reported_at
+            # Signed at the wall clock's time: the receiver checks it against its own.
             sent = outgoing.deliver(
-                self.pool, policy.url, secret, "outcome_" + record["lead_id"], outcomes.outcome_payload(view),
-                outgoing.TIMEOUT, now, occurred_at=state.setdefault("reported_at", now),
+                self.pool, policy.url, secret, "outcome_" + lead.lead_id, outcomes.outcome_payload(view),
+                outgoing.TIMEOUT, time.time(), occurred_at=reported_at,
             )  # fmt: skip
-            state["webhook_attempts"] = int(state.get("webhook_attempts") or 0) + 1
+            work = work.but(webhook_attempts=work.webhook_attempts + 1)
             if sent.kind == "delivered":
-                state["webhook"] = "delivered"
+                work = work.but(webhook="delivered")
             elif sent.kind == "final" or now >= give_up_at:
-                state["webhook"] = "final" if sent.kind == "final" else "gave_up"
-                report.extra["webhook_failed"] = sent.reason
+                work = work.but(webhook="final" if sent.kind == "final" else "gave_up")
+                notes.extra["webhook_failed"] = sent.reason
             else:
                 waits.append(sent.retry_after or 0)
-            report.extra["webhook"] = state.get("webhook", "retry")
+            notes.extra["webhook"] = work.webhook or "retry"
         holds: list[float] = []  # HubSpot's daily limit: nothing sent there before the account's next day
-        if policy.hubspot is not None and state.get("hubspot") not in (*_HUBSPOT_DONE, "final", "gave_up"):
-            held = float(state.get("hubspot_hold_until") or 0)
+        if policy.hubspot is not None and work.hubspot not in (*_HUBSPOT_DONE, "final", "gave_up"):
+            held = work.hubspot_hold_until or 0.0
             if now < held:
                 holds.append(held)
             else:
-                holds += self._hubspot(record, state, policy, view, now, give_up_at, report, waits)
-            report.extra["hubspot"] = "hold" if holds else state.get("hubspot", "retry")
+                work, hold = self._hubspot(lead, work, policy, view, now, give_up_at, notes, waits)
+                holds += hold
+            notes.extra["hubspot"] = "hold" if holds else (work.hubspot or "retry")
         if waits or holds:
-            step = self._step(record, max(int(state.get("webhook_attempts") or 0), 1))
+            step = self._step(lead, max(work.webhook_attempts, 1))
             dues = [min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))] if waits else []
             due = min([*dues, *holds])
-            report.outcome = report.outcome or "call_outcome"
-            return self._save(record, outcome=state, due_at=due)
-        failed = "webhook_failed" in report.extra or "hubspot_failed" in report.extra
-        if not report.outcome or report.outcome == "call_outcome":
-            report.outcome = "outcome_failed" if failed else ("outcome_delivered" if (policy.url or policy.hubspot)
-                                                               else "call_outcome")  # fmt: skip
-        return self._done(record, state)
+            notes.outcome = notes.outcome or "call_outcome"
+            return self._save(lead, lead.outcome_step(work, due))
+        failed = "webhook_failed" in notes.extra or "hubspot_failed" in notes.extra
+        if not notes.outcome or notes.outcome == "call_outcome":
+            reported = "outcome_delivered" if (policy.url or policy.hubspot) else "call_outcome"
+            notes.outcome = "outcome_failed" if failed else reported
+        return self._done(lead, work)
 
     def _hubspot(
         self,
-        record: Mapping[str, Any],
-        state: dict[str, Any],
+        lead: Lead,
+        work: CallWork,
         policy: OutcomePolicy,
         view: Mapping[str, Any],
         now: float,
         give_up_at: float,
-        report: Report,
+        notes: _Notes,
         waits: list[int],
-    ) -> list[float]:
-        """One attempt at the HubSpot write; the time to hold it until when the daily limit is reached."""
+    ) -> tuple[CallWork, list[float]]:
+        """One attempt at the HubSpot write: the work as it then stands, and the time to hold it until when
+        the daily limit is reached."""
         assert policy.hubspot is not None
-        contact = record.get("contact") or {}
-        route = self.runtime.config().routes.get(record["route"])
+        contact = lead.contact or {}
+        route = self.config.routes.get(lead.route)
         client = HubSpotClient(
-            self.pool, self.runtime.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
+            self.pool, self.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
         )
-        progress = state.get("hubspot_progress") or {}
+        progress = work.hubspot_progress or {}
         result = client.write_outcome(
             contact_id=progress.get("contact_id") or contact.get("contact_id"),
             email=contact.get("email"),
             property=policy.hubspot.property,
-            value=str(state.get("call_status") or "sin estado"),
+            value=str(work.call_status or "sin estado"),
             note=outcomes.note_text(view),
             timestamp_ms=int(now * 1000),
             done=progress.get("done") or (),
             note_id=progress.get("note_id"),
             # Spec 9: a submitted id counts only where HubSpot's signature vouches for it; elsewhere the
             # contact found by email is written only when its number is the lead's.
-            phone=records.number_of(record),
+            phone=lead.number(),
             trusted=route is not None and route.auth.type == "hubspot",
         )
-        state["hubspot_progress"] = {"contact_id": result.contact_id, "note_id": result.note_id,
-                                     "done": sorted(result.done)}  # fmt: skip
+        work = work.but(hubspot_progress={"contact_id": result.contact_id, "note_id": result.note_id,
+                                          "done": sorted(result.done)})  # fmt: skip
         hold = result.hold_until if result.kind == "hold" else None
         if result.kind in _HUBSPOT_DONE:
-            state["hubspot"] = result.kind
-        elif result.kind == "final" or now >= give_up_at or (hold is not None and hold >= give_up_at):
-            state["hubspot"] = "final" if result.kind == "final" else "gave_up"
-            report.extra["hubspot_failed"] = result.reason
-        elif hold is not None:
-            state["hubspot_hold_until"] = hold
-            return [hold]
-        else:
-            waits.append(result.retry_after or 0)
-        return []
+            return work.but(hubspot=result.kind), []
+        if result.kind == "final" or now >= give_up_at or (hold is not None and hold >= give_up_at):
+            notes.extra["hubspot_failed"] = result.reason
+            return work.but(hubspot="final" if result.kind == "final" else "gave_up"), []
+        if hold is not None:
+            return work.but(hubspot_hold_until=hold), [hold]
+        waits.append(result.retry_after or 0)
+        return work, []
 
-    def _step(self, record: Mapping[str, Any], attempts: int) -> int:
+    def _step(self, lead: Lead, attempts: int) -> int:
         """The wait before the next lookup or report: the lead's own backoff (its route's retry schedule)."""
-        route = self.runtime.config().routes.get(record["route"])
+        route = self.config.routes.get(lead.route)
         schedule = route.retry.schedule if route is not None and route.retry is not None else DEFAULT_RETRY.schedule
         return schedule[min(attempts, len(schedule)) - 1]
 
-    def _done(self, record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any] | None:
-        state["due"] = False
-        fields: dict[str, Any] = {"outcome": state, "due_at": None}
-        if self.runtime.config().leads.keep_fields == "until_done":
-            # Spec 10: the call and its outcome work are done; what the person typed goes.
-            fields.update(records.minimized(record, record["state"]))
-        return self._save(record, **fields)
+    def _done(self, lead: Lead, work: CallWork) -> Lead | None:
+        """Spec 10: the call and its outcome work are done; what the person typed goes (until_done)."""
+        return self._save(lead, lead.outcome_done(work, self.config.leads.keep_fields))
 
-    def _save(self, record: Mapping[str, Any], **fields: Any) -> dict[str, Any] | None:
-        new = records.changed(record, **fields)
-        return new if self.runtime.store.save_lead(new, record["version"]) else None
+    def _save(self, old: Lead, new: Lead) -> Lead | None:
+        return new if self.store.save_lead(new.to_json(), old.version) else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
@@ -13,12 +12,10 @@ import urllib3
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from .config import Captcha, Rate, Route
-from .errors import CaptchaFailed, RateLimited
+from .config import Captcha, Route
+from .errors import CaptchaFailed
 
 CAPTCHA_TIMEOUT_SECONDS = 5.0
-# The scope of store keys shared by every route: per_phone counters and default dedupe claims.
-ALL_ROUTES = "*"
 # Longer than any textual IPv6 address with a zone: not an address, and not worth parsing.
 _MAX_ADDRESS = 64
 _CORS_HEADERS = "Content-Type, Authorization, Idempotency-Key, X-Webhook-Token"
@@ -67,33 +64,6 @@ def rate_key(ip: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
     return str(address)
-
-
-def rate_counter_key(kind: str, route: str, value: str) -> str:
-    """The store key of a rate counter. per_phone counts a number across every route (spec 2);
-    per_ip counts per route, by `rate_key`. Hashed, so no number or address sits in the store."""
-    scope = ALL_ROUTES if kind == "phone" else route
-    subject = rate_key(value) if kind == "ip" else value
-    digest = hashlib.sha256(subject.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return f"formcall:{scope}:rate-{kind}:{digest}"
-
-
-def dedupe_scope(route: Route) -> str:
-    """Where a lead's dedupe claim lives: the default key (number and popup) is the same lead
-    whichever route it came through; a route's own `dedupe.key` means something only on that route."""
-    return route.name if route.dedupe_key is not None else ALL_ROUTES
-
-
-def enforce_rate(hit: Callable[[str, int], tuple[int, int]], key: str, rate: Rate, kind: str) -> None:
-    """Count one more against `key`; RateLimited (429, Retry-After) once over `rate`.
-    `hit` is the store's: (count in the window so far, seconds until the window ends)."""
-    count, seconds_left = hit(key, rate.seconds)
-    if count > rate.count:
-        raise RateLimited(
-            "Too many submissions; try again later.",
-            retry_after=max(1, seconds_left),
-            reason=f"rate limit per_{kind} {rate.count}/{rate.seconds}s exceeded",
-        )
 
 
 def verify_captcha(

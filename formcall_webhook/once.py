@@ -1,4 +1,4 @@
-"""Exactly one call per lead: the keys claims live under, and the values they hold (spec 4 and 8).
+"""Exactly one call per lead: the values claims hold (spec 4 and 8); their keys are `keys.py`'s.
 
 A claim holds `pending:<id>` while a submission is calling FormCall, then the first answer (the lead's
 id, and its uuid once there is one) for the dedupe window, or, on a route with `retry = false`,
@@ -8,7 +8,6 @@ settles that from FormCall's own list before anything is placed again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -17,19 +16,6 @@ PENDING = "pending:"
 UNCERTAIN = "uncertain:"
 # How long a replayed Idempotency-Key is recognised: senders retry for a day or more.
 IDEMPOTENCY_SECONDS = 86400
-# Dedupe and per_phone are per number across routes (spec 2): their keys name no route.
-ANY_ROUTE = "*"
-
-
-def key(route: str, kind: str, value: str) -> str:
-    """Store key; hashed so no phone number or sender id sits in the store in clear."""
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-    return f"formcall:{route}:{kind}:{digest}"
-
-
-def lease_key(lead_id: str) -> str:
-    """Whoever holds it is working on the lead: one attempt at a time, whatever the number of sweepers."""
-    return f"formcall:lease:{lead_id}"
 
 
 def new_marker() -> str:

@@ -1,39 +1,35 @@
-"""What a process builds once: the config, secrets, store, FormCall client and deliverer (layout.md)."""
+"""What a process builds once: the config, secrets, store, FormCall client and deliverer (layout.md).
+
+memory://'s self-sweep is not here: sweep.py has it, and main.py starts it.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from . import config as config_module
+from .attempt import Attempter
 from .clients.formcall import FormCallClient
 from .clients.meta_graph import GraphClient
 from .config import Config
-from .delivery import MISCONFIGURED, Deliverer
-from .errors import ConfigError, Misconfigured
+from .delivery import Deliverer
+from .errors import MISCONFIGURED, ConfigError, Misconfigured
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging
 from .secret_store import SecretStore
 from .senders import secret_refs
 from .stores import Backend, open_store
 
-# This process's id, kept current across forks without a system call per request.
-_pid = os.getpid()
-
-
-def _forked() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_forked)
-
 
 class Runtime:
     """One per process. A broken config is kept and reported by every request, never raised at start."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.environ = os.environ if environ is None else environ
+        # Epoch seconds now, for every lead's times: tests pass a clock they control.
+        self.clock = clock
         self._lock = threading.Lock()
         self._config: Config | None = None
         self._config_error: ConfigError | None = None
@@ -41,11 +37,9 @@ class Runtime:
         self.secrets = SecretStore(self.environ)
         self._client: FormCallClient | None = None
         self._store: Backend | None = None
+        self._attempter: Attempter | None = None
         self._deliverer: Deliverer | None = None
         self._graph: GraphClient | None = None
-        # The process whose self-sweep runs: a forked worker starts its own (threads do not survive a fork).
-        self._self_sweep_pid: int | None = None
-        self._stop = threading.Event()
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
         setup_library_logging(level)
@@ -60,7 +54,10 @@ class Runtime:
                         self.secrets.timeout = config.timeout_seconds
                         self._client = FormCallClient(config.api_url, config.timeout_seconds, config.ca_bundle)
                         self._store = open_store(config.store_url, config.timeout_seconds)
-                        self._deliverer = Deliverer(config, self._store, self._client, self.secrets)
+                        self._attempter = Attempter(
+                            config, self._store, self._client, self.secrets, self.clock, self.logger
+                        )
+                        self._deliverer = Deliverer(self._attempter)
                         self._config = config
                     except ConfigError as err:
                         self._config_error = err
@@ -95,6 +92,13 @@ class Runtime:
         return self._graph
 
     @property
+    def attempter(self) -> Attempter:
+        """One attempt of a lead, shared by the request path and the sweeper."""
+        self.config()
+        assert self._attempter is not None
+        return self._attempter
+
+    @property
     def deliverer(self) -> Deliverer:
         self.config()
         assert self._deliverer is not None
@@ -120,36 +124,3 @@ class Runtime:
         if any(ref.startswith("secret:") for ref in self.secret_refs()):
             # Only the import (a second or more): the client itself is made in the worker that uses it.
             import google.cloud.secretmanager  # noqa: F401
-
-    def ensure_self_sweep(self) -> None:
-        """memory:// and sqlite:// (spec 8): no Scheduler calls a local run's sweeper, so the process sweeps itself
-        every FORMCALL_SWEEP_SECONDS, on a thread of this process (after a fork, the parent's is not here)."""
-        if self._self_sweep_pid == _pid:
-            return
-        self._self_sweep_pid = _pid
-        try:
-            config = self.config()
-        except Misconfigured:
-            return
-        if config.store_url.startswith(("memory://", "sqlite://")):
-            threading.Thread(target=self._self_sweep, args=(config.sweep_seconds,), name="formcall-self-sweep",
-                             daemon=True).start()  # fmt: skip
-
-    def _self_sweep(self, seconds: float) -> None:
-        sweeper = None
-        while not self._stop.wait(seconds):
-            try:
-                if sweeper is None:
-                    # Imported on the sweeping thread after its first wait: the first requests of a cold
-                    # start never share the interpreter with the sweeper's imports.
-                    from .sweep import Sweeper
-
-                    sweeper = Sweeper(self)
-                sweeper.run(budget_seconds=max(1.0, seconds * 0.8))
-            except Exception as err:  # never let the thread die: say so and go on
-                self.logger.write(
-                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
-                )
-
-    def stop(self) -> None:
-        self._stop.set()

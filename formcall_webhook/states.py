@@ -9,18 +9,30 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
 
-SCHEDULED, PLACED, PENDING, FAILED = "scheduled", "placed", "pending", "failed"
-STATES = (SCHEDULED, PLACED, PENDING, FAILED)
 
-# old state -> states it may move to. failed -> scheduled is `leads retry` only; placed and pending are final.
+class LeadState(StrEnum):
+    """Where a lead stands (spec 8). An attempt in flight is a scheduled lead whose `Attempt.since` is set."""
+
+    SCHEDULED = "scheduled"
+    PLACED = "placed"
+    PENDING = "pending"
+    FAILED = "failed"
+
+
+SCHEDULED, PLACED, PENDING, FAILED = LeadState.SCHEDULED, LeadState.PLACED, LeadState.PENDING, LeadState.FAILED
+STATES = tuple(LeadState)
+
+# old state -> states it may move to. failed -> scheduled is `leads retry` only; failed -> placed or pending
+# is a lost answer's call found after its lead failed (retry = false); placed and pending are final.
 _MOVES = {
     SCHEDULED: frozenset({PLACED, PENDING, SCHEDULED, FAILED}),
-    FAILED: frozenset({SCHEDULED}),
+    FAILED: frozenset({SCHEDULED, PLACED, PENDING}),
     PLACED: frozenset(),
     PENDING: frozenset(),
 }
@@ -28,7 +40,7 @@ _MOVES = {
 
 def can_move(old: str, new: str) -> bool:
     """Whether a lead in state `old` may be written in state `new`."""
-    return new in _MOVES.get(old, frozenset())
+    return new in _MOVES.get(old, frozenset())  # type: ignore[call-overload]
 
 
 # ---------------------------------------------------------------------------------------------- durations

@@ -13,12 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import once, records
-from .delivery import Report
-from .errors import WebhookError
+from . import keys, once
+from .attempt import Attempted
+from .errors import Misconfigured, WebhookError
 from .followup import FollowUp, Listings
 from .logs import severity_for
+from .records import FAILED, SCHEDULED, Lead
 from .runtime import Runtime
+from .stores import Heartbeat
 
 # A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
 BUDGET_SECONDS = 45.0
@@ -52,7 +54,9 @@ class Counts:
 class Sweeper:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.followup = FollowUp(runtime)
+        attempter = runtime.attempter
+        self.clock = attempter.clock
+        self.followup = FollowUp(attempter)
         # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
         self.listings = Listings()
 
@@ -60,7 +64,7 @@ class Sweeper:
         """One pass: every lead due at the start of the pass, unless the budget runs out first."""
         store = self.runtime.store
         started = time.monotonic()
-        now = time.time() if now is None else now
+        now = self.clock() if now is None else now
         counts = Counts()
         self.listings = Listings()
         seen: set[str] = set()
@@ -74,6 +78,8 @@ class Sweeper:
                 seen.update(r["lead_id"] for r in batch)
                 for done in [pool.submit(self._one, record, now, counts, deadline) for record in batch]:
                     done.result()
+        # Spec 8's heartbeat: the request path warns when it grows old (a stopped Scheduler job).
+        store.write_heartbeat(Heartbeat(at=self.clock(), counts=counts.as_dict()))
         self.runtime.logger.write(
             "INFO" if counts.due else "DEBUG",  # an idle pass every 15 s is not news
             f"sweep: {counts.due} due",
@@ -87,32 +93,27 @@ class Sweeper:
         )
         return counts.as_dict()
 
-    def retry_now(self, lead_id: str) -> Report | None:
+    def retry_now(self, lead_id: str) -> Attempted | None:
         """`leads retry`: a failed or scheduled lead, now, under the same lease as the sweeper's."""
         store = self.runtime.store
         record = store.get_lead(lead_id)
         if record is None:
             return None
-        if record["state"] not in (records.SCHEDULED, records.FAILED):
-            report = Report(outcome=record["state"], lead_id=lead_id, uuid=record.get("uuid"))
-            report.reason = "already " + record["state"]
-            return report
+        if record["state"] not in (SCHEDULED, FAILED):
+            return Attempted(record["state"], lead_id, uuid=record.get("uuid"), reason="already " + record["state"])
         marker = once.new_marker()
-        lease = once.lease_key(lead_id)
-        if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
-            return Report(outcome="busy", lead_id=lead_id, reason="another sweeper holds this lead now")
+        lease = keys.lease(lead_id)
+        if store.claim(lease, marker, self.runtime.attempter.lease_seconds) is not None:
+            return Attempted("busy", lead_id, reason="another sweeper holds this lead now")
         try:
-            record = store.get_lead(lead_id) or record
-            now = time.time()
+            lead = Lead.from_json(store.get_lead(lead_id) or record)
             # A failed lead gets a fresh max_age from now on: it was the operator's choice to try again.
-            fields: dict[str, Any] = {"state": records.SCHEDULED, "due_at": now, "retried_at": now}
-            renewed = records.changed(record, **fields)
-            if not store.save_lead(renewed, record["version"]):
-                return Report(outcome="busy", lead_id=lead_id, reason="the lead changed while it was read")
-            report = Report()
-            self.runtime.deliverer.attempt(renewed, report)
-            self._log(renewed, report)
-            return report
+            renewed = lead.retried(self.clock())
+            if not store.save_lead(renewed.to_json(), lead.version):
+                return Attempted("busy", lead_id, reason="the lead changed while it was read")
+            attempted = self.runtime.attempter.attempt(renewed.to_json())
+            self._log(renewed.to_json(), attempted)
+            return attempted
         finally:
             store.release(lease, marker)
 
@@ -121,34 +122,34 @@ class Sweeper:
             return  # the budget ran out: the next pass takes it
         store = self.runtime.store
         marker = once.new_marker()
-        lease = once.lease_key(record["lead_id"])
-        if store.claim(lease, marker, self.runtime.deliverer.lease_seconds) is not None:
+        lease = keys.lease(record["lead_id"])
+        if store.claim(lease, marker, self.runtime.attempter.lease_seconds) is not None:
             return  # another sweeper, or the request placing it, has it
         try:
             fresh = store.get_lead(record["lead_id"])
             if fresh is None or fresh.get("due_at") is None or fresh["due_at"] > now:
                 return
             counts.add("due")
-            report = Report(lead_id=fresh["lead_id"])
+            attempted = Attempted("", fresh["lead_id"])
             try:
-                if fresh["state"] == records.SCHEDULED:
-                    self.runtime.deliverer.attempt(fresh, report)
-                elif (fresh.get("outcome") or {}).get("due"):
-                    self.followup.work(fresh, report, self.listings)
+                lead = Lead.from_json(fresh)
+                if lead.state is SCHEDULED:
+                    attempted = self.runtime.attempter.attempt(fresh)
+                elif lead.work is not None and lead.work.due:
+                    attempted = self.followup.work(lead, self.listings)
                 else:
                     # Nothing left to do for it: never leave a lead due and untouched.
-                    store.save_lead(records.changed(fresh, due_at=None), fresh["version"])
+                    store.save_lead(lead.idle().to_json(), lead.version)
             except WebhookError as err:
                 # The store or the token went away mid-lead: the lead stays due for the next pass.
-                report.outcome = report.outcome or err.error
-                report.reason = err.reason
-            counts.add(_COUNTED.get(report.outcome))
-            if report.outcome:
-                self._log(fresh, report)
+                attempted = Attempted(err.error, fresh["lead_id"], reason=err.reason)
+            counts.add(_COUNTED.get(attempted.outcome))
+            if attempted.outcome:
+                self._log(fresh, attempted)
         finally:
             store.release(lease, marker)
 
-    def _log(self, record: dict[str, Any], report: Report) -> None:
+    def _log(self, record: dict[str, Any], report: Attempted) -> None:
         outcome = report.outcome
         # The sweep's lines answer nobody: their severity is the outcome word's alone.
         severity = severity_for(outcome, 200)
@@ -172,3 +173,47 @@ class Sweeper:
 
 def counts_json(counts: dict[str, int]) -> bytes:
     return json.dumps(counts, separators=(",", ":")).encode()
+
+
+# ------------------------------------------------------------------- memory://'s and sqlite://'s self-sweep
+
+
+class SelfSweep:
+    """memory:// and sqlite:// (spec 8): no Scheduler calls a local run's sweeper, so the process sweeps itself,
+    every `seconds`, on a thread of this process. main.py starts one per process (after a fork, the
+    parent's thread is not there); nothing else does, so no test meets one it did not ask for."""
+
+    def __init__(self, runtime: Runtime, seconds: float) -> None:
+        self.runtime = runtime
+        self.seconds = seconds
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="formcall-self-sweep", daemon=True)
+
+    def start(self) -> SelfSweep:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        sweeper = None
+        while not self._stop.wait(self.seconds):
+            try:
+                sweeper = sweeper or Sweeper(self.runtime)
+                sweeper.run(budget_seconds=max(1.0, self.seconds * 0.8))
+            except Exception as err:  # never let the thread die: say so and go on
+                self.runtime.logger.write(
+                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
+                )
+
+
+def self_sweep(runtime: Runtime) -> SelfSweep | None:
+    """The self-sweep of a memory:// or sqlite:// process, started; None for a shared store or a broken config."""
+    try:
+        config = runtime.config()
+    except Misconfigured:
+        return None
+    if not config.store_url.startswith(("memory://", "sqlite://")):
+        return None
+    return SelfSweep(runtime, config.sweep_seconds).start()

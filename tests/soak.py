@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from formcall_webhook.attempt import DEFAULT_HASH_KEY  # noqa: E402
 from formcall_webhook.consent import optout_hash  # noqa: E402 - after the path setup above
-from formcall_webhook.delivery import DEFAULT_HASH_KEY  # noqa: E402
 from formcall_webhook.simulator import Simulator  # noqa: E402
 from formcall_webhook.stores import Backend, open_store  # noqa: E402
 from tests.fakes.firestore_emulator import FirestoreEmulator  # noqa: E402

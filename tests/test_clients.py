@@ -545,13 +545,11 @@ def test_a_daily_429_holds_until_the_accounts_midnight(crm: FakeHubSpot, pool: u
     cid = crm.add_contact("ana@acme.cl")
     crm.time_zone = zone
     crm.fail_next(1, 429, {"Retry-After": "1"}, policy="DAILY")
-    before = time.time()
-    result = write(client(crm, pool), contact_id=cid)
-    after = time.time()
+    now = 1_764_590_400.0  # the caller's clock, as the note's timestamp says it
+    result = write(client(crm, pool), contact_id=cid, timestamp_ms=int(now * 1000))
     assert (result.kind, result.retry_after, result.done) == ("hold", None, frozenset({"contact"}))
     assert "daily limit" in result.reason
-    assert result.hold_until is not None
-    assert hubspot.next_day(before, zone) <= result.hold_until <= hubspot.next_day(after, zone)
+    assert result.hold_until == hubspot.next_day(now, zone)
     assert crm.calls[-1].path == "/account-info/2026-09/details"
     assert "formcall_call_status" not in crm.contacts[cid].properties
 
@@ -559,10 +557,9 @@ def test_a_daily_429_holds_until_the_accounts_midnight(crm: FakeHubSpot, pool: u
 def test_a_daily_429_without_the_accounts_zone_holds_a_day(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     cid = crm.add_contact("ana@acme.cl")
     crm.fail_next(2, 429, policy="DAILY")  # the details are refused too
-    before = time.time()
-    result = write(client(crm, pool), contact_id=cid)
-    assert result.kind == "hold" and result.hold_until is not None
-    assert before + 86_400 <= result.hold_until <= time.time() + 86_400
+    now = 1_764_590_400.0
+    result = write(client(crm, pool), contact_id=cid, timestamp_ms=int(now * 1000))
+    assert result.kind == "hold" and result.hold_until == now + 86_400
 
 
 def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:

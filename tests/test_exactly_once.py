@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from formcall_webhook.app import App, Request, read_stream
-from formcall_webhook.clients.formcall import FormCallClient, ReconcileUnknown, list_url_for
+from formcall_webhook.clients.formcall import list_url_for
+from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
+from tests.clock import TestClock, clock_of
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "once-token-2f9a"
@@ -31,7 +31,8 @@ def app(tmp_path: Path, simulator: Simulator) -> App:
     path.write_text(
         f"[formcall]\ntimeout_seconds = {TIMEOUT}\n[routes.default]\npopup_uuid = '{POPUP}'\nretry = false\n"
     )
-    return App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
+    environ = {"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN}
+    return App(runtime=Runtime(environ, clock=TestClock(simulator).now))
 
 
 def post(app: App, phone: str) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -47,6 +48,15 @@ def post(app: App, phone: str) -> tuple[int, dict[str, Any], dict[str, str]]:
     )
     response = app.handle(req)
     return response.status, json.loads(response.body), response.headers
+
+
+def settled(simulator: Simulator, limit: float = 30.0) -> None:
+    """Wait (polling, a generous deadline) until the simulator has decided every call it received: a slow
+    fault holds its call for real seconds that the test's clock does not skip."""
+    deadline = time.monotonic() + limit
+    while any(call["outcome"] is None for call in simulator.calls()):
+        assert time.monotonic() < deadline, "the simulator never decided a call"
+        time.sleep(0.02)
 
 
 def test_list_url_beside_the_api() -> None:
@@ -66,7 +76,8 @@ def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Si
     status, body, headers = post(app, "+56 9 6100 0001")
     assert status == 503
     assert 1 <= int(headers["Retry-After"]) <= SETTLE + 1
-    time.sleep(SETTLE + 0.1)
+    settled(simulator)
+    clock_of(app).advance(SETTLE + 0.1)
     status, body, _ = post(app, "+56 9 6100 0001")
     placed = simulator.placed()
     assert len(placed) == 1
@@ -88,7 +99,8 @@ def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
 ) -> None:
     simulator.inject(fault)
     assert post(app, "+56 9 6100 0002")[0] == 503
-    time.sleep(SETTLE + 0.1)
+    settled(simulator)
+    clock_of(app).advance(SETTLE + 0.1)
     status, body, _ = post(app, "+56 9 6100 0002")
     assert status == 200, body
     assert "duplicate" not in body
@@ -111,57 +123,5 @@ def test_never_sent_is_retried_at_once(tmp_path: Path, simulator: Simulator) -> 
     # The two share one store, as instances sharing Redis do.
     up.runtime.config()
     up.runtime._store = down.store
-    up.runtime.deliverer.store = down.store
+    up.runtime.attempter.store = down.store
     assert post(up, "+56 9 6100 0003")[0] == 200
-
-
-def test_find_call_against_the_simulator(simulator: Simulator) -> None:
-    client = FormCallClient(simulator.api_url, 2)
-    since = time.time()
-    assert client.find_call(TOKEN, POPUP, "56961000004", since) is None
-    placed = client.place_call(
-        {"popup_uuid": POPUP, "country_code": "56", "areacode": "9", "phonenumber": "61000004", "security_token": TOKEN}
-    )
-    assert client.find_call(TOKEN, POPUP, "56961000004", since) == placed.uuid
-    assert client.find_call(TOKEN, POPUP, "56961000005", since) is None
-    with pytest.raises(ReconcileUnknown):
-        client.find_call("wrong-token", POPUP, "56961000004", since)
-
-
-class _ListServer:
-    """A /calls/list that answers the documented example's shape: no customer number."""
-
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        body = json.dumps(rows).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/calls/manage/api"
-
-
-def test_a_list_without_customer_numbers_cannot_tell() -> None:
-    now = time.strftime("%Y/%m/%d %H:%M:%S %z")
-    server = _ListServer(
-        [{"uuid": "a" * 32, "status": "Conectada", "call_number_company": "56223456789", "call_at": now}]
-    )
-    try:
-        with pytest.raises(ReconcileUnknown):
-            FormCallClient(server.api_url, 2).find_call(TOKEN, POPUP, "56961000006", time.time() - 5)
-        # Only calls since the attempt count: an older one proves nothing either way.
-        assert FormCallClient(server.api_url, 2).find_call(TOKEN, POPUP, "56961000006", time.time() + 600) is None
-    finally:
-        server.server.shutdown()

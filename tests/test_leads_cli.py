@@ -23,8 +23,10 @@ import pytest
 from formcall_webhook import records
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.consent import optout_hash
+from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
 from formcall_webhook.stores import Backend
+from tests.clock import TestClock
 from tests.fakes.firestore_emulator import FirestoreEmulator
 from tests.fakes.redis_server import RedisServer
 from tests.harness import ROOT, coverage_env, free_port
@@ -75,7 +77,8 @@ class Setup:
         }
         if "FIRESTORE_EMULATOR_HOST" in os.environ:
             self.env["FIRESTORE_EMULATOR_HOST"] = os.environ["FIRESTORE_EMULATOR_HOST"]
-        self.app = App(self.env)
+        self.clock = TestClock()
+        self.app = App(runtime=Runtime(self.env, clock=self.clock.now))
         self.simulator = simulator
 
     @property
@@ -392,9 +395,10 @@ def test_stats_by_day_and_route_with_calls_connect_rate_median_and_p90(setup: Se
 
 def test_sweep_once_prints_the_counts_and_loop_stops_on_sigterm(setup: Setup) -> None:
     setup.simulator.inject({"kind": "error", "code": 3})
+    # Received two seconds ago on the test's clock: with schedule = ["1s"], due by now for the CLI's process.
+    setup.clock.advance(-2)
     _, body = setup.post("+56 9 6123 4567")
     assert body.get("scheduled") is True
-    time.sleep(1.1)  # schedule = ["1s"]
     done = setup.cli("sweep")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"due": 1, "placed": 1, "pending": 0, "scheduled": 0, "failed": 0}

@@ -39,9 +39,9 @@ def test_memory_store_sweeps_itself(tmp_path: Path, simulator: Simulator) -> Non
         simulator.inject({"kind": "http500_html"})
         answer = fn.post(json={"phone": "+56 9 6240 0001"}).json()
         assert answer["scheduled"] is True, answer
-        placed = simulator.wait_for_calls(2, timeout=10)
+        placed = simulator.wait_for_calls(2, timeout=30)
         assert [c["outcome"] for c in placed][-1] == "placed"
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while True:  # the sweeper records the uuid just after FormCall answers it
             again = fn.post(json={"phone": "+56 9 6240 0001"}).json()
             if "uuid" in again or time.monotonic() > deadline:
@@ -72,8 +72,11 @@ def test_formcall_sweep_entry_point(tmp_path: Path, simulator: Simulator, redis_
         empty = requests.post(sweeper.url, timeout=30)
         assert (empty.status_code, empty.json()) == (200, {"due": 0, "placed": 0, "pending": 0, "scheduled": 0,
                                                            "failed": 0})  # fmt: skip
-        time.sleep(1.1)
-        counts = requests.post(sweeper.url, timeout=30).json()
+        # The lead is due a second after its attempt (schedule = ["1s"]): a pass finds it once it is.
+        deadline = time.monotonic() + 30
+        while (counts := requests.post(sweeper.url, timeout=30).json())["due"] == 0:
+            assert time.monotonic() < deadline, "the lead never became due"
+            time.sleep(0.2)
         assert counts == {"due": 1, "placed": 1, "pending": 0, "scheduled": 0, "failed": 0}
         assert len(simulator.placed()) == 1
         lines = [json.loads(x) for x in (tmp_path / "sweep.log").read_text().splitlines() if x.startswith("{")]
@@ -93,3 +96,21 @@ def test_formcall_sweep_store_down_is_503(tmp_path: Path, simulator: Simulator) 
     with FunctionProcess(env, tmp_path / "sweep.log", target="formcall_sweep").start() as sweeper:
         answer = requests.post(sweeper.url, timeout=30)
     assert (answer.status_code, answer.json()["error"]) == (503, "store_unavailable")
+
+
+def test_an_in_process_app_starts_no_self_sweep(tmp_path: Path, simulator: Simulator) -> None:
+    """Only main.py starts memory://'s self-sweep: a test that builds an App meets none it did not ask for."""
+    import io
+    import threading
+
+    from formcall_webhook.app import App, Request, read_stream
+
+    env = {"FORMCALL_CONFIG": str(config(tmp_path)), "FORMCALL_API_URL": simulator.api_url,
+           "FORMCALL_SECURITY_TOKEN": TOKEN, "FORMCALL_SWEEP_SECONDS": "1"}  # fmt: skip
+    app = App(env)
+    raw = json.dumps({"phone": "+56 9 6240 0009"}).encode()
+    stream = io.BytesIO(raw)
+    answer = app.handle(Request("POST", "/", {"content-type": "application/json"}, b"",
+                                lambda n, *_: read_stream(stream, n), len(raw)))  # fmt: skip
+    assert answer.status == 200
+    assert [t.name for t in threading.enumerate() if "self-sweep" in t.name] == []

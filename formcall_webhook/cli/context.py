@@ -159,7 +159,7 @@ class Context:
                 "http://127.0.0.1:8081/calls/manage/api), or pass --production to call production FormCall"
             )
         try:
-            self.deliverer.token()
+            self.deliverer.attempts.token()
         except WebhookError as err:
             raise CliError(
                 "refused: no FormCall token, so no call can be placed and the lead is left as it is. Set "
@@ -197,7 +197,7 @@ class Context:
         return f"+{number.country_code}{phonenumbers.national_significant_number(number)}"
 
     def phone_hash(self, e164: str) -> str:
-        return self.deliverer.phone_hash(e164)
+        return self.runtime.attempter.phone_hash(e164)
 
 
 def store_error(err: WebhookError, ctx: Context | None = None) -> str:

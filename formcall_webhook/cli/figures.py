@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .. import figures, report
 from ..states import parse_duration
 from .context import OK, USAGE, CliError, Context
+from .output import table
 
 HEADERS = {
     "leads": "leads", "placed": "placed", "pending": "pending", "scheduled": "scheduled", "failed": "failed",
@@ -120,8 +121,6 @@ def show_stats(args: argparse.Namespace, ctx: Context) -> int:
         for row in rows:
             writer.writerow([_safe(row[args.by]), *(figures.cell(row, c) for c in figures.COLUMNS)])
         return OK
-    from .leads import table
-
     print(f"leads received in the last {args.since}, by {args.by} ({_zone_label(args, ctx)}); "
           f"wait = submission to first call; {figures.NO_OUTCOME} = no outcome tracked")  # fmt: skip
     body = [[row[args.by] or "(none)", *(figures.cell(row, c) for c in figures.COLUMNS)] for row in rows]

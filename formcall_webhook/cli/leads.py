@@ -11,13 +11,15 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from .. import once, phones, records
+from .. import phones, records
+from ..keys import person as person_keys
 from ..states import parse_duration
 from . import figures, stats
 from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, add_production_option
+from .output import table, text
 
 STATS_TIMEZONE = "America/Santiago"  # Chile's day, where the call centres and the law are
 _LIST_COLUMNS = ("lead_id", "received_at", "route", "state", "attempts", "last_error", "uuid", "phone")
@@ -85,22 +87,6 @@ def view(record: Mapping[str, Any], show_numbers: bool) -> dict[str, Any]:
     return shown
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    cells = [list(headers)] + [[_text(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
-
-
 def _json_line(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
@@ -144,7 +130,7 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     shown = figures.localized(ctx, shown)  # times in the route's zone
     width = max(len(name) for name in shown)
     for name, value in shown.items():
-        print(f"{name.ljust(width)}  {_text(value)}")
+        print(f"{name.ljust(width)}  {text(value)}")
     return OK
 
 
@@ -172,13 +158,12 @@ def forget(args: argparse.Namespace, ctx: Context) -> int:
     e164 = ctx.e164(args.phone, args.region)
     store = ctx.store
     found = store.leads_by_phone(ctx.phone_hash(e164))
-    keys = {once.key(once.ANY_ROUTE, "rate-phone", e164)}
     popups = {str(r["popup_uuid"]) for r in found if r.get("popup_uuid")}
     popups |= {route.popup_uuid.source.strip() for route in ctx.config.routes.values()
                if route.popup_uuid is not None and "{" not in route.popup_uuid.source}  # fmt: skip
     # The default dedupe claim, even for a lead whose record is already gone: else a new submission
     # within the window would be answered as a duplicate of a lead that no longer exists.
-    keys |= {once.key(once.ANY_ROUTE, "lead", f"{e164}|{popup}") for popup in popups}
+    keys = person_keys(e164, popups)
     for record in found:
         keys |= {str(key) for key, _window in record.get("claims") or []}
         store.delete_lead(record["lead_id"])
@@ -213,10 +198,10 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = _text(value)
-    if text.startswith(_FORMULA_START) and not _numberish(text):
-        return "'" + text
-    return text
+    shown = text(value)
+    if shown.startswith(_FORMULA_START) and not _numberish(shown):
+        return "'" + shown
+    return shown
 
 
 def _numberish(text: str) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +22,6 @@ from .http import TransportError, make_pool, send
 _UUID = re.compile(r"^[0-9a-fA-F]{32}$")
 # FormCall's answers are a few dozen bytes; anything this large is an error page.
 _MAX_ANSWER_BYTES = 64 * 1024
-# Fields a /calls/list row may name the customer's number in (the documented example shows only the
-# company leg; the platform's own UI shows both).
-_CUSTOMER_NUMBER_FIELDS = ("call_number_customer", "customer_number", "number_customer", "customer_phone")
-# How far FormCall's clock may be behind ours when we compare call_at with the first attempt.
-_CLOCK_SLACK_SECONDS = 120
 _LIST_TIMEOUT = 5.0
 # A day's listing of a busy popup runs to megabytes (about 300 bytes a call).
 _MAX_LIST_BYTES = 16 * 1024 * 1024
@@ -50,11 +44,7 @@ class FormCallUncertain(FormCallUnavailable):
     """The request reached FormCall but its answer did not reach us: the call may exist."""
 
 
-class ReconcileUnknown(Exception):
-    """/calls/list cannot tell whether a call was placed."""
-
-
-class ListUnavailable(ReconcileUnknown):
+class ListUnavailable(Exception):
     """/calls/list could not be read this time; it may tell later."""
 
 
@@ -125,33 +115,6 @@ class FormCallClient:
         except (ValueError, RecursionError) as err:
             raise ListUnavailable(f"/calls/list did not answer JSON: {type(err).__name__}") from err
 
-    def find_call(self, token: str, popup_uuid: str, number_digits: str, since: float) -> str | None:
-        """The uuid of a call to this number placed since `since` (epoch seconds), from /calls/list.
-
-        None when the listing shows there is none; ReconcileUnknown when it cannot tell (the list is
-        unreachable, or its rows do not say which number each call went to).
-        """
-        unnumbered = 0
-        for day in list_days(since, time.time()):
-            rows = self.list_calls(token, popup_uuid, day)
-            if not isinstance(rows, list):
-                raise ListUnavailable("/calls/list did not answer a list")
-            for row in rows:
-                if not isinstance(row, dict):
-                    continue
-                numbers = [_digits(row.get(k)) for k in _CUSTOMER_NUMBER_FIELDS if row.get(k)]
-                placed_at = _call_at(row.get("call_at"))
-                if placed_at is not None and placed_at < since - _CLOCK_SLACK_SECONDS:
-                    continue
-                if not numbers:
-                    unnumbered += 1
-                elif any(n.endswith(number_digits) for n in numbers) and isinstance(row.get("uuid"), str):
-                    return str(row["uuid"]).lower()
-        if unnumbered:
-            # Calls since the attempt that do not say whom they rang: any of them could be ours.
-            raise ReconcileUnknown(f"{unnumbered} calls in /calls/list do not name the customer's number")
-        return None
-
 
 def list_url_for(api_url: str) -> str:
     """The documented list endpoint beside the place-call one: .../calls/manage/api -> .../calls/list."""
@@ -168,20 +131,6 @@ def list_days(since: float, now: float) -> list[str]:
         for hours in (-4, -3, 0):
             days.add(datetime.fromtimestamp(moment + hours * 3600, tz=UTC).date().isoformat())
     return sorted(days)
-
-
-def _digits(value: Any) -> str:
-    return "".join(c for c in str(value) if c.isdigit())
-
-
-def _call_at(value: Any) -> float | None:
-    """call_at as documented, "2019/04/02 10:05:03 -0300", in epoch seconds."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.strptime(value.strip(), "%Y/%m/%d %H:%M:%S %z").timestamp()
-    except ValueError:
-        return None
 
 
 def parse_answer(status: int, raw: bytes) -> Placed:

@@ -343,7 +343,8 @@ class HubSpotClient:
                 self._associate(state)
         except HubSpotError as stop:
             if stop.kind == "hold":
-                return state.result("hold", None, stop.reason, self._next_day(time.time()))
+                # The day is the caller's (its clock wrote timestamp_ms), so a test's clock holds here too.
+                return state.result("hold", None, stop.reason, self._next_day(timestamp_ms / 1000))
             return state.result(stop.kind, stop.wait, stop.reason)
         return state.result("delivered", None, "contact updated and note attached")
 

@@ -1,0 +1,364 @@
+"""One attempt of a lead (spec 4 and 8), for the request path and the sweeper alike. No Request, no HTTP.
+
+`attempt_once` asks FormCall for a lead already marked in flight and says what the lead becomes
+(`after_error`, `placed`: one rule for both paths); `settle_lost` is the one place a lost answer is
+settled; `attempt` is the sweeper's turn of a kept lead. Each returns a value (`Asked`, `Attempted`),
+never a report filled in place. The request path's own steps (claims, the first answer) are delivery.py's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import once
+from .clients.formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
+from .config import Config
+from .consent import optout_hash
+from .errors import MISCONFIGURED, FormCallMisconfigured, Misconfigured, WebhookError
+from .logs import RequestLogger
+from .records import FAILED, Lead
+from .secret_store import SecretStore
+from .settle import Holder, LostAttempt, Settled, rows_of, settle
+from .states import DEFAULT_RETRY, RetryPolicy
+from .stores import Backend
+
+# A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
+SETTLE_TIMEOUTS = 2
+# Spec 8's heartbeat: a lead kept for later while the last sweep is older than this is logged, at most
+# once per this long per process.
+STALE_SWEEP_SECONDS = 300.0
+# The opt-out list's hashes and the records' phone index are keyed with leads.hash_key; without one,
+# with this (a leaked store then needs only this public key to be brute-forced: `check` says so).
+DEFAULT_HASH_KEY = b"formcall-webhook/phone-hash/v1"
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
+
+    placed: Placed | None
+    error: WebhookError | None
+    ms: float
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """What one turn of a lead came to (an attempt, a lost answer settled, a wait, a refusal): the word its
+    log line says and the facts beside it. `lead` is the lead as saved (None: another writer changed it
+    first, or nothing was kept)."""
+
+    outcome: str
+    lead_id: str | None = None
+    lead: Lead | None = None
+    uuid: str | None = None
+    attempts: int | None = None
+    formcall_ms: float | None = None
+    formcall_error_code: int | None = None
+    wait_seconds: float | None = None
+    reason: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Attempter:
+    """One per process, beside the config, the store, the FormCall client and the secrets: one attempt of
+    a lead for both paths, and the sweeper's attempts of kept leads."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Backend,
+        client: FormCallClient,
+        secrets: SecretStore,
+        clock: Callable[[], float] = time.time,
+        logger: RequestLogger | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.secrets = secrets
+        # Epoch seconds now: tests drive the lead's times (due, max_age, service hours) with their own.
+        self.clock = clock
+        self.logger = logger
+        self._hash_key: bytes | None = None
+        self._stale_lock = threading.Lock()
+        self._stale_next = 0.0
+
+    @property
+    def settle_after(self) -> float:
+        return self.config.timeout_seconds * SETTLE_TIMEOUTS
+
+    @property
+    def lease_seconds(self) -> float:
+        # Covers one attempt with its token refetch and a slow store, and no more.
+        return self.config.timeout_seconds * 2 + 20
+
+    def hash_key(self) -> bytes:
+        if self._hash_key is None:
+            ref = self.config.leads.hash_key
+            self._hash_key = self.secrets.resolve(ref).encode("utf-8") if ref else DEFAULT_HASH_KEY
+        return self._hash_key
+
+    def phone_hash(self, e164: str) -> str:
+        """The keyed hash a number is known by in the store: the opt-out list never holds numbers."""
+        return optout_hash(self.hash_key(), e164)
+
+    def token(self) -> str:
+        if self.config.security_token is None:
+            raise Misconfigured(
+                MISCONFIGURED,
+                reason="no FormCall token: set FORMCALL_SECURITY_TOKEN, FORMCALL_SECURITY_TOKEN_SECRET "
+                "or formcall.security_token",
+            )
+        return self.secrets.resolve(self.config.security_token)
+
+    def ask(self, payload: Mapping[str, Any]) -> Asked:
+        """One FormCall request (and one more after error 8 when the token was rotated). A token that
+        cannot be read ends it like FormCall's own refusal would: an error, never an exception."""
+        started = time.perf_counter()
+        try:
+            placed = self._place(payload, self.token())
+        except WebhookError as err:
+            return Asked(None, err, round((time.perf_counter() - started) * 1000, 1))
+        return Asked(placed, None, round((time.perf_counter() - started) * 1000, 1))
+
+    def _place(self, payload: Mapping[str, Any], token: str) -> Placed:
+        try:
+            return self.client.place_call({**payload, "security_token": token})
+        except FormCallMisconfigured as err:
+            if err.formcall_error_code != INVALID_TOKEN or self.config.security_token is None:
+                raise
+            # The token may have been rotated: fetch it again and, if it changed, try once more.
+            # Error 8 means nothing was queued, so this retry cannot ring anyone twice.
+            self.secrets.invalidate(self.config.security_token)
+            fresh = self.secrets.resolve(self.config.security_token)
+            if fresh == token:
+                raise
+            return self.client.place_call({**payload, "security_token": fresh})
+
+    def policy(self, route_name: str) -> RetryPolicy | None:
+        route = self.config.routes.get(route_name)
+        if route is None:
+            # The route left the config while its lead waited: keep trying it the default way.
+            return DEFAULT_RETRY
+        return route.retry
+
+    def keep_fields(self) -> str:
+        return self.config.leads.keep_fields
+
+    def check_sweeper(self) -> None:
+        """Spec 8's heartbeat, read when the request path keeps a lead for later: WARNING sweeper_stale
+        when the last sweep is older than 5 minutes (shared stores; memory:// and sqlite:// sweep themselves), at most
+        once per 5 minutes per process, so a stopped Scheduler job is seen before leads age out."""
+        if self.logger is None or self.config.store_url.startswith(("memory://", "sqlite://")):
+            return
+        now = self.clock()
+        with self._stale_lock:
+            if now < self._stale_next:
+                return
+            self._stale_next = now + STALE_SWEEP_SECONDS
+        try:
+            beat = self.store.read_heartbeat()
+        except WebhookError:
+            return  # the lead is kept; an unread heartbeat is no reason to fail its request
+        last = beat.at if beat is not None else None
+        if last is not None and now - last <= STALE_SWEEP_SECONDS:
+            return
+        since = f"the last sweep was {round(now - last)} s ago" if last is not None else "no sweep yet"
+        self.logger.write(
+            "WARNING",
+            f"sweeper_stale: {since}; is the Cloud Scheduler job calling formcall_sweep?",
+            {"outcome": "sweeper_stale", "source": "request", "reason": since},
+            {},
+        )
+
+    # -- one attempt, for both paths --
+
+    def attempt_once(
+        self, lead: Lead, payload: Mapping[str, Any], policy: RetryPolicy | None, started: float, *, first: bool
+    ) -> tuple[Asked, Lead | None]:
+        """Ask FormCall for the call of a lead already marked in flight; what the lead becomes (not yet
+        saved: the request path finishes it with its claims, the sweeper saves it)."""
+        asked = self.ask(payload)
+        if asked.placed is not None:
+            return asked, self.placed(lead, asked.placed)
+        assert asked.error is not None
+        return asked, self.after_error(lead, asked.error, policy, started, first=first)
+
+    def after_error(
+        self, lead: Lead, err: WebhookError, policy: RetryPolicy | None, started: float, *, first: bool
+    ) -> Lead | None:
+        """What a lead becomes after an attempt that ended in `err`; None: nothing is kept (a first
+        attempt's 5xx, which the sender retries as a new lead)."""
+        now = self.clock()
+        if isinstance(err, FormCallUncertain):
+            if first and (policy is None or not policy.covers(err.error)):
+                # retry = false: failed, its attempt still marked until the sender's retry settles it.
+                return lead.failed(err.error, keep_fields=self.keep_fields(), since=started)
+            # Scheduled: the sweeper settles it from FormCall's list before any new attempt.
+            policy = policy or DEFAULT_RETRY
+            due = max(policy.next_attempt(lead.attempts, err.error, now), started + self.settle_after)
+            return lead.scheduled(due_at=due, last_error=err.error, since=started)
+        if first:
+            if policy is not None and policy.covers(err.error):
+                return lead.scheduled(due_at=policy.next_attempt(1, err.error, now), last_error=err.error)
+            return lead.failed(err.error, keep_fields=self.keep_fields()) if err.status < 500 else None
+        policy = policy or DEFAULT_RETRY
+        if err.status == 422:
+            # FormCall refused the number or its country for good: no later attempt can succeed.
+            return lead.failed(err.error, keep_fields=self.keep_fields())
+        # Anything else may mend (FormCall back, the token fixed): until max_age, try again.
+        due = policy.next_attempt(lead.attempts, err.error, now)
+        if due >= lead.age_from + policy.max_age:
+            return lead.failed(err.error, keep_fields=self.keep_fields())
+        return lead.scheduled(due_at=due, last_error=err.error)
+
+    def placed(self, lead: Lead, placed: Placed, certain: bool = True) -> Lead:
+        """A placed or pending lead: due again for its outcome work (spec 9), else done and minimized.
+        A uuid that could not be told apart gets no outcome report."""
+        route = self.config.routes.get(lead.route)
+        outcome = route.outcome_reporting if route is not None and certain else None
+        done = lead.placed(placed.uuid, pending=placed.pending, now=self.clock(),
+                           work_after=outcome.after if outcome is not None else None,
+                           keep_fields=self.keep_fields())  # fmt: skip
+        return done if certain else done.uncertain()
+
+    def settle_lost(self, lost: LostAttempt) -> Settled:
+        """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
+        uuids other leads on the popup hold, and the other lost answers there. ListUnavailable when the
+        list cannot be read whole.
+
+        The list is read before the leads: a row listed then belongs to a lead already attempted, so the
+        read that follows finds it holding its uuid or still marked in flight. When the lead could only share
+        a row while another attempt in the window is younger than settle_after (its answer may still come,
+        and with it its uuid), nothing is settled yet: `wait_until` says when to look again."""
+        token = self.token()
+        rows = []
+        for day in list_days(lost.start, lost.end + 60):
+            listing = self.client.list_calls(token, lost.popup_uuid, day)
+            if not isinstance(listing, list):
+                raise ListUnavailable("/calls/list did not answer a list")
+            rows.extend(rows_of(listing))
+        holders: list[Holder] = []
+        rivals: list[LostAttempt] = []
+        # A lead holding a uuid from this window was received at most its max_age (or a day) before.
+        ages = [r.retry.max_age for r in self.config.routes.values() if r.retry is not None]
+        horizon = lost.start - max([DEFAULT_RETRY.max_age, *ages]) - 86400
+        for record in self.store.scan_leads(since=horizon):
+            other = Lead.from_json(record)
+            if other.lead_id == lost.lead_id or (other.popup_uuid or "").lower() != lost.popup_uuid.lower():
+                continue
+            if other.uuid:
+                holders.append(Holder(other.lead_id, other.uuid.lower(), other.uuid_certain))
+            elif other.attempt.since is not None:
+                since = other.attempt.since
+                rivals.append(LostAttempt(other.lead_id, lost.popup_uuid, since, since + self.config.timeout_seconds))
+        found = settle(lost, rows, holders, rivals)
+        if found.uuid is None or found.certain:
+            return found
+        # Told apart from nothing: wait for the rivals whose answers may still come (with their uuids).
+        young = [r.start for r in rivals if r.overlaps(lost) and self.clock() - r.start < self.settle_after]
+        return Settled(None, wait_until=max(young) + self.settle_after) if young else found
+
+    # -- the sweeper's attempts --
+
+    def attempt(self, record: Mapping[str, Any]) -> Attempted:
+        """Deliver one due, scheduled lead (the caller holds its lease). Every change is conditional on
+        the version read; `lead` is None in the result when another writer changed it first."""
+        lead = Lead.from_json(record)
+        policy = self.policy(lead.route) or DEFAULT_RETRY
+        now = self.clock()
+        facts = Attempted("", lead.lead_id, attempts=lead.attempts)
+        if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
+            # Failed as it stands: the record keeps what it held (as it always did), for `leads export`.
+            opted_out = lead.failed("opted_out", keep_fields="keep")
+            return replace(facts, outcome="opted_out", lead=self.save(lead, opted_out))
+        if policy.expired(lead.age_from, now):
+            return self._give_up(lead, lead.last_error or "formcall_unavailable", facts)
+        if lead.attempt.since is not None:
+            settled = self._settle_record(lead, lead.attempt.since, policy, now, facts)
+            if settled.outcome:
+                return settled
+            unmarked = self.save(lead, lead.unmarked())
+            if unmarked is None:
+                return settled
+            lead, facts = unmarked, settled
+        if not policy.in_service(now):
+            waiting = self.save(lead, lead.waiting(policy.next_opening(now)))
+            return replace(facts, outcome="scheduled", lead=waiting, reason="outside service hours")
+        if lead.payload is None:
+            return self._give_up(lead, "misconfigured", replace(facts, reason="the record no longer holds the number"))
+        started = self.clock()
+        in_flight = self.save(lead, lead.in_flight(started, started + self.lease_seconds))
+        if in_flight is None:
+            return facts
+        asked, after = self.attempt_once(in_flight, lead.payload, policy, started, first=False)
+        assert after is not None
+        facts = replace(facts, attempts=in_flight.attempts, formcall_ms=asked.ms)
+        if asked.placed is not None:
+            return self._sweep_placed(in_flight, after, asked.placed, facts)
+        err = asked.error
+        assert err is not None
+        code = None if isinstance(err, FormCallUncertain) else err.formcall_error_code
+        facts = replace(facts, formcall_error_code=code, reason=err.reason)
+        if after.state == FAILED:
+            reason = err.reason or f"given up after {after.attempts} attempts: {err.error}"
+            return replace(facts, outcome="lead_failed", reason=reason, lead=self.save(in_flight, after))
+        return replace(facts, outcome="scheduled", lead=self.save(in_flight, after))
+
+    def _settle_record(self, lead: Lead, since: float, policy: RetryPolicy, now: float, facts: Attempted) -> Attempted:
+        """An attempt whose answer was lost: its call, from FormCall's list, before any new attempt. What
+        settling it came to (placed, or waiting); an empty outcome to go on and call."""
+        if now - since < self.settle_after:
+            waiting = self.save(lead, lead.waiting(since + self.settle_after))
+            return replace(facts, outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
+        payload = lead.payload or {}
+        digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
+        lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
+        try:
+            found = self.settle_lost(lost)
+        except ListUnavailable as err:
+            due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
+            waiting = self.save(lead, lead.waiting(due))
+            return replace(facts, outcome="scheduled", lead=waiting, reason=f"previous attempt unconfirmed ({err})")
+        if found.wait_until is not None:
+            waiting = self.save(lead, lead.waiting(found.wait_until))
+            return replace(
+                facts, outcome="scheduled", lead=waiting, reason="another attempt on the popup not settled yet"
+            )
+        if found.uuid is None:
+            return replace(facts, reason="previous attempt placed no call; calling")
+        facts = replace(facts, reason="previous attempt's call found in FormCall's list")
+        if not found.certain:
+            facts = replace(facts, extra={"uuid_certain": False})
+        placed = Placed(found.uuid)
+        return self._sweep_placed(lead, self.placed(lead, placed, found.certain), placed, facts)
+
+    def _sweep_placed(self, lead: Lead, after: Lead, placed: Placed, facts: Attempted) -> Attempted:
+        saved = self.save(lead, after)
+        facts = replace(facts, outcome=str(after.state), lead=saved, uuid=placed.uuid)
+        if saved is None:
+            return replace(facts, outcome="")
+        # Duplicates from now on carry the uuid too.
+        scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
+        answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending).dumps()
+        for store_key, window in lead.claims:
+            self.store.replace(store_key, scheduled, answer, window)
+        wait = round((saved.placed_at or self.clock()) - lead.received_ts, 1)
+        return replace(facts, wait_seconds=wait)
+
+    def _give_up(self, lead: Lead, word: str, facts: Attempted) -> Attempted:
+        reason = facts.reason or f"given up after {lead.attempts} attempts: {word}"
+        saved = self.save(lead, lead.failed(word, keep_fields=self.keep_fields()))
+        return replace(facts, outcome="lead_failed", reason=reason, lead=saved)
+
+    def load(self, lead_id: str) -> Lead | None:
+        record = self.store.get_lead(lead_id)
+        return Lead.from_json(record) if record is not None else None
+
+    def save(self, old: Lead, new: Lead) -> Lead | None:
+        """`new` written when the stored lead is still `old`'s version; None when another writer won."""
+        return new if self.store.save_lead(new.to_json(), old.version) else None
