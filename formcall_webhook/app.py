@@ -37,6 +37,7 @@ from .errors import (
     clip,
 )
 from .logs import severity_for
+from .records import Unread
 from .runtime import Runtime
 from .senders import VouchedDelivery, authenticate, meta
 from .senders.base import secret
@@ -304,9 +305,20 @@ class App:
         try:
             lead = self.runtime.graph.read(auth.graph_url, auth.graph_version, leadgen.leadgen_id, page_token)
         except GraphUnavailable as err:
-            raise GraphAPIUnavailable(
-                "The lead could not be read from Meta's Graph API; try again later.", reason=err.reason
-            ) from err
+            if route.retry is None:  # retry = false: the function keeps nothing for later, Meta retries
+                raise GraphAPIUnavailable(
+                    "The lead could not be read from Meta's Graph API; try again later.", reason=err.reason
+                ) from err
+            # Kept by its id: the sweeper reads it when the Graph API answers, then calls (spec 5).
+            unread = Unread("meta", leadgen.leadgen_id, leadgen.value)
+            delivered = self.runtime.deliverer.keep_unread(route, delivery_id, unread, "graph_unavailable", err.reason)
+            line.delivered = delivered.attempted
+            line.result = delivered.attempted.outcome
+            first = delivered.answer
+            assert first is not None
+            if line.result == "duplicate":
+                return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
+            return success(scheduled=True, lead_id=first.lead_id)
         body = flat_body(lead, leadgen.value, leadgen.leadgen_id)
         return self._lead(route, body, {}, headers, delivery_id, ip, line)
 
