@@ -78,6 +78,8 @@ class RequestLine:
     delivered: Attempted = field(default_factory=lambda: Attempted(""))
     # A Meta delivery's leads, each logged on its own line: (its line, its own answer, when it started).
     leads: list[tuple[RequestLine, Response, float]] = field(default_factory=list)
+    # Every lead of the delivery answered: their lines say it all, no line for the request itself.
+    per_lead: bool = False
 
 
 def route_name(path: str) -> str:
@@ -126,10 +128,9 @@ class App:
             response = failure(Misconfigured(MISCONFIGURED))
         if line.route_config is not None:
             response = self._dress(request, line.route_config, response, line)
-        if line.leads and response.status < 500:
-            for lead_line, answer, lead_started in line.leads:
-                self._log(request, answer, lead_line, lead_started)
-        else:
+        for lead_line, answer, lead_started in line.leads:
+            self._log(request, answer, lead_line, lead_started)
+        if not line.per_lead:
             self._log(request, response, line, started)
         return response
 
@@ -285,6 +286,7 @@ class App:
             results.append({"leadgen_id": leadgen.leadgen_id, **json.loads(response.body)})
             if retry is None and (response.status >= 500 or response.status == 429):
                 retry = response
+        line.per_lead = bool(results)
         if retry is not None:
             line.result = next(x.result for x, answer, _ in line.leads if answer is retry)
             return retry

@@ -61,6 +61,16 @@ graph_url = "{graph.url}"
 [routes.form]
 popup_uuid = "{POPUP}"
 rate_limit = false
+[routes.strict]
+popup_uuid = "{POPUP}"
+rate_limit = false
+retry = false
+[routes.strict.auth]
+type = "meta"
+secret = "env:META_APP_SECRET"
+verify_token = "env:META_VERIFY_TOKEN"
+page_token = "env:META_PAGE_TOKEN"
+graph_url = "{graph.url}"
 """,
         encoding="utf-8",
     )
@@ -83,11 +93,15 @@ def post(app: App, path: str, body: bytes, headers: dict[str, str]) -> tuple[int
     return response.status, json.loads(response.body)
 
 
+def delivery(*leadgen_ids: str) -> bytes:
+    values = [{"ad_id": "120211000000000101", "form_id": "1046852300000101", "leadgen_id": i,
+               "created_time": 1764590400, "page_id": "153125381133"} for i in leadgen_ids]  # fmt: skip
+    entry = {"id": "153125381133", "time": 1764590401, "changes": [{"field": "leadgen", "value": v} for v in values]}
+    return json.dumps({"object": "page", "entry": [entry]}).encode()
+
+
 def deliver(app: App, leadgen_id: str) -> dict[str, Any]:
-    value = {"ad_id": "120211000000000101", "form_id": "1046852300000101", "leadgen_id": leadgen_id,
-             "created_time": 1764590400, "page_id": "153125381133"}  # fmt: skip
-    entry = {"id": "153125381133", "time": 1764590401, "changes": [{"field": "leadgen", "value": value}]}
-    body = json.dumps({"object": "page", "entry": [entry]}).encode()
+    body = delivery(leadgen_id)
     status, answer = post(app, "/meta", body, meta(APP_SECRET, body))
     assert status == 200, answer
     (lead,) = answer["leads"]
@@ -202,3 +216,29 @@ def test_a_number_already_a_lead_makes_the_read_lead_its_duplicate(
     assert len(simulator.placed()) == 1
     replay = deliver(app, leadgen_id)
     assert (replay["duplicate"], replay["lead_id"], replay["uuid"]) == (True, first["lead_id"], first["uuid"])
+
+
+def test_retry_false_answers_a_5xx_for_any_lead_not_kept_and_logs_each_lead(
+    tmp_path: Path, simulator: Simulator, graph: FakeGraph, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """retry = false: the function keeps nothing for later, so a lead FormCall could not take makes the
+    delivery a 5xx (Meta sends it again); the lead placed meanwhile is a duplicate on that retry."""
+    app = make_app(tmp_path, simulator, graph)
+    (first, _), (second, _) = new_lead(graph), new_lead(graph)
+    body = delivery(first, second)
+    simulator.inject({"kind": "error", "code": 3})
+    status, answer = post(app, "/strict", body, meta(APP_SECRET, body))
+    assert (status, answer["error"]) == (502, "origination_failed")
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [(x["outcome"], x["status"]) for x in lines] == [("origination_failed", 502), ("placed", 200)]
+    status, answer = post(app, "/strict", body, meta(APP_SECRET, body))
+    assert status == 200, answer
+    assert [x.get("duplicate") for x in answer["leads"]] == [None, True]
+    assert len(simulator.placed()) == 2
+    # The Graph API down on such a route: nothing kept, 503, and Meta sends it again.
+    third, _ = new_lead(graph)
+    graph.down = True
+    body = delivery(third)
+    status, answer = post(app, "/strict", body, meta(APP_SECRET, body))
+    assert (status, answer["error"]) == (503, "graph_unavailable")
+    assert [Lead.from_json(r).unread for r in app.store.scan_leads()] == [None, None]
