@@ -5,7 +5,6 @@ route's retry schedule, and it fails (lead_failed) after max_age."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from . import consent, keys, once
@@ -91,10 +90,8 @@ class UnreadLeads:
         if saved is None:
             self.runtime.store.release(number_key, scheduled)
             return facts
-        started = time.monotonic()
         attempted = attempter.attempt(saved.to_json())
-        ms = round((time.monotonic() - started) * 1000, 1)
-        return replace(attempted, reason=attempted.reason or f"read from the Graph API; attempted in {ms} ms")
+        return replace(attempted, reason=attempted.reason or f"read from its source after {unread.reads + 1} tries")
 
     def _give_up(self, lead: Lead, word: str, facts: Attempted) -> Attempted:
         attempter = self.runtime.attempter

@@ -50,11 +50,11 @@ def delivery(*leadgen_ids: str) -> bytes:
     """A delivery as Meta's Webhooks for Lead Ads sends it: one leadgen change per lead."""
     changes = [
         {"field": "leadgen", "value": {"ad_id": "120211000000000101", "form_id": "1046852300000101",
-                                       "leadgen_id": i, "created_time": 1764590400, "page_id": "153125381133",
+                                       "leadgen_id": i, "created_time": 1796126400, "page_id": "153125381133",
                                        "adgroup_id": "120211000000000101"}}
         for i in leadgen_ids
     ]  # fmt: skip
-    entry = {"id": "153125381133", "time": 1764590401, "changes": changes}
+    entry = {"id": "153125381133", "time": 1796126401, "changes": changes}
     return json.dumps({"object": "page", "entry": [entry]}).encode()
 
 
@@ -174,7 +174,7 @@ def test_a_bad_signature_is_401_and_nothing_is_read(
     for answer in (
         post(fn, body, secret="meta-app-secret-9f42"),
         fn.post("meta", data=body, headers={"Content-Type": "application/json"}),
-        fn.post("meta", data=body.replace(b"1764590400", b"1764590401"), headers=meta(APP_SECRET, body)),
+        fn.post("meta", data=body.replace(b"1796126400", b"1796126401"), headers=meta(APP_SECRET, body)),
     ):
         assert (answer.status_code, answer.json()["error"]) == (401, "unauthorized")
     assert graph.reads_of(leadgen_id) == []

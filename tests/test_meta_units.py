@@ -69,15 +69,15 @@ def test_the_three_secrets_are_references_and_the_signature_header_private() -> 
 
 
 def delivery(*ids: object, field: str = "leadgen") -> dict[str, object]:
-    changes = [{"field": field, "value": {"ad_id": "0", "form_id": "4402", "leadgen_id": i, "created_time": 1764590400,
+    changes = [{"field": field, "value": {"ad_id": "0", "form_id": "4402", "leadgen_id": i, "created_time": 1796126400,
                                            "page_id": "1500", "adgroup_id": "0"}} for i in ids]  # fmt: skip
-    return {"object": "page", "entry": [{"id": "1500", "time": 1764590401, "changes": changes}]}
+    return {"object": "page", "entry": [{"id": "1500", "time": 1796126401, "changes": changes}]}
 
 
 def test_leadgens_in_order_once_each_numbers_or_strings() -> None:
     found = leadgens(delivery(4401001, "4401002", 4401001))
     assert [g.leadgen_id for g in found] == ["4401001", "4401002"]
-    assert found[0].value == {"ad_id": "0", "form_id": "4402", "created_time": "1764590400", "page_id": "1500",
+    assert found[0].value == {"ad_id": "0", "form_id": "4402", "created_time": "1796126400", "page_id": "1500",
                               "adgroup_id": "0"}  # fmt: skip
 
 
@@ -118,7 +118,7 @@ LEAD = {
 
 
 def test_the_flat_body_has_each_answer_by_name_and_the_ids() -> None:
-    change = Leadgen("4401001", {"ad_id": "120", "form_id": "4402", "created_time": "1764590400"}).value
+    change = Leadgen("4401001", {"ad_id": "120", "form_id": "4402", "created_time": "1796126400"}).value
     body = flat_body(parse_read(Answer(200, {}, json.dumps(LEAD).encode()), "4401001"), change, "4401001")
     assert body == {
         "phone_number": "+56962400001",
@@ -225,3 +225,33 @@ def test_a_meta_route_without_what_it_needs_names_the_key(tmp_path: Path, auth: 
         load(tmp_path, text)
     assert caught.value.key == f"routes.meta.auth.{key}"
     assert problem in caught.value.problem
+
+
+# -- the unread lead, as the Lead type keeps it --
+
+
+def test_an_unread_lead_round_trips_and_is_read_once() -> None:
+    from formcall_webhook.records import Lead, MoveRefused, Unread
+
+    kept = Lead.kept_unread(
+        lead_id="ld_00000000000000000001", route="meta", received=1796126400.0,
+        unread=Unread("meta", "4401001", {"form_id": "4402"}), keep_days=30,
+        claims=[("formcall:meta:delivery:ab", 86400.0)], due_at=1796126460.0, last_error="graph_unavailable",
+    )  # fmt: skip
+    assert Lead.from_json(kept.to_json()) == kept
+    assert kept.to_json()["unread"] == {"source": "meta", "id": "4401001", "value": {"form_id": "4402"}, "reads": 0}
+    assert (kept.state, kept.payload, kept.phone, kept.attempt.next_attempt_at) == ("scheduled", None, None,
+                                                                           "2026-12-01T12:01:00Z")  # fmt: skip
+    again = kept.unread_again(1796126700.0, "graph_unavailable")
+    assert again.unread is not None and again.unread.reads == 1 and again.version == kept.version + 1
+    payload = {"popup_uuid": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "country_code": "56", "areacode": "9",
+               "phonenumber": "62400001", "security_token": "t"}  # fmt: skip
+    read = again.read(payload=payload, masked="+56*****001", phone_hash="h", claims=[("formcall:*:lead:cd", 3600)])
+    assert (read.unread, read.phone, read.popup_uuid) == (None, "+56*****001", payload["popup_uuid"])
+    assert read.payload is not None and "security_token" not in read.payload
+    assert read.claims == (("formcall:meta:delivery:ab", 86400.0), ("formcall:*:lead:cd", 3600.0))
+    assert "unread" not in read.to_json()
+    with pytest.raises(MoveRefused):
+        read.read(payload=payload, masked="+56*****001", phone_hash="h", claims=[])
+    with pytest.raises(MoveRefused):
+        read.unread_again(1796126800.0, "graph_unavailable")

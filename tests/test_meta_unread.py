@@ -95,8 +95,8 @@ def post(app: App, path: str, body: bytes, headers: dict[str, str]) -> tuple[int
 
 def delivery(*leadgen_ids: str) -> bytes:
     values = [{"ad_id": "120211000000000101", "form_id": "1046852300000101", "leadgen_id": i,
-               "created_time": 1764590400, "page_id": "153125381133"} for i in leadgen_ids]  # fmt: skip
-    entry = {"id": "153125381133", "time": 1764590401, "changes": [{"field": "leadgen", "value": v} for v in values]}
+               "created_time": 1796126400, "page_id": "153125381133"} for i in leadgen_ids]  # fmt: skip
+    entry = {"id": "153125381133", "time": 1796126401, "changes": [{"field": "leadgen", "value": v} for v in values]}
     return json.dumps({"object": "page", "entry": [entry]}).encode()
 
 
