@@ -284,7 +284,7 @@ def test_request_builders() -> None:
     assert (note.method, note.path) == ("POST", "/crm/objects/2026-09/notes")
     assert json.loads(note.body or b"") == {
         "properties": {
-            "hs_timestamp": "1796126400000",
+            "hs_timestamp": "1764590400000",
             "hs_note_body": "<p>Llamada FormCall: &lt;Conectada&gt;<br>lead_id: ld_1</p>",
         }
     }
@@ -426,7 +426,7 @@ def test_found_by_id_on_a_hubspot_route(crm: FakeHubSpot, pool: urllib3.PoolMana
     assert (result.contact_id, result.done) == (cid, frozenset({"contact", "property", "note", "association"}))
     assert crm.contacts[cid].properties["formcall_call_status"] == "Conectada"
     (note,) = crm.notes_of(cid)
-    assert note["hs_timestamp"] == "1796126400000"
+    assert note["hs_timestamp"] == "1764590400000"
     assert "Llamada FormCall: Conectada" in note["hs_note_body"]
     assert result.note_id in crm.notes
     assert [(c.method, c.path) for c in crm.calls] == [
