@@ -231,8 +231,9 @@ class App:
             delivery_id=delivery_id,
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
-            contact=_contact(route, body, payload),
+            contact=_contact(route, body, payload, consent_record),
             attribution=attribution.extract(body, query, headers),
+            clicks=_clicks(route, body, query, consent_record),
         )
         delivered = self.runtime.deliverer.submit(submission)
         line.delivered = delivered.attempted
@@ -368,12 +369,17 @@ class App:
         self.logger.write(severity_for(line.result, response.status), message, fields, request.headers)
 
 
-def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
-    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email.
+def _contact(
+    route: Route, body: Mapping[str, Any], payload: Mapping[str, Any], consent_record: Mapping[str, Any] | None
+) -> dict[str, str] | None:
+    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email; and the
+    email a conversion hashes (spec 12), for a lead who consented to ads measurement.
 
     An id is kept only on a route HubSpot signs: anywhere else a stranger could name any contact."""
     if route.outcome_reporting is None or route.outcome_reporting.hubspot is None:
-        return None
+        if route.conversions is None or not consent.ads_given(consent_record):
+            return None
+        return _conversion_email(body, payload)
     from .clients import hubspot  # only routes that report to HubSpot need it
 
     props = body.get("properties")
@@ -388,6 +394,28 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     email = next((e for e in map(hubspot.email_of, emails) if e), None)
     found = {k: v for k, v in (("contact_id", contact_id), ("email", email)) if v}
     return found or None
+
+
+def _conversion_email(body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
+    props = body.get("properties")
+    email_prop = props.get("email") if isinstance(props, dict) else None
+    for value in (body.get("email"), email_prop.get("value") if isinstance(email_prop, dict) else email_prop,
+                  (payload.get("adicional") or {}).get("Email")):  # fmt: skip
+        if isinstance(value, str) and 3 <= len(value.strip()) <= 254 and "@" in value:
+            return {"email": value.strip()}
+    return None
+
+
+def _clicks(
+    route: Route, body: Mapping[str, Any], query: Mapping[str, Any], consent_record: Mapping[str, Any] | None
+) -> dict[str, str] | None:
+    """The click ids a conversion needs (spec 12): only on a route with `conversions`, and only from a
+    person who consented to ads measurement (spec 10)."""
+    if route.conversions is None or not consent.ads_given(consent_record):
+        return None
+    from .conversions import clicks_of  # only routes with conversions load it
+
+    return clicks_of(body, query) or None
 
 
 def _delivery_id(headers: Mapping[str, str], trusted: VouchedDelivery | None) -> tuple[str, int] | None:

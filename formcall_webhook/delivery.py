@@ -42,6 +42,8 @@ class Submission:
     contact: Mapping[str, Any] | None = None
     # The campaign it came from (spec 10: utm_* fields, kept for keep_days whatever keep_fields says).
     attribution: Mapping[str, str] | None = None
+    # The click ids of a lead who consented to ads measurement (spec 12), kept until its conversions are done.
+    clicks: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Deliverer:
             consent=sub.consent,
             contact=sub.contact,
             attribution=sub.attribution,
+            clicks=sub.clicks,
             in_flight_until=None if closed else now + self.attempts.lease_seconds,
         )
         if policy is not None and closed:

@@ -105,6 +105,7 @@ SWEEP_OUTCOMES: frozenset[str] = frozenset(
         "call_outcome",
         "outcome_delivered",
         "outcome_failed",
+        "conversion_failed",
         "sweep",
     }
 )
@@ -120,6 +121,7 @@ ERROR_OUTCOMES: frozenset[str] = frozenset(
         "formcall_unavailable",
         "origination_failed",
         "outcome_failed",
+        "conversion_failed",
     }
 )
 WARNING_OUTCOMES: frozenset[str] = (ERROR_WORDS - ERROR_OUTCOMES) | {"scheduled"}

@@ -245,6 +245,10 @@ class Lead:
     attribution: Mapping[str, str] = field(default_factory=dict)
     # Kept by its id at its source, its fields not read yet: no payload, no number until they are.
     unread: Unread | None = None
+    # Spec 12: the click ids of a lead who consented to ads measurement, kept until its conversions are
+    # done; and where each conversion stands ({"google": "sent"|"failed"|"skipped: reason", ...}).
+    clicks: Mapping[str, str] = field(default_factory=dict)
+    conversions: Mapping[str, str] | None = None
     # Fields this code does not know: kept as they came, written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -290,6 +294,7 @@ class Lead:
         consent: Mapping[str, Any] | None = None,
         contact: Mapping[str, Any] | None = None,
         attribution: Mapping[str, str] | None = None,
+        clicks: Mapping[str, str] | None = None,
         in_flight_until: float | None = None,
     ) -> Lead:
         """A lead as it is kept before its first attempt: scheduled, version 1; with `in_flight_until`,
@@ -314,6 +319,7 @@ class Lead:
             contact=dict(contact) if contact else None,
             has_contact=bool(contact),
             attribution=dict(attribution or {}),
+            clicks=dict(clicks or {}),
         )
 
     # -- the moves --
@@ -415,6 +421,11 @@ class Lead:
         self._working()
         return self._edited(work=work.but(due=False), due_at=None)._minimized(keep_fields)
 
+    def converted(self, conversions: Mapping[str, str], *, done: bool) -> Lead:
+        """Where the lead's conversions stand (spec 12); once `done`, its click ids leave it (spec 10).
+        Saved with the outcome step it belongs to."""
+        return dataclasses.replace(self, conversions=dict(conversions), clicks={} if done else self.clicks)
+
     def idle(self) -> Lead:
         """Nothing left to do for it: never leave a lead due and untouched."""
         return self._edited(due_at=None)
@@ -452,7 +463,8 @@ class Lead:
         payload = None
         if self.state == FAILED and self.payload is not None:
             payload = {k: v for k, v in self.payload.items() if k != "adicional"}
-        return dataclasses.replace(self, payload=payload, contact=None, has_contact=True, minimized=True)
+        # Click ids never outlive the call's work: conversions, where due, are done by now.
+        return dataclasses.replace(self, payload=payload, contact=None, has_contact=True, minimized=True, clicks={})
 
     # -- read --
 
@@ -518,6 +530,10 @@ class Lead:
         if self.unread is not None:
             data["unread"] = self.unread.to_json()
         data.update(self.attribution)
+        if self.clicks:
+            data["clicks"] = dict(self.clicks)
+        if self.conversions is not None:
+            data["conversions"] = dict(self.conversions)
         data.update(self.extra)
         return data
 
@@ -560,6 +576,8 @@ class Lead:
             uuid_certain=data.get("uuid_certain") is not False,
             attribution={k: str(data[k]) for k in ATTRIBUTION_FIELDS if data.get(k)},
             unread=Unread.from_json(data.get("unread")),
+            clicks=_strings(data.get("clicks")),
+            conversions=_strings(data["conversions"]) if isinstance(data.get("conversions"), dict) else None,
             extra={k: v for k, v in data.items() if k not in _FIELDS},
         )
 
@@ -568,8 +586,12 @@ _FIELDS = frozenset({
     "lead_id", "version", "route", "state", "received_at", "received_ts", "attempts", "next_attempt_at", "due_at",
     "last_error", "uuid", "popup_uuid", "phone", "phone_hash", "payload", "claims", "consent", "expires_at",
     "attempt_since", "outcome", "minimized", "contact", "placed_at", "retried_at", "uuid_certain",
-    "held_until", "unread", *ATTRIBUTION_FIELDS,
+    "held_until", "unread", "clicks", "conversions", *ATTRIBUTION_FIELDS,
 })  # fmt: skip
+
+
+def _strings(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
 
 
 # ----------------------------------------------------------------------- records as the stores hold them

@@ -61,9 +61,11 @@ OPTED_OUT_TEXT = (
 )
 GRACIAS_TEXT = "¡Listo! Recibimos tus datos."
 INVALID_PHONE_TEXT = "Ese número de teléfono no parece válido. Escríbelo como +56 9 1234 5678."
-CONSENT = {"field": "acepto", "required": True, "text": "v2026-12"}
+CONSENT = {"field": "acepto", "required": True, "text": "v2026-12", "ads_field": "acepto_publicidad"}
 CAMPAIGN_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid")
-NO_CAMPAIGN = dict.fromkeys(CAMPAIGN_FIELDS, "")
+# Meta's click id and cookies: sent to the function for conversions (spec 12), not to FormCall.
+META_CLICK_FIELDS = ("fbclid", "_fbc", "_fbp")
+NO_CAMPAIGN = dict.fromkeys(CAMPAIGN_FIELDS + META_CLICK_FIELDS, "")
 # Chromium's background services (updates, sync, field trials, QUIC probes) would only hit a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -408,6 +410,33 @@ def test_campaign_fields_from_the_url_reach_formcall_in_adicional(
     # The form is cleared after a success, but the campaign stays for the next lead from this visit.
     assert page.locator("#telefono").input_value() == ""
     assert page.locator("input[name=gclid]").input_value() == campaign["gclid"]
+
+
+def test_meta_click_id_and_cookies_and_the_separate_ads_consent_reach_the_function(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    cookies = {"_fbc": "fb.1.1764590000000.IwAR-test_fbc", "_fbp": "fb.1.1764590000000.1234567890"}
+    page.context.add_cookies([{"name": k, "value": v, "url": site.origin} for k, v in cookies.items()])
+    page.goto(f"{site.origin}/index.html?fbclid=IwAR-test_url&utm_source=facebook")
+    fill_like_a_person(page, "Marta Soto", "9 3344 5566", "marta@example.cl")
+    page.get_by_label("Acepto que Acme Seguros informe a Google y Meta").check()
+    response = submit(page, fn)
+    assert response.status == 200
+    assert response.request.post_data_json == {
+        "nombre": "Marta Soto",
+        "telefono": "9 3344 5566",
+        "email": "marta@example.cl",
+        "acepto": "si",
+        "acepto_publicidad": "si",
+        **NO_CAMPAIGN,
+        "utm_source": "facebook",
+        "fbclid": "IwAR-test_url",
+        **cookies,
+        "_gotcha": "",
+    }
+    [call] = simulator.wait_for_calls(1)
+    # The agent's popup never shows Meta's ids.
+    assert not set(META_CLICK_FIELDS) & set(call["payload"]["adicional"])
 
 
 # -- B: JavaScript off, a plain form post answered 303 --
@@ -801,8 +830,12 @@ def test_shipped_page_has_the_consent_box_and_the_campaign_fields() -> None:
     assert box, "no consent box"
     for attribute in ('name="acepto"', 'type="checkbox"', "required"):
         assert attribute in box[0]
-    for name in CAMPAIGN_FIELDS:
+    for name in CAMPAIGN_FIELDS + META_CLICK_FIELDS:
         assert re.search(rf'<input type="hidden" name="{name}" value="">', html), name
+    ads = re.search(r"<input[^>]*\bid=\"acepto_publicidad\"[^>]*>", html)
+    assert ads, "no ads consent box"
+    # A purpose of its own: a box of its own, never required, never pre-ticked.
+    assert 'type="checkbox"' in ads[0] and "required" not in ads[0] and "checked" not in ads[0]
     # The value the box sends is one the function reads as consent given.
     assert re.search(r'value="(si|sí|on|yes|true|1|acepto)"', box[0], re.IGNORECASE)
 
