@@ -599,8 +599,10 @@ def _parse_rate(text: str) -> Rate | None:
     return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
 
 
-_AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", "query_token"}
-_REFERENCE_KEYS = ("secret", "password")
+_AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", "query_token", "verify_token",
+              "page_token", "graph_url", "graph_version"}  # fmt: skip
+_REFERENCE_KEYS = ("secret", "password", "verify_token", "page_token")
+_GRAPH_VERSION = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,3}$")
 
 
 def _auth(source: str, route: Reader) -> Auth:
@@ -619,6 +621,8 @@ def _auth(source: str, route: Reader) -> Auth:
     for key in needed:
         if not values.get(key):
             what = "a secret reference" if needed == ("secret",) else " and ".join(needed)
+            if len(scheme.secret_keys) > 1:
+                what += " (secret references)"
             raise a.fail(key, f"missing: auth type {kind} needs {what}")
     public_url = a.get("public_url", str)
     if public_url is not None and not public_url.startswith(("https://", "http://")):
@@ -626,8 +630,15 @@ def _auth(source: str, route: Reader) -> Auth:
     header = a.get("header", str, Auth.header).strip()
     if not header:
         raise a.fail("header", "must not be empty")
+    graph_url = a.get("graph_url", str, Auth.graph_url).rstrip("/")
+    if not graph_url.startswith(("https://", "http://")):
+        raise a.fail("graph_url", f"must be a URL such as {Auth.graph_url}")
+    graph_version = a.get("graph_version", str, Auth.graph_version)
+    if not _GRAPH_VERSION.match(graph_version):
+        raise a.fail("graph_version", f"must be a Graph API version such as {Auth.graph_version}")
     return Auth(kind, refs["secret"], header, username, refs["password"], public_url,
-                a.get("query_token", bool, True))  # fmt: skip
+                a.get("query_token", bool, True), refs["verify_token"], refs["page_token"], graph_url,
+                graph_version)  # fmt: skip
 
 
 def _captcha(source: str, route: Reader) -> Captcha | None:

@@ -92,6 +92,9 @@ REQUEST_OUTCOMES: frozenset[str] = ERROR_WORDS | {
     "honeypot",
     "dry_run",
     "preflight",
+    "handshake",  # Meta subscribing the URL (spec 5)
+    "no_leads",  # a Meta delivery that names no lead
+    "graph_unavailable",  # a 503: Meta's Graph API did not give a lead on a route with retry = false
 }
 SWEEP_OUTCOMES: frozenset[str] = frozenset(
     {

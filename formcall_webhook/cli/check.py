@@ -94,6 +94,7 @@ def _secret_refs(cfg: config_module.Config) -> list[tuple[str, str | None]]:
     for name, route in cfg.routes.items():
         key = f"routes.{name}"
         refs += [(f"{key}.auth.secret", route.auth.secret), (f"{key}.auth.password", route.auth.password)]
+        refs += [(f"{key}.auth.{k}", getattr(route.auth, k)) for k in ("verify_token", "page_token")]
         if route.captcha is not None:
             refs.append((f"{key}.captcha.secret", route.captcha.secret))
         reporting = route.outcome_reporting
@@ -152,6 +153,8 @@ def _route_warnings(key: str, route: config_module.Route) -> list[str]:
     # Call outcomes (spec 9) are posted to outcome.url and written to HubSpot's API, where a route has them.
     urls.append(("outcome.url", reporting.url if reporting else None))
     urls.append(("outcome.hubspot.api_url", reporting.hubspot.api_url if reporting and reporting.hubspot else None))
+    # Leads are read from the Graph API with the page token (spec 5).
+    urls.append(("auth.graph_url", route.auth.graph_url if route.auth.type == "meta" else None))
     ads = route.conversions
     urls.append(("conversions.google.api_url", ads.google.api_url if ads and ads.google else None))
     urls.append(("conversions.meta.api_url", ads.meta.api_url if ads and ads.meta else None))
