@@ -26,6 +26,9 @@ from .settle import Holder, LostAttempt, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Backend
 
+# FormCall's errors that send a lead to the route's fallback_popup (spec 11): popup not found, and out of
+# service hours (a popup keeping calls pending answers pending instead).
+FALLBACK_CODES = (2, 4)
 # A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
 SETTLE_TIMEOUTS = 2
 # Spec 8's heartbeat: a lead kept for later while the last sweep is older than this is logged, at most
@@ -183,6 +186,23 @@ class Attempter:
         """Ask FormCall for the call of a lead already marked in flight; what the lead becomes (not yet
         saved: the request path finishes it with its claims, the sweeper saves it)."""
         asked = self.ask(payload)
+        if lead.call_popup is not None:
+            lead = replace(lead, call_popup=None)  # this attempt went to the lead's own popup
+        route = self.config.routes.get(lead.route)
+        fallback = route.fallback_popup if route is not None else None
+        err = asked.error
+        popup = str(payload.get("popup_uuid") or "")
+        if (
+            err is not None
+            and fallback is not None
+            and err.formcall_error_code in FALLBACK_CODES
+            and popup.lower() != fallback.lower()
+        ):
+            # Spec 11: the popup cannot take the lead (not found; or out of hours and keeping nothing
+            # pending, which is what error 2 says): the same lead, at once and once, on the fallback.
+            lead = lead.fell_back(popup, err.error, err.formcall_error_code, started, fallback)
+            again = self.ask({**payload, "popup_uuid": fallback})
+            asked = Asked(again.placed, again.error, round(asked.ms + again.ms, 1))
         if asked.placed is not None:
             return asked, self.placed(lead, asked.placed)
         assert asked.error is not None

@@ -20,6 +20,7 @@ from .clients.formcall import ListUnavailable, Placed
 from .config import Config, Route
 from .errors import FormCallUnavailable, OptedOut, RateLimited, WebhookError
 from .records import FAILED, SCHEDULED, Lead, new_lead_id
+from .routing import Router, pool_key
 from .settle import LostAttempt
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Admission, Backend, Counter, Finish
@@ -59,6 +60,7 @@ class Deliverer:
 
     def __init__(self, attempts: Attempter) -> None:
         self.attempts = attempts
+        self.router = Router()
 
     @property
     def config(self) -> Config:
@@ -175,7 +177,9 @@ class Deliverer:
             lead_key = keys.dedupe_claim(route.name, sub.dedupe_value)
         else:
             # The same lead whichever route it came through (spec 2).
-            lead_key = keys.lead_claim(sub.number.e164, str(sub.payload["popup_uuid"]))
+            # A weighted route's leads go to any of its popups: the same number there is the same lead.
+            popup = pool_key(route.popups) if route.popups else str(sub.payload["popup_uuid"])
+            lead_key = keys.lead_claim(sub.number.e164, popup)
         claims = [(lead_key, route.dedupe_window_seconds)]
         if sub.delivery_id is not None:
             delivery_id, window = sub.delivery_id

@@ -134,7 +134,7 @@ class FollowUp:
         return work, self._save(lead, lead.outcome_step(work, due))
 
     def _find(self, lead: Lead, listings: Listings, now: float) -> outcomes.CallResult | None:
-        popup = str(lead.popup_uuid or "")
+        popup = str(lead.call_popup or lead.popup_uuid or "")
         uuid = str(lead.uuid or "").lower()
         for day in list_days(lead.placed_at or lead.received_ts, now):
             key = (popup, day)
