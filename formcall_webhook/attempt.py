@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import once
+from . import keys, once
 from .clients.formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
 from .config import Config
 from .consent import optout_hash
@@ -24,7 +24,7 @@ from .records import FAILED, Lead
 from .secret_store import SecretStore
 from .settle import Holder, LostAttempt, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
-from .stores import Backend
+from .stores import Backend, Pace
 
 # FormCall's errors that send a lead to the route's fallback_popup (spec 11): popup not found, and out of
 # service hours (a popup keeping calls pending answers pending instead).
@@ -246,6 +246,19 @@ class Attempter:
                            keep_fields=self.keep_fields())  # fmt: skip
         return done if certain else done.uncertain()
 
+    def pace_slot(self, lead: Lead, now: float, popup: str | None = None) -> float | None:
+        """Spec 11, the sweeper keeps the pace: None when the lead may be called now (the slot it holds
+        is this one, or it took one now); else the start of the later slot it took."""
+        route = self.config.routes.get(lead.route)
+        if route is None or route.pace is None:
+            return None
+        period = route.pace.seconds
+        if lead.pace_slot is not None and lead.pace_slot <= now < lead.pace_slot + period:
+            return None
+        popup = popup or str(lead.popup_uuid or "")
+        slot = self.store.take_slot(Pace(keys.pace(popup), period, route.pace.count, now))
+        return slot if slot > now else None
+
     def settle_lost(self, lost: LostAttempt) -> Settled:
         """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
         uuids other leads on the popup hold, and the other lost answers there. ListUnavailable when the
@@ -311,6 +324,10 @@ class Attempter:
             return replace(facts, outcome="scheduled", lead=waiting, reason="outside service hours")
         if lead.payload is None:
             return self._give_up(lead, "misconfigured", replace(facts, reason="the record no longer holds the number"))
+        slot = self.pace_slot(lead, now)
+        if slot is not None:
+            waiting = self.save(lead, lead.paced(slot))
+            return replace(facts, outcome="scheduled", lead=waiting, reason="over the popup's pace")
         started = self.clock()
         in_flight = self.save(lead, lead.in_flight(started, started + self.lease_seconds))
         if in_flight is None:

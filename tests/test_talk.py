@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -17,14 +20,26 @@ from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
 from tests.clock import TestClock, clock_of
 
+SANTIAGO = ZoneInfo("America/Santiago")
 TOKEN = "talk-token-11"
 SIMULATOR_TOKENS = (TOKEN,)
 POPUP_A = "e5c98214-d0f6-11e1-8c30-00000000000a"
 POPUP_B = "e5c98214-d0f6-11e1-8c30-00000000000b"
 POPUP_C = "e5c98214-d0f6-11e1-8c30-00000000000c"
 FALLBACK = "e5c98214-d0f6-11e1-8c30-0000000000ff"
-# A Monday, 10:00 in Santiago (UTC-3 in December): within "mon-fri 09:00-18:00".
-MONDAY_10 = 1796475600.0
+
+
+def next_minute() -> float:
+    """A whole minute a little ahead of now: the simulator's clock only moves on."""
+    return float((int(time.time()) // 60 + 2) * 60)
+
+
+def next_monday_10() -> float:
+    """The next Monday at 10:00 in Santiago (within "mon-fri 09:00-18:00"), a day ahead at least."""
+    day = datetime.now(SANTIAGO).date() + timedelta(days=1)
+    while day.weekday() != 0:
+        day += timedelta(days=1)
+    return datetime(day.year, day.month, day.day, 10, 0, tzinfo=SANTIAGO).timestamp()
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis", "firestore"])
@@ -54,15 +69,10 @@ def make_app(tmp_path: Path, simulator: Simulator, store: str, route: str, *, at
         "FORMCALL_SECURITY_TOKEN": TOKEN,
         "FORMCALL_STORE_URL": store,
     }
-    clock = TestClock(simulator, at=at)
+    clock = TestClock(simulator)
     if at is not None:
-        simulator.advance_clock(at - simulator_now(simulator))
+        clock.advance_to(at)  # the simulator's clock moves with it
     return App(runtime=Runtime(environ, clock=clock.now))
-
-
-def simulator_now(simulator: Simulator) -> float:
-    now: float = simulator._state.now()  # type: ignore[attr-defined]
-    return now
 
 
 def post(app: App, body: dict[str, Any]) -> dict[str, Any]:
@@ -141,3 +151,40 @@ def test_error_2_without_pending_goes_to_the_fallback_once(tmp_path: Path, simul
     app.handle(req)
     # Offered once to the fallback, never bounced back and forth.
     assert [c["payload"]["popup_uuid"] for c in simulator.calls()] == [POPUP_A, FALLBACK]
+
+
+# --------------------------------------------------------------------------------------------------- pace
+
+
+def drain(app: App, passes: int = 40) -> None:
+    """Sweep, the test's clock moved on to each next due time, until nothing is due."""
+    sweeper = Sweeper(app.runtime)
+    clock = clock_of(app)
+    for _ in range(passes):
+        dues = [r["due_at"] for r in app.store.scan_leads() if r.get("due_at") is not None]
+        if not dues:
+            return
+        clock.advance_to(max(min(dues), clock.now()) + 0.05)
+        sweeper.run()
+    raise AssertionError("leads still due after every pass")
+
+
+def test_pace_6_a_minute_spreads_a_burst_of_60_over_ten_minutes(
+    tmp_path: Path, simulator: Simulator, any_store: str
+) -> None:
+    start = next_minute()
+    app = make_app(tmp_path, simulator, any_store, f'popup_uuid = "{POPUP_A}"\npace = "6/minute"', at=start)
+    answers = [post(app, {"phone": phone(i)}) for i in range(60)]
+    assert sum(1 for a in answers if a.get("uuid")) == 6
+    assert sum(1 for a in answers if a.get("scheduled")) == 54
+    # Arrival order: the later a lead came, the later its slot.
+    dues = [app.store.get_lead(a["lead_id"])["due_at"] for a in answers[6:]]  # type: ignore[index]
+    assert dues == sorted(dues) and dues[0] == start + 60 and dues[-1] == start + 9 * 60
+    drain(app)
+    placed = simulator.placed()
+    numbers = [c["payload"]["phonenumber"] for c in placed]
+    assert len(placed) == 60 and len(set(numbers)) == 60  # every lead called, none twice
+    records = [app.store.get_lead(a["lead_id"]) for a in answers]
+    per_minute = Counter(int((r["placed_at"] - start) // 60) for r in records if r is not None)
+    assert sorted(per_minute) == list(range(10)) and max(per_minute.values()) <= 6, per_minute
+    print("pace timeline (calls per minute):", [per_minute[m] for m in range(10)])
