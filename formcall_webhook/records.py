@@ -28,7 +28,7 @@ __all__ = ["FAILED", "PENDING", "PLACED", "SCHEDULED", "LeadState"]
 PUBLIC_FIELDS = (
     "lead_id", "route", "state", "received_at", "attempts", "next_attempt_at", "last_error", "uuid",
     "popup_uuid", "phone", "consent", "call_status", "connected", "successful", "duration_customer",
-    "call_at",
+    "call_at", "calls",
 )  # fmt: skip
 CALL_RESULT_FIELDS = ("call_status", "connected", "successful", "duration_customer", "call_at")
 
@@ -229,6 +229,8 @@ class Lead:
     # Spec 11's pace: the start of the slot this lead holds on its popup (taken when it was admitted or
     # rescheduled); its next attempt uses it instead of taking another.
     pace_slot: float | None = None
+    # When its first call was placed (spec 11: recalls stop retry.max_age after it).
+    first_call_at: float | None = None
     # Fields this code does not know: kept as they came, written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -316,11 +318,13 @@ class Lead:
         state = PENDING if pending else PLACED
         attempt = dataclasses.replace(self.attempt, since=None, last_error=None)
         calls = (*self.calls, new_call(uuid, self.call_popup or self.popup_uuid)) if uuid else self.calls
+        first = self.first_call_at if self.first_call_at is not None else now
         if work_after is not None and uuid:
             work = CallWork(due=True)
             return self._moved(state, attempt=attempt, due_at=now + work_after, uuid=uuid, placed_at=now, work=work,
-                               calls=calls, pace_slot=None)  # fmt: skip
-        moved = self._moved(state, attempt=attempt, due_at=None, uuid=uuid, placed_at=now, calls=calls, pace_slot=None)
+                               calls=calls, pace_slot=None, first_call_at=first)  # fmt: skip
+        moved = self._moved(state, attempt=attempt, due_at=None, uuid=uuid, placed_at=now, calls=calls, pace_slot=None,
+                            first_call_at=first)  # fmt: skip
         return moved._minimized(keep_fields)
 
     def fell_back(self, popup: str, error: str, code: int | None, at: float, fallback: str) -> Lead:
@@ -476,6 +480,8 @@ class Lead:
             data["call_popup_uuid"] = self.call_popup
         if self.pace_slot is not None:
             data["pace_slot"] = self.pace_slot
+        if self.first_call_at is not None:
+            data["first_call_at"] = self.first_call_at
         data.update(self.attribution)
         data.update(self.extra)
         return data
@@ -522,6 +528,7 @@ class Lead:
             tried=tuple(t for t in data.get("attempts_log") or [] if isinstance(t, dict)),
             call_popup=data.get("call_popup_uuid"),
             pace_slot=data.get("pace_slot"),
+            first_call_at=data.get("first_call_at"),
             extra={k: v for k, v in data.items() if k not in _FIELDS},
         )
 
@@ -530,7 +537,8 @@ _FIELDS = frozenset({
     "lead_id", "version", "route", "state", "received_at", "received_ts", "attempts", "next_attempt_at", "due_at",
     "last_error", "uuid", "popup_uuid", "phone", "phone_hash", "payload", "claims", "consent", "expires_at",
     "attempt_since", "outcome", "minimized", "contact", "placed_at", "retried_at", "uuid_certain",
-    "held_until", "calls", "attempts_log", "call_popup_uuid", "pace_slot", *ATTRIBUTION_FIELDS,
+    "held_until", "calls", "attempts_log", "call_popup_uuid", "pace_slot", "first_call_at",
+    *ATTRIBUTION_FIELDS,
 })  # fmt: skip
 
 
@@ -573,8 +581,8 @@ def public(record: Mapping[str, Any], phone: str | None = None) -> dict[str, Any
     if record.get("uuid_certain") is False:
         # Spec 8: a lost answer's call that could not be told apart from another lead's.
         view["uuid_certain"] = False
-    if record.get("calls"):
-        view["calls"] = record["calls"]
+    # Spec 11: every call placed for the lead, each with its own outcome.
+    view["calls"] = record.get("calls") or []
     if record.get("attempts_log"):
         view["attempts_log"] = record["attempts_log"]
     payload = record.get("payload")

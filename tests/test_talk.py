@@ -188,3 +188,92 @@ def test_pace_6_a_minute_spreads_a_burst_of_60_over_ten_minutes(
     per_minute = Counter(int((r["placed_at"] - start) // 60) for r in records if r is not None)
     assert sorted(per_minute) == list(range(10)) and max(per_minute.values()) <= 6, per_minute
     print("pace timeline (calls per minute):", [per_minute[m] for m in range(10)])
+
+
+# ------------------------------------------------------------------------------------------------- recall
+
+RECALL_ROUTE = (
+    f'popup_uuid = "{POPUP_A}"\n'
+    'outcome = { after = "1m", give_up = "1h" }\n'
+    'retry = { schedule = ["1m"], service_hours = "mon-fri 09:00-18:00", timezone = "America/Santiago" }\n'
+)
+
+
+def recall_app(tmp_path: Path, simulator: Simulator, store: str, recall: str, at: float) -> App:
+    return make_app(tmp_path, simulator, store, RECALL_ROUTE + f"recall = {recall}", at=at)
+
+
+def calls_of(app: App, lead_id: str) -> list[dict[str, Any]]:
+    record = app.store.get_lead(lead_id)
+    assert record is not None
+    calls: list[dict[str, Any]] = record.get("calls") or []
+    return calls
+
+
+def test_not_answered_then_connected_is_two_calls_then_none(
+    tmp_path: Path, simulator: Simulator, any_store: str
+) -> None:
+    app = recall_app(tmp_path, simulator, any_store, '{ schedule = ["10m"], max_calls = 5 }', next_monday_10())
+    simulator.queue_fates(POPUP_A, "not_answered", "connected", "not_answered", "not_answered")
+    answer = post(app, {"phone": phone(21)})
+    drain(app)
+    calls = calls_of(app, answer["lead_id"])
+    assert len(simulator.placed()) == 2
+    assert [c["connected"] for c in calls] == [False, True]
+    assert calls[0]["uuid"] == answer["uuid"] and calls[1]["uuid"] != calls[0]["uuid"]
+    assert {c["popup_uuid"] for c in calls} == {POPUP_A}
+    record = app.store.get_lead(answer["lead_id"])
+    assert record is not None and record["state"] == "placed" and record["outcome"]["connected"] is True
+
+
+def test_never_answered_stops_at_max_calls(tmp_path: Path, simulator: Simulator, any_store: str) -> None:
+    app = recall_app(tmp_path, simulator, any_store, '{ schedule = ["10m", "1h"], max_calls = 3 }', next_monday_10())
+    simulator.queue_fates(POPUP_A, *["not_answered"] * 6)
+    answer = post(app, {"phone": phone(22)})
+    drain(app)
+    calls = calls_of(app, answer["lead_id"])
+    assert len(simulator.placed()) == 3 and len(calls) == 3
+    assert all(c["connected"] is False for c in calls) and len({c["uuid"] for c in calls}) == 3
+    record = app.store.get_lead(answer["lead_id"])
+    # All unanswered: placed, not connected, not failed.
+    assert record is not None and record["state"] == "placed" and record["outcome"]["connected"] is False
+    assert record["due_at"] is None
+
+
+def test_a_connected_first_call_is_the_only_call(tmp_path: Path, simulator: Simulator, any_store: str) -> None:
+    app = recall_app(tmp_path, simulator, any_store, '{ schedule = ["10m"], max_calls = 3 }', next_monday_10())
+    simulator.queue_fates(POPUP_A, "connected", "not_answered")
+    answer = post(app, {"phone": phone(23)})
+    drain(app)
+    assert len(simulator.placed()) == 1
+    assert [c["connected"] for c in calls_of(app, answer["lead_id"])] == [True]
+
+
+def test_a_recall_due_after_hours_waits_for_the_opening(tmp_path: Path, simulator: Simulator, any_store: str) -> None:
+    monday_1750 = next_monday_10() + 7 * 3600 + 50 * 60
+    app = recall_app(tmp_path, simulator, any_store, '{ schedule = ["30m"], max_calls = 2 }', monday_1750)
+    simulator.queue_fates(POPUP_A, "not_answered", "connected")
+    answer = post(app, {"phone": phone(24)})
+    drain(app)
+    record = app.store.get_lead(answer["lead_id"])
+    assert record is not None and len(record["calls"]) == 2
+    tuesday_9 = next_monday_10() + 23 * 3600
+    assert tuesday_9 <= record["placed_at"] < tuesday_9 + 120
+
+
+def test_an_opt_out_between_two_calls_stops_the_recalls(tmp_path: Path, simulator: Simulator, any_store: str) -> None:
+    app = recall_app(tmp_path, simulator, any_store, '{ schedule = ["10m"], max_calls = 3 }', next_monday_10())
+    simulator.queue_fates(POPUP_A, "not_answered", "not_answered", "not_answered")
+    answer = post(app, {"phone": phone(25)})
+    sweeper = Sweeper(app.runtime)
+    clock = clock_of(app)
+    for _ in range(10):  # until the recall is scheduled
+        record = app.store.get_lead(answer["lead_id"])
+        assert record is not None and record["due_at"] is not None
+        if (record.get("outcome") or {}).get("recall"):
+            break
+        clock.advance_to(record["due_at"] + 0.05)
+        sweeper.run()
+    app.store.set_optout(app.runtime.attempter.phone_hash("+56960002511"), True)
+    drain(app)
+    assert len(simulator.placed()) == 1 and len(calls_of(app, answer["lead_id"])) == 1

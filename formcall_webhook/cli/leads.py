@@ -22,6 +22,7 @@ from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, ad
 from .output import table, text
 
 STATS_TIMEZONE = "America/Santiago"  # Chile's day, where the call centres and the law are
+_CALL_FIELDS = ("uuid", "popup_uuid", "call_status", "connected", "successful", "duration_customer", "call_at")
 _LIST_COLUMNS = ("lead_id", "received_at", "route", "state", "attempts", "last_error", "uuid", "phone")
 # What `leads retry` may end in and still count as done: the lead is called, or safely kept.
 _RETRY_OK = (records.PLACED, records.PENDING, records.SCHEDULED)
@@ -130,6 +131,13 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     shown = figures.localized(ctx, shown)  # times in the route's zone
     width = max(len(name) for name in shown)
     for name, value in shown.items():
+        if name == "calls" and isinstance(value, list) and value:
+            # Spec 11: one line per call, its number first.
+            print(f"{name.ljust(width)}  {len(value)}")
+            for number, call in enumerate(value, 1):
+                facts = "  ".join(f"{k}={text(call.get(k))}" for k in _CALL_FIELDS if isinstance(call, dict))
+                print(f"{''.ljust(width)}  {number}. {facts}")
+            continue
         print(f"{name.ljust(width)}  {text(value)}")
     return OK
 
