@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import phones, records
 from ..keys import person as person_keys
+from ..routing import pool_key
 from ..states import parse_duration
 from . import figures, stats
 from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, add_production_option
@@ -169,6 +170,8 @@ def forget(args: argparse.Namespace, ctx: Context) -> int:
     popups = {str(r["popup_uuid"]) for r in found if r.get("popup_uuid")}
     popups |= {route.popup_uuid.source.strip() for route in ctx.config.routes.values()
                if route.popup_uuid is not None and "{" not in route.popup_uuid.source}  # fmt: skip
+    # A weighted route's claims name its popups together (spec 11).
+    popups |= {pool_key(route.popups) for route in ctx.config.routes.values() if route.popups}
     # The default dedupe claim, even for a lead whose record is already gone: else a new submission
     # within the window would be answered as a duplicate of a lead that no longer exists.
     keys = person_keys(e164, popups)
