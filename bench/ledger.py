@@ -38,11 +38,20 @@ from formcall_webhook.sweep import Sweeper
 HEADERS = {"content-type": "application/json", "accept": "application/json", "x-forwarded-for": "200.1.2.3"}
 
 
-def write_config(folder: Path, retry: str = "") -> Path:
+# Spec 11's keys on the round-trip row: three popups weighted 2:1:1, each paced (never reached here, so
+# every lead is placed and its pace counted in the admission's round trip).
+TALK_ROUTE = (
+    f'popup_uuid = [{{ uuid = "{POPUP}", weight = 2 }}, {{ uuid = "{POPUP[:-1]}5", weight = 1 }}, '
+    f'{{ uuid = "{POPUP[:-1]}6", weight = 1 }}]\npace = "100000/second"\n'
+)
+
+
+def write_config(folder: Path, retry: str = "", route: str = "") -> Path:
     """The bench's function config: zero-config's route, without the public rate limits (one client IP)."""
     path = folder / f"ledger{len(list(folder.iterdir()))}.toml"
+    popup = route or f'popup_uuid = "{POPUP}"\n'
     path.write_text(
-        f'[formcall]\ntimeout_seconds = 8\n{retry}[routes.default]\npopup_uuid = "{POPUP}"\nrate_limit = false\n',
+        f"[formcall]\ntimeout_seconds = 8\n{retry}[routes.default]\n{popup}rate_limit = false\n",
         encoding="utf-8",
     )
     return path
@@ -140,10 +149,15 @@ def bench_round_trips(folder: Path, sim_url: str, leads: Leads, count: int) -> d
     from tests.fakes.redis_server import RedisServer
 
     config = write_config(folder)
+    talk = write_config(folder, route=TALK_ROUTE)
     out: dict[str, Any] = {"memory": round_trips(make_app(config, sim_url, "memory://"), leads, count)}
+    paced: dict[str, Any] = {"memory": round_trips(make_app(talk, sim_url, "memory://"), leads, count)}
+    out["paced_weighted"] = paced
     redis_server = RedisServer().start()
     try:
-        out["redis"] = round_trips(make_app(config, sim_url, redis_server.url), leads, count, count_redis_writes())
+        writes = count_redis_writes()
+        out["redis"] = round_trips(make_app(config, sim_url, redis_server.url), leads, count, writes)
+        paced["redis"] = round_trips(make_app(talk, sim_url, redis_server.url), leads, count, writes)
     finally:
         redis_server.stop()
     try:
@@ -155,6 +169,7 @@ def bench_round_trips(folder: Path, sim_url: str, leads: Leads, count: int) -> d
         return out
     try:
         out["firestore"] = round_trips(make_app(config, sim_url, emulator.store_url), leads, count)
+        paced["firestore"] = round_trips(make_app(talk, sim_url, emulator.store_url), leads, count)
     finally:
         emulator.stop()
     return out
@@ -217,6 +232,36 @@ def bench_sweep(folder: Path, sim_url: str, leads: Leads, count: int, rounds: in
     }
 
 
+def bench_recalls(folder: Path, sim_url: str, leads: Leads, count: int) -> dict[str, Any]:
+    """Spec 11: one Sweeper.run pass over `count` leads whose recall is due (memory://), each placing its
+    second call: the leads are placed, then each record is moved to where the outcome work leaves a call
+    that settled not answered (its call in `calls`, the recall due now), so the pass measures the recalls."""
+    config = write_config(folder, route=f'popup_uuid = "{POPUP}"\nrecall = {{ schedule = ["1m"], max_calls = 3 }}\n')
+    app = make_app(config, sim_url, "memory://")
+    ids = []
+    for _ in range(count):
+        answer = post(app, leads.body())
+        if not answer.get("uuid"):
+            raise AssertionError(f"not placed: {answer}")
+        ids.append(answer["lead_id"])
+    from formcall_webhook.records import CallWork, Lead
+
+    now = time.time()
+    for lead_id in ids:
+        lead = Lead.from_json(app.store.get_lead(lead_id) or {})
+        unanswered = CallWork(due=True, call_status="SIM-NoContesta", connected=False, successful=False, last=("x",))
+        due = lead.call_settled(unanswered).outcome_step(CallWork(due=True, extra={"recall": True}), now)
+        if not app.store.save_lead(due.to_json(), lead.version):
+            raise AssertionError("the record changed")
+    began = time.perf_counter()
+    Sweeper(app.runtime).run(budget_seconds=3600)
+    elapsed = time.perf_counter() - began
+    recalled = sum(len((app.store.get_lead(i) or {}).get("calls") or []) == 2 for i in ids)
+    if recalled != count:
+        raise AssertionError(f"the pass recalled {recalled} of {count}")
+    return {"due_recalls": count, "recalls_per_s": round(count / elapsed, 1)}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim-url", required=True, help="the simulator's base URL, e.g. http://127.0.0.1:8081")
@@ -231,6 +276,7 @@ def main(argv: list[str]) -> int:
         result = {
             "round_trips": bench_round_trips(folder, args.sim_url, leads, args.leads),
             "sweep": bench_sweep(folder, args.sim_url, leads, args.sweep_leads, args.rounds),
+            "recalls": bench_recalls(folder, args.sim_url, leads, args.sweep_leads),
         }
     print(json.dumps(result))
     return 0

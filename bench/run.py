@@ -434,7 +434,9 @@ def bench_memory(plan: Plan, sim: SimulatorProcess, leads: Leads, env: dict[str,
 
 def bench_ledger(plan: Plan, sim: SimulatorProcess, leads: Leads) -> dict[str, Any]:
     """bench/ledger.py in a process of its own, against the bench's simulator."""
-    start = leads.reserve(3 * (plan.ledger_leads + 3) + (2 * plan.sweep_leads + 1) * plan.sweep_rounds + 100)
+    start = leads.reserve(
+        6 * (plan.ledger_leads + 3) + (2 * plan.sweep_leads + 1) * plan.sweep_rounds + plan.sweep_leads + 100
+    )
     sim.reset()
     try:
         completed = subprocess.run(  # noqa: S603 - our own interpreter and script
@@ -588,6 +590,26 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 "—",
                 goal,
                 "—" if most is None else ("yes" if entry["per_lead"] <= most else "NO"),
+            )
+        for kind, (goal, most) in goals.items():
+            entry = ledger["round_trips"].get("paced_weighted", {}).get(kind, {})
+            if "per_lead" in entry:
+                row(
+                    f"store round trips per placed lead, {kind}, pace + weighted popup_uuid",
+                    _fmt(entry["per_lead"], 2),
+                    "—",
+                    "—",
+                    goal,
+                    "—" if most is None else ("yes" if entry["per_lead"] <= most else "NO"),
+                )
+        recalls = ledger.get("recalls")
+        if recalls is not None:
+            row(
+                f"sweep pass over {recalls['due_recalls']:,} due recalls, memory:// (calls/s)",
+                _fmt(recalls["recalls_per_s"]),
+                "—",
+                "—",
+                "report",
             )
         sweep = ledger["sweep"]
         row(

@@ -210,6 +210,9 @@ class App:
 
         mapped = map_submission(route, body, query, headers)
         context, lead, payload = mapped.context, mapped.lead, mapped.payload
+        if route.popups:
+            # Spec 11: the lead's popup, by the route's weighted round robin on this instance.
+            payload["popup_uuid"] = self.runtime.deliverer.router.pick(route.name, route.popups)
         line.phone = lead.masked
         line.popup_uuid = payload["popup_uuid"]
         line.adicional_keys = sorted(payload.get("adicional", {}))

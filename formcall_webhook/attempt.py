@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import once
+from . import keys, once
 from .clients.formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
 from .config import Config
 from .consent import optout_hash
@@ -24,8 +24,11 @@ from .records import FAILED, Lead
 from .secret_store import SecretStore
 from .settle import Holder, LostAttempt, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
-from .stores import Backend
+from .stores import Backend, Pace
 
+# FormCall's errors that send a lead to the route's fallback_popup (spec 11): popup not found, and out of
+# service hours (a popup keeping calls pending answers pending instead).
+FALLBACK_CODES = (2, 4)
 # A lost answer is settled from FormCall's list only after this many timeouts since the attempt.
 SETTLE_TIMEOUTS = 2
 # Spec 8's heartbeat: a lead kept for later while the last sweep is older than this is logged, at most
@@ -183,6 +186,23 @@ class Attempter:
         """Ask FormCall for the call of a lead already marked in flight; what the lead becomes (not yet
         saved: the request path finishes it with its claims, the sweeper saves it)."""
         asked = self.ask(payload)
+        if lead.call_popup is not None:
+            lead = replace(lead, call_popup=None)  # this attempt went to the lead's own popup
+        route = self.config.routes.get(lead.route)
+        fallback = route.fallback_popup if route is not None else None
+        err = asked.error
+        popup = str(payload.get("popup_uuid") or "")
+        if (
+            err is not None
+            and fallback is not None
+            and err.formcall_error_code in FALLBACK_CODES
+            and popup.lower() != fallback.lower()
+        ):
+            # Spec 11: the popup cannot take the lead (not found; or out of hours and keeping nothing
+            # pending, which is what error 2 says): the same lead, at once and once, on the fallback.
+            lead = lead.fell_back(popup, err.error, err.formcall_error_code, started, fallback)
+            again = self.ask({**payload, "popup_uuid": fallback})
+            asked = Asked(again.placed, again.error, round(asked.ms + again.ms, 1))
         if asked.placed is not None:
             return asked, self.placed(lead, asked.placed)
         assert asked.error is not None
@@ -225,6 +245,19 @@ class Attempter:
                            work_after=outcome.after if outcome is not None else None,
                            keep_fields=self.keep_fields())  # fmt: skip
         return done if certain else done.uncertain()
+
+    def pace_slot(self, lead: Lead, now: float, popup: str | None = None) -> float | None:
+        """Spec 11, the sweeper keeps the pace: None when the lead may be called now (the slot it holds
+        is this one, or it took one now); else the start of the later slot it took."""
+        route = self.config.routes.get(lead.route)
+        if route is None or route.pace is None:
+            return None
+        period = route.pace.seconds
+        if lead.pace_slot is not None and lead.pace_slot <= now < lead.pace_slot + period:
+            return None
+        popup = popup or str(lead.popup_uuid or "")
+        slot = self.store.take_slot(Pace(keys.pace(popup), period, route.pace.count, now))
+        return slot if slot > now else None
 
     def settle_lost(self, lost: LostAttempt) -> Settled:
         """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
@@ -291,6 +324,10 @@ class Attempter:
             return replace(facts, outcome="scheduled", lead=waiting, reason="outside service hours")
         if lead.payload is None:
             return self._give_up(lead, "misconfigured", replace(facts, reason="the record no longer holds the number"))
+        slot = self.pace_slot(lead, now)
+        if slot is not None:
+            waiting = self.save(lead, lead.paced(slot))
+            return replace(facts, outcome="scheduled", lead=waiting, reason="over the popup's pace")
         started = self.clock()
         in_flight = self.save(lead, lead.in_flight(started, started + self.lease_seconds))
         if in_flight is None:

@@ -27,7 +27,7 @@ from .secret_store import DEFAULT_TTL_SECONDS
 from .senders import AUTH_TYPES as AUTH_TYPES
 from .senders import REGISTRY as AUTH_SCHEMES
 from .senders import Auth as Auth
-from .states import DEFAULT_RETRY, LeadsPolicy, OutcomePolicy, RetryPolicy
+from .states import DEFAULT_RETRY, LeadsPolicy, OutcomePolicy, RecallPolicy, RetryPolicy
 from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
 
@@ -127,6 +127,12 @@ class Route:
     consent: ConsentRule | None = None
     # Spec 12: conversion events to Google Ads and Meta; None without `conversions`.
     conversions: ConversionsPolicy | None = None
+    # Spec 11: weighted routing (uuid, weight) when popup_uuid is a list; the fallback popup; the pace per
+    # popup; recalls of unanswered leads (None: off).
+    popups: tuple[tuple[str, int], ...] = ()
+    fallback_popup: str | None = None
+    pace: Rate | None = None
+    recall: RecallPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -209,11 +215,11 @@ ROUTE_KEYS = {
     "popup_uuid", "phone", "phone_parts", "region", "allowed_regions", "allowed_number_types",
     "adicional", "adicional_max_length", "auth", "honeypot", "captcha", "dedupe", "rate_limit",
     "redirect", "cors_origins", "allow_get", "max_body_bytes", "body_timeout_seconds", "dry_run", "retry",
-    "outcome", "consent", "conversions",
+    "outcome", "consent", "conversions", "fallback_popup", "pace", "recall",
 }  # fmt: skip
 # Table-valued keys: a route's table is merged over the one in [defaults], key by key.
 _MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redirect", "phone_parts", "retry", "outcome",
-                  "consent", "conversions"}  # fmt: skip
+                  "consent", "conversions", "recall"}  # fmt: skip
 
 
 def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
@@ -400,7 +406,9 @@ def _route(
 ) -> Route:
     """One route; each key's problem is noted and the route read on, so one run finds them all."""
     r = Reader(source, f"routes.{name}", data, ROUTE_KEYS)
-    popup = attempt(lambda: _popup(source, r, env), None)
+    no_popups: tuple[tuple[str, int], ...] = ()
+    popups = attempt(lambda: _popups(r), no_popups)
+    popup = attempt(lambda: _popup(source, r, env), None) if not popups else _fixed(source, r, popups[0][0])
     phone_parts = attempt(lambda: _phone_parts(source, r), None)
     region = attempt(lambda: _region(r, region_default), region_default)
     allowed_regions = attempt(lambda: _allowed_regions(r, region), frozenset({region}))
@@ -418,6 +426,11 @@ def _route(
     redirect_failure = attempt(lambda: _redirect(redirect, "failure"), None)
     honeypot = attempt(lambda: (r.get("honeypot", str) or "").strip() or None, None)
     conversions = attempt(lambda: _conversions(source, r.key("conversions"), r.data.get("conversions")), None)
+    recall = attempt(lambda: _recall(source, r.key("recall"), r.data.get("recall")), None)
+    outcome = attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None)
+    if outcome is None and (recall is not None or conversions is not None):
+        # Spec 11 and 12: a recall and a conversion wait on the call's outcome, so they turn the lookups on.
+        outcome = OutcomePolicy()
     return Route(
         name=name,
         popup_uuid=popup,
@@ -443,12 +456,50 @@ def _route(
         dry_run=dry_run_all or attempt(lambda: r.get("dry_run", bool, False), False),
         body_timeout_seconds=attempt(lambda: _body_timeout(r), DEFAULT_BODY_TIMEOUT_SECONDS),
         retry=attempt(lambda: _retry(source, r.key("retry"), r.data.get("retry")), None),
-        # Spec 12: a conversion waits on the call's outcome, so `conversions` turns the lookups on.
-        outcome_reporting=attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None)
-        or (OutcomePolicy() if conversions is not None else None),
+        outcome_reporting=outcome,
         consent=attempt(lambda: parse_consent(source, r.key("consent"), r.data.get("consent")), None),
         conversions=conversions,
+        popups=popups,
+        fallback_popup=attempt(lambda: _fallback(r), None),
+        pace=attempt(lambda: _rate(r, "pace", day=False), None),
+        recall=recall,
     )
+
+
+def _popups(r: Reader) -> tuple[tuple[str, int], ...]:
+    """Spec 11: `popup_uuid = [{ uuid = "...", weight = 2 }, ...]`; () when popup_uuid is a template."""
+    value = r.data.get("popup_uuid")
+    if not isinstance(value, list):
+        return ()
+    example = 'e.g. [{ uuid = "e5c98214-...", weight = 2 }, { uuid = "...", weight = 1 }]'
+    if not value:
+        raise r.fail("popup_uuid", f"is an empty list; list the popups, {example}")
+    popups: list[tuple[str, int]] = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) - {"uuid", "weight"} or "uuid" not in item:
+            raise r.fail("popup_uuid", f"each item must be a table with uuid and weight, {example}")
+        uuid, weight = item["uuid"], item.get("weight", 1)
+        if not isinstance(uuid, str) or not is_uuid(uuid.strip()):
+            raise r.fail("popup_uuid", f"{uuid!r} is not a UUID")
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 1000:
+            raise r.fail("popup_uuid", f"the weight of {uuid} must be a whole number from 1 to 1000, not {weight!r}")
+        if any(uuid.strip().lower() == known.lower() for known, _ in popups):
+            raise r.fail("popup_uuid", f"{uuid} is listed twice")
+        popups.append((uuid.strip(), weight))
+    return tuple(popups)
+
+
+def _fixed(source: str, r: Reader, uuid: str) -> Template:
+    return compile_or_fail(source, r.key("popup_uuid"), uuid)
+
+
+def _fallback(r: Reader) -> str | None:
+    value = r.get("fallback_popup", str)
+    if value is None:
+        return None
+    if not is_uuid(value.strip()):
+        raise r.fail("fallback_popup", f"{value!r} is not a UUID")
+    return str(value.strip())
 
 
 def _popup(source: str, r: Reader, env: Mapping[str, str]) -> Template:
@@ -582,13 +633,14 @@ def _str_list(reader: Reader, key: str, default: list[str], *, upper: bool = Fal
     return [v.strip().upper() if upper else v.strip() for v in value]
 
 
-def _rate(reader: Reader, key: str) -> Rate | None:
+def _rate(reader: Reader, key: str, *, day: bool = True) -> Rate | None:
     text = reader.get(key, str)
     if text is None:
         return None
     rate = _parse_rate(text)
-    if rate is None:
-        raise reader.fail(key, f'{text!r} is not COUNT/second|minute|hour|day, e.g. "10/minute"')
+    if rate is None or (not day and rate.seconds > 3600):
+        units = "second|minute|hour|day" if day else "second|minute|hour"
+        raise reader.fail(key, f'{text!r} is not COUNT/{units}, e.g. "6/minute"')
     return rate
 
 
@@ -715,6 +767,14 @@ def _conversions(source: str, key: str, value: Any) -> ConversionsPolicy | None:
     from .config_policies import parse_conversions
 
     return parse_conversions(source, key, value)
+
+
+def _recall(source: str, key: str, value: Any) -> RecallPolicy | None:
+    if value is None or value is False:
+        return None
+    from .config_policies import parse_recall
+
+    return parse_recall(source, key, value)
 
 
 def _leads(source: str, value: Any) -> LeadsPolicy:

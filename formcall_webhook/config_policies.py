@@ -23,6 +23,7 @@ from .states import (
     HubSpotOutcome,
     LeadsPolicy,
     OutcomePolicy,
+    RecallPolicy,
     RetryPolicy,
     ServiceHours,
     parse_service_hours,
@@ -95,6 +96,31 @@ def _holidays(table: Reader) -> str:
     if country not in known:
         raise table.fail("holidays", f"{country!r} is not a country code the holidays library knows, e.g. CL")
     return country
+
+
+_RECALL_KEYS = frozenset({"schedule", "max_calls"})
+_RECALL_EXAMPLE = '{ schedule = ["10m", "2h", "1d"], max_calls = 3 }'
+
+
+def parse_recall(source: str, key: str, value: Any) -> RecallPolicy | None:
+    """The `recall` value of a route (spec 11); None when absent or false (recall is off unless set)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return RecallPolicy()
+    table = Reader(source, key, value, _RECALL_KEYS, example=_RECALL_EXAMPLE)
+    schedule = RecallPolicy.schedule
+    if "schedule" in value:
+        texts = table.strings("schedule")
+        if not texts:
+            raise table.fail("schedule", 'is empty; list the waits between calls, e.g. ["10m", "2h", "1d"]')
+        schedule = tuple(table.duration("schedule", text, positive=True) for text in texts)
+    max_calls = RecallPolicy.max_calls
+    if "max_calls" in value:
+        max_calls = table.get("max_calls", int)
+        if not 1 <= max_calls <= 20:
+            raise table.fail("max_calls", f"must be a whole number from 1 to 20, not {max_calls}")
+    return RecallPolicy(schedule, max_calls)
 
 
 _OUTCOME_KEYS = frozenset({"after", "give_up", "url", "secret", "hubspot"})

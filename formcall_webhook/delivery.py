@@ -20,9 +20,10 @@ from .clients.formcall import ListUnavailable, Placed
 from .config import Config, Route
 from .errors import FormCallUnavailable, OptedOut, RateLimited, WebhookError
 from .records import FAILED, SCHEDULED, Lead, Unread, new_lead_id
+from .routing import Router, pool_key
 from .settle import LostAttempt
 from .states import DEFAULT_RETRY, RetryPolicy
-from .stores import Admission, Backend, Counter, Finish
+from .stores import Admission, Backend, Counter, Finish, Pace
 
 _POLL_SECONDS = 0.05
 
@@ -61,6 +62,7 @@ class Deliverer:
 
     def __init__(self, attempts: Attempter) -> None:
         self.attempts = attempts
+        self.router = Router()
 
     @property
     def config(self) -> Config:
@@ -97,21 +99,27 @@ class Deliverer:
         closed = policy is not None and not policy.in_service(now)
         # Kept before FormCall is asked, its attempt in flight: a process that dies now leaves a lead the
         # sweeper settles.
-        lead = Lead.admitted(
-            lead_id=lead_id,
-            route=route.name,
-            received=now,
-            payload=sub.payload,
-            masked=number.masked,
-            phone_hash=number_hash,
-            keep_days=self.config.leads.keep_days,
-            claims=list(windows),
-            consent=sub.consent,
-            contact=sub.contact,
-            attribution=sub.attribution,
-            clicks=sub.clicks,
-            in_flight_until=None if closed else now + self.attempts.lease_seconds,
-        )
+        fields: dict[str, Any] = {
+            "lead_id": lead_id,
+            "route": route.name,
+            "received": now,
+            "payload": sub.payload,
+            "masked": number.masked,
+            "phone_hash": number_hash,
+            "keep_days": self.config.leads.keep_days,
+            "claims": list(windows),
+            "consent": sub.consent,
+            "contact": sub.contact,
+            "attribution": sub.attribution,
+            "clicks": sub.clicks,
+        }
+        lead = Lead.admitted(**fields, in_flight_until=None if closed else now + self.attempts.lease_seconds)
+        # Spec 11: the popup's pace is counted in the same round trip; over it, this record is kept instead.
+        pace = deferred = None
+        if route.pace is not None and not closed:
+            popup = str(sub.payload["popup_uuid"])
+            pace = Pace(keys.pace(popup), route.pace.seconds, route.pace.count, now)
+            deferred = Lead.admitted(**fields)
         if policy is not None and closed:
             # Kept due at the opening from the first write: a process that dies now leaves it due.
             lead = lead.held(policy.next_opening(now))
@@ -125,6 +133,8 @@ class Deliverer:
             counters=counters,
             optout=number_hash,
             lease=None if closed else (keys.lease(lead_id), self.attempts.lease_seconds),
+            pace=pace,
+            deferred=deferred.to_json() if deferred is not None else None,
         )
         note = None
         deadline = time.monotonic() + self.config.timeout_seconds + 2
@@ -154,6 +164,8 @@ class Deliverer:
             time.sleep(_POLL_SECONDS)
         if closed:
             return self._keep_until_open(lead, policy, marker, windows)
+        if deferred is not None and admitted.later and admitted.slot is not None:
+            return self._keep_for_slot(deferred, admitted.slot, policy, marker, windows)
         return self._first_attempt(sub, lead, marker, windows, note)
 
     def keep_unread(
@@ -204,6 +216,18 @@ class Deliverer:
         self.attempts.check_sweeper()
         return Delivered(answer, Attempted("scheduled", lead.lead_id, lead, attempts=0, reason="outside service hours"))
 
+    def _keep_for_slot(
+        self, lead: Lead, slot: float, policy: RetryPolicy | None, marker: str, windows: list[tuple[str, float]]
+    ) -> Delivered:
+        """Over the popup's pace (spec 11): kept, due at the slot it took, answered as scheduled."""
+        answer = once.FirstAnswer(lead.lead_id, scheduled=True)
+        paced = lead.paced(slot)
+        self._finish(lead, paced, marker, self._holding(windows, policy), answer)
+        self.attempts.check_sweeper()
+        wait = round(slot - lead.received_ts, 1)
+        return Delivered(answer, Attempted("scheduled", lead.lead_id, paced, attempts=0, wait_seconds=wait,
+                                           reason="over the popup's pace"))  # fmt: skip
+
     @staticmethod
     def _holding(windows: list[tuple[str, float]], policy: RetryPolicy | None) -> list[tuple[str, float]]:
         """While a lead waits, a resend is still this lead: its claims last until it can no longer be called."""
@@ -216,7 +240,9 @@ class Deliverer:
             lead_key = keys.dedupe_claim(route.name, sub.dedupe_value)
         else:
             # The same lead whichever route it came through (spec 2).
-            lead_key = keys.lead_claim(sub.number.e164, str(sub.payload["popup_uuid"]))
+            # A weighted route's leads go to any of its popups: the same number there is the same lead.
+            popup = pool_key(route.popups) if route.popups else str(sub.payload["popup_uuid"])
+            lead_key = keys.lead_claim(sub.number.e164, popup)
         claims = [(lead_key, route.dedupe_window_seconds)]
         if sub.delivery_id is not None:
             delivery_id, window = sub.delivery_id

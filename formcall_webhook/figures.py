@@ -23,7 +23,7 @@ NO_OUTCOME = "–"  # where no outcome is tracked: unknown, which 0 would misrea
 # A row's fields in order, as CSV columns and JSON keys (after the group's own key).
 COLUMNS = (
     "leads", "placed", "pending", "scheduled", "failed", "calls_per_lead", "connected", "successful",
-    "connect_rate", "median_seconds", "p90_seconds",
+    "connect_rate", "median_seconds", "p90_seconds", "connects_by_call",
 )  # fmt: skip
 
 
@@ -42,6 +42,8 @@ class Lead:
     connected: bool
     successful: bool
     wait: float | None  # seconds from submission to the first call
+    # Spec 11: which of the lead's calls connected (1 for the first); None when none did.
+    connected_call: int | None = None
 
 
 def _number(value: Any) -> float | None:
@@ -98,6 +100,18 @@ def calls_of(record: Mapping[str, Any]) -> int:
     return 1 if record.get("uuid") else 0
 
 
+def connected_call(record: Mapping[str, Any]) -> int | None:
+    """The number of the lead's call that connected (spec 11's recalls): from its calls when it keeps
+    them, else 1 when its one outcome connected."""
+    calls = record.get("calls")
+    if isinstance(calls, list) and calls:
+        for number, call in enumerate(calls, 1):
+            if isinstance(call, Mapping) and call.get("connected") is True:
+                return number
+        return None
+    return 1 if _outcome(record)[1] else None
+
+
 def _outcome(record: Mapping[str, Any]) -> tuple[bool, bool, bool]:
     """(tracked, connected, successful): tracked once an outcome says whether the call connected."""
     outcome = record.get("outcome")
@@ -134,6 +148,7 @@ def lead_of(record: Mapping[str, Any], zones: Mapping[str, tzinfo], default_zone
         utm_source=_text(record.get("utm_source")),
         utm_campaign=_text(record.get("utm_campaign")),
         calls=calls_of(record),
+        connected_call=connected_call(record),
         tracked=tracked,
         connected=connected,
         successful=successful,
@@ -176,6 +191,10 @@ def summary(leads: list[Lead]) -> dict[str, Any]:
     row["connected"] = sum(lead.connected for lead in tracked) if tracked else None
     row["successful"] = sum(lead.successful for lead in tracked) if tracked else None
     row["connect_rate"] = round(row["connected"] / len(tracked), 3) if tracked else None
+    by_call: dict[str, int] = {}
+    for number in sorted(lead.connected_call for lead in tracked if lead.connected_call is not None):
+        by_call[str(number)] = by_call.get(str(number), 0) + 1
+    row["connects_by_call"] = by_call if tracked else None
     waits = [lead.wait for lead in leads if lead.wait is not None]
     row["median_seconds"] = round(statistics.median(waits), 1) if waits else None
     row["p90_seconds"] = round(percentile(waits, 0.9), 1) if waits else None
@@ -215,8 +234,11 @@ def days(leads: list[Lead], first: date | None = None, last: date | None = None)
 def cell(row: Mapping[str, Any], column: str) -> str:
     """A row's value as text (the table and the CSV): NO_OUTCOME where no outcome is tracked."""
     value = row.get(column)
-    if column in ("connected", "successful", "connect_rate") and value is None:
+    if column in ("connected", "successful", "connect_rate", "connects_by_call") and value is None:
         return NO_OUTCOME
+    if column == "connects_by_call" and isinstance(value, Mapping):
+        # Connects by call number: "1:12 2:4 3:1" (12 leads reached on the first call, 4 on the second...).
+        return " ".join(f"{number}:{count}" for number, count in value.items()) or "0"
     if value is None:
         return ""
     if column == "connect_rate":

@@ -19,7 +19,7 @@ import urllib3
 from . import outcomes, records
 from .attempt import Attempted, Attempter
 from .clients import outgoing
-from .clients.formcall import ListUnavailable, list_days
+from .clients.formcall import FormCallUncertain, ListUnavailable, list_days
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient
 from .records import CallWork, Lead
@@ -60,6 +60,7 @@ class FollowUp:
     config, the store, FormCall's list with its token, the secrets and the clock."""
 
     def __init__(self, parts: Attempter) -> None:
+        self.parts = parts
         self.config = parts.config
         self.store = parts.store
         self.client = parts.client
@@ -90,6 +91,8 @@ class FollowUp:
         if policy is None or not lead.uuid or not lead.uuid_certain:
             return self._done(lead, work)
         now = self.clock()
+        if work.extra.get("recall"):
+            return self._recall(lead, work, notes, now)
         give_up_at = (lead.placed_at or lead.received_ts) + policy.give_up
         if not work.settled:
             work, saved = self._lookup(lead, work, listings, now, give_up_at, notes)
@@ -139,7 +142,7 @@ class FollowUp:
         return work, self._save(lead, lead.outcome_step(work, due))
 
     def _find(self, lead: Lead, listings: Listings, now: float) -> outcomes.CallResult | None:
-        popup = str(lead.popup_uuid or "")
+        popup = str(lead.call_popup or lead.popup_uuid or "")
         uuid = str(lead.uuid or "").lower()
         for day in list_days(lead.placed_at or lead.received_ts, now):
             key = (popup, day)
@@ -164,11 +167,20 @@ class FollowUp:
         view = records.public(lead.to_json())
         if work.last is not None:
             view.update(work.call_result())
+        number = max(1, len(lead.calls))
+        view["call_number"] = number
         waits: list[int] = []
         # Spec 12: the conversion events, on a route with `conversions`, once the call has settled.
         route = self.config.routes.get(lead.route)
         ads = route.conversions if route is not None else None
-        if ads is not None and not set(ads.platforms()) <= set(lead.conversions or {}):
+        # With recalls, only a connected call can be the lead's conversion: an unanswered one is followed by
+        # another call, so it is not yet "no conversion".
+        recalls = route is not None and route.recall is not None
+        if (
+            ads is not None
+            and not set(ads.platforms()) <= set(lead.conversions or {})
+            and (not recalls or work.connected)
+        ):
             lead, work = self._convert(lead, work, ads, now, give_up_at, notes, waits)
         if policy.url and policy.secret and work.webhook not in ("delivered", "final", "gave_up"):
             secret = self.secrets.resolve(policy.secret)
@@ -177,7 +189,8 @@ class FollowUp:
             reported_at = work.reported_at
             # Signed at the wall clock's time: the receiver checks it against its own.
             sent = outgoing.deliver(
-                self.pool, policy.url, secret, "outcome_" + lead.lead_id, outcomes.outcome_payload(view),
+                self.pool, policy.url, secret, "outcome_" + lead.lead_id + (f"_{number}" if number > 1 else ""),
+                outcomes.outcome_payload(view),
                 outgoing.TIMEOUT, time.time(), occurred_at=reported_at,
             )  # fmt: skip
             work = work.but(webhook_attempts=work.webhook_attempts + 1)
@@ -212,7 +225,94 @@ class FollowUp:
             notes.outcome = "outcome_failed" if failed else reported
         if "conversion_failed" in notes.extra and notes.outcome != "outcome_failed":
             notes.outcome = "conversion_failed"  # ERROR: the account, the token or the event needs someone
-        return self._done(lead, work)
+        return self._call_over(lead, work, now, notes)
+
+    # -- recalls (spec 11) --
+
+    def _call_over(self, lead: Lead, work: CallWork, now: float, notes: _Notes) -> Lead | None:
+        """The call's outcome is recorded and reported: another call after the recall's next wait when it
+        settled not connected and the route recalls; else the lead's work is done."""
+        settled = lead.call_settled(work)
+        due = self._recall_at(settled, work, now)
+        if due is None:
+            return self._save(lead, settled.outcome_done(work, self.config.leads.keep_fields))
+        notes.extra["recall_at"] = records.iso(due)
+        fresh = CallWork(due=True, extra={"recall": True})
+        return self._save(lead, settled.outcome_step(fresh, due))
+
+    def _recall_at(self, lead: Lead, work: CallWork, now: float) -> float | None:
+        """When the next call is due; None when there is none: the route does not recall, the call
+        connected or never settled (a row still enqueued), max_calls reached, or retry.max_age from the
+        first call passed by then."""
+        route = self.config.routes.get(lead.route)
+        recall = route.recall if route is not None else None
+        if recall is None or work.connected is not False or work.gave_up_lookup or lead.payload is None:
+            return None
+        if len(lead.calls) >= recall.max_calls:
+            return None
+        retry = route.retry if route is not None and route.retry is not None else DEFAULT_RETRY
+        due = now + recall.wait(len(lead.calls))
+        if not retry.in_service(due):
+            due = retry.next_opening(due)
+        first = lead.first_call_at if lead.first_call_at is not None else (lead.placed_at or lead.received_ts)
+        return due if due < first + retry.max_age else None
+
+    def _recall(self, lead: Lead, work: CallWork, notes: _Notes, now: float) -> Lead | None:
+        """The recall due: checked again (opt-out, hours, max_age, pace), then one more call, on the
+        lead's own popup, marked before it is asked so that a lost answer never rings the lead twice."""
+        route = self.config.routes.get(lead.route)
+        retry = route.retry if route is not None and route.retry is not None else DEFAULT_RETRY
+        outcome = route.outcome_reporting if route is not None else None
+        first = lead.first_call_at if lead.first_call_at is not None else (lead.placed_at or lead.received_ts)
+        stop = None
+        if route is None or route.recall is None or outcome is None or lead.payload is None:
+            stop = "the route no longer recalls"
+        elif work.extra.get("since") is not None:
+            stop = "the last recall's answer was lost"
+        elif lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
+            stop = "opted out"
+        elif now >= first + retry.max_age:
+            stop = "max_age passed"
+        elif len(lead.calls) >= route.recall.max_calls:
+            stop = "max_calls reached"
+        if stop is not None:
+            notes.outcome, notes.reason = "recall_stopped", stop
+            return self._save(lead, lead.outcome_done(work.but(extra={}), self.config.leads.keep_fields))
+        assert route is not None
+        assert outcome is not None
+        assert lead.payload is not None
+        if not retry.in_service(now):
+            notes.outcome, notes.reason = "recall_scheduled", "outside service hours"
+            return self._save(lead, lead.outcome_step(work, retry.next_opening(now)))
+        slot = self.parts.pace_slot(lead, now)
+        if slot is not None:
+            notes.outcome, notes.reason = "recall_scheduled", "over the popup's pace"
+            return self._save(lead, lead.paced(slot))
+        marked = self._save(lead, lead.outcome_step(work.but(extra={**work.extra, "since": now}),
+                                                   now + self.parts.lease_seconds))  # fmt: skip
+        if marked is None:
+            return None
+        popup = str(lead.popup_uuid or lead.payload.get("popup_uuid"))
+        asked = self.parts.ask({**lead.payload, "popup_uuid": popup})
+        notes.extra["formcall_ms"] = asked.ms
+        if asked.placed is not None and asked.placed.uuid:
+            notes.outcome = "recalled"
+            notes.reason = f"call {len(lead.calls) + 1}"
+            notes.extra["uuid"] = asked.placed.uuid
+            return self._save(marked, marked.recalled(asked.placed.uuid, popup, now=self.clock(),
+                                                      work_after=outcome.after))  # fmt: skip
+        err = asked.error
+        if isinstance(err, FormCallUncertain) or err is None:
+            # It may have rung: never asked again (the mark stays; the next turn ends the recalls).
+            notes.outcome, notes.reason = "recall_uncertain", err.reason if err is not None else "no uuid"
+            return self._save(marked, marked.outcome_step(marked.work or work, now + self.parts.settle_after))
+        notes.outcome, notes.reason = "recall_scheduled", err.reason or err.error
+        notes.extra["formcall_error_code"] = err.formcall_error_code
+        due = retry.next_attempt(len(lead.calls), err.error, now)
+        if err.status == 422 or due >= first + retry.max_age:
+            notes.outcome = "recall_stopped"
+            return self._save(marked, marked.outcome_done(work.but(extra={}), self.config.leads.keep_fields))
+        return self._save(marked, marked.outcome_step(work, due))
 
     def _convert(
         self,

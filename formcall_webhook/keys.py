@@ -49,6 +49,12 @@ def lease(lead_id: str) -> str:
     return f"formcall:lease:{lead_id}"
 
 
+def pace(popup_uuid: str) -> str:
+    """Spec 11: a popup's pace counters (one per slot: this key, ":" and the slot's index). A popup's
+    uuid names no one: kept in clear."""
+    return f"formcall:pace:{popup_uuid.lower()}"
+
+
 def person(e164: str, popups: set[str]) -> set[str]:
     """The keys a person's number is known by without a record (spec 10, `leads forget`): its per_phone
     counter, and the default dedupe claim on each popup, even for a lead whose record is already gone."""

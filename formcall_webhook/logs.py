@@ -107,6 +107,11 @@ SWEEP_OUTCOMES: frozenset[str] = frozenset(
         "outcome_failed",
         "conversion_failed",
         "sweep",
+        # Spec 11's recalls: placed, waiting (hours, pace, FormCall), stopped, or its answer lost.
+        "recalled",
+        "recall_scheduled",
+        "recall_stopped",
+        "recall_uncertain",
     }
 )
 OUTCOMES: frozenset[str] = REQUEST_OUTCOMES | SWEEP_OUTCOMES

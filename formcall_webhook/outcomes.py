@@ -24,6 +24,7 @@ PAYLOAD_KEYS = (
     "lead_id",
     "route",
     "uuid",
+    "call_number",
     "call_status",
     "connected",
     "successful",
@@ -110,6 +111,8 @@ def outcome_payload(lead: Mapping[str, Any]) -> dict[str, Any]:
     payload: dict[str, Any] = {"type": "call.outcome"}
     for key in PAYLOAD_KEYS:
         payload[key] = lead.get(key)
+    # Spec 11: which of the lead's calls this is (1 for a lead called once).
+    payload["call_number"] = payload["call_number"] or 1
     payload["connected"] = payload["connected"] is True
     payload["successful"] = payload["successful"] is True
     return payload

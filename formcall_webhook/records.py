@@ -28,7 +28,7 @@ __all__ = ["FAILED", "PENDING", "PLACED", "SCHEDULED", "LeadState"]
 PUBLIC_FIELDS = (
     "lead_id", "route", "state", "received_at", "attempts", "next_attempt_at", "last_error", "uuid",
     "popup_uuid", "phone", "consent", "call_status", "connected", "successful", "duration_customer",
-    "call_at",
+    "call_at", "calls",
 )  # fmt: skip
 CALL_RESULT_FIELDS = ("call_status", "connected", "successful", "duration_customer", "call_at")
 
@@ -249,6 +249,17 @@ class Lead:
     # done; and where each conversion stands ({"google": "sent"|"failed"|"skipped: reason", ...}).
     clicks: Mapping[str, str] = field(default_factory=dict)
     conversions: Mapping[str, str] | None = None
+    # Spec 11: every call placed for the lead, each with its own outcome (JSON field `calls`), and the
+    # attempts that did not become a call before the fallback popup took the lead (`attempts_log`).
+    calls: tuple[Mapping[str, Any], ...] = ()
+    tried: tuple[Mapping[str, Any], ...] = ()
+    # The popup the current call was placed on, when it is not the lead's own (the fallback's).
+    call_popup: str | None = None
+    # Spec 11's pace: the start of the slot this lead holds on its popup (taken when it was admitted or
+    # rescheduled); its next attempt uses it instead of taking another.
+    pace_slot: float | None = None
+    # When its first call was placed (spec 11: recalls stop retry.max_age after it).
+    first_call_at: float | None = None
     # Fields this code does not know: kept as they came, written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -396,11 +407,41 @@ class Lead:
         (spec 9); else done, and minimized under keep_fields = "until_done"."""
         state = PENDING if pending else PLACED
         attempt = dataclasses.replace(self.attempt, since=None, last_error=None)
+        calls = (*self.calls, new_call(uuid, self.call_popup or self.popup_uuid)) if uuid else self.calls
+        first = self.first_call_at if self.first_call_at is not None else now
         if work_after is not None and uuid:
             work = CallWork(due=True)
-            return self._moved(state, attempt=attempt, due_at=now + work_after, uuid=uuid, placed_at=now, work=work)
-        moved = self._moved(state, attempt=attempt, due_at=None, uuid=uuid, placed_at=now)
+            return self._moved(state, attempt=attempt, due_at=now + work_after, uuid=uuid, placed_at=now, work=work,
+                               calls=calls, pace_slot=None, first_call_at=first)  # fmt: skip
+        moved = self._moved(state, attempt=attempt, due_at=None, uuid=uuid, placed_at=now, calls=calls, pace_slot=None,
+                            first_call_at=first)  # fmt: skip
         return moved._minimized(keep_fields)
+
+    def fell_back(self, popup: str, error: str, code: int | None, at: float, fallback: str) -> Lead:
+        """Spec 11: the lead's popup refused it (error 4, or 2 without pending calls): the attempt is kept
+        on the record and the same lead goes to the fallback popup (not saved yet: the caller saves the
+        attempt's end, which carries this)."""
+        entry = {"popup_uuid": popup, "error": error, "formcall_error_code": code, "at": iso(at)}
+        return dataclasses.replace(self, tried=(*self.tried, entry), call_popup=fallback)
+
+    def paced(self, slot: float) -> Lead:
+        """Over its popup's pace (spec 11): kept, due at the slot it holds, no attempt yet."""
+        return self._edited(due_at=slot, pace_slot=slot)
+
+    def recalled(self, uuid: str, popup: str, *, now: float, work_after: float) -> Lead:
+        """Spec 11: one more call placed for a lead whose last call settled not connected."""
+        self._working()
+        calls = (*self.calls, new_call(uuid, popup))
+        own = popup if popup != self.popup_uuid else None
+        return self._edited(uuid=uuid, placed_at=now, work=CallWork(due=True), due_at=now + work_after,
+                            calls=calls, pace_slot=None, call_popup=own)  # fmt: skip
+
+    def call_settled(self, work: CallWork) -> Lead:
+        """The current call's outcome written on its entry in `calls` (not saved: the next step saves it)."""
+        if not self.calls:
+            return self
+        last = {**self.calls[-1], **work.call_result()}
+        return dataclasses.replace(self, calls=(*self.calls[:-1], last))
 
     def uncertain(self) -> Lead:
         """Its uuid is one of several a lost answer could not tell apart: no outcome is reported for it."""
@@ -529,6 +570,16 @@ class Lead:
             data["uuid_certain"] = False
         if self.unread is not None:
             data["unread"] = self.unread.to_json()
+        if self.calls:
+            data["calls"] = [dict(c) for c in self.calls]
+        if self.tried:
+            data["attempts_log"] = [dict(t) for t in self.tried]
+        if self.call_popup is not None:
+            data["call_popup_uuid"] = self.call_popup
+        if self.pace_slot is not None:
+            data["pace_slot"] = self.pace_slot
+        if self.first_call_at is not None:
+            data["first_call_at"] = self.first_call_at
         data.update(self.attribution)
         if self.clicks:
             data["clicks"] = dict(self.clicks)
@@ -578,6 +629,11 @@ class Lead:
             unread=Unread.from_json(data.get("unread")),
             clicks=_strings(data.get("clicks")),
             conversions=_strings(data["conversions"]) if isinstance(data.get("conversions"), dict) else None,
+            calls=tuple(c for c in data.get("calls") or [] if isinstance(c, dict)),
+            tried=tuple(t for t in data.get("attempts_log") or [] if isinstance(t, dict)),
+            call_popup=data.get("call_popup_uuid"),
+            pace_slot=data.get("pace_slot"),
+            first_call_at=data.get("first_call_at"),
             extra={k: v for k, v in data.items() if k not in _FIELDS},
         )
 
@@ -586,7 +642,8 @@ _FIELDS = frozenset({
     "lead_id", "version", "route", "state", "received_at", "received_ts", "attempts", "next_attempt_at", "due_at",
     "last_error", "uuid", "popup_uuid", "phone", "phone_hash", "payload", "claims", "consent", "expires_at",
     "attempt_since", "outcome", "minimized", "contact", "placed_at", "retried_at", "uuid_certain",
-    "held_until", "unread", "clicks", "conversions", *ATTRIBUTION_FIELDS,
+    "held_until", "unread", "clicks", "conversions", "calls", "attempts_log", "call_popup_uuid", "pace_slot",
+    "first_call_at", *ATTRIBUTION_FIELDS,
 })  # fmt: skip
 
 
@@ -595,6 +652,11 @@ def _strings(value: Any) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------- records as the stores hold them
+
+
+def new_call(uuid: str | None, popup: str | None) -> dict[str, Any]:
+    """One entry of a record's `calls` (spec 11): the call, its outcome not known yet."""
+    return {"uuid": uuid, "popup_uuid": popup, **dict.fromkeys(CALL_RESULT_FIELDS)}
 
 
 def new_record(*, outcome_due: bool = False, **fields: Any) -> dict[str, Any]:
@@ -628,6 +690,10 @@ def public(record: Mapping[str, Any], phone: str | None = None) -> dict[str, Any
     if record.get("uuid_certain") is False:
         # Spec 8: a lost answer's call that could not be told apart from another lead's.
         view["uuid_certain"] = False
+    # Spec 11: every call placed for the lead, each with its own outcome.
+    view["calls"] = record.get("calls") or []
+    if record.get("attempts_log"):
+        view["attempts_log"] = record["attempts_log"]
     payload = record.get("payload")
     if isinstance(payload, dict) and payload.get("adicional"):
         view["adicional"] = payload["adicional"]

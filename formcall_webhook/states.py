@@ -338,6 +338,19 @@ class OutcomePolicy:
     hubspot: HubSpotOutcome | None = None
 
 
+@dataclass(frozen=True)
+class RecallPolicy:
+    """Spec 11: call a lead again after a call that settled not connected: the waits (the last repeats)
+    and the most calls a lead gets, the first one included."""
+
+    schedule: tuple[int, ...] = (600, 7200, 86400)
+    max_calls: int = 3
+
+    def wait(self, calls: int) -> int:
+        """The wait after the lead's `calls`-th call (1-based)."""
+        return self.schedule[min(max(calls, 1), len(self.schedule)) - 1]
+
+
 # ------------------------------------------------------------------------------------------------- leads
 
 KEEP_FIELDS = ("until_done", "keep")

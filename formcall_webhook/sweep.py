@@ -30,7 +30,7 @@ _BATCH = 200
 WORKERS = 8
 # Outcome words of attempts -> the count they add to.
 _COUNTED = {"placed": "placed", "pending": "pending", "scheduled": "scheduled", "lead_failed": "failed",
-            "opted_out": "failed"}  # fmt: skip
+            "opted_out": "failed", "recalled": "placed"}  # fmt: skip
 
 
 @dataclass

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -683,6 +684,198 @@ def _settled(
     return None if rings == [uuid] else f"placed as {uuid} but FormCall placed {rings}"
 
 
+# ---- spec 11: the recall stretch ------------------------------------------------------------------
+
+# Each lead's calls meet one fate, by its number: answered at once, never answered, busy. 2 in 5
+# connect on the first call; the rest are recalled until max_calls.
+RECALL_FATES = ("Conectada", "SIM-NoContesta", "SIM-Ocupada", "Conectada", "SIM-NoContesta")
+RECALL_MAX_CALLS = 3
+
+
+@dataclass
+class RecallCounts:
+    store: str
+    leads: int = 0
+    answered: int = 0
+    calls_placed: int = 0
+    connected_leads: int = 0
+    after_connected: int = 0
+    over_max_calls: int = 0
+    outside_hours: int = 0
+    rung_twice: int = 0
+    lost: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def row(self) -> list[str]:
+        counted = (self.leads, self.answered, self.calls_placed, self.connected_leads, self.after_connected,
+                   self.over_max_calls, self.outside_hours, self.rung_twice, self.lost)  # fmt: skip
+        return [self.store, *(f"{n:,}" for n in counted), f"{self.seconds:.0f} s"]
+
+
+RECALL_HEADERS = ["recall stretch", "leads", "answered 200", "calls placed", "leads connected",
+                  "calls after a connected one", "leads over max_calls", "calls outside hours",
+                  "rung twice for one attempt", "lost", "time"]  # fmt: skip
+
+
+def recall_table(rows: list[RecallCounts]) -> str:
+    cells = [RECALL_HEADERS, *(c.row() for c in rows)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(RECALL_HEADERS))]
+    lines = ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def recall_digits(index: int) -> str:
+    return f"569{53000000 + index * 41:08d}"
+
+
+def run_recall(
+    leads: int,
+    *,
+    store: str,
+    seconds: float = 10.0,
+    concurrency: int = 16,
+    workdir: Path | None = None,
+    firestore: FirestoreEmulator | None = None,
+    redis: RedisServer | None = None,
+    drain_seconds: float = 240.0,
+) -> RecallCounts:
+    """Spec 11's recall stretch: `leads` distinct leads with mixed call fates through two function
+    processes and two sweepers sharing `store` (redis or firestore); outcome lookups and recalls a second
+    apart. Then, from the simulator's calls and the records: no call after a connected one, no lead over
+    max_calls, none outside the route's hours, none rung twice for one attempt (FormCall's calls for a
+    number are exactly the record's `calls`), none lost (every lead answered 200 has a record whose calls
+    ended)."""
+    if store not in ("redis", "firestore"):
+        raise ValueError("the recall stretch shares a store: redis or firestore")
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="soak-recall-"))
+    counts = RecallCounts(store=store, leads=leads)
+    began = time.monotonic()
+    config = workdir / "recall.toml"
+    # Service hours every day from 00:00 to 23:59: the hours are kept (a call in the last minute would
+    # show), and the stretch never waits for an opening.
+    config.write_text(
+        f"[formcall]\ntimeout_seconds = {TIMEOUT}\n"
+        '[defaults.retry]\nschedule = ["1s"]\nmax_age = "2h"\nservice_hours = "mon-sun 00:00-23:59"\n'
+        f'[routes.default]\npopup_uuid = "{POPUP}"\nrate_limit = false\n'
+        'outcome = { after = "1s", give_up = "1h" }\n'
+        f'recall = {{ schedule = ["1s", "2s"], max_calls = {RECALL_MAX_CALLS} }}\n',
+        encoding="utf-8",
+    )
+    own_redis = own_firestore = False
+    env = {"FORMCALL_CONFIG": str(config), "FORMCALL_SECURITY_TOKEN": TOKEN}
+    if store == "redis":
+        if redis is None:
+            redis, own_redis = RedisServer().start(), True
+        import redis as redis_client
+
+        redis_client.Redis.from_url(redis.url).flushdb()
+        env["FORMCALL_STORE_URL"] = redis.url
+    else:
+        if firestore is None:
+            firestore, own_firestore = FirestoreEmulator().start(), True
+        firestore.clear()
+        warm_emulator(firestore)
+        env["FORMCALL_STORE_URL"] = firestore.store_url
+        env["FIRESTORE_EMULATOR_HOST"] = firestore.host
+    sim = Simulator(tokens=(TOKEN,), quiet=True).start()
+    env["FORMCALL_API_URL"] = sim.api_url
+    for index in range(leads):
+        sim.set_fate(recall_digits(index), status=RECALL_FATES[index % len(RECALL_FATES)])
+    instances: list[FunctionProcess] = []
+    sweepers: list[SweeperProcess] = []
+    answers: dict[int, dict[str, Any]] = {}
+
+    def deliver(index: int) -> None:
+        digits = recall_digits(index)
+        body = json.dumps({"telefono": f"+{digits}", "nombre": lead_name(index)})
+        try:
+            response = requests.post(instances[index % 2].url, data=body,
+                                     headers={"Content-Type": "application/json"}, timeout=30)  # fmt: skip
+            if response.status_code == 200:
+                answers[index] = response.json()
+        except (requests.RequestException, ValueError):
+            pass
+
+    try:
+        instances = [FunctionProcess(env, workdir / f"recall-{store}-{i}.log") for i in range(2)]
+        start_all(instances)
+        sweepers = [SweeperProcess(env, workdir / f"recall-sweeper-{store}-{i}.log").start() for i in range(2)]
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            futures = []
+            for index in range(leads):
+                delay = started + index * seconds / leads - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(pool.submit(deliver, index))
+            for future in futures:
+                future.result()
+        counts.answered = len(answers)
+        store_view = open_store(env["FORMCALL_STORE_URL"])
+        if not _drain(store_view, instances, [], drain_seconds):
+            counts.problems.append(f"leads still due after {drain_seconds:.0f} s of sweeping")
+        if not _settled_calls(sim, drain_seconds):
+            counts.problems.append(f"FormCall requests still unhandled after {drain_seconds:.0f} s")
+        _check_recalls(counts, sim, answers, list(store_view.scan_leads()))
+    finally:
+        for sweeper in sweepers:
+            sweeper.stop()
+        stop_all(instances)
+        sim.stop()
+        if own_redis and redis is not None:
+            redis.stop()
+        if own_firestore and firestore is not None:
+            firestore.stop()
+    counts.seconds = time.monotonic() - began
+    return counts
+
+
+def _check_recalls(
+    counts: RecallCounts, sim: Simulator, answers: dict[int, dict[str, Any]], records: list[dict[str, Any]]
+) -> None:
+    from formcall_webhook.states import RetryPolicy, parse_service_hours
+
+    hours = RetryPolicy(service_hours=parse_service_hours("mon-sun 00:00-23:59"), timezone="America/Santiago")
+    placed = sim.placed()
+    counts.calls_placed = len(placed)
+    by_number: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for call in placed:
+        payload = call["payload"] or {}
+        by_number["".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))].append(call)
+        received = datetime.fromisoformat(str(call["received_at"])) if call.get("received_at") else None
+        if received is not None and not hours.in_service(received.timestamp()):
+            counts.outside_hours += 1
+    by_id = {r["lead_id"]: r for r in records}
+    for index, answer in answers.items():
+        record = by_id.get(str(answer.get("lead_id")))
+        fate = RECALL_FATES[index % len(RECALL_FATES)]
+        calls = (record or {}).get("calls") or []
+        if record is None or not calls or record.get("due_at") is not None:
+            counts.lost += 1
+            counts.problems.append(f"lead {index}: {'no record' if record is None else 'its calls did not end'}")
+            continue
+        connected = [n for n, c in enumerate(calls) if c.get("connected") is True]
+        if connected:
+            counts.connected_leads += 1
+            counts.after_connected += len(calls) - 1 - connected[0]
+        if len(calls) > RECALL_MAX_CALLS:
+            counts.over_max_calls += 1
+        rung = by_number.get(recall_digits(index), [])
+        if len(rung) != len(calls) or len({c["uuid"] for c in rung}) != len(rung):
+            counts.rung_twice += 1
+            counts.problems.append(f"lead {index}: FormCall placed {len(rung)} calls, the record holds {len(calls)}")
+        want = 1 if fate == "Conectada" else RECALL_MAX_CALLS
+        if len(calls) != want:
+            counts.problems.append(f"lead {index} ({fate}): {len(calls)} calls, {want} expected")
+    for name in ("after_connected", "over_max_calls", "outside_hours", "rung_twice", "lost"):
+        if getattr(counts, name):
+            counts.problems.append(f"{name}: {getattr(counts, name)}")
+    if counts.answered != counts.leads:
+        counts.problems.append(f"{counts.leads - counts.answered} leads not answered 200")
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["sweeper"]:
         parser = argparse.ArgumentParser(prog="soak.py sweeper")
@@ -696,7 +889,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--rich-rows", action="store_true", help="/calls/list rows name the customer's number (documented rows do not)"
     )
+    parser.add_argument("--recall-leads", type=int, default=500, help="the recall stretch's leads (0: none)")
     args = parser.parse_args(argv)
+    if args.leads == 0:  # the recall stretch alone
+        return recall_main(args.recall_leads, tuple(s for s in ("redis", "firestore") if args.store in (s, "all")))
     rows: list[Counts] = []
     skipped: list[str] = []
     for store in STORES if args.store == "all" else (args.store,):
@@ -721,6 +917,32 @@ def main(argv: list[str]) -> int:
         print(f"skipped {line}")
     failed = any(c.problems for c in rows)
     print("FAILED" if failed else "every lead placed, pending, or failed with a logged reason; none lost or rung twice")
+    shared = [s for s in ("redis", "firestore") if args.store in (s, "all")]
+    if args.recall_leads and shared:
+        failed = bool(recall_main(args.recall_leads, tuple(shared))) or failed
+    return 1 if failed else 0
+
+
+def recall_main(leads: int, stores: tuple[str, ...]) -> int:
+    """The recall stretch on each shared store, then its table."""
+    rows: list[RecallCounts] = []
+    for store in stores:
+        print(f"soak: recall stretch, {leads:,} leads, {store} store ...", flush=True)
+        try:
+            counts = run_recall(leads, store=store)
+        except BaseException as err:
+            if type(err).__name__ != "Skipped" or os.environ.get("CI"):
+                raise
+            print(f"skipped {store}: {err}")
+            continue
+        rows.append(counts)
+        for problem in counts.problems[:20]:
+            print(f"  PROBLEM {problem}")
+    print()
+    print(recall_table(rows))
+    failed = any(c.problems for c in rows)
+    print("FAILED" if failed else "recalls: none after a connected call, none over max_calls, none outside hours, "
+          "none rung twice, none lost")  # fmt: skip
     return 1 if failed else 0
 
 

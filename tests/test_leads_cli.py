@@ -364,10 +364,10 @@ def test_stats_by_day_and_route_with_calls_connect_rate_median_and_p90(setup: Se
         # Waits 30 (FormCall's call_at, not placed_at's 5), 60, 90 and 600: median 75, p90 the 4th.
         {"route": "default", "leads": 5, "placed": 4, "pending": 0, "scheduled": 0, "failed": 1,
          "calls_per_lead": 0.8, "connected": 1, "successful": 1, "connect_rate": 1.0, "median_seconds": 75.0,
-         "p90_seconds": 600.0},
+         "p90_seconds": 600.0, "connects_by_call": {"1": 1}},
         {"route": "other", "leads": 2, "placed": 0, "pending": 1, "scheduled": 1, "failed": 0,
          "calls_per_lead": 0.5, "connected": 0, "successful": 0, "connect_rate": 0.0, "median_seconds": 12.0,
-         "p90_seconds": 12.0},
+         "p90_seconds": 12.0, "connects_by_call": {}},
     ]  # fmt: skip
     local_day = datetime.fromtimestamp(day, ZoneInfo("America/Santiago")).date().isoformat()
     by_day = json_lines(setup.leads("stats", "--json").stdout)
@@ -377,12 +377,14 @@ def test_stats_by_day_and_route_with_calls_connect_rate_median_and_p90(setup: Se
     assert table[0] == ("leads received in the last 7d, by route (America/Santiago); "
                         "wait = submission to first call; – = no outcome tracked")  # fmt: skip
     assert table[1].split() == ["route", "leads", "placed", "pending", "scheduled", "failed", "calls/lead", "connected",
-                                "successful", "connect", "rate", "median", "wait", "p90", "wait"]  # fmt: skip
-    assert table[2].split() == ["default", "5", "4", "0", "0", "1", "0.80", "1", "1", "100%", "1m15s", "10m00s"]
-    assert table[3].split() == ["other", "2", "0", "1", "1", "0", "0.50", "0", "0", "0%", "12s", "12s"]
+                                "successful", "connect", "rate", "median", "wait", "p90", "wait",
+                                "connects/call"]  # fmt: skip
+    assert table[2].split() == ["default", "5", "4", "0", "0", "1", "0.80", "1", "1", "100%", "1m15s", "10m00s", "1:1"]
+    assert table[3].split() == ["other", "2", "0", "1", "1", "0", "0.50", "0", "0", "0%", "12s", "12s", "0"]
     csv_rows = setup.leads("stats", "--csv", "--by", "route").stdout.splitlines()
     assert csv_rows[0].split(",")[:3] == ["route", "leads", "placed"]
-    assert csv_rows[1].split(",") == ["default", "5", "4", "0", "0", "1", "0.80", "1", "1", "100%", "1m15s", "10m00s"]
+    assert csv_rows[1].split(",") == ["default", "5", "4", "0", "0", "1", "0.80", "1", "1", "100%", "1m15s", "10m00s",
+                                      "1:1"]  # fmt: skip
     wider = json_lines(setup.leads("stats", "--json", "--since", "30d", "--timezone", "UTC").stdout)
     assert sum(row["leads"] for row in wider) == 8
     assert setup.leads("stats", "--since", "a week").returncode == 2

@@ -218,6 +218,7 @@ def test_outcome_payload_is_exactly_the_spec_body() -> None:
         "lead_id": "ld_01JDXYZ",
         "route": "hubspot",
         "uuid": "a93460bbf8402e15b9b0afddc05d5e8d",
+        "call_number": 1,
         "call_status": "Conectada",
         "connected": True,
         "successful": True,

@@ -22,6 +22,7 @@ HEADERS = {
     "leads": "leads", "placed": "placed", "pending": "pending", "scheduled": "scheduled", "failed": "failed",
     "calls_per_lead": "calls/lead", "connected": "connected", "successful": "successful",
     "connect_rate": "connect rate", "median_seconds": "median wait", "p90_seconds": "p90 wait",
+    "connects_by_call": "connects/call",
 }  # fmt: skip
 
 

@@ -16,12 +16,14 @@ from typing import Any
 
 from .. import phones, records
 from ..keys import person as person_keys
+from ..routing import pool_key
 from ..states import LeadState, parse_duration
 from . import figures
 from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, add_production_option
 from .output import table, text
 
 STATS_TIMEZONE = "America/Santiago"  # Chile's day, where the call centres and the law are
+_CALL_FIELDS = ("uuid", "popup_uuid", "call_status", "connected", "successful", "duration_customer", "call_at")
 _LIST_COLUMNS = ("lead_id", "received_at", "route", "state", "attempts", "last_error", "uuid", "phone")
 # What `leads retry` may end in and still count as done: the lead is called, or safely kept.
 _RETRY_OK = (records.PLACED, records.PENDING, records.SCHEDULED)
@@ -130,6 +132,13 @@ def show(args: argparse.Namespace, ctx: Context) -> int:
     shown = figures.localized(ctx, shown)  # times in the route's zone
     width = max(len(name) for name in shown)
     for name, value in shown.items():
+        if name == "calls" and isinstance(value, list) and value:
+            # Spec 11: one line per call, its number first.
+            print(f"{name.ljust(width)}  {len(value)}")
+            for number, call in enumerate(value, 1):
+                facts = "  ".join(f"{k}={text(call.get(k))}" for k in _CALL_FIELDS if isinstance(call, dict))
+                print(f"{''.ljust(width)}  {number}. {facts}")
+            continue
         print(f"{name.ljust(width)}  {text(value)}")
     return OK
 
@@ -161,6 +170,8 @@ def forget(args: argparse.Namespace, ctx: Context) -> int:
     popups = {str(r["popup_uuid"]) for r in found if r.get("popup_uuid")}
     popups |= {route.popup_uuid.source.strip() for route in ctx.config.routes.values()
                if route.popup_uuid is not None and "{" not in route.popup_uuid.source}  # fmt: skip
+    # A weighted route's claims name its popups together (spec 11).
+    popups |= {pool_key(route.popups) for route in ctx.config.routes.values() if route.popups}
     # The default dedupe claim, even for a lead whose record is already gone: else a new submission
     # within the window would be answered as a duplicate of a lead that no longer exists.
     keys = person_keys(e164, popups)

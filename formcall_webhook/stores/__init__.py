@@ -6,7 +6,18 @@ the Firestore or Redis client libraries.
 
 from __future__ import annotations
 
-from .base import Admission, Admitted, Backend, Counter, Finish, Heartbeat, Ledger, Store, StoreUnavailable
+from .base import (
+    Admission,
+    Admitted,
+    Backend,
+    Counter,
+    Finish,
+    Heartbeat,
+    Ledger,
+    Pace,
+    Store,
+    StoreUnavailable,
+)
 
 # scheme -> what the URL looks like, for config errors and `check`.
 SCHEMES = {
@@ -26,6 +37,7 @@ __all__ = [
     "Finish",
     "Heartbeat",
     "Ledger",
+    "Pace",
     "Store",
     "StoreUnavailable",
     "open_store",

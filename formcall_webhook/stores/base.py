@@ -40,6 +40,37 @@ class Counter:
 
 
 @dataclass(frozen=True)
+class Pace:
+    """Spec 11: one call on a popup paced at `limit` calls per `period` seconds, counted in slotted counters
+    (`key:<slot index>`, one per period): the first slot from `now`'s with room is taken. A slot's counter
+    takes at most `limit` writes and is never written again once its period is over, so no counter is a
+    hot spot however long the pace runs (Firestore's one write a second per document)."""
+
+    key: str
+    period: int
+    limit: int
+    now: float
+
+    @property
+    def first(self) -> int:
+        return int(self.now // self.period)
+
+    def slot_key(self, index: int) -> str:
+        return f"{self.key}:{index}"
+
+    def ttl(self, index: int) -> float:
+        """Kept a period past its own end: read only while it may be the first slot with room."""
+        return max(float(self.period), (index + 2) * self.period - self.now)
+
+    def start(self, index: int) -> float:
+        return float(index * self.period)
+
+
+# The most slots a pace looks ahead (a backlog of limit times this many calls on one popup).
+PACE_HORIZON = 100_000
+
+
+@dataclass(frozen=True)
 class Admission:
     """What a lead asks the store for, in one atomic step (spec 8: one round trip before FormCall).
 
@@ -55,6 +86,10 @@ class Admission:
     counters: Sequence[Counter] = ()
     optout: str | None = None
     lease: tuple[str, float] | None = None
+    # Spec 11: the popup's pace. When the slot taken is not `pace.now`'s own, `deferred` is written instead
+    # of `record` (the lead not in flight; the lease is taken all the same until the answer is written).
+    pace: Pace | None = None
+    deferred: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +98,10 @@ class Admitted:
     retry_after: int = 0
     counter: str = ""  # the key of the counter that went over
     held: Mapping[str, str] = field(default_factory=dict)  # claim key -> the value another holds
+    # With a pace: the start of the slot taken (epoch seconds); later than the slot of `pace.now` means
+    # the lead waits for it (the deferred record was written).
+    slot: float | None = None
+    later: bool = False
 
     @property
     def ok(self) -> bool:
@@ -139,6 +178,10 @@ class Ledger(Protocol):
     """Lead records (personal data), the due index the sweeper reads, and the opt-out list."""
 
     def admit(self, admission: Admission) -> Admitted: ...
+
+    def take_slot(self, pace: Pace) -> float:
+        """One call of a paced popup outside an admission (the sweeper's attempts and recalls): the start
+        of the first slot with room from `pace.now`'s."""
 
     def finish(self, finish: Finish) -> None: ...
 

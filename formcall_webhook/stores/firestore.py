@@ -58,9 +58,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, StoreUnavailable, unavailable
+from .base import (
+    HEARTBEAT_SECONDS,
+    PACE_HORIZON,
+    Admission,
+    Admitted,
+    Finish,
+    Heartbeat,
+    Pace,
+    StoreUnavailable,
+    unavailable,
+)
 
 CLAIMS = "formcall_claims"
+# Slots of a pace read at once (spec 11): a burst of this many periods' calls costs no extra round trip.
+_PACE_WINDOW = 12
 LEADS = "formcall_leads"
 OPTOUT = "formcall_optout"
 HEARTBEAT = "formcall:heartbeat"  # a document of CLAIMS
@@ -177,6 +189,10 @@ def _made(fields: dict[str, Any] | None, doc: _Doc | None) -> bool:
 
 
 Docs = dict[str, _Doc | None]
+
+
+class _WindowFull(Exception):
+    """Every slot of the pace's window read is full: read the next window."""
 
 
 class _Lost(Exception):
@@ -624,6 +640,10 @@ class FirestoreStore:
         # answer was lost (admitted); a fence there is what stopped that Commit (written over).
         refs = [ref for _, ref, _ in claims] + [ref for _, ref in counters] + ([optout] if optout else [])
         refs += [lead] if lead is not None else []
+        pace = admission.pace
+        # Spec 11's pace: a window of slots read in the same BatchGet; a window all full is read past
+        # (another round trip only for a backlog longer than the window).
+        offset = 0
 
         def decide(docs: Docs, writes: _Writes, now: float) -> Admitted:
             if lead is not None and (doc := docs[lead.path]) is not None and doc.record(now) is not None:
@@ -643,18 +663,65 @@ class FirestoreStore:
                 if count > counter.limit:
                     # The counts so far stand, as in every store.
                     return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
+            slot, later = None, False
+            if pace is not None:
+                taken = self._slot_in(pace, offset, docs, writes, now)
+                if taken is None:
+                    raise _WindowFull  # nothing is committed: the next window is read, all again
+                slot, later = taken
             for _, ref, ttl in claims:
                 writes.set(ref, _claim_fields(admission.marker, now + ttl))
             if admission.lease is not None:
                 key, ttl = admission.lease
                 writes.set(self._claim_ref(key), _claim_fields(admission.marker, now + ttl))
-            if admission.record is not None and lead is not None:
-                writes.set(lead, _lead_fields(admission.record))  # created, or written over a fence
+            record = admission.deferred if later and admission.deferred is not None else admission.record
+            if record is not None and lead is not None:
+                writes.set(lead, _lead_fields(record))  # created, or written over a fence
             if optout is not None:
                 writes.still_absent(optout)  # a number opted out since the read is not admitted
-            return Admitted()
+            return Admitted(slot=slot, later=later)
 
-        return self._op(lambda: self._transact(refs, decide))
+        while True:
+            window = self._slot_refs(pace, offset) if pace is not None else []
+            try:
+                return self._op(lambda: self._transact(refs + window, decide))  # noqa: B023 (called at once)
+            except _WindowFull:
+                offset += _PACE_WINDOW
+            if offset > PACE_HORIZON:
+                raise unavailable(OverflowError("the pace's backlog is too long"))
+
+    def _slot_refs(self, pace: Pace, offset: int) -> list[Any]:
+        first = pace.first + offset
+        return [self._claim_ref(pace.slot_key(i)) for i in range(first, first + _PACE_WINDOW)]
+
+    def _slot_in(self, pace: Pace, offset: int, docs: Docs, writes: _Writes, now: float) -> tuple[float, bool] | None:
+        """The first slot of the window with room, its counter moved on (one document per popup per slot:
+        each takes at most `limit` writes, then is never written again); None when all are full."""
+        first = pace.first + offset
+        for index in range(first, first + _PACE_WINDOW):
+            ref = self._claim_ref(pace.slot_key(index))
+            doc = docs.get(ref.path)
+            current = doc.live_value(now) if doc is not None else None
+            count = int(current) if current is not None and current.isdigit() else 0
+            if count < pace.limit:
+                writes.set(ref, _claim_fields(str(count + 1), now + pace.ttl(index)))
+                return pace.start(index), index > pace.first
+        return None
+
+    def take_slot(self, pace: Pace) -> float:
+        offset = 0
+        while offset <= PACE_HORIZON:
+            window = self._slot_refs(pace, offset)
+
+            def decide(docs: Docs, writes: _Writes, now: float) -> float | None:
+                taken = self._slot_in(pace, offset, docs, writes, now)  # noqa: B023 (called at once)
+                return taken[0] if taken is not None else None
+
+            slot = self._op(lambda: self._transact(window, decide))  # noqa: B023 (called at once)
+            if slot is not None:
+                return slot
+            offset += _PACE_WINDOW
+        raise unavailable(OverflowError("the pace's backlog is too long"))
 
     def finish(self, finish: Finish) -> None:
         """One Commit when this instance made the admission (its update times are the preconditions),

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .base import INDEXED, Admission, Admitted, Finish, Heartbeat, StoreUnavailable
+from .base import INDEXED, PACE_HORIZON, Admission, Admitted, Finish, Heartbeat, Pace, StoreUnavailable
 
 # Claims and counters kept at most. Full: expired keys go, and a new key is refused (503); a live one
 # is never dropped (it may be a dedupe claim or a per-phone count inside its window).
@@ -172,13 +172,31 @@ class MemoryStore:
                 count, left = self.hit(counter.key, counter.window)
                 if count > counter.limit:
                     return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
+            slot, later = None, False
+            if admission.pace is not None:
+                slot, later = self._take_slot(admission.pace, now)
             for key, ttl in admission.claims:
                 self._set(key, admission.marker, now + ttl, now)
             if admission.lease is not None:
                 self._set(admission.lease[0], admission.marker, now + admission.lease[1], now)
-            if admission.record is not None:
-                self._write(admission.record)
-            return Admitted()
+            record = admission.deferred if later and admission.deferred is not None else admission.record
+            if record is not None:
+                self._write(record)
+            return Admitted(slot=slot, later=later)
+
+    def take_slot(self, pace: Pace) -> float:
+        with self._lock:
+            return self._take_slot(pace, time.monotonic())[0]
+
+    def _take_slot(self, pace: Pace, now: float) -> tuple[float, bool]:
+        first = pace.first
+        for index in range(first, first + PACE_HORIZON):
+            entry = self._live(pace.slot_key(index), now)
+            count = int(entry[0]) if entry is not None else 0
+            if count < pace.limit:
+                self._set(pace.slot_key(index), str(count + 1), now + pace.ttl(index), now)
+                return pace.start(index), index > first
+        raise _full(f"a pace backlog of {PACE_HORIZON} periods")
 
     def finish(self, finish: Finish) -> None:
         now = time.monotonic()

@@ -23,7 +23,17 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .base import HEARTBEAT_SECONDS, Admission, Admitted, Finish, Heartbeat, StoreUnavailable, unavailable
+from .base import (
+    HEARTBEAT_SECONDS,
+    PACE_HORIZON,
+    Admission,
+    Admitted,
+    Finish,
+    Heartbeat,
+    Pace,
+    StoreUnavailable,
+    unavailable,
+)
 
 PREFIX = "formcall:"
 _DUE = PREFIX + "due"
@@ -54,8 +64,25 @@ local function version_of(key)
   return tonumber(cjson.decode(stored).version)
 end
 """
+# Spec 11's pace: the first slot from p.first with fewer than p.limit calls, its counter moved on; each
+# slot's counter is kept a period past the slot's end. Returns the slot's index and whether it is later.
+_PACE = """
+local function take_slot(p)
+  for index = p.first, p.first + p.horizon do
+    local key = p.key .. ':' .. string.format('%d', index)
+    local n = tonumber(redis.call('GET', key) or '0')
+    if n < p.limit then
+      local ttl = math.max(p.period, (index + 2) * p.period - p.now)
+      redis.call('SET', key, tostring(n + 1), 'PX', math.ceil(ttl * 1000))
+      return index, index > p.first
+    end
+  end
+  return redis.error_reply('pace backlog too long')
+end
+"""
 _ADMIT = (
     _WRITE
+    + _PACE
     + """
 local a = cjson.decode(ARGV[1])
 -- This admission already applied (its answer was lost and the command sent again), or was fenced
@@ -81,9 +108,12 @@ for _, c in ipairs(a.counters) do
   if ttl < 0 then redis.call('EXPIRE', c[1], c[2]); ttl = c[2] end
   if n > c[3] then return cjson.encode({refused = 'rate_limited', retry_after = ttl, counter = c[1]}) end
 end
+local slot, later = nil, false
+if a.pace then slot, later = take_slot(a.pace) end
 for _, c in ipairs(a.claims) do redis.call('SET', c[1], a.marker, 'PX', c[2]) end
 if a.lease then redis.call('SET', a.lease[1], a.marker, 'PX', a.lease[2]) end
-if a.record then write_record(a.record) end
+if later and a.deferred then write_record(a.deferred) elseif a.record then write_record(a.record) end
+if slot then return cjson.encode({slot = slot, later = later}) end
 return '{}'
 """
 )
@@ -128,6 +158,13 @@ redis.call('SET', mark, s.token, 'PX', 60000)
 return 1
 """
 )
+_TAKE_SLOT = (
+    _PACE
+    + """
+local index = take_slot(cjson.decode(ARGV[1]))
+return index
+"""
+)
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -150,6 +187,11 @@ return {count, ttl}
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _pace_spec(pace: Pace) -> dict[str, Any]:
+    return {"key": pace.key, "period": pace.period, "limit": pace.limit, "now": pace.now, "first": pace.first,
+            "horizon": PACE_HORIZON}  # fmt: skip
 
 
 def _record_spec(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,6 +237,7 @@ class RedisStore:
         self._release = self._redis.register_script(_RELEASE)
         self._replace = self._redis.register_script(_REPLACE)
         self._hit = self._redis.register_script(_HIT)
+        self._take = self._redis.register_script(_TAKE_SLOT)
 
     def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
         self.round_trips += 1
@@ -244,12 +287,19 @@ class RedisStore:
             spec["lease"] = [admission.lease[0], _ms(admission.lease[1])]
         if admission.record is not None:
             spec["record"] = _record_spec(admission.record)
+        if admission.pace is not None:
+            spec["pace"] = _pace_spec(admission.pace)
+            if admission.deferred is not None:
+                spec["deferred"] = _record_spec(admission.deferred)
         try:
             answer = json.loads(self._call(self._admit, keys=[], args=[json.dumps(spec)]))
         except StoreUnavailable:
             if admission.record is None or not self._kept(admission.record["lead_id"]):
                 raise
             answer = {}  # it applied; its answer was lost
+            if admission.pace is not None:
+                # Which slot it took is lost with the answer: the lead waits for the next one.
+                answer = {"slot": admission.pace.first + 1, "later": True}
         if answer.get("fenced"):
             raise unavailable(TimeoutError("the admission was fenced off after a lost answer"))
         held = answer.get("held")
@@ -258,7 +308,13 @@ class RedisStore:
             retry_after=max(1, int(answer.get("retry_after") or 1)) if answer.get("refused") else 0,
             counter=answer.get("counter") or "",
             held=held if isinstance(held, dict) else {},
+            slot=float(answer["slot"]) * admission.pace.period if admission.pace and "slot" in answer else None,
+            later=answer.get("later") is True,
         )
+
+    def take_slot(self, pace: Pace) -> float:
+        index = self._call(self._take, keys=[], args=[json.dumps(_pace_spec(pace))])
+        return pace.start(int(index))
 
     def _kept(self, lead_id: str) -> bool:
         """After an admission whose answers were lost: whether it applied. Absent, the record's key is

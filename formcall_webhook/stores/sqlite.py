@@ -21,7 +21,18 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import HEARTBEAT_SECONDS, INDEXED, Admission, Admitted, Finish, Heartbeat, unavailable
+from .base import (
+    HEARTBEAT_SECONDS,
+    INDEXED,
+    PACE_HORIZON,
+    Admission,
+    Admitted,
+    Finish,
+    Heartbeat,
+    Pace,
+    StoreUnavailable,
+    unavailable,
+)
 
 T = TypeVar("T")
 SCHEME = "sqlite://"
@@ -210,15 +221,32 @@ class SqliteStore:
                 count, left = self._hit(conn, counter.key, counter.window, now)
                 if count > counter.limit:
                     return Admitted(refused="rate_limited", retry_after=left, counter=counter.key)
+            slot, later = None, False
+            if admission.pace is not None:
+                slot, later = self._take_slot(conn, admission.pace, now)
             for key, ttl in admission.claims:
                 self._set(conn, key, admission.marker, now + ttl)
             if admission.lease is not None:
                 self._set(conn, admission.lease[0], admission.marker, now + admission.lease[1])
-            if admission.record is not None:
-                self._write(conn, admission.record)
-            return Admitted()
+            record = admission.deferred if later and admission.deferred is not None else admission.record
+            if record is not None:
+                self._write(conn, record)
+            return Admitted(slot=slot, later=later)
 
         return self._run(work)
+
+    def take_slot(self, pace: Pace) -> float:
+        return self._run(lambda conn, now: self._take_slot(conn, pace, now))[0]
+
+    def _take_slot(self, conn: sqlite3.Connection, pace: Pace, now: float) -> tuple[float, bool]:
+        first = pace.first
+        for index in range(first, first + PACE_HORIZON):
+            held = self._get(conn, pace.slot_key(index), now)
+            count = int(held[0]) if held is not None else 0
+            if count < pace.limit:
+                self._set(conn, pace.slot_key(index), str(count + 1), now + pace.ttl(index))
+                return pace.start(index), index > first
+        raise StoreUnavailable("The pace's backlog is too long.", reason=f"pace backlog over {PACE_HORIZON} periods")
 
     def finish(self, finish: Finish) -> None:
         def work(conn: sqlite3.Connection, now: float) -> None:
