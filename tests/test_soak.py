@@ -55,7 +55,6 @@ def soaked(
             workdir=tmp_path_factory.mktemp(f"soak-{store}"),
             redis=servers[store] if store == "redis" else None,
             firestore=servers[store] if store == "firestore" else None,
-            rich_rows=True,  # until settle uses documented rows
         )
 
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
