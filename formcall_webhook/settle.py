@@ -6,12 +6,6 @@ minute, and no other lead holds its uuid. Several leads lost on one popup in one
 found among them, none rung twice: each takes a row no one holds, in the order of their attempts, and a
 lead left without one shares a row another lost lead took; neither can then tell its uuid apart
 (`uuid_certain: false`). Where a row carries a customer number, it decides.
-
-FormCall places a call while it answers the request that asks for it; the minute after the attempt's end
-is for the listing, not for a call someone else asked for. So a row whose `call_at` falls inside another
-marked attempt's own request (its start to its end) and not inside this one's is that attempt's call: it is
-not this lead's to take or share, even before that lead settles (its answer may be about to be recorded,
-or lost too). Only a row inside both requests, or inside neither, cannot be told apart.
 """
 
 from __future__ import annotations
@@ -40,10 +34,6 @@ class LostAttempt:
 
     def covers(self, call_at: float) -> bool:
         return math.floor(self.start) <= call_at <= self.end + LISTING_SLACK_SECONDS
-
-    def asked(self, call_at: float) -> bool:
-        """The call was placed while this attempt's request was out (call_at is in whole seconds)."""
-        return math.floor(self.start) <= call_at <= self.end
 
     def overlaps(self, other: LostAttempt) -> bool:
         return self.start <= other.end + LISTING_SLACK_SECONDS and other.start <= self.end + LISTING_SLACK_SECONDS
@@ -109,9 +99,10 @@ def settle(
     leads hold; `others_lost`, the other leads on the popup whose answers were lost too, not yet settled."""
     held = {h.uuid: h for h in holders if h.lead_id != mine.lead_id}
     popup = mine.popup_uuid.lower()
-    marked = [a for a in others_lost if a.lead_id != mine.lead_id and a.popup_uuid.lower() == popup]
-    rows = [r for r in rows if r.popup_uuid in (None, popup)]
-    found = sorted((r for r in rows if _open_to(mine, r, marked)), key=lambda r: (r.call_at, r.uuid))
+    found = sorted(
+        (r for r in rows if (r.popup_uuid in (None, popup)) and mine.covers(r.call_at)),
+        key=lambda r: (r.call_at, r.uuid),
+    )
     if mine.digits:
         # A customer number decides: the row that names ours is ours; a row naming another is not.
         numbered = [r for r in found if r.customer and _same_number(r.customer, mine.digits)]
@@ -121,9 +112,8 @@ def settle(
         found = [r for r in found if not r.customer]
     free = [r for r in found if r.uuid not in held]
     shared = [r for r in found if r.uuid in held and not held[r.uuid].certain]
-    # The other lost leads that could take one of these rows, in the order of their attempts.
-    rivals = sorted([a for a in marked if any(_open_to(a, r, [mine, *marked]) for r in free + shared)],
-                    key=lambda a: (a.start, a.lead_id))  # fmt: skip
+    rivals = sorted([a for a in others_lost if a.lead_id != mine.lead_id and a.popup_uuid.lower() == popup
+                     and a.overlaps(mine)], key=lambda a: (a.start, a.lead_id))  # fmt: skip
     if not free and not shared:
         return Settled(None)
     if free and not shared and not rivals and len(free) == 1:
@@ -134,15 +124,6 @@ def settle(
         return Settled(free[rank].uuid, certain=False)
     pool = free + shared
     return Settled(pool[rank % len(pool)].uuid, certain=False)
-
-
-def _open_to(attempt: LostAttempt, row: Row, marked: Sequence[LostAttempt]) -> bool:
-    """The row may be `attempt`'s call: in its window, and not asked for by another marked attempt alone."""
-    if not attempt.covers(row.call_at):
-        return False
-    if attempt.asked(row.call_at):
-        return True
-    return not any(a.lead_id != attempt.lead_id and a.asked(row.call_at) for a in marked)
 
 
 def _same_number(listed: str, digits: str) -> bool:
