@@ -135,8 +135,10 @@ class Counts:
     leads_placed: int = 0
     leads_pending: int = 0
     leads_failed: int = 0
-    # Leads kept with uuid_certain: false (their call could not be told apart in /calls/list).
+    # Leads kept with uuid_certain: false (their call could not be told apart in /calls/list), and
+    # how many of those FormCall never rang (each is lost too: it shares another lead's call).
     uuid_uncertain: int = 0
+    uncertain_not_called: int = 0
     rich_rows: bool = False
     called_twice: int = 0
     lost: int = 0
@@ -145,6 +147,10 @@ class Counts:
     stretches: list[str] = field(default_factory=list)
     statuses: collections.Counter[int] = field(default_factory=collections.Counter)
     problems: list[str] = field(default_factory=list)
+    # Each lead with uuid_certain: false, and each lost one: the weather it was sent in, the faults its
+    # FormCall requests met, and whether FormCall rang it (the soak's evidence of where they come from).
+    notes: list[str] = field(default_factory=list)
+    shared_from: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def row(self) -> list[str]:
         a = self.answered
@@ -159,7 +165,7 @@ class Counts:
             f"{self.faults_injected:,}",
             f"{self.calls_placed:,}",
             f"{self.leads_placed:,} / {self.leads_pending:,} / {self.leads_failed:,}",
-            f"{self.uuid_uncertain:,}",
+            f"{self.uuid_uncertain:,} ({self.uncertain_not_called:,})",
             f"{self.called_twice:,}",
             f"{self.lost:,}",
             f"{self.seconds:.0f} s",
@@ -177,7 +183,7 @@ HEADERS = [
     "faults injected",
     "calls placed",
     "leads placed / pending / failed",
-    "uuid_certain: false",
+    "uuid_certain: false (of them never rung)",
     "called twice",
     "lost",
     "time",
@@ -390,6 +396,7 @@ def run(
     sweepers: list[SweeperProcess] = []
     final: dict[int, tuple[int, dict[str, Any]]] = {}
     firsts: dict[int, tuple[int, dict[str, Any]]] = {}
+    moods: dict[int, str] = {}
 
     def deliver(index: int) -> None:
         session = requests.Session()
@@ -439,6 +446,7 @@ def run(
             futures = []
             for index in range(leads):
                 weather.at(index / leads)
+                moods[index] = weather.now
                 if index in refusals:
                     sim.inject({"kind": "error", "code": 6})
                 delay = started + index * seconds / leads - time.monotonic()
@@ -462,7 +470,7 @@ def run(
         entries = [e for path in log_paths for e in _entries(path)]
         counts.sweeps = sum(1 for e in entries if e.get("outcome") == "sweep")
         records = list(store_view.scan_leads()) if store_view is not None else None
-        _check(counts, sim, final, firsts, entries, records)
+        _check(counts, sim, final, firsts, entries, records, moods)
         leaked = forbidden_in_logs(
             "\n".join(logs), {TOKEN, *(lead_digits(i) for i in range(leads)), *(lead_name(i) for i in range(leads))}
         )
@@ -534,16 +542,33 @@ def _check(
     firsts: dict[int, tuple[int, dict[str, Any]]],
     entries: list[dict[str, Any]],
     records: list[dict[str, Any]] | None,
+    moods: dict[int, str] | None = None,
 ) -> None:
-    """Every lead accounted for: placed (one call), pending, or failed with its logged reason."""
+    """Every lead accounted for: placed (one call), pending, or failed with its logged reason. A lead
+    kept with uuid_certain: false must have been rung once too (its uuid may be another's, never its
+    call); one FormCall never rang is lost, whatever its record says."""
     calls = sim.calls()
     placed = [c for c in calls if c["outcome"] == "placed"]
     counts.calls_placed = len(placed)
     counts.faults_injected = sum(1 for c in calls if c.get("fault"))
     per_number: dict[str, list[str]] = collections.defaultdict(list)
-    for c in placed:
+    # What each number's FormCall requests met, in order: the fault, else the outcome.
+    history: dict[str, list[str]] = collections.defaultdict(list)
+    last_sent: dict[str, float] = {}
+    owner: dict[str, tuple[str, float]] = {}  # a call's uuid: the number it rang, when it was asked for
+    for c in calls:
         p = c["payload"]
-        per_number[p["country_code"] + p["areacode"] + p["phonenumber"]].append(c["uuid"])
+        if isinstance(p, dict) and all(isinstance(p.get(k), str) for k in ("country_code", "areacode", "phonenumber")):
+            digits = p["country_code"] + p["areacode"] + p["phonenumber"]
+            history[digits].append(str(c.get("fault") or c["outcome"]))
+            sent = datetime.fromisoformat(c["received_at"]).timestamp()
+            last_sent[digits] = sent
+            if c["outcome"] == "placed":
+                per_number[digits].append(c["uuid"])
+                owner[c["uuid"]] = (digits, sent)
+    index_of = {lead_digits(i): i for i in range(counts.leads)}
+    kept: dict[int, tuple[str | None, bool]] = {}
+    noted: list[tuple[int, list[str], bool, str]] = []
     counts.called_twice = sum(1 for uuids in per_number.values() if len(uuids) > 1)
     # A lead that fails after its sender was answered 200 must raise the alert: an ERROR lead_failed line.
     failed_logged = {
@@ -565,12 +590,8 @@ def _check(
     by_hash: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
     for r in records or []:
         by_hash[r.get("phone_hash") or ""].append(r)
-    # uuid_certain: false, where records (or, for memory://, log lines) carry the field.
-    if records is not None:
-        counts.uuid_uncertain = sum(1 for r in records if r.get("uuid_certain") is False)
-    else:
-        counts.uuid_uncertain = len({e.get("lead_id") for e in entries if e.get("uuid_certain") is False})
     for index in range(counts.leads):
+        uncertain_before = counts.uuid_uncertain
         status, answer = final.get(index, (0, {}))
         first_status, first = firsts.get(index, (0, {}))
         rings = per_number.get(lead_digits(index), [])
@@ -591,12 +612,52 @@ def _check(
             counts.problems.append(f"lead {index}: {lost or wrong}")
         elif len(rings) > 1:
             counts.problems.append(f"lead {index}: {len(rings)} calls placed")
+        uncertain = counts.uuid_uncertain > uncertain_before
+        kept[index] = (_kept_uuid(index, answer, records, by_hash, last), uncertain)
+        if lost or wrong or uncertain:
+            noted.append((index, rings, uncertain, lost or wrong or "ok"))
+    # Where the uuid_certain: false leads come from: the weather each was sent in, the faults its requests
+    # met, and (for one FormCall never rang) whose call it was given, how long after its own last request
+    # FormCall was asked for that call, and whether its owner holds it too, for certain.
+    holds = {u: i for i, (u, uncertain) in kept.items() if u and not uncertain}
+    for index, rings, uncertain, why in noted:
+        mood = (moods or {}).get(index, "?")
+        digits = lead_digits(index)
+        note = f"lead {index} sent in {mood}, FormCall met {history.get(digits, [])}, rung {len(rings)}"
+        kept_uuid = kept[index][0]
+        if uncertain and not rings and kept_uuid in owner:
+            theirs, sent = owner[kept_uuid]
+            other = index_of.get(theirs, -1)
+            whose = "held for certain by its owner" if holds.get(kept_uuid) == other else "shared"
+            note += (
+                f"; given lead {other}'s call (sent in {(moods or {}).get(other, '?')}, met "
+                f"{history.get(theirs, [])}, asked {sent - last_sent.get(digits, sent):+.1f} s after this lead's "
+                f"last request; {whose})"
+            )
+            counts.shared_from[f"{mood} lead given a {(moods or {}).get(other, '?')} lead's call, {whose}"] += 1
+        elif uncertain:
+            counts.shared_from[f"{mood} lead, rung {len(rings)}"] += 1
+        counts.notes.append(f"{note}, {'uuid_certain: false' if uncertain else 'certain'}: {why}")
     if records is None:
         # memory://: a lead refused by FormCall (422) is known only by its log lines, not its number.
         rejected = sum(1 for s, a in final.values() if s == 422 and a.get("error") == "formcall_rejected")
         counts.leads_failed += rejected
         if len(told) != rejected:
             counts.problems.append(f"{rejected} leads refused by FormCall, {len(told)} request lines say so")
+
+
+def _kept_uuid(
+    index: int,
+    answer: dict[str, Any],
+    records: list[dict[str, Any]] | None,
+    by_hash: dict[str, list[dict[str, Any]]],
+    last: dict[str, dict[str, Any]],
+) -> str | None:
+    """The uuid the function kept for a lead: its record's (shared stores) or its last log line's."""
+    if records is not None:
+        kept = by_hash.get(optout_hash(DEFAULT_HASH_KEY, "+" + lead_digits(index)), [])
+        return kept[0].get("uuid") if len(kept) == 1 else None
+    return last.get(str(answer.get("lead_id")), {}).get("uuid")
 
 
 def _word(status: int, answer: dict[str, Any]) -> str:
@@ -635,7 +696,7 @@ def _check_record(
     if status == 200 and answer.get("lead_id") != record["lead_id"]:
         return f"answered lead_id {answer.get('lead_id')}, stored {record['lead_id']}"
     return _settled(counts, record["state"], record["lead_id"], record.get("uuid"), rings, failed_logged,
-                    due=record.get("due_at") is not None)  # fmt: skip
+                    due=record.get("due_at") is not None, uncertain=record.get("uuid_certain") is False)  # fmt: skip
 
 
 def _check_logged(
@@ -656,7 +717,8 @@ def _check_logged(
     if entry is None:
         return f"no log line settles {lead_id}"
     state = {"lead_failed": "failed", "opted_out": "failed"}.get(entry["outcome"], entry["outcome"])
-    return _settled(counts, state, lead_id, entry.get("uuid"), rings, failed_logged)
+    return _settled(counts, state, lead_id, entry.get("uuid"), rings, failed_logged,
+                    uncertain=entry.get("uuid_certain") is False)  # fmt: skip
 
 
 def _settled(
@@ -667,6 +729,7 @@ def _settled(
     rings: list[str],
     failed_logged: set[Any],
     due: bool = False,
+    uncertain: bool = False,
 ) -> str | None:
     if due or state == "scheduled":
         return f"still {state}, due"
@@ -681,6 +744,13 @@ def _settled(
     if state != "placed":
         return f"left {state}"
     counts.leads_placed += 1
+    if uncertain:
+        # Its call could not be told apart from another lost lead's: it was rung once, under either uuid.
+        counts.uuid_uncertain += 1
+        if not rings:
+            counts.uncertain_not_called += 1
+            return f"placed as {uuid} (uuid_certain: false) but FormCall never rang it"
+        return None if len(rings) == 1 else f"placed as {uuid} (uuid_certain: false) but FormCall placed {rings}"
     return None if rings == [uuid] else f"placed as {uuid} but FormCall placed {rings}"
 
 
@@ -886,6 +956,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--store", choices=[*STORES, "all"], default="all")
     parser.add_argument("--seconds", type=float, default=60.0, help="the leads arrive evenly over this long")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--notes", type=Path, help="write every lead's note (lost, or uuid_certain: false) here")
     parser.add_argument(
         "--rich-rows", action="store_true", help="/calls/list rows name the customer's number (documented rows do not)"
     )
@@ -908,9 +979,16 @@ def main(argv: list[str]) -> int:
             skipped.append(f"{store}: {err}")
             continue
         rows.append(counts)
+        if args.notes is not None:
+            with args.notes.open("a", encoding="utf-8") as out:
+                out.writelines(f"{store}: {note}\n" for note in counts.notes)
         print(table([counts]), flush=True)
         for problem in counts.problems[:20]:
             print(f"  PROBLEM {problem}")
+        for note in counts.notes[:60]:
+            print(f"  NOTE {note}")
+        for origin, n in counts.shared_from.most_common():
+            print(f"  uuid_certain: false, {origin}: {n}")
     print()
     print(table(rows))
     for line in skipped:

@@ -146,6 +146,32 @@ def test_two_leads_lost_and_one_call_placed_ring_no_one_twice(
     assert [(r["state"], r["uuid"], r["uuid_certain"]) for r in kept] == [("placed", call["uuid"], False)] * 2
 
 
+def test_a_call_never_placed_and_a_later_lost_call_in_its_window_cannot_be_told_apart(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    """The soak's case on documented rows (issue 16): FormCall reset the first request without placing
+    anything; 20 s later it placed the second lead's call and lost that answer too. That call is inside both
+    leads' windows and neither lead holds it, so spec 8 cannot tell whose it is: both share it, uuid_certain
+    false, and no one is rung twice, although FormCall rang only the second lead (the soak counts the first
+    as never rung)."""
+    app = make_app(tmp_path, simulator, clock)
+    simulator.inject({"kind": "reset"}, {"kind": "placed_then_reset"})
+    first = post(app, "+56 9 6300 0011")
+    clock.advance(20)
+    second = post(app, "+56 9 6300 0012")
+    (call,) = simulator.placed()
+    assert call["payload"]["phonenumber"].endswith("00012")
+    clock.advance(41)  # the first is due, a minute on; the second's answer is lost and not yet settled
+    assert Sweeper(app.runtime).run()["placed"] == 1
+    clock.advance(20)
+    assert Sweeper(app.runtime).run()["placed"] == 1
+    kept = [record(app, body["lead_id"]) for body in (first, second)]
+    assert [(r["state"], r["uuid"], r["uuid_certain"]) for r in kept] == [("placed", call["uuid"], False)] * 2
+    clock.advance(3600)
+    assert Sweeper(app.runtime).run()["due"] == 0
+    assert len(simulator.calls()) == 2 and len(simulator.placed()) == 1
+
+
 def test_no_settling_while_another_attempt_in_the_window_may_still_be_answered(
     tmp_path: Path, simulator: Simulator, clock: TestClock
 ) -> None:

@@ -55,7 +55,6 @@ def soaked(
             workdir=tmp_path_factory.mktemp(f"soak-{store}"),
             redis=servers[store] if store == "redis" else None,
             firestore=servers[store] if store == "firestore" else None,
-            rich_rows=True,  # until settle uses documented rows
         )
 
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
@@ -73,15 +72,23 @@ def test_no_lead_lost_or_rung_twice(store: str, soaked: dict[str, soak.Counts | 
         raise result
     counts = result
     print(soak.table([counts]))
-    assert counts.problems == []
-    assert (counts.lost, counts.called_twice) == (0, 0)
+    # No one rung twice, whatever the rows say.
+    assert counts.called_twice == 0
+    # On documented rows, a lost answer FormCall never placed and another lead's lost answer whose call it
+    # did place, in one window (this soak's 6 s are inside one), cannot be told apart (spec 8): both share
+    # that call with uuid_certain: false, and the never-rung one is the only kind of lead the soak may count
+    # lost here (make soak prints each with where it came from). Every other problem is a defect.
+    shared = [p for p in counts.problems if p.endswith("(uuid_certain: false) but FormCall never rang it")]
+    assert [p for p in counts.problems if p not in shared] == []
+    assert counts.lost == counts.uncertain_not_called == len(shared)
     # The weather happened: every kind of stretch, and random faults on top.
     assert {"down", "error2", "pending", "lost"} <= set(counts.stretches)
     assert counts.faults_injected > 0
     # Every distinct lead ended in one of the three states, or was a mistyped number answered 422.
     mistyped = sum(1 for i in range(counts.leads) if soak.mistyped(i))
     assert counts.leads_placed + counts.leads_pending + counts.leads_failed + mistyped == counts.leads
-    assert counts.calls_placed == counts.leads_placed
+    # Each call rang one lead; the leads sharing a call FormCall placed for another are over and above.
+    assert counts.calls_placed == counts.leads_placed - counts.uncertain_not_called
     # FormCall refused three requests for good: those leads failed, each with its ERROR lead_failed line.
     assert counts.leads_failed >= 3
     # FormCall down or out of service hours: the function kept the leads and answered 200, never a 5xx.
