@@ -189,7 +189,8 @@ class FollowUp:
                 holds += hold
             notes.extra["hubspot"] = "hold" if holds else (work.hubspot or "retry")
         if waits or holds:
-            step = self._step(lead, max(work.webhook_attempts, 1))
+            # Every channel backs off the same way: on the lead's schedule, by its most tried channel.
+            step = self._step(lead, max(work.webhook_attempts, work.hubspot_attempts, 1))
             dues = [min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))] if waits else []
             due = min([*dues, *holds])
             notes.outcome = notes.outcome or "call_outcome"
@@ -235,7 +236,8 @@ class FollowUp:
             trusted=route is not None and route.auth.type == "hubspot",
         )
         work = work.but(hubspot_progress={"contact_id": result.contact_id, "note_id": result.note_id,
-                                          "done": sorted(result.done)})  # fmt: skip
+                                          "done": sorted(result.done)},
+                        hubspot_attempts=work.hubspot_attempts + 1)  # fmt: skip
         hold = result.hold_until if result.kind == "hold" else None
         if result.kind in _HUBSPOT_DONE:
             return work.but(hubspot=result.kind), []

@@ -42,12 +42,14 @@ def hubspot() -> Iterator[FakeHubSpot]:
     fake.stop()
 
 
-def make_app(tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = "until_done") -> App:
+def make_app(
+    tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = "until_done", schedule: str = '["1s"]'
+) -> App:
     path = tmp_path / "f.toml"
     path.write_text(
         "[formcall]\ntimeout_seconds = 2\n"
         f'[leads]\nkeep_fields = "{keep}"\n'
-        '[defaults.retry]\nschedule = ["1s"]\n'
+        f"[defaults.retry]\nschedule = {schedule}\n"
         f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = false\noutcome = {outcome}\n"
     )
     environ = {
@@ -317,6 +319,23 @@ def test_a_daily_429_past_give_up_gives_up(tmp_path: Path, simulator: Simulator,
     record = settle(app, answer["lead_id"])
     assert record["outcome"]["hubspot"] == "gave_up"
     assert record["due_at"] is None
+
+
+def test_a_hubspot_outage_is_retried_on_the_leads_backoff(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    """Issue 18.8: a HubSpot-only outcome during a 3-hour outage made 177 requests for one lead (every
+    minute); it backs off on the lead's retry schedule like the webhook does: a handful."""
+    hubspot.add_contact("lead@example.cl", phone="+56 9 6200 0114")
+    outcome = hubspot_outcome(hubspot).replace('give_up = "1h"', 'give_up = "3h"')
+    app = make_app(tmp_path, simulator, outcome, schedule='["1m", "5m", "15m", "1h", "3h"]')
+    answer = post(app, {"email": "lead@example.cl", "phone": "+56 9 6200 0114"})
+    hubspot.fail_next(10_000, 503)
+    start = clock_of(app).now()
+    record = settle(app, answer["lead_id"], passes=400)
+    assert clock_of(app).now() - start >= 3 * 3600 - 60  # the whole outage went by
+    assert record["outcome"]["hubspot"] == "gave_up" and record["due_at"] is None
+    assert 3 <= len(hubspot.calls) <= 8, len(hubspot.calls)
 
 
 def test_500_leads_in_one_sweep_read_each_listing_once(tmp_path: Path, simulator: Simulator) -> None:
