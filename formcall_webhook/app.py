@@ -14,7 +14,7 @@ from typing import IO, Any
 import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
-from . import attribution, consent, guards, keys, once, records
+from . import attribution, consent, guards, keys, once, phones, records
 from .answers import Response, failure, success
 from .attempt import Attempted
 from .clients.http import make_pool
@@ -199,7 +199,7 @@ class App:
             number=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
-            delivery_id=_delivery_id(request.headers, trusted),
+            delivery_id=self._delivery_id(request.headers, trusted, lead.e164),
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
@@ -212,6 +212,8 @@ class App:
         first = delivered.answer
         assert first is not None
         line.result = delivered.attempted.outcome or "placed"
+        if trusted is None and line.result != "duplicate":
+            self._note_idempotency_key(request, route, lead, delivered.attempted.lead_id)
         if line.result == "duplicate":
             return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
         if first.scheduled:
@@ -219,6 +221,39 @@ class App:
         if first.pending:
             return success(pending=True, lead_id=first.lead_id)
         return success(uuid=first.uuid, lead_id=first.lead_id)
+
+    def _delivery_id(
+        self, headers: Mapping[str, str], trusted: VouchedDelivery | None, e164: str
+    ) -> tuple[str, int] | None:
+        """The id replays are caught by: what a signed scheme vouches for (every signed scheme vouches for
+        one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key
+        tied to the number (spec 4): a key reused for another number is no replay of it."""
+        if trusted is not None:
+            return trusted.id, trusted.window_seconds
+        value = _idempotency_key(headers)
+        if not value:
+            return None
+        return f"{value}|{self.runtime.attempter.phone_hash(e164)}", once.IDEMPOTENCY_SECONDS
+
+    def _note_idempotency_key(self, request: Request, route: Route, lead: phones.Number, lead_id: str | None) -> None:
+        """Spec 4: a key seen before for another number was handled as new; say so (WARNING), once per such
+        submission. Only a kept lead marks its key, so an abuser's fresh keys on duplicates keep nothing."""
+        value = _idempotency_key(request.headers)
+        if not value or not lead_id:
+            return
+        mine = self.runtime.attempter.phone_hash(lead.e164)[:24]
+        first = self.store.claim(keys.idempotency_key(route.name, value), mine, once.IDEMPOTENCY_SECONDS)
+        if first is None or first == mine:
+            return
+        fields = {
+            "route": route.name,
+            "outcome": "idempotency_key_reused",
+            "lead_id": lead_id,
+            "phone": lead.masked,
+            "source": "request",
+            "reason": "Idempotency-Key seen before for another number: handled as a new lead",
+        }
+        self.logger.write("WARNING", f"{route.name}: idempotency_key_reused", fields, request.headers)
 
     def _count_failure(self, route: Route, ip: str) -> None:
         rate = route.rate_per_ip
@@ -286,13 +321,9 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     return found or None
 
 
-def _delivery_id(headers: Mapping[str, str], trusted: VouchedDelivery | None) -> tuple[str, int] | None:
-    """The id replays are caught by: what a signed scheme vouches for (every signed scheme vouches for
-    one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key."""
-    if trusted is not None:
-        return trusted.id, trusted.window_seconds
-    value = headers.get("idempotency-key") or headers.get("webhook-id")
-    return (value, once.IDEMPOTENCY_SECONDS) if value else None
+def _idempotency_key(headers: Mapping[str, str]) -> str:
+    """The sender's own, unsigned delivery id: Idempotency-Key (or an unsigned webhook-id)."""
+    return headers.get("idempotency-key") or headers.get("webhook-id") or ""
 
 
 def _allowed_methods(route: Route) -> str:

@@ -34,6 +34,12 @@ def delivery_claim(route: str, delivery_id: str) -> str:
     return hashed(route, "delivery", delivery_id)
 
 
+def idempotency_key(route: str, key: str) -> str:
+    """Which number an unsigned Idempotency-Key was first used for (spec 4: reused for another, it is
+    logged); the value is the number's keyed hash, cut."""
+    return hashed(route, "idempotency", key)
+
+
 def rate_ip(route: str, ip_key: str) -> str:
     """The per_ip counter of a route (`ip_key`: guards.rate_key's IPv4 address or IPv6 /64)."""
     return hashed(route, "rate-ip", ip_key)

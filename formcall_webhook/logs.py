@@ -92,6 +92,7 @@ REQUEST_OUTCOMES: frozenset[str] = ERROR_WORDS | {
     "honeypot",
     "dry_run",
     "preflight",
+    "idempotency_key_reused",
 }
 SWEEP_OUTCOMES: frozenset[str] = frozenset(
     {
@@ -119,7 +120,7 @@ ERROR_OUTCOMES: frozenset[str] = frozenset(
         "outcome_failed",
     }
 )
-WARNING_OUTCOMES: frozenset[str] = (ERROR_WORDS - ERROR_OUTCOMES) | {"scheduled"}
+WARNING_OUTCOMES: frozenset[str] = (ERROR_WORDS - ERROR_OUTCOMES) | {"scheduled", "idempotency_key_reused"}
 
 # What Error Reporting needs to pick up a line that has no stack trace: this @type, a message,
 # serviceContext and context.reportLocation.
