@@ -200,6 +200,7 @@ class App:
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
             delivery_id=self._delivery_id(request.headers, trusted, lead.e164),
+            delivery_scope=self._signer(route) if trusted is not None else None,
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload),
@@ -229,11 +230,18 @@ class App:
         one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key
         tied to the number (spec 4): a key reused for another number is no replay of it."""
         if trusted is not None:
-            return trusted.id, trusted.window_seconds
+            # Spec 5: a signed id is remembered for keep_days, whatever the signature's window.
+            return trusted.id, max(trusted.window_seconds, self.config().leads.keep_days * 86400)
         value = _idempotency_key(headers)
         if not value:
             return None
         return f"{value}|{self.runtime.attempter.phone_hash(e164)}", once.IDEMPOTENCY_SECONDS
+
+    def _signer(self, route: Route) -> str:
+        """Who signs a route's deliveries: its scheme and its secret's keyed hash. Routes that share a
+        secret share their signed ids (spec 5), so a delivery replayed to another of them is a duplicate."""
+        ref = route.auth.secret or ""
+        return f"signed-{route.auth.type}-" + self.runtime.attempter.phone_hash(self.secrets.resolve(ref))[:24]
 
     def _note_idempotency_key(self, request: Request, route: Route, lead: phones.Number, lead_id: str | None) -> None:
         """Spec 4: a key seen before for another number was handled as new; say so (WARNING), once per such

@@ -36,6 +36,7 @@ class Submission:
     payload: Mapping[str, Any]  # the FormCall payload, without the token
     dedupe_value: str = ""  # the route's dedupe template rendered; "" for the default key
     delivery_id: tuple[str, int] | None = None  # (an id to catch the sender's replays by, its window in seconds)
+    delivery_scope: str | None = None  # whose ids they are: a signer's, across routes (spec 5); else the route's
     ip_key: str | None = None
     consent: Mapping[str, Any] | None = None
     # Who the outcome is reported on in the CRM (spec 9): the contact id and email, kept until it is.
@@ -179,7 +180,8 @@ class Deliverer:
         claims = [(lead_key, route.dedupe_window_seconds)]
         if sub.delivery_id is not None:
             delivery_id, window = sub.delivery_id
-            claims.insert(0, (keys.delivery_claim(route.name, delivery_id), max(window, route.dedupe_window_seconds)))
+            scope = sub.delivery_scope or route.name
+            claims.insert(0, (keys.delivery_claim(scope, delivery_id), max(window, route.dedupe_window_seconds)))
         return claims, [(k, float(w)) for k, w in claims]
 
     def _held(self, sub: Submission, held: Mapping[str, str]) -> Delivered | str | None:
