@@ -88,7 +88,9 @@ class Deliverer:
             counters.append(Counter(keys.rate_ip(route.name, sub.ip_key), rate.seconds, rate.count))
         if route.rate_per_phone is not None:
             rate = route.rate_per_phone
-            counters.append(Counter(keys.rate_phone(number.e164), rate.seconds, rate.count))
+            counters.append(
+                Counter(keys.rate_phone(number.e164, key=self.attempts.hash_key()), rate.seconds, rate.count)
+            )
         lead_id = new_lead_id()
         # Spec 8: no attempt outside service_hours, the first one included; such a lead is kept for the
         # next opening and FormCall hears nothing before then.
@@ -173,10 +175,10 @@ class Deliverer:
         """The keys this lead is known by, with their windows (dedupe, and the delivery id when any)."""
         route = sub.route
         if sub.dedupe_value:
-            lead_key = keys.dedupe_claim(route.name, sub.dedupe_value)
+            lead_key = keys.dedupe_claim(route.name, sub.dedupe_value, key=self.attempts.hash_key())
         else:
             # The same lead whichever route it came through (spec 2).
-            lead_key = keys.lead_claim(sub.number.e164, str(sub.payload["popup_uuid"]))
+            lead_key = keys.lead_claim(sub.number.e164, str(sub.payload["popup_uuid"]), key=self.attempts.hash_key())
         claims = [(lead_key, route.dedupe_window_seconds)]
         if sub.delivery_id is not None:
             delivery_id, window = sub.delivery_id
