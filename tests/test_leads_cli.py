@@ -532,3 +532,17 @@ def test_a_command_or_function_with_another_hash_key_refuses(
     (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert "leads.hash_key is not the key this store's hashes were made with" in line["reason"]
     assert len(simulator.placed()) == 2
+
+
+def test_a_sweeper_with_another_hash_key_refuses(tmp_path: Path, simulator: Simulator) -> None:
+    """Spec 10: the sweeper is a process of the store too: another key, and it refuses (500 misconfigured)."""
+    from formcall_webhook.errors import Misconfigured
+    from formcall_webhook.sweep import Sweeper
+
+    setup = Setup(tmp_path, simulator, f"sqlite://{tmp_path}/leads.db")
+    assert setup.post(X)[0] == 200
+    other = Runtime({**setup.env, "LEADS_HASH_KEY": "another-key"}, clock=setup.clock.now)
+    with pytest.raises(Misconfigured) as refused:
+        Sweeper(other).run()
+    assert "not the key this store's hashes were made with" in (refused.value.reason or "")
+    assert Sweeper(setup.app.runtime).run()["due"] == 0
