@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import time
@@ -18,11 +19,13 @@ from . import attribution, consent, guards, keys, once, phones, records
 from .answers import Response, failure, success
 from .attempt import Attempted
 from .clients.http import make_pool
+from .clients.meta_graph import GraphUnavailable, flat_body
 from .config import Config, Route
 from .delivery import Submission
 from .errors import (
     MISCONFIGURED,
     BadRequest,
+    GraphAPIUnavailable,
     MethodNotAllowed,
     Misconfigured,
     PayloadTooLarge,
@@ -34,8 +37,10 @@ from .errors import (
     clip,
 )
 from .logs import severity_for
+from .records import Unread
 from .runtime import Runtime
-from .senders import VouchedDelivery, authenticate
+from .senders import VouchedDelivery, authenticate, meta
+from .senders.base import secret
 from .stores import Backend
 from .submission import MASKED_TOKEN, map_submission, parse_submission
 
@@ -71,6 +76,10 @@ class RequestLine:
     route_config: Route | None = None
     # What delivering the lead came to (the lead's id, FormCall's timing, ...): set once, by the Deliverer.
     delivered: Attempted = field(default_factory=lambda: Attempted(""))
+    # A Meta delivery's leads, each logged on its own line: (its line, its own answer, when it started).
+    leads: list[tuple[RequestLine, Response, float]] = field(default_factory=list)
+    # Every lead of the delivery answered: their lines say it all, no line for the request itself.
+    per_lead: bool = False
 
 
 def route_name(path: str) -> str:
@@ -119,7 +128,10 @@ class App:
             response = failure(Misconfigured(MISCONFIGURED))
         if line.route_config is not None:
             response = self._dress(request, line.route_config, response, line)
-        self._log(request, response, line, started)
+        for lead_line, answer, lead_started in line.leads:
+            self._log(request, answer, lead_line, lead_started)
+        if not line.per_lead:
+            self._log(request, response, line, started)
         return response
 
     def _dress(self, request: Request, route: Route, response: Response, line: RequestLine) -> Response:
@@ -150,13 +162,15 @@ class App:
         if method == "OPTIONS":
             line.result = "preflight"
             return Response(204, b"", {"Allow": _allowed_methods(route)})
+        # The client's address is read only where something uses it: per_ip limits and captchas.
+        needs_ip = route.rate_per_ip is not None or route.captcha is not None
+        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops) if needs_ip else ""
+        if method == "GET" and route.auth.type == "meta":
+            return self._meta_handshake(route, request, ip, line)
         if method not in ("POST", "GET") or (method == "GET" and not route.allow_get):
             raise MethodNotAllowed(f"{method} is not accepted here; use {_allowed_methods(route)}.")
 
         raw = _read_limited(request, route.max_body_bytes, route.body_timeout_seconds)
-        # The client's address is read only where something uses it: per_ip limits and captchas.
-        needs_ip = route.rate_per_ip is not None or route.captcha is not None
-        ip = guards.client_ip(request.headers, request.remote_addr, config.trusted_proxy_hops) if needs_ip else ""
         try:
             trusted = authenticate(
                 route.auth,
@@ -173,13 +187,35 @@ class App:
             raise
 
         body, query = parse_submission(route, method, request.headers, request.query_string, raw)
+        if route.auth.type == "meta":
+            return self._meta_delivery(route, body, request, ip, line)
+        delivery_id, sender_key = self._delivery_id(request.headers, trusted)
+        signer = self._signer(route) if trusted is not None else None
+        return self._lead(route, body, query, request.headers, delivery_id, ip, line, signer, sender_key)
+
+    def _lead(
+        self,
+        route: Route,
+        body: dict[str, Any],
+        query: dict[str, Any],
+        headers: Mapping[str, str],
+        delivery_id: tuple[str, int] | None,
+        ip: str,
+        line: RequestLine,
+        signer: str | None = None,
+        sender_key: bool = False,
+    ) -> Response:
+        """One lead, from the parsed submission to its answer: guards, mapping, consent, delivery.
+
+        `signer`: whose signed ids `delivery_id` is among (shared by the routes of one secret, spec 5);
+        `sender_key`: it is the sender's unsigned Idempotency-Key, tied to the number here (spec 4)."""
         if guards.honeypot_filled(route, body):
             line.result = "honeypot"
             return success()
         if route.captcha is not None:
             guards.verify_captcha(route.captcha, body, ip, self.secrets.resolve, self._captcha())
 
-        mapped = map_submission(route, body, query, request.headers)
+        mapped = map_submission(route, body, query, headers)
         context, lead, payload = mapped.context, mapped.lead, mapped.payload
         line.phone = lead.masked
         line.popup_uuid = payload["popup_uuid"]
@@ -187,24 +223,28 @@ class App:
 
         # Spec 10: a required consent not given is refused before anything is kept.
         consent_record = (
-            consent.record(route.consent, body, request.headers, records.iso(time.time()) or "")
+            consent.record(route.consent, body, headers, records.iso(time.time()) or "")
             if route.consent is not None
             else None
         )
         if route.dry_run:
             line.result = "dry_run"
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
+        if sender_key and delivery_id is not None:
+            # A key reused for another number is no replay of it: the key counts with the number.
+            delivery_id = (f"{delivery_id[0]}|{self.runtime.attempter.phone_hash(lead.e164)}", delivery_id[1])
         submission = Submission(
             route=route,
             number=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
-            delivery_id=self._delivery_id(request.headers, trusted, lead.e164),
-            delivery_scope=self._signer(route) if trusted is not None else None,
+            delivery_id=delivery_id,
+            delivery_scope=signer,
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
-            contact=_contact(route, body, payload),
-            attribution=attribution.extract(body, query, request.headers),
+            contact=_contact(route, body, payload, consent_record),
+            attribution=attribution.extract(body, query, headers),
+            clicks=_clicks(route, body, query, consent_record),
         )
         delivered = self.runtime.deliverer.submit(submission)
         line.delivered = delivered.attempted
@@ -213,8 +253,8 @@ class App:
         first = delivered.answer
         assert first is not None
         line.result = delivered.attempted.outcome or "placed"
-        if trusted is None and line.result != "duplicate":
-            self._note_idempotency_key(request, route, lead, delivered.attempted.lead_id)
+        if sender_key and line.result != "duplicate":
+            self._note_idempotency_key(headers, route, lead, delivered.attempted.lead_id)
         if line.result == "duplicate":
             return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
         if first.scheduled:
@@ -224,18 +264,16 @@ class App:
         return success(uuid=first.uuid, lead_id=first.lead_id)
 
     def _delivery_id(
-        self, headers: Mapping[str, str], trusted: VouchedDelivery | None, e164: str
-    ) -> tuple[str, int] | None:
-        """The id replays are caught by: what a signed scheme vouches for (every signed scheme vouches for
-        one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key
-        tied to the number (spec 4): a key reused for another number is no replay of it."""
+        self, headers: Mapping[str, str], trusted: VouchedDelivery | None
+    ) -> tuple[tuple[str, int] | None, bool]:
+        """The id replays are caught by, and whether it is the sender's own unsigned key: what a signed
+        scheme vouches for (every signed scheme vouches for one, so a signed route never trusts an unsigned
+        header, spec 5), remembered for keep_days whatever the signature's window; else the sender's
+        Idempotency-Key, which `_lead` ties to the number (spec 4)."""
         if trusted is not None:
-            # Spec 5: a signed id is remembered for keep_days, whatever the signature's window.
-            return trusted.id, max(trusted.window_seconds, self.config().leads.keep_days * 86400)
+            return (trusted.id, max(trusted.window_seconds, self.config().leads.keep_days * 86400)), False
         value = _idempotency_key(headers)
-        if not value:
-            return None
-        return f"{value}|{self.runtime.attempter.phone_hash(e164)}", once.IDEMPOTENCY_SECONDS
+        return ((value, once.IDEMPOTENCY_SECONDS), True) if value else (None, False)
 
     def _signer(self, route: Route) -> str:
         """Who signs a route's deliveries: its scheme and its secret's keyed hash. Routes that share a
@@ -243,10 +281,12 @@ class App:
         ref = route.auth.secret or ""
         return f"signed-{route.auth.type}-" + self.runtime.attempter.phone_hash(self.secrets.resolve(ref))[:24]
 
-    def _note_idempotency_key(self, request: Request, route: Route, lead: phones.Number, lead_id: str | None) -> None:
+    def _note_idempotency_key(
+        self, headers: Mapping[str, str], route: Route, lead: phones.Number, lead_id: str | None
+    ) -> None:
         """Spec 4: a key seen before for another number was handled as new; say so (WARNING), once per such
         submission. Only a kept lead marks its key, so an abuser's fresh keys on duplicates keep nothing."""
-        value = _idempotency_key(request.headers)
+        value = _idempotency_key(headers)
         if not value or not lead_id:
             return
         mine = self.runtime.attempter.phone_hash(lead.e164)[:24]
@@ -261,7 +301,82 @@ class App:
             "source": "request",
             "reason": "Idempotency-Key seen before for another number: handled as a new lead",
         }
-        self.logger.write("WARNING", f"{route.name}: idempotency_key_reused", fields, request.headers)
+        self.logger.write("WARNING", f"{route.name}: idempotency_key_reused", fields, headers)
+
+    # -- Meta Lead Ads (spec 5) --
+
+    def _meta_handshake(self, route: Route, request: Request, ip: str, line: RequestLine) -> Response:
+        """Meta subscribing the URL: its hub.challenge as text/plain when the verify token matches."""
+        try:
+            challenge = meta.handshake(route.auth, request.query_string, self.secrets.resolve)
+        except Unauthorized:
+            self._count_failure(route, ip)
+            raise
+        line.result = "handshake"
+        headers = {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store",
+                   "X-Content-Type-Options": "nosniff"}  # fmt: skip
+        return Response(200, challenge.encode("ascii"), headers)
+
+    def _meta_delivery(
+        self, route: Route, body: dict[str, Any], request: Request, ip: str, line: RequestLine
+    ) -> Response:
+        """Each lead a delivery names, read from the Graph API and delivered on its own, known by its
+        leadgen_id. 200 once every one is kept, refused or a duplicate; else the first 5xx or 429, and
+        Meta sends the delivery again (the leads kept meanwhile then answer as duplicates)."""
+        window = self.config().leads.keep_days * 86400
+        results: list[dict[str, Any]] = []
+        retry: Response | None = None
+        for leadgen in meta.leadgens(body):
+            started = time.perf_counter()
+            lead_line = RequestLine(route=line.route, route_config=route)
+            delivery_id = (f"meta:{leadgen.leadgen_id}", window)
+            try:
+                response = self._meta_lead(route, leadgen, request.headers, delivery_id, ip, lead_line)
+            except WebhookError as err:
+                lead_line.result, lead_line.reason = err.error, err.reason
+                lead_line.formcall_error_code = err.formcall_error_code
+                response = failure(err)
+            line.leads.append((lead_line, response, started))
+            results.append({"leadgen_id": leadgen.leadgen_id, **json.loads(response.body)})
+            if retry is None and (response.status >= 500 or response.status == 429):
+                retry = response
+        line.per_lead = bool(results)
+        if retry is not None:
+            line.result = next(x.result for x, answer, _ in line.leads if answer is retry)
+            return retry
+        line.result = "no_leads" if not results else "placed"
+        return success(leads=results)
+
+    def _meta_lead(
+        self,
+        route: Route,
+        leadgen: meta.Leadgen,
+        headers: Mapping[str, str],
+        delivery_id: tuple[str, int],
+        ip: str,
+        line: RequestLine,
+    ) -> Response:
+        auth = route.auth
+        page_token = secret(auth, self.secrets.resolve, auth.page_token)
+        try:
+            lead = self.runtime.graph.read(auth.graph_url, auth.graph_version, leadgen.leadgen_id, page_token)
+        except GraphUnavailable as err:
+            if route.retry is None:  # retry = false: the function keeps nothing for later, Meta retries
+                raise GraphAPIUnavailable(
+                    "The lead could not be read from Meta's Graph API; try again later.", reason=err.reason
+                ) from err
+            # Kept by its id: the sweeper reads it when the Graph API answers, then calls (spec 5).
+            unread = Unread("meta", leadgen.leadgen_id, leadgen.value)
+            delivered = self.runtime.deliverer.keep_unread(route, delivery_id, unread, "graph_unavailable", err.reason)
+            line.delivered = delivered.attempted
+            line.result = delivered.attempted.outcome
+            first = delivered.answer
+            assert first is not None
+            if line.result == "duplicate":
+                return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
+            return success(scheduled=True, lead_id=first.lead_id)
+        body = flat_body(lead, leadgen.value, leadgen.leadgen_id)
+        return self._lead(route, body, {}, headers, delivery_id, ip, line)
 
     def _count_failure(self, route: Route, ip: str) -> None:
         rate = route.rate_per_ip
@@ -307,12 +422,17 @@ class App:
         self.logger.write(severity_for(line.result, response.status), message, fields, request.headers)
 
 
-def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
-    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email.
+def _contact(
+    route: Route, body: Mapping[str, Any], payload: Mapping[str, Any], consent_record: Mapping[str, Any] | None
+) -> dict[str, str] | None:
+    """The CRM contact an outcome is written to (spec 9): HubSpot's vid / objectId, else the email; and the
+    email a conversion hashes (spec 12), for a lead who consented to ads measurement.
 
     An id is kept only on a route HubSpot signs: anywhere else a stranger could name any contact."""
     if route.outcome_reporting is None or route.outcome_reporting.hubspot is None:
-        return None
+        if route.conversions is None or not consent.ads_given(consent_record):
+            return None
+        return _conversion_email(body, payload)
     from .clients import hubspot  # only routes that report to HubSpot need it
 
     props = body.get("properties")
@@ -327,6 +447,28 @@ def _contact(route: Route, body: Mapping[str, Any], payload: Mapping[str, Any]) 
     email = next((e for e in map(hubspot.email_of, emails) if e), None)
     found = {k: v for k, v in (("contact_id", contact_id), ("email", email)) if v}
     return found or None
+
+
+def _conversion_email(body: Mapping[str, Any], payload: Mapping[str, Any]) -> dict[str, str] | None:
+    props = body.get("properties")
+    email_prop = props.get("email") if isinstance(props, dict) else None
+    for value in (body.get("email"), email_prop.get("value") if isinstance(email_prop, dict) else email_prop,
+                  (payload.get("adicional") or {}).get("Email")):  # fmt: skip
+        if isinstance(value, str) and 3 <= len(value.strip()) <= 254 and "@" in value:
+            return {"email": value.strip()}
+    return None
+
+
+def _clicks(
+    route: Route, body: Mapping[str, Any], query: Mapping[str, Any], consent_record: Mapping[str, Any] | None
+) -> dict[str, str] | None:
+    """The click ids a conversion needs (spec 12): only on a route with `conversions`, and only from a
+    person who consented to ads measurement (spec 10)."""
+    if route.conversions is None or not consent.ads_given(consent_record):
+        return None
+    from .conversions import clicks_of  # only routes with conversions load it
+
+    return clicks_of(body, query) or None
 
 
 def _idempotency_key(headers: Mapping[str, str]) -> str:

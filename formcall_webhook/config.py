@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -31,6 +31,9 @@ from .senders import Auth as Auth
 from .states import DEFAULT_RETRY, LeadsPolicy, OutcomePolicy, RetryPolicy
 from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
+
+if TYPE_CHECKING:  # conversions.py is loaded only by a config with `conversions`
+    from .conversions import ConversionsPolicy
 
 DEFAULT_API_URL = "https://clickandtalk.medularis.com/calls/manage/api"
 DEFAULT_TIMEOUT_SECONDS = 8.0
@@ -125,6 +128,8 @@ class Route:
     retry: RetryPolicy | None = None
     outcome_reporting: OutcomePolicy | None = None
     consent: ConsentRule | None = None
+    # Spec 12: conversion events to Google Ads and Meta; None without `conversions`.
+    conversions: ConversionsPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -207,11 +212,11 @@ ROUTE_KEYS = {
     "popup_uuid", "phone", "phone_parts", "region", "allowed_regions", "allowed_number_types",
     "adicional", "adicional_max_length", "auth", "honeypot", "captcha", "dedupe", "rate_limit",
     "redirect", "cors_origins", "allow_get", "max_body_bytes", "body_timeout_seconds", "dry_run", "retry",
-    "outcome", "consent",
+    "outcome", "consent", "conversions",
 }  # fmt: skip
 # Table-valued keys: a route's table is merged over the one in [defaults], key by key.
 _MERGED_TABLES = {"adicional", "auth", "captcha", "dedupe", "rate_limit", "redirect", "phone_parts", "retry", "outcome",
-                  "consent"}  # fmt: skip
+                  "consent", "conversions"}  # fmt: skip
 
 
 def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
@@ -418,6 +423,7 @@ def _route(
     redirect_success = attempt(lambda: _redirect(redirect, "success"), None)
     redirect_failure = attempt(lambda: _redirect(redirect, "failure"), None)
     honeypot = attempt(lambda: (r.get("honeypot", str) or "").strip() or None, None)
+    conversions = attempt(lambda: _conversions(source, r.key("conversions"), r.data.get("conversions")), None)
     return Route(
         name=name,
         popup_uuid=popup,
@@ -443,8 +449,11 @@ def _route(
         dry_run=dry_run_all or attempt(lambda: r.get("dry_run", bool, False), False),
         body_timeout_seconds=attempt(lambda: _body_timeout(r), DEFAULT_BODY_TIMEOUT_SECONDS),
         retry=attempt(lambda: _retry(source, r.key("retry"), r.data.get("retry")), None),
-        outcome_reporting=attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None),
+        # Spec 12: a conversion waits on the call's outcome, so `conversions` turns the lookups on.
+        outcome_reporting=attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None)
+        or (OutcomePolicy() if conversions is not None else None),
         consent=attempt(lambda: parse_consent(source, r.key("consent"), r.data.get("consent")), None),
+        conversions=conversions,
     )
 
 
@@ -596,8 +605,10 @@ def _parse_rate(text: str) -> Rate | None:
     return Rate(int(match.group(1)), _RATE_SECONDS[match.group(2)])
 
 
-_AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", "query_token"}
-_REFERENCE_KEYS = ("secret", "password")
+_AUTH_KEYS = {"type", "secret", "header", "username", "password", "public_url", "query_token", "verify_token",
+              "page_token", "graph_url", "graph_version"}  # fmt: skip
+_REFERENCE_KEYS = ("secret", "password", "verify_token", "page_token")
+_GRAPH_VERSION = re.compile(r"^v[0-9]{1,3}\.[0-9]{1,3}$")
 
 
 def _auth(source: str, route: Reader) -> Auth:
@@ -616,6 +627,8 @@ def _auth(source: str, route: Reader) -> Auth:
     for key in needed:
         if not values.get(key):
             what = "a secret reference" if needed == ("secret",) else " and ".join(needed)
+            if len(scheme.secret_keys) > 1:
+                what += " (secret references)"
             raise a.fail(key, f"missing: auth type {kind} needs {what}")
     public_url = a.get("public_url", str)
     if public_url is not None and not public_url.startswith(("https://", "http://")):
@@ -623,8 +636,15 @@ def _auth(source: str, route: Reader) -> Auth:
     header = a.get("header", str, Auth.header).strip()
     if not header:
         raise a.fail("header", "must not be empty")
+    graph_url = a.get("graph_url", str, Auth.graph_url).rstrip("/")
+    if not graph_url.startswith(("https://", "http://")):
+        raise a.fail("graph_url", f"must be a URL such as {Auth.graph_url}")
+    graph_version = a.get("graph_version", str, Auth.graph_version)
+    if not _GRAPH_VERSION.match(graph_version):
+        raise a.fail("graph_version", f"must be a Graph API version such as {Auth.graph_version}")
     return Auth(kind, refs["secret"], header, username, refs["password"], public_url,
-                a.get("query_token", bool, True))  # fmt: skip
+                a.get("query_token", bool, True), refs["verify_token"], refs["page_token"], graph_url,
+                graph_version)  # fmt: skip
 
 
 def _captcha(source: str, route: Reader) -> Captcha | None:
@@ -693,6 +713,14 @@ def _outcome(source: str, key: str, value: Any) -> OutcomePolicy | None:
     from .config_policies import parse_outcome
 
     return parse_outcome(source, key, value)
+
+
+def _conversions(source: str, key: str, value: Any) -> ConversionsPolicy | None:
+    if value is None or value is False:
+        return None
+    from .config_policies import parse_conversions
+
+    return parse_conversions(source, key, value)
 
 
 def _leads(source: str, value: Any) -> LeadsPolicy:

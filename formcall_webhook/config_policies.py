@@ -1,5 +1,6 @@
-"""The `retry`, `outcome` and `[leads]` tables (spec 8, 9, 10), read with config's Reader into the policies
-of states.py. Loaded only by a config that has one of these tables: the defaults need none of it."""
+"""The `retry`, `outcome`, `conversions` and `[leads]` tables (spec 8, 9, 10, 12), read with config's Reader
+into the policies of states.py and conversions.py. Loaded only by a config that has one of these tables:
+the defaults need none of it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config_reader import Reader, attempt, secret_ref
+from .conversions import GOOGLE_API_URL, META_API_URL, ConversionsPolicy, GoogleConversions, MetaConversions
 from .states import (
     DEFAULT_MAX_AGE,
     DEFAULT_RETRY,
@@ -168,3 +170,77 @@ def _keep_fields(table: Reader) -> str:
     if keep_fields not in KEEP_FIELDS:
         raise table.fail("keep_fields", f'must be "until_done" or "keep", not {keep_fields!r}')
     return keep_fields
+
+
+_CONVERSIONS_KEYS = frozenset({"google", "meta"})
+_GOOGLE_KEYS = frozenset({"account", "conversion_action", "value", "currency", "api_url"})
+_META_KEYS = frozenset({"pixel_id", "token", "event_name", "api_url"})
+_CONVERSIONS_EXAMPLE = '{ google = { account = "1234567890", conversion_action = "987654321" } }'
+_DIGITS_ID = re.compile(r"\d{1,20}")
+_GOOGLE_ACCOUNT = re.compile(r"\d{3}-?\d{3}-?\d{4}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ ]{0,49}")
+
+
+def parse_conversions(
+    source: str, key: str, value: Any, check_secret: CheckSecret | None = None
+) -> ConversionsPolicy | None:
+    """The `conversions` value of a route (spec 12); None when absent or false."""
+    if value is None or value is False:
+        return None
+    check = check_secret or (lambda full_key, ref: secret_ref(source, full_key, ref))
+    table = Reader(source, key, value, _CONVERSIONS_KEYS, example=_CONVERSIONS_EXAMPLE)
+    google = attempt(lambda: _google_conversions(table), None) if "google" in value else None
+    meta = attempt(lambda: _meta_conversions(table, check), None) if "meta" in value else None
+    if not value or not any(name in value for name in _CONVERSIONS_KEYS):
+        raise table.fail("google", f"missing: name a platform, e.g. conversions = {_CONVERSIONS_EXAMPLE}")
+    return ConversionsPolicy(google, meta)
+
+
+def _google_conversions(conversions: Reader) -> GoogleConversions:
+    value = conversions.data["google"]
+    table = Reader(
+        conversions.source, conversions.key("google"), value, _GOOGLE_KEYS,
+        example='{ account = "1234567890", conversion_action = "987654321" }',
+    )  # fmt: skip
+    if "account" not in value:
+        raise table.fail("account", 'missing: the Google Ads customer id, e.g. "1234567890"')
+    account = table.string("account").strip()
+    if not _GOOGLE_ACCOUNT.fullmatch(account):
+        raise table.fail("account", f"{account!r} is not a Google Ads customer id (10 digits, e.g. 123-456-7890)")
+    if "conversion_action" not in value:
+        raise table.fail("conversion_action", 'missing: the conversion action id, e.g. "987654321"')
+    action = table.string("conversion_action").strip()
+    if not _DIGITS_ID.fullmatch(action):
+        raise table.fail("conversion_action", f"{action!r} is not a conversion action id (digits)")
+    amount = table.get("value", (int, float))
+    if amount is not None and amount < 0:
+        raise table.fail("value", f"must be zero or more, not {amount!r}")
+    currency = table.string("currency").strip().upper() if "currency" in value else None
+    if currency is not None and not _CURRENCY.fullmatch(currency):
+        raise table.fail("currency", f"{currency!r} is not an ISO 4217 currency code such as CLP")
+    api_url = table.url("api_url") if "api_url" in value else GOOGLE_API_URL
+    return GoogleConversions(
+        account.replace("-", ""), action, float(amount) if amount is not None else None, currency, api_url
+    )
+
+
+def _meta_conversions(conversions: Reader, check: CheckSecret) -> MetaConversions:
+    value = conversions.data["meta"]
+    table = Reader(
+        conversions.source, conversions.key("meta"), value, _META_KEYS,
+        example='{ pixel_id = "123456789012345", token = "env:META_CAPI_TOKEN" }',
+    )  # fmt: skip
+    if "pixel_id" not in value:
+        raise table.fail("pixel_id", 'missing: the pixel (dataset) id, e.g. "123456789012345"')
+    pixel = table.string("pixel_id").strip()
+    if not _DIGITS_ID.fullmatch(pixel):
+        raise table.fail("pixel_id", f"{pixel!r} is not a pixel id (digits)")
+    if "token" not in value:
+        raise table.fail("token", "missing: the Conversions API access token, as a secret reference")
+    token = check(table.key("token"), value["token"])
+    event_name = table.string("event_name").strip() if "event_name" in value else MetaConversions.event_name
+    if not _EVENT_NAME.fullmatch(event_name):
+        raise table.fail("event_name", f"{event_name!r} is not an event name such as Contact or Lead")
+    api_url = table.url("api_url") if "api_url" in value else META_API_URL
+    return MetaConversions(pixel, token, event_name, api_url)

@@ -14,17 +14,19 @@ from .errors import ConfigError, ConsentMissing
 
 GIVEN_WORDS = frozenset({"true", "on", "1", "si", "sí", "yes", "acepto"})
 ORIGIN_MAX_LENGTH = 512
-_KEYS = frozenset({"field", "required", "text"})
+_KEYS = frozenset({"field", "required", "text", "ads_field"})
 _EXAMPLE = '{ field = "acepto", required = true, text = "v2026-12" }'
 
 
 @dataclass(frozen=True)
 class ConsentRule:
-    """A route's consent field; `text` names the wording the person agreed to (a version, a URL)."""
+    """A route's consent field; `text` names the wording the person agreed to (a version, a URL);
+    `ads_field` the separate consent to ads measurement (spec 12)."""
 
     field: str
     required: bool = False
     text: str | None = None
+    ads_field: str | None = None
 
 
 def parse_consent(source: str, key: str, value: Any) -> ConsentRule | None:
@@ -47,7 +49,12 @@ def parse_consent(source: str, key: str, value: Any) -> ConsentRule | None:
     text = value.get("text")
     if text is not None and not isinstance(text, str):
         raise ConfigError(source, f"{key}.text", f"must be a string such as a version or a URL, not {text!r}")
-    return ConsentRule(field.strip(), required, text)
+    ads_field = value.get("ads_field")
+    if ads_field is not None and (not isinstance(ads_field, str) or not ads_field.strip()):
+        raise ConfigError(
+            source, f"{key}.ads_field", f"must be the name of the form's ads consent field, not {ads_field!r}"
+        )
+    return ConsentRule(field.strip(), required, text, ads_field.strip() if ads_field else None)
 
 
 def is_given(value: Any) -> bool:
@@ -130,15 +137,28 @@ def _page(value: str | None) -> str | None:
 def record(
     rule: ConsentRule, body: Mapping[str, Any], headers: Mapping[str, str], received_at: str
 ) -> dict[str, Any] | None:
-    """The lead record's `consent`, None when not given and not required; ConsentMissing when required."""
-    if is_given(_lookup(body, rule.field)):
-        return {"given": True, "field": rule.field, "text": rule.text, "at": received_at, "origin": origin_of(headers)}
-    if rule.required:
+    """The lead record's `consent`, None when not given and not required; ConsentMissing when required.
+
+    With `ads_field`, the record says whether the person also consented to ads measurement: `ads`."""
+    given = is_given(_lookup(body, rule.field))
+    if not given and rule.required:
         raise ConsentMissing(
             "Consent to be called was not given.",
             reason=f"consent field {rule.field!r} not given",
         )
-    return None
+    ads = rule.ads_field is not None and is_given(_lookup(body, rule.ads_field))
+    if not given and not ads:
+        return None
+    kept: dict[str, Any] = {"given": given, "field": rule.field, "text": rule.text, "at": received_at,
+                            "origin": origin_of(headers)}  # fmt: skip
+    if rule.ads_field is not None:
+        kept["ads"] = ads
+    return kept
+
+
+def ads_given(consent: Mapping[str, Any] | None) -> bool:
+    """Whether a record's consent covers ads measurement (spec 12)."""
+    return consent is not None and consent.get("ads") is True
 
 
 def optout_hash(key: bytes, e164: str) -> str:

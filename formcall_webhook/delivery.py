@@ -19,7 +19,7 @@ from .attempt import Attempted, Attempter
 from .clients.formcall import ListUnavailable, Placed
 from .config import Config, Route
 from .errors import FormCallUnavailable, OptedOut, RateLimited, WebhookError
-from .records import FAILED, SCHEDULED, Lead, new_lead_id
+from .records import FAILED, SCHEDULED, Lead, Unread, new_lead_id
 from .settle import LostAttempt
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Admission, Backend, Counter, Finish
@@ -43,6 +43,8 @@ class Submission:
     contact: Mapping[str, Any] | None = None
     # The campaign it came from (spec 10: utm_* fields, kept for keep_days whatever keep_fields says).
     attribution: Mapping[str, str] | None = None
+    # The click ids of a lead who consented to ads measurement (spec 12), kept until its conversions are done.
+    clicks: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Deliverer:
             consent=sub.consent,
             contact=sub.contact,
             attribution=sub.attribution,
+            clicks=sub.clicks,
             in_flight_until=None if closed else now + self.attempts.lease_seconds,
         )
         if policy is not None and closed:
@@ -155,6 +158,44 @@ class Deliverer:
         if closed:
             return self._keep_until_open(lead, policy, marker, windows)
         return self._first_attempt(sub, lead, marker, windows, note)
+
+    def keep_unread(
+        self, route: Route, delivery_id: tuple[str, int], unread: Unread, error: str, reason: str
+    ) -> Delivered:
+        """A lead whose fields its source could not give now (`error`: Meta's Graph API down, spec 5): kept
+        by its id alone, due at the retry schedule's first step for the sweeper to read and then call it. Its
+        delivery claim answers as scheduled; a replay of one already kept or placed is its duplicate."""
+        policy = route.retry or DEFAULT_RETRY
+        now = self.attempts.clock()
+        lead_id = new_lead_id()
+        key = keys.delivery_claim(route.name, delivery_id[0])
+        windows = self._holding([(key, float(max(delivery_id[1], route.dedupe_window_seconds)))], policy)
+        lead = Lead.kept_unread(
+            lead_id=lead_id, route=route.name, received=now, unread=unread, keep_days=self.config.leads.keep_days,
+            claims=windows, due_at=policy.next_attempt(1, error, now), last_error=error,
+        )  # fmt: skip
+        marker = once.PENDING + lead_id
+        admission = Admission(claims=[(key, self.config.timeout_seconds + 30)], marker=marker, record=lead.to_json())
+        deadline = time.monotonic() + self.config.timeout_seconds + 2
+        while True:
+            admitted = self.store.admit(admission)
+            if admitted.ok:
+                break
+            answers = [v for v in admitted.held.values() if not v.startswith((once.PENDING, once.UNCERTAIN))]
+            if answers:
+                first = once.FirstAnswer.loads(answers[0])
+                return Delivered(first, Attempted("duplicate", first.lead_id, uuid=first.uuid))
+            if time.monotonic() >= deadline:
+                raise FormCallUnavailable(
+                    "The same lead is still being processed; try again shortly.",
+                    retry_after=5,
+                    reason="identical lead still in flight",
+                )
+            time.sleep(_POLL_SECONDS)
+        answer = once.FirstAnswer(lead_id, scheduled=True)
+        self._finish(lead, lead, marker, windows, answer)
+        self.attempts.check_sweeper()
+        return Delivered(answer, Attempted("scheduled", lead_id, lead, attempts=0, reason=reason))
 
     def _keep_until_open(
         self, lead: Lead, policy: RetryPolicy | None, marker: str, windows: list[tuple[str, float]]

@@ -49,6 +49,12 @@ class Unauthorized(WebhookError):
     status, error = 401, "unauthorized"
 
 
+class HandshakeRefused(Unauthorized):
+    """A subscription handshake (Meta's GET hub.challenge) with the wrong verify token: 403, as Meta expects."""
+
+    status = 403
+
+
 class CaptchaFailed(WebhookError):
     status, error = 403, "captcha_failed"
 
@@ -123,6 +129,12 @@ class FormCallMisconfigured(WebhookError):
 
 class FormCallUnavailable(WebhookError):
     status, error, retry_after = 503, "formcall_unavailable", RETRY_AFTER_SECONDS
+
+
+class GraphAPIUnavailable(WebhookError):
+    """Meta's Graph API could not give a lead, on a route that does not keep it for later: Meta retries."""
+
+    status, error, retry_after = 503, "graph_unavailable", RETRY_AFTER_SECONDS
 
 
 class StoreUnavailableError(WebhookError):

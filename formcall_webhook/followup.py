@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 
@@ -25,6 +25,10 @@ from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient, HubSpotResult
 from .records import CallWork, Lead
 from .states import DEFAULT_RETRY, OutcomePolicy
+
+if TYPE_CHECKING:  # loaded only by routes with conversions
+    from .conversion_work import ConversionWork
+    from .conversions import ConversionsPolicy
 
 # A report whose receiver asks for more than this is tried again at this interval at most.
 _MAX_WAIT = 6 * 3600
@@ -73,6 +77,7 @@ class FollowUp:
         self.clock = parts.clock
         self._pool: urllib3.PoolManager | None = None
         self._unknown_logged: set[str] = set()
+        self._conversions: ConversionWork | None = None
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -172,6 +177,11 @@ class FollowUp:
         if work.last is not None:
             view.update(work.call_result())
         waits: list[int] = []
+        # Spec 12: the conversion events, on a route with `conversions`, once the call has settled.
+        route = self.config.routes.get(lead.route)
+        ads = route.conversions if route is not None else None
+        if ads is not None and not set(ads.platforms()) <= set(lead.conversions or {}):
+            lead, work = self._convert(lead, work, ads, now, give_up_at, notes, waits)
         if policy.url and policy.secret and work.webhook not in ("delivered", "final", "gave_up"):
             secret = self.secrets.resolve(policy.secret)
             if work.reported_at is None:
@@ -204,16 +214,48 @@ class FollowUp:
             notes.extra["hubspot"] = "hold" if holds else (work.hubspot or "retry")
         if waits or holds:
             # Every channel backs off the same way: on the lead's schedule, by its most tried channel.
-            step = self._step(lead, max(work.webhook_attempts, work.hubspot_attempts, 1))
+            tried = (work.webhook_attempts, work.hubspot_attempts, int(work.extra.get("conversion_attempts") or 0))
+            step = self._step(lead, max(*tried, 1))
             dues = [min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))] if waits else []
             due = min([*dues, *holds])
             notes.outcome = notes.outcome or "call_outcome"
+            if "conversion_failed" in notes.extra and notes.outcome == "call_outcome":
+                notes.outcome = "conversion_failed"
             return self._save(lead, lead.outcome_step(work, due))
         failed = "webhook_failed" in notes.extra or "hubspot_failed" in notes.extra
         if not notes.outcome or notes.outcome == "call_outcome":
             reported = "outcome_delivered" if (policy.url or policy.hubspot) else "call_outcome"
             notes.outcome = "outcome_failed" if failed else reported
+        if "conversion_failed" in notes.extra and notes.outcome != "outcome_failed":
+            notes.outcome = "conversion_failed"  # ERROR: the account, the token or the event needs someone
         return self._done(lead, work)
+
+    def _convert(
+        self,
+        lead: Lead,
+        work: CallWork,
+        ads: ConversionsPolicy,
+        now: float,
+        give_up_at: float,
+        notes: _Notes,
+        waits: list[int],
+    ) -> tuple[Lead, CallWork]:
+        """One step of the lead's conversion events (spec 12): the lead with where they stand (its click
+        ids gone once they are done), and the work with the attempts the backoff counts."""
+        if self._conversions is None:
+            from .conversion_work import ConversionWork  # only routes with conversions load it
+
+            self._conversions = ConversionWork(self.secrets.resolve, self.pool)
+        call = {"uuid": lead.uuid, "connected": work.connected, "successful": work.successful, "call_at": work.call_at}
+        step = self._conversions.step(lead.to_json(), call, ads, now, give_up_at)
+        notes.extra["conversions"] = step.done
+        if step.failures:
+            notes.extra["conversion_failed"] = "; ".join(step.failures)
+        if not step.finished:
+            attempts = int(work.extra.get("conversion_attempts") or 0) + 1
+            work = work.but(extra={**work.extra, "conversion_attempts": attempts})
+            waits.extend(step.waits)
+        return lead.converted(step.done, done=step.finished), work
 
     def _hubspot(
         self,

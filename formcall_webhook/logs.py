@@ -92,7 +92,10 @@ REQUEST_OUTCOMES: frozenset[str] = ERROR_WORDS | {
     "honeypot",
     "dry_run",
     "preflight",
-    "idempotency_key_reused",
+    "handshake",  # Meta subscribing the URL (spec 5)
+    "no_leads",  # a Meta delivery that names no lead
+    "graph_unavailable",  # a 503: Meta's Graph API did not give a lead on a route with retry = false
+    "idempotency_key_reused",  # WARNING: a sender's key seen before for another number (spec 4)
 }
 SWEEP_OUTCOMES: frozenset[str] = frozenset(
     {
@@ -103,6 +106,7 @@ SWEEP_OUTCOMES: frozenset[str] = frozenset(
         "call_outcome",
         "outcome_delivered",
         "outcome_failed",
+        "conversion_failed",
         "sweep",
     }
 )
@@ -118,6 +122,7 @@ ERROR_OUTCOMES: frozenset[str] = frozenset(
         "formcall_unavailable",
         "origination_failed",
         "outcome_failed",
+        "conversion_failed",
     }
 )
 WARNING_OUTCOMES: frozenset[str] = (ERROR_WORDS - ERROR_OUTCOMES) | {"scheduled", "idempotency_key_reused"}

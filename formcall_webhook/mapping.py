@@ -318,7 +318,7 @@ def builtin_adicional(body: Mapping[str, Any]) -> dict[str, str]:
 # template cannot copy them into adicional, where the call centre would read them.
 PRIVATE_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "x-webhook-token", "webhook-signature",
-    "typeform-signature", "tally-signature", "x-webflow-signature",
+    "typeform-signature", "tally-signature", "x-webflow-signature", "x-hub-signature-256", "x-hub-signature",
 })  # fmt: skip
 _PRIVATE_PREFIXES = ("x-hubspot-signature",)
 

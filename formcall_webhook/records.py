@@ -193,6 +193,29 @@ class Attempt:
 
 
 @dataclass(frozen=True)
+class Unread:
+    """A lead kept before its fields could be read from its source (JSON field `unread`): Meta Lead Ads
+    names a lead by id, and the Graph API may be down (spec 5). The sweeper reads it first."""
+
+    source: str  # "meta"
+    id: str  # the leadgen_id
+    # What the delivery said beside the id (ad_id, form_id, created_time...).
+    value: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    reads: int = 0  # reads that failed, for the backoff
+
+    @staticmethod
+    def from_json(data: Any) -> Unread | None:
+        if not isinstance(data, Mapping) or not isinstance(data.get("id"), str):
+            return None
+        value = data.get("value")
+        return Unread(str(data.get("source", "")), data["id"], dict(value) if isinstance(value, Mapping) else {},
+                      int(data.get("reads") or 0))  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "id": self.id, "value": dict(self.value), "reads": self.reads}
+
+
+@dataclass(frozen=True)
 class Lead:
     lead_id: str
     route: str
@@ -223,10 +246,42 @@ class Lead:
     uuid_certain: bool = True
     # The campaign it came from (spec 10: utm_* fields), kept for keep_days whatever keep_fields says.
     attribution: Mapping[str, str] = field(default_factory=dict)
+    # Kept by its id at its source, its fields not read yet: no payload, no number until they are.
+    unread: Unread | None = None
+    # Spec 12: the click ids of a lead who consented to ads measurement, kept until its conversions are
+    # done; and where each conversion stands ({"google": "sent"|"failed"|"skipped: reason", ...}).
+    clicks: Mapping[str, str] = field(default_factory=dict)
+    conversions: Mapping[str, str] | None = None
     # Fields this code does not know: kept as they came, written back as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # -- made --
+
+    @staticmethod
+    def kept_unread(
+        *,
+        lead_id: str,
+        route: str,
+        received: float,
+        unread: Unread,
+        keep_days: int,
+        claims: list[tuple[str, float]],
+        due_at: float,
+        last_error: str,
+    ) -> Lead:
+        """A lead known only by its id at its source, whose fields could not be read (`last_error`):
+        scheduled, due at `due_at` for the sweeper to read it, then to call it as any other."""
+        return Lead(
+            lead_id=lead_id,
+            route=route,
+            state=SCHEDULED,
+            received_ts=received,
+            received_at=iso(received),
+            expires_at=received + keep_days * 86400,
+            attempt=Attempt(last_error=last_error, due_at=due_at, next_attempt_at=iso(due_at)),
+            claims=tuple((key, float(ttl)) for key, ttl in claims),
+            unread=unread,
+        )
 
     @staticmethod
     def admitted(
@@ -242,6 +297,7 @@ class Lead:
         consent: Mapping[str, Any] | None = None,
         contact: Mapping[str, Any] | None = None,
         attribution: Mapping[str, str] | None = None,
+        clicks: Mapping[str, str] | None = None,
         in_flight_until: float | None = None,
     ) -> Lead:
         """A lead as it is kept before its first attempt: scheduled, version 1; with `in_flight_until`,
@@ -266,6 +322,7 @@ class Lead:
             contact=dict(contact) if contact else None,
             has_contact=bool(contact),
             attribution=dict(attribution or {}),
+            clicks=dict(clicks or {}),
         )
 
     # -- the moves --
@@ -286,6 +343,39 @@ class Lead:
     def retried(self, now: float) -> Lead:
         """`leads retry`: due now, with a fresh max_age from now (the operator's choice to try again)."""
         return self._moved(SCHEDULED, due_at=now, retried_at=now)
+
+    def unread_again(self, due_at: float, last_error: str) -> Lead:
+        """Its source could not give its fields this time either: due again at `due_at`."""
+        if self.unread is None:
+            raise MoveRefused("only an unread lead is read again")
+        unread = dataclasses.replace(self.unread, reads=self.unread.reads + 1)
+        attempt = dataclasses.replace(self.attempt, last_error=last_error)
+        return self._moved(SCHEDULED, attempt=attempt, due_at=due_at, unread=unread)
+
+    def read(
+        self,
+        *,
+        payload: Mapping[str, Any],
+        masked: str,
+        phone_hash: str,
+        claims: list[tuple[str, float]],
+        consent: Mapping[str, Any] | None = None,
+        attribution: Mapping[str, str] | None = None,
+    ) -> Lead:
+        """An unread lead's fields, read: from now on a lead as any other (scheduled, due as it was),
+        also known by `claims` (its number's dedupe claim)."""
+        if self.unread is None or self.state is not SCHEDULED:
+            raise MoveRefused("only a scheduled, unread lead is read")
+        return self._edited(
+            unread=None,
+            popup_uuid=payload.get("popup_uuid"),
+            phone=masked,
+            phone_hash=phone_hash,
+            payload={k: v for k, v in payload.items() if k != "security_token"},
+            claims=(*self.claims, *((key, float(ttl)) for key, ttl in claims)),
+            consent=Consent.from_json(dict(consent)) if consent else None,
+            attribution=dict(attribution or {}),
+        )
 
     def waiting(self, due_at: float) -> Lead:
         """The same lead, due at `due_at` instead (no attempt made: not yet settled, out of hours, list down)."""
@@ -334,6 +424,11 @@ class Lead:
         self._working()
         return self._edited(work=work.but(due=False), due_at=None)._minimized(keep_fields)
 
+    def converted(self, conversions: Mapping[str, str], *, done: bool) -> Lead:
+        """Where the lead's conversions stand (spec 12); once `done`, its click ids leave it (spec 10).
+        Saved with the outcome step it belongs to."""
+        return dataclasses.replace(self, conversions=dict(conversions), clicks={} if done else self.clicks)
+
     def idle(self) -> Lead:
         """Nothing left to do for it: never leave a lead due and untouched."""
         return self._edited(due_at=None)
@@ -371,7 +466,8 @@ class Lead:
         payload = None
         if self.state == FAILED and self.payload is not None:
             payload = {k: v for k, v in self.payload.items() if k != "adicional"}
-        return dataclasses.replace(self, payload=payload, contact=None, has_contact=True, minimized=True)
+        # Click ids never outlive the call's work: conversions, where due, are done by now.
+        return dataclasses.replace(self, payload=payload, contact=None, has_contact=True, minimized=True, clicks={})
 
     # -- read --
 
@@ -434,7 +530,13 @@ class Lead:
                 data[name] = getattr(self, name)
         if not self.uuid_certain:
             data["uuid_certain"] = False
+        if self.unread is not None:
+            data["unread"] = self.unread.to_json()
         data.update(self.attribution)
+        if self.clicks:
+            data["clicks"] = dict(self.clicks)
+        if self.conversions is not None:
+            data["conversions"] = dict(self.conversions)
         data.update(self.extra)
         return data
 
@@ -476,6 +578,9 @@ class Lead:
             held_until=data.get("held_until"),
             uuid_certain=data.get("uuid_certain") is not False,
             attribution={k: str(data[k]) for k in ATTRIBUTION_FIELDS if data.get(k)},
+            unread=Unread.from_json(data.get("unread")),
+            clicks=_strings(data.get("clicks")),
+            conversions=_strings(data["conversions"]) if isinstance(data.get("conversions"), dict) else None,
             extra={k: v for k, v in data.items() if k not in _FIELDS},
         )
 
@@ -484,8 +589,12 @@ _FIELDS = frozenset({
     "lead_id", "version", "route", "state", "received_at", "received_ts", "attempts", "next_attempt_at", "due_at",
     "last_error", "uuid", "popup_uuid", "phone", "phone_hash", "payload", "claims", "consent", "expires_at",
     "attempt_since", "outcome", "minimized", "contact", "placed_at", "retried_at", "uuid_certain",
-    "held_until", *ATTRIBUTION_FIELDS,
+    "held_until", "unread", "clicks", "conversions", *ATTRIBUTION_FIELDS,
 })  # fmt: skip
+
+
+def _strings(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
 
 
 # ----------------------------------------------------------------------- records as the stores hold them

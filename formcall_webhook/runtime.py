@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from . import config as config_module
 from .attempt import Attempter
 from .clients.formcall import FormCallClient
+from .clients.meta_graph import GraphClient
 from .config import Config
 from .delivery import Deliverer
 from .errors import MISCONFIGURED, ConfigError, Misconfigured
@@ -38,6 +39,7 @@ class Runtime:
         self._store: Backend | None = None
         self._attempter: Attempter | None = None
         self._deliverer: Deliverer | None = None
+        self._graph: GraphClient | None = None
         level = level_from_env(self.environ)
         self.logger = RequestLogger(level, project_id(self.environ))
         setup_library_logging(level)
@@ -79,6 +81,15 @@ class Runtime:
         self.config()
         assert self._client is not None
         return self._client
+
+    @property
+    def graph(self) -> GraphClient:
+        """Meta's Graph API (routes with auth.type meta), made on first use: its own pool and timeout."""
+        if self._graph is None:
+            with self._lock:
+                if self._graph is None:
+                    self._graph = GraphClient()
+        return self._graph
 
     @property
     def attempter(self) -> Attempter:

@@ -21,6 +21,7 @@ from .logs import severity_for
 from .records import FAILED, SCHEDULED, Lead
 from .runtime import Runtime
 from .stores import Heartbeat
+from .unread import UnreadLeads
 
 # A pass stops taking new leads after this long, so a scheduler's next call never overlaps much.
 BUDGET_SECONDS = 45.0
@@ -57,6 +58,7 @@ class Sweeper:
         attempter = runtime.attempter
         self.clock = attempter.clock
         self.followup = FollowUp(attempter)
+        self.unread = UnreadLeads(runtime)
         # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
         self.listings = Listings()
 
@@ -113,8 +115,13 @@ class Sweeper:
             renewed = lead.retried(self.clock())
             if not store.save_lead(renewed.to_json(), lead.version):
                 return Attempted("busy", lead_id, reason="the lead changed while it was read")
-            attempted = self.runtime.attempter.attempt(renewed.to_json())
-            self._log(renewed.to_json(), attempted)
+            logged = renewed.to_json()
+            if renewed.unread is not None:
+                attempted = self.unread.read(renewed)
+                logged = attempted.lead.to_json() if attempted.lead is not None else logged
+            else:
+                attempted = self.runtime.attempter.attempt(logged)
+            self._log(logged, attempted)
             return attempted
         finally:
             store.release(lease, marker)
@@ -133,9 +140,14 @@ class Sweeper:
                 return
             counts.add("due")
             attempted = Attempted("", fresh["lead_id"])
+            logged = fresh
             try:
                 lead = Lead.from_json(fresh)
-                if lead.state is SCHEDULED:
+                if lead.state is SCHEDULED and lead.unread is not None:
+                    # Kept by its id while its source was down (spec 5): read it, then attempt it.
+                    attempted = self.unread.read(lead)
+                    logged = attempted.lead.to_json() if attempted.lead is not None else fresh
+                elif lead.state is SCHEDULED:
                     attempted = self.runtime.attempter.attempt(fresh)
                 elif lead.work is not None and lead.work.due:
                     attempted = self.followup.work(lead, self.listings)
@@ -147,7 +159,7 @@ class Sweeper:
                 attempted = Attempted(err.error, fresh["lead_id"], reason=err.reason)
             counts.add(_COUNTED.get(attempted.outcome))
             if attempted.outcome:
-                self._log(fresh, attempted)
+                self._log(logged, attempted)
         finally:
             store.release(lease, marker)
 

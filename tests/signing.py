@@ -55,3 +55,8 @@ def webflow(secret: str, body: bytes, timestamp_ms: int | str | None = None) -> 
     timestamp = str(int(time.time() * 1000)) if timestamp_ms is None else str(timestamp_ms)
     digest = hmac.new(secret.encode(), f"{timestamp}:".encode() + body, hashlib.sha256).hexdigest()
     return {"x-webflow-timestamp": timestamp, "x-webflow-signature": digest}
+
+
+def meta(app_secret: str, body: bytes) -> dict[str, str]:
+    """Meta's documented scheme: "sha256=" + hex HMAC-SHA256 of the raw body, keyed with the app secret."""
+    return {"X-Hub-Signature-256": "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()}

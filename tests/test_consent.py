@@ -81,7 +81,7 @@ def test_parse_consent() -> None:
         ({"field": 3}, "routes.default.consent.field", "missing"),
         ({"field": "acepto", "required": "yes"}, "routes.default.consent.required", "must be true or false"),
         ({"field": "acepto", "text": 2026}, "routes.default.consent.text", "must be a string"),
-        ({"field": "acepto", "version": "v1"}, "routes.default.consent.version", "known keys here: field, required"),
+        ({"field": "acepto", "version": "v1"}, "routes.default.consent.version", "known keys here: ads_field, field"),
     ],
 )
 def test_config_errors_name_the_key(value: Any, key: str, problem: str) -> None:

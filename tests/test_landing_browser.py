@@ -43,6 +43,9 @@ from tests.harness import ROOT, FunctionProcess
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, Response
 
+# A real browser against real processes: every test here is slow (make test-fast leaves them out).
+pytestmark = pytest.mark.slow
+
 LANDING = ROOT / "examples" / "landing"
 LOCAL_PAGE_ORIGIN = "http://127.0.0.1:8000"  # what examples/landing/formcall.toml is written for
 LOCAL_ENDPOINT = "http://127.0.0.1:8080/"  # what examples/landing/index.html posts to (`make run`)
@@ -61,9 +64,11 @@ OPTED_OUT_TEXT = (
 )
 GRACIAS_TEXT = "¡Listo! Recibimos tus datos."
 INVALID_PHONE_TEXT = "Ese número de teléfono no parece válido. Escríbelo como +56 9 1234 5678."
-CONSENT = {"field": "acepto", "required": True, "text": "v2026-12"}
+CONSENT = {"field": "acepto", "required": True, "text": "v2026-12", "ads_field": "acepto_publicidad"}
 CAMPAIGN_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid")
-NO_CAMPAIGN = dict.fromkeys(CAMPAIGN_FIELDS, "")
+# Meta's click id and cookies: sent to the function for conversions (spec 12), not to FormCall.
+META_CLICK_FIELDS = ("fbclid", "_fbc", "_fbp")
+NO_CAMPAIGN = dict.fromkeys(CAMPAIGN_FIELDS + META_CLICK_FIELDS, "")
 # Chromium's background services (updates, sync, field trials, QUIC probes) would only hit a closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -320,7 +325,6 @@ def is_lead_id(value: Any) -> bool:
 # -- A: JavaScript on, fetch with JSON across origins --
 
 
-@pytest.mark.slow
 def test_fetch_submission_shows_success_and_places_one_call(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator, tmp_path: Path
 ) -> None:
@@ -370,7 +374,6 @@ def test_fetch_submission_shows_success_and_places_one_call(
         page.screenshot(path=str(ROOT / target))
 
 
-@pytest.mark.slow
 def test_campaign_fields_from_the_url_reach_formcall_in_adicional(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -410,10 +413,36 @@ def test_campaign_fields_from_the_url_reach_formcall_in_adicional(
     assert page.locator("input[name=gclid]").input_value() == campaign["gclid"]
 
 
+def test_meta_click_id_and_cookies_and_the_separate_ads_consent_reach_the_function(
+    page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
+) -> None:
+    cookies = {"_fbc": "fb.1.1764590000000.IwAR-test_fbc", "_fbp": "fb.1.1764590000000.1234567890"}
+    page.context.add_cookies([{"name": k, "value": v, "url": site.origin} for k, v in cookies.items()])
+    page.goto(f"{site.origin}/index.html?fbclid=IwAR-test_url&utm_source=facebook")
+    fill_like_a_person(page, "Marta Soto", "9 3377 8811", "marta@example.cl")
+    page.get_by_label("Acepto que Acme Seguros informe a Google y Meta").check()
+    response = submit(page, fn)
+    assert response.status == 200
+    assert response.request.post_data_json == {
+        "nombre": "Marta Soto",
+        "telefono": "9 3377 8811",
+        "email": "marta@example.cl",
+        "acepto": "si",
+        "acepto_publicidad": "si",
+        **NO_CAMPAIGN,
+        "utm_source": "facebook",
+        "fbclid": "IwAR-test_url",
+        **cookies,
+        "_gotcha": "",
+    }
+    [call] = simulator.wait_for_calls(1)
+    # The agent's popup never shows Meta's ids.
+    assert not set(META_CLICK_FIELDS) & set(call["payload"]["adicional"])
+
+
 # -- B: JavaScript off, a plain form post answered 303 --
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("javascript", "query", "telefono", "phonenumber"),
     [
@@ -451,7 +480,6 @@ def test_plain_form_post_lands_on_gracias(
         context.close()
 
 
-@pytest.mark.slow
 def test_plain_form_post_of_a_bad_number_lands_on_error(
     page_without_js: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -467,7 +495,6 @@ def test_plain_form_post_of_a_bad_number_lands_on_error(
 # -- C: JavaScript on, a number the function refuses; ?endpoint= overriding data-endpoint --
 
 
-@pytest.mark.slow
 def test_fetch_of_a_bad_number_shows_the_error_and_calls_no_one(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -550,7 +577,6 @@ def test_javascript_off_the_endpoint_param_works_through_serve_py(
         assert f'action="{LOCAL_ENDPOINT}"' in answer.read().decode("utf-8")
 
 
-@pytest.mark.slow
 def test_page_on_an_origin_not_in_cors_origins_sends_nothing(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -570,7 +596,6 @@ def test_page_on_an_origin_not_in_cors_origins_sends_nothing(
     assert simulator.calls() == []
 
 
-@pytest.mark.slow
 def test_filled_honeypot_looks_accepted_and_calls_no_one(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -589,7 +614,6 @@ def test_filled_honeypot_looks_accepted_and_calls_no_one(
 # -- D: the other successes: scheduled, duplicate --
 
 
-@pytest.mark.slow
 def test_out_of_service_hours_is_scheduled_and_says_so(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -610,7 +634,6 @@ def test_out_of_service_hours_is_scheduled_and_says_so(
     assert [(e["lead_id"], e["lead_status"]) for e in conversions(page)] == [(answer["lead_id"], "scheduled")]
 
 
-@pytest.mark.slow
 def test_the_same_lead_twice_is_a_duplicate_and_rings_once(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -667,7 +690,6 @@ def test_a_success_leaves_when_the_next_lead_is_typed_or_the_form_is_reset(
 # -- E: consent --
 
 
-@pytest.mark.slow
 def test_the_browser_does_not_send_the_form_without_consent(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -692,7 +714,6 @@ def test_the_browser_does_not_send_the_form_without_consent(
     assert len(simulator.placed()) == 1
 
 
-@pytest.mark.slow
 def test_a_submission_without_consent_is_refused_and_the_page_says_why(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -714,7 +735,6 @@ def test_a_submission_without_consent_is_refused_and_the_page_says_why(
     assert simulator.calls() == []
 
 
-@pytest.mark.slow
 def test_a_plain_post_without_consent_lands_on_error_with_the_reason(
     page: Page, site: LandingServer, fn: FunctionProcess, simulator: Simulator
 ) -> None:
@@ -727,14 +747,12 @@ def test_a_plain_post_without_consent_lands_on_error_with_the_reason(
     assert simulator.calls() == []
 
 
-@pytest.mark.slow
 def test_error_page_explains_an_opted_out_number(page: Page, site: LandingServer) -> None:
     page.goto(f"{site.origin}/error.html?error=opted_out")
     assert page.locator("#error-text").inner_text() == OPTED_OUT_TEXT
     assert page.locator("#error-text").get_attribute("data-error") == "opted_out"
 
 
-@pytest.mark.slow
 def test_privacy_notice_is_linked_from_the_consent_box_and_loads(page: Page, site: LandingServer) -> None:
     page.goto(f"{site.origin}/index.html")
     link = page.locator("label[for=acepto] a")
@@ -801,8 +819,12 @@ def test_shipped_page_has_the_consent_box_and_the_campaign_fields() -> None:
     assert box, "no consent box"
     for attribute in ('name="acepto"', 'type="checkbox"', "required"):
         assert attribute in box[0]
-    for name in CAMPAIGN_FIELDS:
+    for name in CAMPAIGN_FIELDS + META_CLICK_FIELDS:
         assert re.search(rf'<input type="hidden" name="{name}" value="">', html), name
+    ads = re.search(r"<input[^>]*\bid=\"acepto_publicidad\"[^>]*>", html)
+    assert ads, "no ads consent box"
+    # A purpose of its own: a box of its own, never required, never pre-ticked.
+    assert 'type="checkbox"' in ads[0] and "required" not in ads[0] and "checked" not in ads[0]
     # The value the box sends is one the function reads as consent given.
     assert re.search(r'value="(si|sí|on|yes|true|1|acepto)"', box[0], re.IGNORECASE)
 

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "formcall_webhook"
 NAME = "formcall_webhook"
 # Pure modules: no I/O; they import only errors and each other (plus the standard library).
 PURE = {"errors", "parsing", "phones", "templates", "states", "consent", "records", "outcomes", "answers",
-        "signing", "figures", "report", "attribution", "keys", "settle"}  # fmt: skip
+        "signing", "figures", "report", "attribution", "keys", "settle", "conversions"}  # fmt: skip
 # Families behind one small interface: they import only errors and their own members.
 FAMILIES = {"senders", "stores", "clients"}
 

@@ -124,6 +124,7 @@ def test_the_words_are_partitioned_as_the_contract_says() -> None:
         "formcall_unavailable",
         "origination_failed",
         "outcome_failed",
+        "conversion_failed",
     } == logs.ERROR_OUTCOMES
     assert "scheduled" in logs.WARNING_OUTCOMES
     assert not logs.ERROR_OUTCOMES & logs.WARNING_OUTCOMES

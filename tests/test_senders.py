@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ import pytest
 
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.simulator import Simulator
+from tests.fakes.meta_graph import FakeGraph
 from tests.harness import coverage_env
-from tests.signing import tally, typeform, webflow
+from tests.signing import meta, tally, typeform, webflow
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "samples"
@@ -61,6 +62,9 @@ SECRETS = {
     "GRAVITY_TOKEN": "gf-token-9b1d",
     "RD_STATION_TOKEN": "rd-token-7e5a",
     "ACTIVECAMPAIGN_TOKEN": "ac-token-2f8c",
+    "META_APP_SECRET": "meta-app-secret-5c7e",
+    "META_VERIFY_TOKEN": "meta-verify-token-0d3a",
+    "META_PAGE_TOKEN": "EAAGmeta-page-token-8e14",
 }
 HUBSPOT_PUBLIC_URL = "https://REGION-PROJECT.cloudfunctions.net/formcall-webhook/hubspot"
 
@@ -178,6 +182,10 @@ class Case:
 
 def typeform_signed(body: bytes) -> dict[str, str]:
     return typeform(SECRETS["TYPEFORM_SECRET"], body)
+
+
+def meta_signed(body: bytes) -> dict[str, str]:
+    return meta(SECRETS["META_APP_SECRET"], body)
 
 
 def tally_signed(body: bytes) -> dict[str, str]:
@@ -652,18 +660,53 @@ CASES = {
         ),
         query=token_query("ACTIVECAMPAIGN_TOKEN"),
     ),
+    # Meta Lead Ads: the delivery names the lead; its fields are read from the Graph API (meta_lead.json).
+    "meta": Case(
+        "meta.toml",
+        "/meta",
+        sample("meta_leadgen.json"),
+        JSON,
+        formcall_payload(
+            "56",
+            "9",
+            "62410101",
+            {
+                "Nombre": "Valentina Soto",
+                "Email": "valentina.soto@example.cl",
+                "Comuna": "Ñuñoa",
+                "Formulario": "1046852300000101",
+            },
+        ),
+        signer=meta_signed,
+    ),
 }
 
 
+@pytest.fixture(scope="module")
+def meta_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """meta.toml with its leads read from a loopback Graph API that holds meta_lead.json."""
+    lead = json.loads(sample("meta_lead.json"))
+    graph = FakeGraph(SECRETS["META_PAGE_TOKEN"]).start()
+    graph.add_lead(lead["id"], lead["field_data"], lead["created_time"])
+    path = tmp_path_factory.mktemp("meta") / "meta.toml"
+    text = (CONFIGS / "meta.toml").read_text(encoding="utf-8")
+    path.write_text(f'{text}\n[defaults.auth]\ngraph_url = "{graph.url}"\n', encoding="utf-8")
+    yield str(path)
+    graph.stop()
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_sender_through_its_documented_route(name: str, simulator: Simulator) -> None:
+def test_sender_through_its_documented_route(name: str, simulator: Simulator, request: pytest.FixtureRequest) -> None:
     case = CASES[name]
-    app = make_app(simulator, case.config)
+    config = request.getfixturevalue("meta_config") if case.config == "meta.toml" else case.config
+    app = make_app(simulator, config)
     headers = case.request_headers()
     status, answer = send(app, case.path, case.body, case.content_type, query=case.query, headers=headers)
     assert (status, answer.get("success")) == (200, True), answer
     assert the_one_call(simulator) == case.expected
-    assert answer["uuid"] == simulator.placed()[0]["uuid"]
+    # A Meta delivery answers for each lead it names.
+    first = answer["leads"][0] if "leads" in answer else answer
+    assert first["uuid"] == simulator.placed()[0]["uuid"]
 
 
 # -- who may submit: each documented route refuses a sender without its credential --

@@ -29,7 +29,7 @@ from formcall_webhook.senders import (
 )
 from formcall_webhook.senders.hubspot import hubspot_uri
 from tests.harness import FunctionProcess
-from tests.signing import basic, hubspot_v3, standard_webhooks, tally, typeform, webflow, whsec
+from tests.signing import basic, hubspot_v3, meta, standard_webhooks, tally, typeform, webflow, whsec
 
 BODY = b'{"form_response": {"answers": [{"type": "phone_number", "phone_number": "+56956311283"}]}}'
 URL = "https://europe-west1-acme.cloudfunctions.net/formcall-webhook/signed"
@@ -39,6 +39,7 @@ SECRETS = {
     "env:TYPEFORM": "tf-secret-77c1",
     "env:TALLY": "tally-secret-0a9e",
     "env:WEBFLOW": "wf-client-secret-4d2f",
+    "env:META": "meta-app-secret-6b1e",
     "env:TOKEN": "zap-token-81f2",
     "env:PASSWORD": "pa55-word",
     "env:EMPTY": "",
@@ -51,6 +52,7 @@ WRONG = {
     "typeform": "tf-secret-77c2",
     "tally": "tally-secret-0a9f",
     "webflow": "wf-client-secret-4d30",
+    "meta": "meta-app-secret-6b1f",
 }
 # Signs BODY-like bytes with a secret at a time (seconds): the headers each sender sends.
 Signer = Callable[[str, bytes, float], dict[str, str]]
@@ -68,6 +70,11 @@ SIGNED: dict[str, tuple[Auth, Signer]] = {
     "webflow": (
         Auth(type="webflow", secret="env:WEBFLOW"),
         lambda secret, body, at: webflow(secret, body, int(at * 1000)),
+    ),
+    # Meta also needs a verify token and a page token (tests/test_meta.py); only the app secret signs.
+    "meta": (
+        Auth(type="meta", secret="env:META", verify_token="env:META", page_token="env:META"),
+        lambda secret, body, at: meta(secret, body),
     ),
 }
 TIMED = ["hubspot", "standard_webhooks", "webflow"]
@@ -109,7 +116,8 @@ def vouched(kind: str, headers: dict[str, str]) -> VouchedDelivery:
 def test_every_signed_type_is_in_the_registry_and_this_table() -> None:
     assert set(SIGNED) == set(SIGNED_TYPES)
     assert set(AUTH_TYPES) == {"none", "token", "basic", *SIGNED}
-    assert all(REGISTRY[kind].secret_keys == ("secret",) for kind in SIGNED)
+    assert all(REGISTRY[kind].secret_keys == ("secret",) for kind in SIGNED if kind != "meta")
+    assert REGISTRY["meta"].secret_keys == ("secret", "verify_token", "page_token")
 
 
 # -- one table of refusals for every signed scheme --

@@ -12,11 +12,26 @@
 
   // Where the visit came from, from the page's URL into the form's hidden inputs (the route puts them in
   // FormCall's `adicional`). Set as the value attribute, so form.reset() after a success keeps them.
-  ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid"].forEach(function (name) {
-    var input = form.querySelector("input[type=hidden][name=" + name + "]");
-    var value = params.get(name);
-    if (input && value) {
-      input.setAttribute("value", value.slice(0, 200));
+  ["utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "fbclid"].forEach(
+    function (name) {
+      var input = form.querySelector("input[type=hidden][name=" + name + "]");
+      var value = params.get(name);
+      if (input && value) {
+        input.setAttribute("value", value.slice(0, 200));
+      }
+    }
+  );
+  // Meta's click and browser ids, as its pixel keeps them in the _fbc and _fbp cookies (when the page has
+  // the pixel): the function sends them to Meta only for a lead who ticked the ads consent box.
+  document.cookie.split(";").forEach(function (pair) {
+    var eq = pair.indexOf("=");
+    var name = pair.slice(0, eq).trim();
+    if (name === "_fbc" || name === "_fbp") {
+      var input = form.querySelector("input[type=hidden][name=" + name + "]");
+      var value = decodeURIComponent(pair.slice(eq + 1).trim());
+      if (input && value) {
+        input.setAttribute("value", value.slice(0, 200));
+      }
     }
   });
 

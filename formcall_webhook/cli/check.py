@@ -94,6 +94,7 @@ def _secret_refs(cfg: config_module.Config) -> list[tuple[str, str | None]]:
     for name, route in cfg.routes.items():
         key = f"routes.{name}"
         refs += [(f"{key}.auth.secret", route.auth.secret), (f"{key}.auth.password", route.auth.password)]
+        refs += [(f"{key}.auth.{k}", getattr(route.auth, k)) for k in ("verify_token", "page_token")]
         if route.captcha is not None:
             refs.append((f"{key}.captcha.secret", route.captcha.secret))
         reporting = route.outcome_reporting
@@ -140,12 +141,23 @@ def _route_warnings(key: str, route: config_module.Route) -> list[str]:
             "the function may see another one, so every delivery could fail its signature (401); set "
             f'public_url = "https://YOUR-FUNCTION-URL/{path}" exactly as entered in HubSpot'
         )
+    if route.conversions is not None and (route.consent is None or route.consent.ads_field is None):
+        found.append(
+            f"{key}.conversions: no event is sent without consent to ads measurement, and this route has no "
+            'consent.ads_field; add the form\'s separate ads consent box, e.g. consent = { field = "acepto", '
+            'ads_field = "acepto_publicidad" } (spec 12, law 21.719)'
+        )
     reporting = route.outcome_reporting
     urls = [("captcha.verify_url", route.captcha.verify_url if route.captcha else None)]
     urls += [("redirect.success", route.redirect_success), ("redirect.failure", route.redirect_failure)]
     # Call outcomes (spec 9) are posted to outcome.url and written to HubSpot's API, where a route has them.
     urls.append(("outcome.url", reporting.url if reporting else None))
     urls.append(("outcome.hubspot.api_url", reporting.hubspot.api_url if reporting and reporting.hubspot else None))
+    # Leads are read from the Graph API with the page token (spec 5).
+    urls.append(("auth.graph_url", route.auth.graph_url if route.auth.type == "meta" else None))
+    ads = route.conversions
+    urls.append(("conversions.google.api_url", ads.google.api_url if ads and ads.google else None))
+    urls.append(("conversions.meta.api_url", ads.meta.api_url if ads and ads.meta else None))
     for sub, url in urls:
         if isinstance(url, str) and _in_clear(url):
             found.append(f"{key}.{sub}: {url} is http://: anyone on the way can read or change it; use https://")

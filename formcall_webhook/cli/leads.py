@@ -16,8 +16,8 @@ from typing import Any
 
 from .. import phones, records
 from ..keys import person as person_keys
-from ..states import parse_duration
-from . import figures, stats
+from ..states import LeadState, parse_duration
+from . import figures
 from .context import FAILED, OK, USAGE, CliError, Context, add_config_option, add_production_option
 from .output import table, text
 
@@ -41,7 +41,7 @@ def register(commands: Any) -> None:
     sub = parser.add_subparsers(dest="leads_command", required=True)
 
     p = sub.add_parser("list", parents=[common, numbers], help="leads as a table, oldest first")
-    p.add_argument("--state", choices=stats.STATES)
+    p.add_argument("--state", choices=[str(state) for state in LeadState])
     p.add_argument("--route")
     p.add_argument("--since", metavar="DURATION", help="received in the last DURATION: 30m, 12h, 1d")
     p.add_argument("--json", action="store_true", help="one JSON object per lead")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from . import basic, hubspot, none, standard_webhooks, tally, token, typeform, webflow
+from . import basic, hubspot, meta, none, standard_webhooks, tally, token, typeform, webflow
 from .base import DEFAULT_TOKEN_HEADER, REGISTRY, Auth, Incoming, Resolve, VouchedDelivery, denied
 from .hubspot import raw_url
 
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # The modules register themselves on import; listed here so the order (and the lint) is explicit.
-_MODULES = (none, token, basic, hubspot, standard_webhooks, typeform, tally, webflow)
+_MODULES = (none, token, basic, hubspot, standard_webhooks, typeform, tally, webflow, meta)
 AUTH_TYPES: tuple[str, ...] = tuple(REGISTRY)
 SIGNED_TYPES = frozenset(name for name, scheme in REGISTRY.items() if scheme.signed)
 # Never template data, whatever the route's type.

@@ -40,6 +40,13 @@ class Auth:
     public_url: str | None = None
     # ?token= puts the secret into Cloud Run's request logs: a route can turn it off.
     query_token: bool = True
+    # meta: the webhook's verify token and the page token the leads are read with (secret references),
+    # and where the Graph API is (tests point graph_url at a loopback fake).
+    verify_token: str | None = None
+    page_token: str | None = None
+    graph_url: str = "https://graph.facebook.com"
+    # The newest Graph API version (Meta's changelog, developers.facebook.com/docs/graph-api/changelog).
+    graph_version: str = "v26.0"
 
 
 @dataclass(frozen=True)
