@@ -15,7 +15,7 @@ from typing import IO, Any
 import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
-from . import attribution, consent, guards, keys, once, records
+from . import attribution, consent, guards, keys, once, phones, records
 from .answers import Response, failure, success
 from .attempt import Attempted
 from .clients.http import make_pool
@@ -189,7 +189,9 @@ class App:
         body, query = parse_submission(route, method, request.headers, request.query_string, raw)
         if route.auth.type == "meta":
             return self._meta_delivery(route, body, request, ip, line)
-        return self._lead(route, body, query, request.headers, _delivery_id(request.headers, trusted), ip, line)
+        delivery_id, sender_key = self._delivery_id(request.headers, trusted)
+        signer = self._signer(route) if trusted is not None else None
+        return self._lead(route, body, query, request.headers, delivery_id, ip, line, signer, sender_key)
 
     def _lead(
         self,
@@ -200,8 +202,13 @@ class App:
         delivery_id: tuple[str, int] | None,
         ip: str,
         line: RequestLine,
+        signer: str | None = None,
+        sender_key: bool = False,
     ) -> Response:
-        """One lead, from the parsed submission to its answer: guards, mapping, consent, delivery."""
+        """One lead, from the parsed submission to its answer: guards, mapping, consent, delivery.
+
+        `signer`: whose signed ids `delivery_id` is among (shared by the routes of one secret, spec 5);
+        `sender_key`: it is the sender's unsigned Idempotency-Key, tied to the number here (spec 4)."""
         if guards.honeypot_filled(route, body):
             line.result = "honeypot"
             return success()
@@ -226,12 +233,16 @@ class App:
         if route.dry_run:
             line.result = "dry_run"
             return success(dry_run=True, payload={**payload, "security_token": MASKED_TOKEN})
+        if sender_key and delivery_id is not None:
+            # A key reused for another number is no replay of it: the key counts with the number.
+            delivery_id = (f"{delivery_id[0]}|{self.runtime.attempter.phone_hash(lead.e164)}", delivery_id[1])
         submission = Submission(
             route=route,
             number=lead,
             payload={k: v for k, v in payload.items() if k != "security_token"},
             dedupe_value=route.dedupe_key.render(context) if route.dedupe_key is not None else "",
             delivery_id=delivery_id,
+            delivery_scope=signer,
             ip_key=guards.rate_key(ip) if route.rate_per_ip is not None else None,
             consent=consent_record,
             contact=_contact(route, body, payload, consent_record),
@@ -245,6 +256,8 @@ class App:
         first = delivered.answer
         assert first is not None
         line.result = delivered.attempted.outcome or "placed"
+        if sender_key and line.result != "duplicate":
+            self._note_idempotency_key(headers, route, lead, delivered.attempted.lead_id)
         if line.result == "duplicate":
             return success(duplicate=True, lead_id=first.lead_id, uuid=first.uuid)
         if first.scheduled:
@@ -252,6 +265,46 @@ class App:
         if first.pending:
             return success(pending=True, lead_id=first.lead_id)
         return success(uuid=first.uuid, lead_id=first.lead_id)
+
+    def _delivery_id(
+        self, headers: Mapping[str, str], trusted: VouchedDelivery | None
+    ) -> tuple[tuple[str, int] | None, bool]:
+        """The id replays are caught by, and whether it is the sender's own unsigned key: what a signed
+        scheme vouches for (every signed scheme vouches for one, so a signed route never trusts an unsigned
+        header, spec 5), remembered for keep_days whatever the signature's window; else the sender's
+        Idempotency-Key, which `_lead` ties to the number (spec 4)."""
+        if trusted is not None:
+            return (trusted.id, max(trusted.window_seconds, self.config().leads.keep_days * 86400)), False
+        value = _idempotency_key(headers)
+        return ((value, once.IDEMPOTENCY_SECONDS), True) if value else (None, False)
+
+    def _signer(self, route: Route) -> str:
+        """Who signs a route's deliveries: its scheme and its secret's keyed hash. Routes that share a
+        secret share their signed ids (spec 5), so a delivery replayed to another of them is a duplicate."""
+        ref = route.auth.secret or ""
+        return f"signed-{route.auth.type}-" + self.runtime.attempter.phone_hash(self.secrets.resolve(ref))[:24]
+
+    def _note_idempotency_key(
+        self, headers: Mapping[str, str], route: Route, lead: phones.Number, lead_id: str | None
+    ) -> None:
+        """Spec 4: a key seen before for another number was handled as new; say so (WARNING), once per such
+        submission. Only a kept lead marks its key, so an abuser's fresh keys on duplicates keep nothing."""
+        value = _idempotency_key(headers)
+        if not value or not lead_id:
+            return
+        mine = self.runtime.attempter.phone_hash(lead.e164)[:24]
+        first = self.store.claim(keys.idempotency_key(route.name, value), mine, once.IDEMPOTENCY_SECONDS)
+        if first is None or first == mine:
+            return
+        fields = {
+            "route": route.name,
+            "outcome": "idempotency_key_reused",
+            "lead_id": lead_id,
+            "phone": lead.masked,
+            "source": "request",
+            "reason": "Idempotency-Key seen before for another number: handled as a new lead",
+        }
+        self.logger.write("WARNING", f"{route.name}: idempotency_key_reused", fields, headers)
 
     # -- Meta Lead Ads (spec 5) --
 
@@ -421,13 +474,9 @@ def _clicks(
     return clicks_of(body, query) or None
 
 
-def _delivery_id(headers: Mapping[str, str], trusted: VouchedDelivery | None) -> tuple[str, int] | None:
-    """The id replays are caught by: what a signed scheme vouches for (every signed scheme vouches for
-    one, so a signed route never trusts an unsigned header, spec 5); else the sender's Idempotency-Key."""
-    if trusted is not None:
-        return trusted.id, trusted.window_seconds
-    value = headers.get("idempotency-key") or headers.get("webhook-id")
-    return (value, once.IDEMPOTENCY_SECONDS) if value else None
+def _idempotency_key(headers: Mapping[str, str]) -> str:
+    """The sender's own, unsigned delivery id: Idempotency-Key (or an unsigned webhook-id)."""
+    return headers.get("idempotency-key") or headers.get("webhook-id") or ""
 
 
 def _allowed_methods(route: Route) -> str:

@@ -39,6 +39,18 @@ STALE_SWEEP_SECONDS = 300.0
 DEFAULT_HASH_KEY = b"formcall-webhook/phone-hash/v1"
 
 
+def check_fingerprint(store: Backend, key: bytes) -> None:
+    """The store's hash-key fingerprint, written on first use; Misconfigured when it is another key's."""
+    mine = keys.fingerprint(key)
+    kept = store.claim(keys.FINGERPRINT, mine, keys.FINGERPRINT_SECONDS)
+    if kept is not None and kept != mine:
+        raise Misconfigured(
+            MISCONFIGURED,
+            reason="leads.hash_key is not the key this store's hashes were made with (its fingerprint differs): "
+            "set the store's own key (FORMCALL_HASH_KEY or leads.hash_key); nothing was written",
+        )
+
+
 @dataclass(frozen=True)
 class Asked:
     """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
@@ -100,9 +112,13 @@ class Attempter:
         return self.config.timeout_seconds * 2 + 20
 
     def hash_key(self) -> bytes:
+        """leads.hash_key, once the store's fingerprint says its hashes were made with it (spec 10): a
+        process with another key refuses (500 misconfigured) instead of writing hashes nobody finds."""
         if self._hash_key is None:
             ref = self.config.leads.hash_key
-            self._hash_key = self.secrets.resolve(ref).encode("utf-8") if ref else DEFAULT_HASH_KEY
+            key = self.secrets.resolve(ref).encode("utf-8") if ref else DEFAULT_HASH_KEY
+            check_fingerprint(self.store, key)
+            self._hash_key = key
         return self._hash_key
 
     def phone_hash(self, e164: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -46,6 +47,8 @@ MAX_TRUSTED_PROXY_HOPS = 5
 APP_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_NAME = "formcall.toml"
 ENV_SOURCE = "environment"
+# The store's hash key when the config names none (spec 10; infra/deploy.sh sets it as a secret).
+HASH_KEY_ENV = "FORMCALL_HASH_KEY"
 
 CAPTCHA_PROVIDERS = {
     "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
@@ -256,6 +259,9 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
             routes[name] = route
     store_url = attempt(lambda: _store_url(env), "memory://")
     leads = attempt(lambda: _leads(source, top.data.get("leads")), LeadsPolicy())
+    if leads.hash_key is None and env.get(HASH_KEY_ENV, "").strip():
+        # Spec 10: zero-config deploys get their key from deploy.sh, which creates it in Secret Manager.
+        leads = dataclasses.replace(leads, hash_key="env:" + HASH_KEY_ENV)
     sweep_seconds = attempt(lambda: _sweep_seconds(env), 15.0)
     hops = attempt(lambda: _proxy_hops(env), DEFAULT_TRUSTED_PROXY_HOPS)
     return Config(

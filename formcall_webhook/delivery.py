@@ -37,6 +37,7 @@ class Submission:
     payload: Mapping[str, Any]  # the FormCall payload, without the token
     dedupe_value: str = ""  # the route's dedupe template rendered; "" for the default key
     delivery_id: tuple[str, int] | None = None  # (an id to catch the sender's replays by, its window in seconds)
+    delivery_scope: str | None = None  # whose ids they are: a signer's, across routes (spec 5); else the route's
     ip_key: str | None = None
     consent: Mapping[str, Any] | None = None
     # Who the outcome is reported on in the CRM (spec 9): the contact id and email, kept until it is.
@@ -91,7 +92,9 @@ class Deliverer:
             counters.append(Counter(keys.rate_ip(route.name, sub.ip_key), rate.seconds, rate.count))
         if route.rate_per_phone is not None:
             rate = route.rate_per_phone
-            counters.append(Counter(keys.rate_phone(number.e164), rate.seconds, rate.count))
+            counters.append(
+                Counter(keys.rate_phone(number.e164, key=self.attempts.hash_key()), rate.seconds, rate.count)
+            )
         lead_id = new_lead_id()
         # Spec 8: no attempt outside service_hours, the first one included; such a lead is kept for the
         # next opening and FormCall hears nothing before then.
@@ -237,16 +240,17 @@ class Deliverer:
         """The keys this lead is known by, with their windows (dedupe, and the delivery id when any)."""
         route = sub.route
         if sub.dedupe_value:
-            lead_key = keys.dedupe_claim(route.name, sub.dedupe_value)
+            lead_key = keys.dedupe_claim(route.name, sub.dedupe_value, key=self.attempts.hash_key())
         else:
             # The same lead whichever route it came through (spec 2).
             # A weighted route's leads go to any of its popups: the same number there is the same lead.
             popup = pool_key(route.popups) if route.popups else str(sub.payload["popup_uuid"])
-            lead_key = keys.lead_claim(sub.number.e164, popup)
+            lead_key = keys.lead_claim(sub.number.e164, popup, key=self.attempts.hash_key())
         claims = [(lead_key, route.dedupe_window_seconds)]
         if sub.delivery_id is not None:
             delivery_id, window = sub.delivery_id
-            claims.insert(0, (keys.delivery_claim(route.name, delivery_id), max(window, route.dedupe_window_seconds)))
+            scope = sub.delivery_scope or route.name
+            claims.insert(0, (keys.delivery_claim(scope, delivery_id), max(window, route.dedupe_window_seconds)))
         return claims, [(k, float(w)) for k, w in claims]
 
     def _held(self, sub: Submission, held: Mapping[str, str]) -> Delivered | str | None:

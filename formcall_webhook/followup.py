@@ -18,10 +18,11 @@ import urllib3
 
 from . import outcomes, records
 from .attempt import Attempted, Attempter
+from .clients import hubspot as hubspot_client
 from .clients import outgoing
 from .clients.formcall import FormCallUncertain, ListUnavailable, list_days
 from .clients.http import make_pool
-from .clients.hubspot import HubSpotClient
+from .clients.hubspot import HubSpotClient, HubSpotResult
 from .records import CallWork, Lead
 from .states import DEFAULT_RETRY, OutcomePolicy
 
@@ -34,6 +35,14 @@ _MAX_WAIT = 6 * 3600
 _WEBHOOK_TIMEOUT = 10.0
 # HubSpot writes that are over: written, or the contact's own state (none, or not the lead's).
 _HUBSPOT_DONE = ("delivered", "not_found", "mismatch")
+# A HubSpot step marked under way on the record is another worker's for this long (its requests time out
+# well before): meanwhile no one else writes there; past it, the worker is gone and the step is picked up,
+# except a note, which may exist: it is never created twice.
+_MARK_SECONDS = 600.0
+
+
+class _Lost(Exception):
+    """Another worker has the lead's HubSpot write under way, or saved the lead first: leave it."""
 
 
 @dataclass
@@ -81,7 +90,10 @@ class FollowUp:
         """One step of the lead's outcome work; in the result, the lead as saved (None when another writer
         won) and what its log line says."""
         notes = _Notes()
-        saved = self._work(lead, notes, listings)
+        try:
+            saved = self._work(lead, notes, listings)
+        except _Lost as lost:
+            notes.reason, saved = str(lost), None
         return Attempted(notes.outcome, lead.lead_id, saved, uuid=lead.uuid, reason=notes.reason, extra=notes.extra)
 
     def _work(self, lead: Lead, notes: _Notes, listings: Listings) -> Lead | None:
@@ -208,11 +220,15 @@ class FollowUp:
             if now < held:
                 holds.append(held)
             else:
-                work, hold = self._hubspot(lead, work, policy, view, now, give_up_at, notes, waits)
+                latest = [lead]
+                work, hold = self._hubspot(latest, work, policy, view, now, give_up_at, notes, waits)
+                lead = latest[0]  # the record as the HubSpot steps' marks left it
                 holds += hold
             notes.extra["hubspot"] = "hold" if holds else (work.hubspot or "retry")
         if waits or holds:
-            step = self._step(lead, max(work.webhook_attempts, int(work.extra.get("conversion_attempts") or 0), 1))
+            # Every channel backs off the same way: on the lead's schedule, by its most tried channel.
+            tried = (work.webhook_attempts, work.hubspot_attempts, int(work.extra.get("conversion_attempts") or 0))
+            step = self._step(lead, max(*tried, 1))
             dues = [min(now + min(max([step, *waits]), _MAX_WAIT), max(give_up_at, now + 1))] if waits else []
             due = min([*dues, *holds])
             notes.outcome = notes.outcome or "call_outcome"
@@ -343,7 +359,7 @@ class FollowUp:
 
     def _hubspot(
         self,
-        lead: Lead,
+        latest: list[Lead],
         work: CallWork,
         policy: OutcomePolicy,
         view: Mapping[str, Any],
@@ -355,12 +371,32 @@ class FollowUp:
         """One attempt at the HubSpot write: the work as it then stands, and the time to hold it until when
         the daily limit is reached."""
         assert policy.hubspot is not None
+        lead = latest[0]
         contact = lead.contact or {}
         route = self.config.routes.get(lead.route)
         client = HubSpotClient(
             self.pool, self.secrets.resolve(policy.hubspot.token), policy.hubspot.api_url, _WEBHOOK_TIMEOUT
         )
         progress = work.hubspot_progress or {}
+        sending = progress.get("sending")
+        if isinstance(sending, str):
+            since = progress.get("since")
+            if isinstance(since, int | float) and now - since < _MARK_SECONDS:
+                raise _Lost(f"HubSpot {sending} under way by another worker")
+            if sending == hubspot_client.NOTE and not progress.get("note_id"):
+                # Spec 9: once per call. The note may exist; it is not created a second time.
+                notes.extra["hubspot_failed"] = "interrupted while creating the note: not created again"
+                return work.but(hubspot="final"), []
+
+        def mark(step: str, under_way: HubSpotResult) -> bool:
+            """Spec 9, once per call: each write is marked on the record before it is sent."""
+            marked = work.but(hubspot_progress={**_progress(under_way), "sending": step, "since": now})
+            current = latest[0]
+            saved = self._save(current, current.outcome_step(marked, current.due_at or now))
+            if saved is not None:
+                latest[0] = saved
+            return saved is not None
+
         result = client.write_outcome(
             contact_id=progress.get("contact_id") or contact.get("contact_id"),
             email=contact.get("email"),
@@ -374,9 +410,11 @@ class FollowUp:
             # contact found by email is written only when its number is the lead's.
             phone=lead.number(),
             trusted=route is not None and route.auth.type == "hubspot",
+            mark=mark,
         )
-        work = work.but(hubspot_progress={"contact_id": result.contact_id, "note_id": result.note_id,
-                                          "done": sorted(result.done)})  # fmt: skip
+        if result.kind == "lost":
+            raise _Lost(result.reason)
+        work = work.but(hubspot_progress=_progress(result), hubspot_attempts=work.hubspot_attempts + 1)
         hold = result.hold_until if result.kind == "hold" else None
         if result.kind in _HUBSPOT_DONE:
             return work.but(hubspot=result.kind), []
@@ -400,3 +438,8 @@ class FollowUp:
 
     def _save(self, old: Lead, new: Lead) -> Lead | None:
         return new if self.store.save_lead(new.to_json(), old.version) else None
+
+
+def _progress(result: HubSpotResult) -> dict[str, Any]:
+    """Where the HubSpot write stands, as the record keeps it."""
+    return {"contact_id": result.contact_id, "note_id": result.note_id, "done": sorted(result.done)}

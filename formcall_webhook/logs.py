@@ -95,6 +95,7 @@ REQUEST_OUTCOMES: frozenset[str] = ERROR_WORDS | {
     "handshake",  # Meta subscribing the URL (spec 5)
     "no_leads",  # a Meta delivery that names no lead
     "graph_unavailable",  # a 503: Meta's Graph API did not give a lead on a route with retry = false
+    "idempotency_key_reused",  # WARNING: a sender's key seen before for another number (spec 4)
 }
 SWEEP_OUTCOMES: frozenset[str] = frozenset(
     {
@@ -129,7 +130,7 @@ ERROR_OUTCOMES: frozenset[str] = frozenset(
         "conversion_failed",
     }
 )
-WARNING_OUTCOMES: frozenset[str] = (ERROR_WORDS - ERROR_OUTCOMES) | {"scheduled"}
+WARNING_OUTCOMES: frozenset[str] = (ERROR_WORDS - ERROR_OUTCOMES) | {"scheduled", "idempotency_key_reused"}
 
 # What Error Reporting needs to pick up a line that has no stack trace: this @type, a message,
 # serviceContext and context.reportLocation.

@@ -109,6 +109,7 @@ class CallWork:
     webhook: str | None = None
     webhook_attempts: int = 0
     hubspot: str | None = None
+    hubspot_attempts: int = 0
     hubspot_progress: Mapping[str, Any] | None = None
     # HubSpot's daily limit was reached: nothing is sent there before this time (the account's next day).
     hubspot_hold_until: float | None = None
@@ -117,7 +118,7 @@ class CallWork:
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     _KNOWN = frozenset({"due", "lookups", *CALL_RESULT_FIELDS, "last", "settled", "gave_up_lookup", "webhook",
-                        "webhook_attempts", "hubspot", "hubspot_progress", "hubspot_hold_until",
+                        "webhook_attempts", "hubspot", "hubspot_attempts", "hubspot_progress", "hubspot_hold_until",
                         "reported_at"})  # fmt: skip
 
     @staticmethod
@@ -139,6 +140,7 @@ class CallWork:
             webhook=data.get("webhook"),
             webhook_attempts=int(data.get("webhook_attempts") or 0),
             hubspot=data.get("hubspot"),
+            hubspot_attempts=int(data.get("hubspot_attempts") or 0),
             hubspot_progress=data.get("hubspot_progress"),
             hubspot_hold_until=data.get("hubspot_hold_until"),
             reported_at=data.get("reported_at"),
@@ -155,8 +157,9 @@ class CallWork:
         for name in ("settled", "gave_up_lookup"):
             if getattr(self, name):
                 data[name] = True
-        if self.webhook_attempts:
-            data["webhook_attempts"] = self.webhook_attempts
+        for name in ("webhook_attempts", "hubspot_attempts"):
+            if getattr(self, name):
+                data[name] = getattr(self, name)
         for name in ("webhook", "hubspot", "hubspot_progress", "hubspot_hold_until", "reported_at"):
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)

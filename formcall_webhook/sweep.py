@@ -65,6 +65,8 @@ class Sweeper:
     def run(self, budget_seconds: float = BUDGET_SECONDS, now: float | None = None) -> dict[str, int]:
         """One pass: every lead due at the start of the pass, unless the budget runs out first."""
         store = self.runtime.store
+        # Spec 10: a sweeper whose hash key is not the store's refuses (Misconfigured), like the function.
+        self.runtime.attempter.hash_key()
         started = time.monotonic()
         now = self.clock() if now is None else now
         counts = Counts()

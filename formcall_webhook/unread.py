@@ -61,9 +61,11 @@ class UnreadLeads:
         number = mapped.lead
         popup = str(mapped.payload["popup_uuid"])
         if route.dedupe_key is not None:
-            number_key = keys.dedupe_claim(route.name, route.dedupe_key.render(mapped.context))
+            number_key = keys.dedupe_claim(
+                route.name, route.dedupe_key.render(mapped.context), key=attempter.hash_key()
+            )
         else:
-            number_key = keys.lead_claim(number.e164, popup)
+            number_key = keys.lead_claim(number.e164, popup, key=attempter.hash_key())
         window = float(max(route.dedupe_window_seconds, policy.max_age))
         scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
         held = self.runtime.store.claim(number_key, scheduled, window)

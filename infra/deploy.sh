@@ -51,6 +51,9 @@ Secrets (Secret Manager, in PROJECT; values are never passed to this script):
                            (a file mount, for `file:` references). VERSION defaults to the newest
                            enabled version, resolved and pinned now. Every env:, file: and secret:
                            reference in the config must be provided this way, or nothing is deployed.
+  The store's hash key (leads.hash_key, spec 10): with a shared store (Firestore, Redis) and no
+  --secret FORMCALL_HASH_KEY=..., the secret formcall-hash-key is created with a random value on
+  the first deploy (never replaced: the store's hashes are made with it) and set as FORMCALL_HASH_KEY.
 
 Function settings (the environment of both functions):
   --popup-uuid UUID        FORMCALL_POPUP_UUID (zero-config, and routes without popup_uuid)
@@ -75,6 +78,8 @@ Function settings (the environment of both functions):
 Scaling and limits (the webhook; the sweeper serves one request at a time on at most 2 instances):
   --max-instances N        default 10     --min-instances N   default 0
   --concurrency N          default 16     --cpu N             default 1 when concurrency > 1
+                           (each function serves with THREADS = 2 x concurrency + 4 threads, so
+                           stalled uploads cannot take every thread from the requests in flight)
   --timeout SECONDS        default 30     --memory SIZE       default 256Mi
 
 Who may call the webhook:
@@ -369,6 +374,9 @@ for spec in "${EXTRA_SECRETS[@]+"${EXTRA_SECRETS[@]}"}"; do
   SECRET_VERSIONS+=("$version")
 done
 
+# The store's hash key (spec 10): made here, once, for a shared store that has none given.
+HASH_KEY_SECRET="formcall-hash-key"
+AUTO_HASH_KEY=0
 STORE_FROM_SECRET=0
 for target in "${SECRET_TARGETS[@]+"${SECRET_TARGETS[@]}"}"; do
   case $target in
@@ -485,6 +493,10 @@ config_file=$CONFIG
 # to every lead on the routes that use it, after a deploy that looked fine.
 env_provided=" FORMCALL_SECURITY_TOKEN "
 for target in "${SECRET_TARGETS[@]+"${SECRET_TARGETS[@]}"}"; do env_provided+="$target "; done
+if [[ $STORE_KIND != memory && $env_provided != *" FORMCALL_HASH_KEY "* ]]; then
+  AUTO_HASH_KEY=1
+  env_provided+="FORMCALL_HASH_KEY "
+fi
 secrets_granted=" $TOKEN_SECRET "
 for name in "${SECRET_NAMES[@]+"${SECRET_NAMES[@]}"}"; do secrets_granted+="$name "; done
 if [[ -n $config_file ]]; then
@@ -836,6 +848,30 @@ for i in "${!all_targets[@]}"; do
   fi
 done
 
+if ((AUTO_HASH_KEY)); then
+  # Spec 10: the keyed hashes of numbers (opt-out list, dedupe, per_phone) need a key nobody reading the
+  # store has. Made from Python's secrets module, never from an argument, and only when the secret is
+  # missing: replacing it would orphan every hash already in the store (the function would refuse it).
+  comment "Secret $HASH_KEY_SECRET -> FORMCALL_HASH_KEY: the store's hash key, made once, never replaced"
+  describe=(gcloud secrets describe "$HASH_KEY_SECRET" --project "$PROJECT")
+  create=(gcloud secrets create "$HASH_KEY_SECRET" --project "$PROJECT" --replication-policy=automatic
+    --labels=app=formcall-webhook --data-file=-)
+  make_key=("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32), end="")')
+  if ((DRY_RUN)); then
+    printf '%s >/dev/null 2>&1 || %s | %s\n' "$(show "${describe[@]}")" "$(show "${make_key[@]}")" "$(show "${create[@]}")"
+  elif "${describe[@]}" >/dev/null 2>&1; then
+    note "exists: $HASH_KEY_SECRET (kept: the store's hashes are made with it)"
+  else
+    note "+ $(show "${make_key[@]}") | $(show "${create[@]}")"
+    "${make_key[@]}" | "${create[@]}"
+  fi
+  pin_version "$HASH_KEY_SECRET" ""
+  set_secrets+=("FORMCALL_HASH_KEY=$HASH_KEY_SECRET:$PINNED")
+  run_retrying gcloud secrets add-iam-policy-binding "$HASH_KEY_SECRET" --project "$PROJECT" \
+    --member "serviceAccount:$SA_EMAIL" --role roles/secretmanager.secretAccessor \
+    --condition=None --quiet
+fi
+
 # GOOGLE_CLOUD_PROJECT: log lines link to their request's trace (projects/P/traces/T) without asking
 # the metadata server. FORMCALL_SWEEP_SECONDS stays unset: Cloud Scheduler runs the sweep.
 env_vars=("GOOGLE_CLOUD_PROJECT=$PROJECT")
@@ -861,8 +897,11 @@ deploy_function() {
   [[ -z $NETWORK ]] || kind=run
   [[ $name != "$FUNCTION" || $ACCESS != no-invoker-iam-check ]] || kind=run
   DEPLOYED_BY[$name]=$kind
-  # functions-framework serves with THREADS gunicorn threads (default 4 x CPUs): as many as the
-  # concurrency, or requests queue inside an instance that Cloud Run thinks has room.
+  # functions-framework serves with THREADS gunicorn threads (default 4 x CPUs): more than the
+  # concurrency (Cloud Run's cap on requests in flight per instance), so requests never queue inside an
+  # instance that Cloud Run thinks has room, and uploads stalled up to body_timeout_seconds leave
+  # threads for the rest (issue 18.9: 2 x concurrency + 4).
+  local threads=$((concurrency * 2 + 4))
   if [[ $kind == functions ]]; then
     DEPLOY=(gcloud functions deploy "$name" --gen2 --runtime python312 --entry-point "$entry"
       --region "$REGION" --project "$PROJECT" --source . --trigger-http "$auth"
@@ -879,7 +918,7 @@ deploy_function() {
   [[ -z $CPU ]] || DEPLOY+=(--cpu "$CPU")
   # --set-*: the function ends up with exactly these variables and secrets, whatever it had before.
   DEPLOY+=(--memory "$MEMORY" --timeout "${timeout}s"
-    --set-env-vars "$(join "THREADS=$concurrency" "${env_vars[@]}")" --set-secrets "$(join "${set_secrets[@]}")")
+    --set-env-vars "$(join "THREADS=$threads" "${env_vars[@]}")" --set-secrets "$(join "${set_secrets[@]}")")
 }
 declare -A DEPLOYED_BY=()
 

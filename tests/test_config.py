@@ -356,3 +356,14 @@ def test_every_problem_of_a_file_in_one_load(tmp_path: Path) -> None:
         "defaults.region",
         f"{tmp_path / 'formcall.toml'}: defaults.region: 'ZZ' is not a region code such as CL",
     )
+
+
+def test_the_hash_key_comes_from_formcall_hash_key_when_the_config_names_none(tmp_path: Path) -> None:
+    """Spec 10: zero-config deploys get a key (deploy.sh's FORMCALL_HASH_KEY secret); a file's own wins."""
+    popup = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+    env = {"FORMCALL_POPUP_UUID": popup, "FORMCALL_HASH_KEY": "k"}
+    assert config.load(env).leads.hash_key == "env:FORMCALL_HASH_KEY"
+    assert config.load({"FORMCALL_POPUP_UUID": popup}).leads.hash_key is None
+    path = tmp_path / "f.toml"
+    path.write_text(f'[leads]\nhash_key = "env:OWN"\n[routes.default]\npopup_uuid = "{popup}"\n')
+    assert config.load(env, path).leads.hash_key == "env:OWN"

@@ -399,13 +399,18 @@ def test_twenty_identical_submissions_at_once_are_one_call(fn: FunctionProcess, 
 
 
 def test_idempotency_key_replay_gets_the_first_answer(fn: FunctionProcess, simulator: Simulator) -> None:
-    first = post_json(fn, "", {"phone": number()}, headers={"Idempotency-Key": "zap-run-551"})
-    # A replay carries the same key; even a different body is the same delivery.
-    replay = post_json(fn, "", {"phone": number()}, headers={"Idempotency-Key": "zap-run-551"})
+    phone = number()
+    first = post_json(fn, "", {"phone": phone, "sent_at": "10:00"}, headers={"Idempotency-Key": "zap-run-551"})
+    # A replay carries the same key and the same lead; another per-delivery field changed, it is the same.
+    replay = post_json(fn, "", {"phone": phone, "sent_at": "10:05"}, headers={"Idempotency-Key": "zap-run-551"})
     assert replay.json() == {
         "success": True, "duplicate": True, "lead_id": first.json()["lead_id"], "uuid": first.json()["uuid"]
     }  # fmt: skip
     assert len(simulator.placed()) == 1
+    # Spec 4: the key reused for another number is no replay: a new lead.
+    other = post_json(fn, "", {"phone": number()}, headers={"Idempotency-Key": "zap-run-551"})
+    assert other.json().get("duplicate") is None and other.json()["uuid"] != first.json()["uuid"]
+    assert len(simulator.placed()) == 2
 
 
 def test_failed_call_does_not_hold_the_lead(fn: FunctionProcess, simulator: Simulator) -> None:

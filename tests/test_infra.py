@@ -170,7 +170,7 @@ def test_service_config_limits_and_ingress() -> None:
 
 def test_environment_variables_carry_popup_config_region_and_store() -> None:
     assert service_config()["environment_variables"] == (
-        "${merge(local.environment_variables, {THREADS = tostring(each.value.concurrency)})}"
+        "${merge(local.environment_variables, {THREADS = tostring(each.value.concurrency * 2 + 4)})}"
     )
     (local_block,) = parse(MODULE / "main.tf")["locals"]
     env = local_block["environment_variables"]
@@ -471,8 +471,12 @@ def test_dry_run_deploys_gen2_python312_with_a_pinned_token(pinned_run: subproce
     assert line.startswith("gcloud functions deploy formcall-webhook ")
     assert "--gen2 --runtime python312 --entry-point formcall_webhook" in line
     assert "--region southamerica-west1 --project acme-prod --source . --trigger-http" in line
-    assert "--set-secrets FORMCALL_SECURITY_TOKEN=formcall-token:3,HUBSPOT_APP_SECRET=hubspot-app:2" in line
-    env = f"--set-env-vars THREADS=16,GOOGLE_CLOUD_PROJECT={PROJECT},FORMCALL_POPUP_UUID={POPUP},FORMCALL_STORE_URL=firestore://"
+    secrets = (
+        "FORMCALL_SECURITY_TOKEN=formcall-token:3,HUBSPOT_APP_SECRET=hubspot-app:2,FORMCALL_HASH_KEY=formcall-hash-key:"
+    )
+    assert "--set-secrets " in line and secrets in line
+    # THREADS above the concurrency (issue 18.9): stalled uploads leave threads for the requests in flight.
+    env = f"--set-env-vars THREADS=36,GOOGLE_CLOUD_PROJECT={PROJECT},FORMCALL_POPUP_UUID={POPUP},FORMCALL_STORE_URL=firestore://"
     assert env in line
     assert "latest" not in line
     assert "FORMCALL_SWEEP_SECONDS" not in pinned_run.stdout, "deployed, Cloud Scheduler runs the sweep"
@@ -528,7 +532,15 @@ def test_dry_run_grants_access_per_secret_and_creates_only_what_is_missing(
             guard = command.split(" create ")[0]
             assert " describe " in guard or " list " in guard, f"unguarded create: {command}"
         assert "versions add" not in command, "deploy.sh must never put a secret value"
-    assert "--data-file" not in pinned_run.stdout
+    # Its one value: the store's hash key (spec 10), random, made only when the secret is missing.
+    (made,) = [line for line in lines if "--data-file" in line]
+    assert made == (
+        f"gcloud secrets describe formcall-hash-key --project {PROJECT} >/dev/null 2>&1 || "
+        f"{sys.executable} -c 'import secrets; print(secrets.token_urlsafe(32), end=\"\")' | "
+        f"gcloud secrets create formcall-hash-key --project {PROJECT} --replication-policy=automatic "
+        "--labels=app=formcall-webhook --data-file=-"
+    )
+    assert "FORMCALL_HASH_KEY=formcall-hash-key:" in deploy_line(pinned_run.stdout)
 
 
 def test_private_deploy_and_newest_enabled_version(dry_runs: dict[str, Any]) -> None:

@@ -495,3 +495,56 @@ def test_csv_cells_a_spreadsheet_would_run_are_quoted() -> None:
     assert _cell("@SUM(A1)") == "'@SUM(A1)"
     assert _cell("-2+3") == "'-2+3"
     assert (_cell("+56*****567"), _cell(X), _cell(3), _cell(None), _cell(True)) == ("+56*****567", X, "3", "", "true")
+
+
+# -- the store's hash key (spec 10, issue 18.3) --
+
+
+def test_a_command_or_function_with_another_hash_key_refuses(
+    tmp_path: Path, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18.3: the CLI, run with a config lacking leads.hash_key, said "every later submission ... 422"
+    and then the function called the number. The store's key fingerprint refuses it: exit 1, nothing
+    changed; a function with another key answers 500 misconfigured with the reason logged."""
+    setup = Setup(tmp_path, simulator, f"sqlite://{tmp_path}/leads.db")
+    status, first = setup.post(X)  # the function, with its key: the store's fingerprint is its key's
+    assert status == 200 and first["uuid"]
+    bare = tmp_path / "bare.toml"
+    bare.write_text(f"[routes.default]\npopup_uuid = '{POPUP}'\n", encoding="utf-8")
+    for env in ({"FORMCALL_CONFIG": str(bare)}, {"LEADS_HASH_KEY": "another-key"}):
+        done = setup.cli("leads", "opt-out", Y, env=env)
+        assert done.returncode == 1, done
+        assert "leads.hash_key is not the key this store's hashes were made with" in done.stderr, done.stderr
+        assert "opted out" not in done.stdout and national(Y) not in done.stderr
+    status, body = setup.post(Y)  # nothing was put on the list under a key nobody uses
+    assert status == 200 and body["uuid"]
+    # The right key: the opt-out holds.
+    done = setup.leads("opt-out", Z)
+    assert done.returncode == 0, done.stderr
+    assert setup.post(Z)[1]["error"] == "opted_out"
+    # A function process with another key refuses before anything is kept or called.
+    other = App(runtime=Runtime({**setup.env, "LEADS_HASH_KEY": "another-key"}, clock=setup.clock.now))
+    capsys.readouterr()
+    raw = json.dumps({"phone": "+56 9 6999 0001"}).encode()
+    stream = io.BytesIO(raw)
+    response = other.handle(
+        Request("POST", "/", {"content-type": "application/json"}, b"", lambda n, *_: read_stream(stream, n), len(raw))
+    )
+    assert (response.status, json.loads(response.body)["error"]) == (500, "misconfigured")
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert "leads.hash_key is not the key this store's hashes were made with" in line["reason"]
+    assert len(simulator.placed()) == 2
+
+
+def test_a_sweeper_with_another_hash_key_refuses(tmp_path: Path, simulator: Simulator) -> None:
+    """Spec 10: the sweeper is a process of the store too: another key, and it refuses (500 misconfigured)."""
+    from formcall_webhook.errors import Misconfigured
+    from formcall_webhook.sweep import Sweeper
+
+    setup = Setup(tmp_path, simulator, f"sqlite://{tmp_path}/leads.db")
+    assert setup.post(X)[0] == 200
+    other = Runtime({**setup.env, "LEADS_HASH_KEY": "another-key"}, clock=setup.clock.now)
+    with pytest.raises(Misconfigured) as refused:
+        Sweeper(other).run()
+    assert "not the key this store's hashes were made with" in (refused.value.reason or "")
+    assert Sweeper(setup.app.runtime).run()["due"] == 0

@@ -5,16 +5,20 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from formcall_webhook import followup
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.clients import hubspot as hubspot_client
 from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
+from formcall_webhook.stores import memory
 from formcall_webhook.sweep import Sweeper
 from tests.clock import TestClock, clock_of
 from tests.fakes.hubspot import FakeHubSpot
@@ -42,12 +46,14 @@ def hubspot() -> Iterator[FakeHubSpot]:
     fake.stop()
 
 
-def make_app(tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = "until_done") -> App:
+def make_app(
+    tmp_path: Path, simulator: Simulator, outcome: str, *, keep: str = "until_done", schedule: str = '["1s"]'
+) -> App:
     path = tmp_path / "f.toml"
     path.write_text(
         "[formcall]\ntimeout_seconds = 2\n"
         f'[leads]\nkeep_fields = "{keep}"\n'
-        '[defaults.retry]\nschedule = ["1s"]\n'
+        f"[defaults.retry]\nschedule = {schedule}\n"
         f"[routes.default]\npopup_uuid = '{POPUP}'\nrate_limit = false\noutcome = {outcome}\n"
     )
     environ = {
@@ -319,6 +325,23 @@ def test_a_daily_429_past_give_up_gives_up(tmp_path: Path, simulator: Simulator,
     assert record["due_at"] is None
 
 
+def test_a_hubspot_outage_is_retried_on_the_leads_backoff(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot
+) -> None:
+    """Issue 18.8: a HubSpot-only outcome during a 3-hour outage made 177 requests for one lead (every
+    minute); it backs off on the lead's retry schedule like the webhook does: a handful."""
+    hubspot.add_contact("lead@example.cl", phone="+56 9 6200 0114")
+    outcome = hubspot_outcome(hubspot).replace('give_up = "1h"', 'give_up = "3h"')
+    app = make_app(tmp_path, simulator, outcome, schedule='["1m", "5m", "15m", "1h", "3h"]')
+    answer = post(app, {"email": "lead@example.cl", "phone": "+56 9 6200 0114"})
+    hubspot.fail_next(10_000, 503)
+    start = clock_of(app).now()
+    record = settle(app, answer["lead_id"], passes=400)
+    assert clock_of(app).now() - start >= 3 * 3600 - 60  # the whole outage went by
+    assert record["outcome"]["hubspot"] == "gave_up" and record["due_at"] is None
+    assert 3 <= len(hubspot.calls) <= 8, len(hubspot.calls)
+
+
 def test_500_leads_in_one_sweep_read_each_listing_once(tmp_path: Path, simulator: Simulator) -> None:
     app = make_app(tmp_path, simulator, '{ after = "0s", give_up = "1h" }')
     for n in range(500):
@@ -331,3 +354,60 @@ def test_500_leads_in_one_sweep_read_each_listing_once(tmp_path: Path, simulator
     # One popup; the dates the platform's local day can be around now: each read once.
     assert reads and all(r["count"] == 1 for r in reads), reads
     assert len(reads) <= 2
+
+
+class _StoreClock:
+    """memory://'s clock (its leases), moved on by the test instead of slept through."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_two_sweepers_and_a_slow_hubspot_write_one_note(
+    tmp_path: Path, simulator: Simulator, hubspot: FakeHubSpot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18.7: with a slow HubSpot, the first sweeper's lease ran out mid-write and a second sweeper
+    wrote a second note for the call. Spec 9: once per call, whatever the number of sweepers."""
+    monkeypatch.setattr(followup, "_WEBHOOK_TIMEOUT", 30.0)  # the held request outlasts no timeout
+    store_clock = _StoreClock()
+    monkeypatch.setattr(memory, "time", store_clock)
+    contact = hubspot.add_contact("lead@example.cl", phone="+56 9 6200 0115")
+    app = make_app(tmp_path, simulator, hubspot_outcome(hubspot))
+    lead_id = post(app, {"email": "lead@example.cl", "phone": "+56 9 6200 0115"})["lead_id"]
+    arrived, release = hubspot.hold_next("PATCH")  # HubSpot sits on the first write
+    first = None
+    try:
+        for _ in range(8):  # the lookups, until a pass writes to HubSpot
+            record = app.store.get_lead(lead_id)
+            assert record is not None and record.get("due_at") is not None
+            clock_of(app).advance_to(record["due_at"] + 0.05)
+            first = threading.Thread(target=Sweeper(app.runtime).run, daemon=True)
+            first.start()
+            while first.is_alive() and not arrived.wait(0.05):
+                pass
+            if arrived.is_set():
+                break
+            first.join(30)
+        assert arrived.is_set() and first is not None and first.is_alive()
+        # The first sweeper's lease runs out while HubSpot holds its write; a second sweeper comes.
+        lease = app.runtime.attempter.lease_seconds + 1
+        store_clock.offset += lease
+        clock_of(app).advance(lease)
+        Sweeper(app.runtime).run()
+    finally:
+        release.set()
+    first.join(30)
+    assert not first.is_alive()
+    record = settle(app, lead_id)
+    assert record["outcome"]["hubspot"] == "delivered"
+    assert len(hubspot.notes_of(contact)) == 1 and len(hubspot.notes) == 1
+    assert [c.method for c in hubspot.calls if c.method != "GET"] == ["PATCH", "POST", "PUT"]

@@ -127,3 +127,76 @@ def test_an_unsigned_route_trusts_the_idempotency_key(
         assert post(plain, "steady", other, {"Idempotency-Key": f"k-{n}"})[1].get("duplicate") is True
     assert len(plain.store) == before  # type: ignore[arg-type]
     assert len(simulator.placed()) == 3
+
+
+def test_an_idempotency_key_reused_for_another_number_is_no_replay(
+    simulator: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18.2: a Zapier step with a fixed key sent 5 different leads: 1 call, 4 lost as duplicates.
+    Spec 4: each is a new lead (5 calls), logged WARNING idempotency_key_reused; a retry of the same lead
+    under its key, a per-delivery field changed, is still a duplicate."""
+    path = tmp_path / "z.toml"
+    path.write_text(f"[defaults]\npopup_uuid = '{POPUP}'\nrate_limit = false\n[routes.default]\n")
+    plain = App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN})
+    answers = []
+    for n in range(5):
+        body = json.dumps({"phone": f"+56 9 6250 01{n:02d}", "sent_at": f"2026-12-06T10:0{n}:00Z"}).encode()
+        status, answer = post(plain, "", body, {"Idempotency-Key": "zap-step-fixed"})
+        assert status == 200 and answer.get("duplicate") is None and len(answer["uuid"]) == 32, answer
+        answers.append(answer)
+    assert len(simulator.placed()) == 5
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    reused = [line for line in lines if line.get("outcome") == "idempotency_key_reused"]
+    assert [line["severity"] for line in reused] == ["WARNING"] * 4
+    assert {line["lead_id"] for line in reused} == {a["lead_id"] for a in answers[1:]}
+    assert all("zap-step-fixed" not in json.dumps(line) and "6250010" not in json.dumps(line) for line in reused)
+    # The sender's retry of the third lead, its timestamp changed: the same lead, a duplicate.
+    retry = json.dumps({"phone": "+56 9 6250 0102", "sent_at": "2026-12-06T10:09:00Z"}).encode()
+    status, again = post(plain, "", retry, {"Idempotency-Key": "zap-step-fixed"})
+    assert (status, again.get("duplicate"), again["lead_id"]) == (200, True, answers[2]["lead_id"])
+    assert len(simulator.placed()) == 5
+    assert not [line for line in capsys.readouterr().out.splitlines() if "idempotency_key_reused" in line]
+
+
+def test_a_typeform_delivery_replayed_days_later_is_a_duplicate(
+    app: App, simulator: Simulator, store_clock: StoreClock
+) -> None:
+    """Issue 18.6: one Typeform delivery replayed after 1, 2 and 30 days made 4 calls. Spec 5: its signed
+    id is remembered for leads.keep_days (30 by default), whatever the signature's 24 hours."""
+    body = json.dumps({"phone": "+56 9 6250 0201"}).encode()
+    headers = SIGNERS["typeform"]("typeform", body)
+    status, first = post(app, "typeform", body, headers)
+    assert status == 200 and first["uuid"]
+    for day in (1, 2, 30):
+        store_clock.advance(day * 86400 - store_clock.offset - 60)  # a minute short of day 1, 2 and 30
+        status, replay = post(app, "typeform", body, headers)
+        assert (status, replay.get("duplicate"), replay.get("uuid")) == (200, True, first["uuid"]), (day, replay)
+    assert len(simulator.placed()) == 1
+
+
+def test_a_signed_delivery_replayed_to_another_route_sharing_the_secret_is_a_duplicate(
+    simulator: Simulator, store_clock: StoreClock, tmp_path: Path
+) -> None:
+    """Issue 18.6: a Standard Webhooks delivery replayed to a second route sharing the secret made 2 calls."""
+    path = tmp_path / "s.toml"
+    auth = 'auth = { type = "standard_webhooks", secret = "env:WHSEC" }\ndedupe = { window_seconds = 1 }\n'
+    other = 'auth = { type = "standard_webhooks", secret = "env:OTHER" }\ndedupe = { window_seconds = 1 }\n'
+    path.write_text(
+        f"[defaults]\npopup_uuid = '{POPUP}'\n[routes.sales]\n{auth}[routes.support]\n{auth}[routes.other]\n{other}"
+    )
+    second = signing.whsec(b"replay-whsec-key-000000000000002")
+    shared = App({"FORMCALL_CONFIG": str(path), "FORMCALL_API_URL": simulator.api_url,
+                  "FORMCALL_SECURITY_TOKEN": TOKEN, "WHSEC": WHSEC, "OTHER": second})  # fmt: skip
+    body = json.dumps({"phone": "+56 9 6250 0202"}).encode()
+    headers = signing.standard_webhooks([WHSEC], "msg_shared_1", body)
+    status, first = post(shared, "sales", body, headers)
+    assert status == 200 and first["uuid"]
+    store_clock.advance(1.2)  # past the routes' dedupe window: only the signed id can catch it
+    status, replay = post(shared, "support", body, headers)
+    assert (status, replay.get("duplicate"), replay.get("uuid")) == (200, True, first["uuid"]), replay
+    assert len(simulator.placed()) == 1
+    # Another signer's id of the same name is its own delivery.
+    store_clock.advance(1.2)
+    status, fresh = post(shared, "other", body, signing.standard_webhooks([second], "msg_shared_1", body))
+    assert status == 200 and fresh.get("duplicate") is None and fresh["uuid"] != first["uuid"]
+    assert len(simulator.placed()) == 2

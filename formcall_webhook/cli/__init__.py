@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     context = Context(config_file=getattr(args, "store_config", None))
     try:
+        if args.command == "leads":
+            # Spec 10: a command whose hash key is not the store's changes nothing, and says so.
+            context.check_hash_key()
         code: int = args.run(args, context)
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -196,6 +196,14 @@ class Context:
             raise CliError(f"{err.message} (read with region {region})", USAGE) from err
         return f"+{number.country_code}{phonenumbers.national_significant_number(number)}"
 
+    def check_hash_key(self) -> None:
+        """The store's hash-key fingerprint matches this command's key (written on first use): else a
+        CliError, before anything is read or changed."""
+        try:
+            self.runtime.attempter.hash_key()
+        except Misconfigured as err:
+            raise CliError(f"{err.reason or err.message}; refusing to read or change the store's leads") from err
+
     def phone_hash(self, e164: str) -> str:
         return self.runtime.attempter.phone_hash(e164)
 

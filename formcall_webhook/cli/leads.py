@@ -174,7 +174,7 @@ def forget(args: argparse.Namespace, ctx: Context) -> int:
     popups |= {pool_key(route.popups) for route in ctx.config.routes.values() if route.popups}
     # The default dedupe claim, even for a lead whose record is already gone: else a new submission
     # within the window would be answered as a duplicate of a lead that no longer exists.
-    keys = person_keys(e164, popups)
+    keys = person_keys(e164, popups, key=ctx.runtime.attempter.hash_key())
     for record in found:
         keys |= {str(key) for key, _window in record.get("claims") or []}
         store.delete_lead(record["lead_id"])

@@ -29,7 +29,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -65,7 +65,7 @@ _PHONE_MAX = 64
 
 # hold: HubSpot's DAILY limit was reached; nothing more until the account's next day (`hold_until`).
 # mismatch: a contact has the email, but neither its phone nor mobilephone is the lead's number.
-Kind = Literal["delivered", "retry", "hold", "final", "not_found", "mismatch"]
+Kind = Literal["delivered", "retry", "hold", "final", "not_found", "mismatch", "lost"]
 
 
 @dataclass(frozen=True)
@@ -291,6 +291,11 @@ class _Progress:
         return HubSpotResult(kind, wait, reason, self.contact_id, self.note_id, frozenset(self.done), hold_until)
 
 
+def _marked(mark: Callable[[str, HubSpotResult], bool] | None, step: str, state: _Progress) -> None:
+    if mark is not None and not mark(step, state.result("retry", None, f"{step} under way")):
+        raise HubSpotError("lost", None, "another worker took the lead's outcome work: nothing more sent")
+
+
 class HubSpotClient:
     """Writes outcomes with a private-app or service-key token (Bearer)."""
 
@@ -313,6 +318,7 @@ class HubSpotClient:
         note_id: str | None = None,
         phone: str | None = None,
         trusted: bool = False,
+        mark: Callable[[str, HubSpotResult], bool] | None = None,
     ) -> HubSpotResult:
         """Set `property` on the contact, then create the note and attach it.
 
@@ -323,6 +329,10 @@ class HubSpotClient:
         skipped, so a retry never sets twice or attaches a second note. A contact found neither by id
         nor by email is `not_found`, and one whose numbers are not the lead's is `mismatch`: the
         contact's state, not a failure of the lead.
+
+        `mark(step, progress)`, when given, is called before each step's writes (PROPERTY, NOTE,
+        ASSOCIATION) to record on the lead that the step is under way: when it answers False (another
+        worker has the lead now) nothing more is sent and the result is `lost`.
         """
         done = set(done)
         known = contact_id_of(contact_id) if (trusted or CONTACT in done) else None
@@ -335,11 +345,14 @@ class HubSpotClient:
             state.done -= {NOTE, ASSOCIATION}
         try:
             if PROPERTY not in state.done:
+                _marked(mark, PROPERTY, state)
                 self._set_property(state, email, phone, trusted, property, value)
             if state.note_id is None:
+                _marked(mark, NOTE, state)
                 state.note_id = self._create_note(note, timestamp_ms)
                 state.done.add(NOTE)
             if ASSOCIATION not in state.done:
+                _marked(mark, ASSOCIATION, state)
                 self._associate(state)
         except HubSpotError as stop:
             if stop.kind == "hold":

@@ -465,9 +465,10 @@ resource "google_cloudfunctions2_function" "function" {
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
 
-    # functions-framework serves with THREADS gunicorn threads (default 4 x CPUs): as many as the
-    # concurrency, or requests queue inside an instance that Cloud Run thinks has room.
-    environment_variables = merge(local.environment_variables, { THREADS = tostring(each.value.concurrency) })
+    # functions-framework serves with THREADS gunicorn threads (default 4 x CPUs): more than the
+    # concurrency (Cloud Run's cap on requests in flight), so requests never queue inside an instance
+    # Cloud Run thinks has room and stalled uploads leave threads for the rest: 2 x concurrency + 4.
+    environment_variables = merge(local.environment_variables, { THREADS = tostring(each.value.concurrency * 2 + 4) })
 
     # Pinned: a rotated token reaches the function when token_secret_version changes and Terraform
     # redeploys, never silently at some later cold start.

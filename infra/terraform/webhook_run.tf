@@ -75,7 +75,7 @@ resource "google_cloud_run_v2_service" "webhook" {
       }
 
       dynamic "env" {
-        for_each = merge(local.environment_variables, { THREADS = tostring(var.concurrency) })
+        for_each = merge(local.environment_variables, { THREADS = tostring(var.concurrency * 2 + 4) })
         content {
           name  = env.key
           value = env.value

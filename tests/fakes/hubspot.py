@@ -56,6 +56,7 @@ class _Handler(QuietHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         call = Call(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        fake.wait_if_held(call)
         status, headers, answer, lose = fake.dispatch(call)
         call.status = status
         if lose:
@@ -92,6 +93,8 @@ class FakeHubSpot(LoopbackHTTP):
         # (path fragment or None, status or None to act and lose the answer, headers, 429 policy)
         self._faults: list[tuple[str | None, int | None, dict[str, str], str]] = []
         self._ids = itertools.count(51_000_000_001)
+        # (method, path fragment or None, arrived, release): a slow HubSpot, one request at a time.
+        self._holds: list[tuple[str, str | None, threading.Event, threading.Event]] = []
         super().__init__(_Handler)
 
     # ---- set up and inspect --------------------------------------------------------------------
@@ -115,6 +118,23 @@ class FakeHubSpot(LoopbackHTTP):
     ) -> None:
         with self.lock:
             self._faults.extend([(path, status, dict(headers or {}), policy)] * count)
+
+    def hold_next(self, method: str, path: str | None = None) -> tuple[threading.Event, threading.Event]:
+        """The next `method` request (whose path holds `path`, when given) waits, before HubSpot acts on
+        it, until the test sets the second event (30 s at most); the first is set when it arrives."""
+        arrived, release = threading.Event(), threading.Event()
+        with self.lock:
+            self._holds.append((method, path, arrived, release))
+        return arrived, release
+
+    def wait_if_held(self, call: Call) -> None:
+        with self.lock:
+            hold = next((h for h in self._holds if h[0] == call.method and (h[1] is None or h[1] in call.path)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        if hold is not None:
+            hold[2].set()
+            hold[3].wait(30)
 
     def lose_next(self, count: int = 1, path: str | None = None) -> None:
         with self.lock:
