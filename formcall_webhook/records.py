@@ -452,6 +452,13 @@ class Lead:
         attempt = dataclasses.replace(self.attempt, since=since, last_error=last_error)
         return self._moved(FAILED, attempt=attempt, due_at=None)._minimized(keep_fields)
 
+    def failed_report(self, work: CallWork, due_at: float | None) -> Lead:
+        """Spec 9's `lead.failed` report of a failed lead: its progress saved, the next try due at `due_at`
+        (None once it is over). The lead stays failed; nothing it keeps is added back."""
+        if self.state != FAILED:
+            raise MoveRefused(f"a {self.state} lead has no failure to report")
+        return self._edited(work=work if due_at is not None else work.but(due=False), due_at=due_at)
+
     def outcome_step(self, work: CallWork, due_at: float) -> Lead:
         """One step of the outcome work saved, the next due at `due_at`."""
         self._working()
