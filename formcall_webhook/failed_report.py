@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from .attempt import Attempted
 from .clients import outgoing
 from .records import FAILED, CallWork, Lead, iso
-from .secret_store import is_reference
 from .states import OutcomePolicy
 
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ class FailedReports:
         now = self.followup.clock()
         reported_at = work.reported_at if work.reported_at is not None else now
         give_up_at = reported_at + policy.give_up
-        url = self.followup.secrets.resolve(policy.url) if is_reference(policy.url) else policy.url
+        url = outgoing.target(policy.url, self.followup.secrets.resolve)
         sent = outgoing.deliver(
             self.followup.pool, url, self.followup.secrets.resolve(policy.secret), "failed_" + lead.lead_id,
             payload(lead), outgoing.TIMEOUT, time.time(), occurred_at=reported_at,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from formcall_webhook.simulator import Simulator
 from formcall_webhook.sweep import Sweeper
 from tests.clock import TestClock, clock_of
 from tests.fakes.receiver import FakeReceiver
+from tests.harness import ROOT, coverage_env
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
 TOKEN = "failed-report-token-1"
@@ -154,3 +157,55 @@ def test_no_outcome_url_sends_nothing(tmp_path: Path, simulator: Simulator) -> N
         assert receiver.attempts == []
     finally:
         receiver.stop()
+
+
+def test_an_outcome_url_held_as_a_secret_is_resolved_at_send_time(tmp_path: Path, simulator: Simulator) -> None:
+    receiver = FakeReceiver(SECRET).start()
+    try:
+        outcome = '{ after = "0s", give_up = "1h", url = "env:ZAPIER_HOOK", secret = "env:OUTCOME_SECRET" }'
+        app = make_app(tmp_path, simulator, outcome, {"ZAPIER_HOOK": receiver.url})
+        assert app.runtime.config().routes["default"].outcome_reporting.url == "env:ZAPIER_HOOK"  # type: ignore[union-attr]
+        simulator.set_fault_rate(1.0, [{"kind": "error", "code": 3}], seed=1)
+        answer = post(app, "+56 9 6200 0205")
+        record = sweep_until_done(app, answer["lead_id"])
+        assert [a.payload["type"] for a in receiver.accepted()] == ["lead.failed"]
+        assert record["outcome"]["webhook"] == "delivered"
+        assert receiver.url not in json.dumps(record)
+    finally:
+        receiver.stop()
+
+
+def test_check_accepts_an_outcome_url_reference_and_warns_when_unset(tmp_path: Path) -> None:
+    path = tmp_path / "formcall.toml"
+    path.write_text(
+        f"[routes.default]\npopup_uuid = '{POPUP}'\n"
+        'outcome = { url = "env:ZAPIER_HOOK", secret = "env:OUTCOME_SECRET" }\n'
+        '[routes.crm]\npopup_uuid = "' + POPUP + '"\n'
+        'outcome = { url = "secret:projects/p/secrets/crm-hook/versions/latest", secret = "env:OUTCOME_SECRET" }\n',
+        encoding="utf-8",
+    )
+    env = {**coverage_env(), "FORMCALL_SECURITY_TOKEN": "t", "OUTCOME_SECRET": SECRET}
+    env.pop("ZAPIER_HOOK", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "formcall_webhook", "check", str(path)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "ZAPIER_HOOK" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: routes.default.outcome.url: ZAPIER_HOOK is not set")
+    quiet = subprocess.run(
+        [sys.executable, "-m", "formcall_webhook", "check", str(path)],
+        capture_output=True, text=True, cwd=ROOT, env={**env, "ZAPIER_HOOK": "https://hooks.example/c/1"}, timeout=60,
+    )  # fmt: skip
+    assert quiet.returncode == 0 and "ZAPIER_HOOK" not in quiet.stderr, quiet.stderr
+    # Neither a word nor a plain string is taken as the URL.
+    path.write_text(
+        f"[routes.default]\npopup_uuid = '{POPUP}'\n"
+        'outcome = { url = "ZAPIER_HOOK", secret = "env:OUTCOME_SECRET" }\n',
+        encoding="utf-8",
+    )
+    refused = subprocess.run(
+        [sys.executable, "-m", "formcall_webhook", "check", str(path)],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "routes.default.outcome.url" in refused.stderr
