@@ -350,7 +350,9 @@ class Lead:
 
     def retried(self, now: float) -> Lead:
         """`leads retry`: due now, with a fresh max_age from now (the operator's choice to try again)."""
-        return self._moved(SCHEDULED, due_at=now, retried_at=now)
+        # A `lead.failed` report still being retried stops: the lead is no longer given up.
+        work = None if self.work is not None and self.work.extra.get("report") == "lead.failed" else self.work
+        return self._moved(SCHEDULED, due_at=now, retried_at=now, work=work)
 
     def unread_again(self, due_at: float, last_error: str) -> Lead:
         """Its source could not give its fields this time either: due again at `due_at`."""

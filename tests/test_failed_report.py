@@ -24,7 +24,13 @@ SIMULATOR_TOKENS = (TOKEN,)
 SECRET = "whsec_" + base64.b64encode(b"failed-report-secret-00000001").decode()
 
 
-def make_app(tmp_path: Path, simulator: Simulator, outcome: str | None, environ: dict[str, str] | None = None) -> App:
+def make_app(
+    tmp_path: Path,
+    simulator: Simulator,
+    outcome: str | None,
+    environ: dict[str, str] | None = None,
+    store_url: str = "memory://",
+) -> App:
     path = tmp_path / "f.toml"
     path.write_text(
         "[formcall]\ntimeout_seconds = 2\n"
@@ -37,6 +43,7 @@ def make_app(tmp_path: Path, simulator: Simulator, outcome: str | None, environ:
         "FORMCALL_API_URL": simulator.api_url,
         "FORMCALL_SECURITY_TOKEN": TOKEN,
         "OUTCOME_SECRET": SECRET,
+        "FORMCALL_STORE_URL": store_url,
         **(environ or {}),
     }
     return App(runtime=Runtime(env, clock=TestClock(simulator).now))
@@ -101,10 +108,13 @@ def test_a_lead_failed_past_max_age_is_reported_once(tmp_path: Path, simulator: 
         receiver.stop()
 
 
-def test_a_receiver_500_then_200_is_retried_with_the_backoff(tmp_path: Path, simulator: Simulator) -> None:
+def test_a_receiver_500_then_200_is_retried_with_the_backoff(
+    tmp_path: Path, simulator: Simulator, store_url: str
+) -> None:
+    """On every store: the failed lead stays due for its report (each store's due index takes it)."""
     receiver = FakeReceiver(SECRET, [500]).start()
     try:
-        app = make_app(tmp_path, simulator, webhook(receiver.url))
+        app = make_app(tmp_path, simulator, webhook(receiver.url), store_url=store_url)
         simulator.set_fault_rate(1.0, [{"kind": "error", "code": 3}], seed=1)
         answer = post(app, "+56 9 6200 0202")
         sweeper = Sweeper(app.runtime)
@@ -209,3 +219,29 @@ def test_check_accepts_an_outcome_url_reference_and_warns_when_unset(tmp_path: P
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
     )  # fmt: skip
     assert refused.returncode != 0 and "routes.default.outcome.url" in refused.stderr
+
+
+def test_leads_retry_of_a_lead_whose_report_is_pending_stops_the_report(tmp_path: Path, simulator: Simulator) -> None:
+    receiver = FakeReceiver(SECRET, [500] * 10).start()
+    try:
+        app = make_app(tmp_path, simulator, webhook(receiver.url))
+        simulator.set_fault_rate(1.0, [{"kind": "error", "code": 3}], seed=1)
+        answer = post(app, "+56 9 6200 0206")
+        sweeper = Sweeper(app.runtime)
+        for _ in range(10):
+            record = app.store.get_lead(answer["lead_id"])
+            assert record is not None
+            if record["state"] == "failed":
+                break
+            clock_of(app).advance_to(record["due_at"] + 0.05)
+            sweeper.run()
+        assert record["state"] == "failed" and record["outcome"]["report"] == "lead.failed"
+        simulator.set_fault_rate(0.0, [])
+        attempted = sweeper.retry_now(answer["lead_id"])
+        assert attempted is not None and attempted.outcome == "placed", attempted
+        record = app.store.get_lead(answer["lead_id"])
+        assert record is not None and record["state"] == "placed"
+        assert "report" not in (record.get("outcome") or {})
+        assert [a.status for a in receiver.attempts] == [500]
+    finally:
+        receiver.stop()
