@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .attempt import Attempted
 from .clients import outgoing
+from .errors import WebhookError
 from .records import FAILED, CallWork, Lead, iso
 from .states import OutcomePolicy
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 REPORT = "lead.failed"
 # Failures that are no loss to flag: the person asked not to be called.
 _NOT_REPORTED = frozenset({"opted_out"})
+# A receiver asking for more than this is tried again at this interval at most (as for call.outcome).
+_MAX_WAIT = 6 * 3600
 
 
 def payload(lead: Lead) -> dict[str, Any]:
@@ -59,15 +62,20 @@ class FailedReports:
             return attempted
         now = self.followup.clock()
         work = CallWork(due=True, reported_at=now, extra={"report": REPORT})
-        saved = self.followup.store.save_lead(lead.failed_report(work, now).to_json(), lead.version)
-        if not saved:
+        marked = self._save(lead, lead.failed_report(work, now))
+        if marked is None:
             return attempted
-        marked = lead.failed_report(work, now)
-        done = self.work(marked)
+        try:
+            done = self.work(marked)
+        except WebhookError as err:
+            # A secret not to be had (the URL's, the signing one): the report stays due for the next pass,
+            # and this line stays the lead's `lead_failed`.
+            return replace(attempted, lead=marked, extra={**attempted.extra, "report": REPORT, "webhook": err.error})
         return replace(attempted, lead=done.lead or marked, extra={**attempted.extra, **done.extra})
 
     def work(self, lead: Lead) -> Attempted:
-        """One try of the report; the result's outcome is empty while it waits for the next try."""
+        """One try of the report: `outcome_delivered`, `outcome_failed` (refused for good, or give_up passed),
+        or `call_outcome` while it waits for the next try."""
         policy = self.policy(lead)
         work = lead.work or CallWork(extra={"report": REPORT})
         if policy is None or policy.url is None or policy.secret is None:
@@ -85,6 +93,7 @@ class FailedReports:
         extra: dict[str, Any] = {"report": REPORT}
         outcome = "outcome_delivered"
         due: float | None = None
+        reason: str | None = None
         if sent.kind == "delivered":
             work = work.but(webhook="delivered")
         elif sent.kind == "final" or now >= give_up_at:
@@ -93,12 +102,12 @@ class FailedReports:
             outcome = "outcome_failed"
         else:
             step = self.followup._step(lead, work.webhook_attempts)
-            due = min(now + min(max(step, sent.retry_after or 0), 6 * 3600), max(give_up_at, now + 1))
+            due = min(now + min(max(step, sent.retry_after or 0), _MAX_WAIT), max(give_up_at, now + 1))
             outcome = "call_outcome"
-            extra["webhook_reason"] = sent.reason
+            reason = sent.reason
         extra["webhook"] = work.webhook or "retry"
         saved = self._save(lead, lead.failed_report(work, due))
-        return Attempted(outcome, lead.lead_id, saved, extra=extra)
+        return Attempted(outcome, lead.lead_id, saved, reason=reason, extra=extra)
 
     def _save(self, old: Lead, new: Lead) -> Lead | None:
         return new if self.followup.store.save_lead(new.to_json(), old.version) else None

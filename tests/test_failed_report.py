@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
@@ -243,5 +245,37 @@ def test_leads_retry_of_a_lead_whose_report_is_pending_stops_the_report(tmp_path
         assert record is not None and record["state"] == "placed"
         assert "report" not in (record.get("outcome") or {})
         assert [a.status for a in receiver.attempts] == [500]
+    finally:
+        receiver.stop()
+
+
+def test_an_unset_url_secret_keeps_the_lead_failed_line_and_the_report_due(
+    tmp_path: Path, simulator: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver = FakeReceiver(SECRET).start()
+    try:
+        outcome = '{ after = "0s", give_up = "1h", url = "env:ZAPIER_HOOK", secret = "env:OUTCOME_SECRET" }'
+        app = make_app(tmp_path, simulator, outcome)
+        simulator.set_fault_rate(1.0, [{"kind": "error", "code": 3}], seed=1)
+        answer = post(app, "+56 9 6200 0207")
+        sweeper = Sweeper(app.runtime)
+        for _ in range(10):
+            record = app.store.get_lead(answer["lead_id"])
+            assert record is not None
+            if record["state"] == "failed":
+                break
+            clock_of(app).advance_to(record["due_at"] + 0.05)
+            sweeper.run()
+        assert record["state"] == "failed" and record["due_at"] is not None
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+        failed = [e for e in lines if e.get("outcome") == "lead_failed"]
+        assert len(failed) == 1 and failed[0]["severity"] == "ERROR"
+        assert (failed[0]["report"], failed[0]["webhook"]) == ("lead.failed", "misconfigured")
+        assert receiver.attempts == []
+        # Set (a deploy with --secret ZAPIER_HOOK=...): the next pass delivers it.
+        app.runtime.environ["ZAPIER_HOOK"] = receiver.url  # type: ignore[index]
+        record = sweep_until_done(app, answer["lead_id"])
+        assert [a.payload["type"] for a in receiver.accepted()] == ["lead.failed"]
+        assert record["outcome"]["webhook"] == "delivered"
     finally:
         receiver.stop()
