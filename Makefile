@@ -27,6 +27,11 @@ run: $(STAMP)
 	  case "$$key" in ''|'#'*) continue ;; esac; \
 	  [ -n "$${!key+set}" ] || export "$$key=$$value"; \
 	done < .env.example; \
+	if [ -n "$$FORMCALL_CONFIG" ] || [ -f formcall.toml ]; then \
+	  $(BIN)/python -m formcall_webhook check >/dev/null || { \
+	    echo "make run: $${FORMCALL_CONFIG:-formcall.toml} has the errors above; fix each key named, check again with: $(BIN)/python -m formcall_webhook check" >&2; \
+	    exit 1; }; \
+	fi; \
 	$(BIN)/python -m formcall_webhook.simulator --host $(HOST) --port $(SIM_PORT) & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	printf '\nPlace a simulated call:\n\n  curl -s -X POST http://$(HOST):$(PORT)/ -H "Content-Type: application/json" \\\n    -d '"'"'{"telefono": "+56 9 6123 4567", "nombre": "Ana", "email": "ana@example.cl"}'"'"'\n\nCalls the simulator received: curl -s http://$(HOST):$(SIM_PORT)/_sim/calls\n\n'; \

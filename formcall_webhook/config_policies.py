@@ -10,6 +10,7 @@ from typing import Any
 
 from .config_reader import Reader, attempt, secret_ref
 from .conversions import GOOGLE_API_URL, META_API_URL, ConversionsPolicy, GoogleConversions, MetaConversions
+from .secret_store import is_reference
 from .states import (
     DEFAULT_MAX_AGE,
     DEFAULT_RETRY,
@@ -144,7 +145,11 @@ def parse_outcome(source: str, key: str, value: Any, check_secret: CheckSecret |
         raise table.fail("give_up", f'must be longer than after ({after}s), e.g. after = "10m", give_up = "3h"')
     url = secret = None
     if "url" in value:
-        url = table.url("url")
+        # Spec 9: the URL may be a secret reference (a Zapier catch hook's URL is a password).
+        if isinstance(value["url"], str) and is_reference(value["url"]):
+            url = check(table.key("url"), value["url"])
+        else:
+            url = table.url("url")
         if "secret" not in value:
             raise table.fail("secret", "missing: outcome.url needs a secret reference to sign its webhooks")
         secret = check(table.key("secret"), value["secret"])

@@ -200,8 +200,9 @@ class FollowUp:
                 work = work.but(reported_at=now)  # the event's time: the same on every retry
             reported_at = work.reported_at
             # Signed at the wall clock's time: the receiver checks it against its own.
+            url = outgoing.target(policy.url, self.secrets.resolve)  # spec 9: may be a secret reference
             sent = outgoing.deliver(
-                self.pool, policy.url, secret, "outcome_" + lead.lead_id + (f"_{number}" if number > 1 else ""),
+                self.pool, url, secret, "outcome_" + lead.lead_id + (f"_{number}" if number > 1 else ""),
                 outcomes.outcome_payload(view),
                 outgoing.TIMEOUT, time.time(), occurred_at=reported_at,
             )  # fmt: skip

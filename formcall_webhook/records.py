@@ -353,7 +353,9 @@ class Lead:
 
     def retried(self, now: float) -> Lead:
         """`leads retry`: due now, with a fresh max_age from now (the operator's choice to try again)."""
-        return self._moved(SCHEDULED, due_at=now, retried_at=now)
+        # A `lead.failed` report still being retried stops: the lead is no longer given up.
+        work = None if self.work is not None and self.work.extra.get("report") == "lead.failed" else self.work
+        return self._moved(SCHEDULED, due_at=now, retried_at=now, work=work)
 
     def unread_again(self, due_at: float, last_error: str) -> Lead:
         """Its source could not give its fields this time either: due again at `due_at`."""
@@ -454,6 +456,13 @@ class Lead:
         """Given up (or refused for good). `since` keeps a lost answer's mark (retry = false)."""
         attempt = dataclasses.replace(self.attempt, since=since, last_error=last_error)
         return self._moved(FAILED, attempt=attempt, due_at=None)._minimized(keep_fields)
+
+    def failed_report(self, work: CallWork, due_at: float | None) -> Lead:
+        """Spec 9's `lead.failed` report of a failed lead: its progress saved, the next try due at `due_at`
+        (None once it is over). The lead stays failed; nothing it keeps is added back."""
+        if self.state != FAILED:
+            raise MoveRefused(f"a {self.state} lead has no failure to report")
+        return self._edited(work=work if due_at is not None else work.but(due=False), due_at=due_at)
 
     def outcome_step(self, work: CallWork, due_at: float) -> Lead:
         """One step of the outcome work saved, the next due at `due_at`."""

@@ -18,7 +18,7 @@ from .config import Config
 from .delivery import Deliverer
 from .errors import MISCONFIGURED, ConfigError, Misconfigured
 from .logs import RequestLogger, level_from_env, project_id, setup_library_logging
-from .secret_store import SecretStore
+from .secret_store import SecretStore, is_reference
 from .senders import secret_refs
 from .stores import Backend, open_store
 
@@ -112,6 +112,7 @@ class Runtime:
             refs += [*secret_refs(route.auth), route.captcha.secret if route.captcha else None]
             if (reporting := route.outcome_reporting) is not None:
                 refs += [reporting.secret, reporting.hubspot.token if reporting.hubspot else None]
+                refs += [reporting.url] if reporting.url and is_reference(reporting.url) else []
         return [ref for ref in refs if ref]
 
     def warm(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from . import keys, once
 from .attempt import Attempted
 from .errors import Misconfigured, WebhookError
+from .failed_report import FailedReports, is_report
 from .followup import FollowUp, Listings
 from .logs import severity_for
 from .records import FAILED, SCHEDULED, Lead
@@ -58,6 +59,8 @@ class Sweeper:
         attempter = runtime.attempter
         self.clock = attempter.clock
         self.followup = FollowUp(attempter)
+        # Spec 9's `lead.failed` to the outcome webhook, for each lead the sweep gives up.
+        self.failed_reports = FailedReports(self.followup)
         self.unread = UnreadLeads(runtime)
         # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
         self.listings = Listings()
@@ -121,6 +124,8 @@ class Sweeper:
                 logged = attempted.lead.to_json() if attempted.lead is not None else logged
             else:
                 attempted = self.runtime.attempter.attempt(logged)
+            if lead.state is not FAILED:  # a lead failed again by the operator's retry was reported before
+                attempted = self.failed_reports.begin(attempted)
             self._log(logged, attempted)
             return attempted
         finally:
@@ -145,10 +150,12 @@ class Sweeper:
                 lead = Lead.from_json(fresh)
                 if lead.state is SCHEDULED and lead.unread is not None:
                     # Kept by its id while its source was down (spec 5): read it, then attempt it.
-                    attempted = self.unread.read(lead)
+                    attempted = self.failed_reports.begin(self.unread.read(lead))
                     logged = attempted.lead.to_json() if attempted.lead is not None else fresh
                 elif lead.state is SCHEDULED:
-                    attempted = self.runtime.attempter.attempt(fresh)
+                    attempted = self.failed_reports.begin(self.runtime.attempter.attempt(fresh))
+                elif lead.state is FAILED and is_report(lead.work):
+                    attempted = self.failed_reports.work(lead)
                 elif lead.work is not None and lead.work.due:
                     attempted = self.followup.work(lead, self.listings)
                 else:

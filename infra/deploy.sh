@@ -473,8 +473,13 @@ done < <(compgen -e | grep '^FORMCALL_' || true)
 check_env+=("FORMCALL_SECURITY_TOKEN_SECRET=projects/$PROJECT/secrets/$TOKEN_SECRET/versions/${TOKEN_VERSION:-latest}")
 [[ -z $POPUP_UUID ]] || check_env+=("FORMCALL_POPUP_UUID=$POPUP_UUID")
 [[ -z $DEFAULT_REGION ]] || check_env+=("FORMCALL_DEFAULT_REGION=$DEFAULT_REGION")
-# Checked as memory://: the check must not reach for a store it cannot see from here.
-[[ $STORE_KIND != memory ]] || check_env+=("FORMCALL_STORE_URL=memory://")
+# Checked with the store it deploys, so its shared-store warnings (leads.hash_key unset) show here. The
+# check reads only the URL's kind and never connects. A URL held in a secret is Memorystore's (redis).
+if ((STORE_FROM_SECRET)); then
+  check_env+=("FORMCALL_STORE_URL=redis://store-url-from-a-secret:6379/0")
+else
+  check_env+=("FORMCALL_STORE_URL=${STORE_URL:-firestore://}")
+fi
 
 note "Checking the config: $PYTHON -m formcall_webhook check ${CONFIG:-(default)}"
 check_args=(-m formcall_webhook check)

@@ -1125,3 +1125,14 @@ def test_terraform_public_without_allusers_turns_the_invoker_check_off_in_the_de
     assert 'key == "webhook" && var.invoker_iam_disabled' in function()["for_each"]
     rule = variables()["invoker_iam_disabled"]["validation"][0]["condition"]
     assert rule == "${!var.invoker_iam_disabled || var.public}"
+
+
+def test_the_config_check_runs_with_the_store_it_deploys(dry_runs: dict[str, Any]) -> None:
+    """Issue 20: deploy.sh's check sees the store it deploys, so a shared store without leads.hash_key is
+    warned about before the first deploy (setting it later forgets every opt-out); memory:// is not shared."""
+    hint = "warning: leads.hash_key is not set"
+    for shared in ("pinned", "redis"):  # firestore:// by default; a redis:// URL held in a secret
+        assert dry_runs[shared].returncode == 0, dry_runs[shared].stderr
+        assert hint in dry_runs[shared].stderr, (shared, dry_runs[shared].stderr)
+    assert dry_runs["memory"].returncode == 0, dry_runs["memory"].stderr
+    assert hint not in dry_runs["memory"].stderr

@@ -10,6 +10,10 @@ directory with nothing but PATH (and PYTHONPATH, as a checkout would give them).
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +24,7 @@ import pytest
 from formcall_webhook.cli.context import NO_POPUP, CliError, Context, make_run_settings
 from formcall_webhook.config import DEFAULT_API_URL
 from formcall_webhook.simulator import Simulator
-from tests.harness import ROOT, FunctionProcess, coverage_env
+from tests.harness import ROOT, FunctionProcess, coverage_env, free_port
 
 SIMULATOR_TOKENS = ("dev-token",)
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"  # .env.example's token, the one the simulator takes
@@ -154,3 +158,33 @@ def test_production_only_when_named_or_asked(tmp_path: Path) -> None:
     # No popup configured: the commands read records, which carry their own, so none is asked for.
     assert Context({"FORMCALL_STORE_URL": "memory://"}).environ["FORMCALL_POPUP_UUID"] == NO_POPUP
     assert Context({"FORMCALL_POPUP_UUID": POPUP}).environ["FORMCALL_POPUP_UUID"] == POPUP
+
+
+def test_make_run_with_a_broken_config_stops_before_starting_anything(tmp_path: Path) -> None:
+    """Spec 7 / issue 20: `make run` runs `check` first; a broken config stops it with check's message and a
+    hint, before the simulator or the function starts (both ports stay free)."""
+    make = shutil.which("make")
+    assert make is not None, "make is needed to run make run"
+    bad = tmp_path / "formcall.toml"
+    bad.write_text('[routes.default]\npopup_uuid = "not-a-uuid"\nphonne = "tel"\n', encoding="utf-8")
+    port, sim_port = free_port(), free_port()
+    env = {**os.environ, **coverage_env(), "FORMCALL_CONFIG": str(bad)}
+    # STAMP= : the test's own virtualenv is already installed; BIN is the one running this test.
+    args = [make, "-s", "run", "STAMP=", f"BIN={Path(sys.executable).parent}", f"PORT={port}", f"SIM_PORT={sim_port}"]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+        raise AssertionError("make run started with a broken config") from None
+    assert proc.returncode != 0
+    assert f"error: {bad}: routes.default.popup_uuid" in err, err
+    assert "did you mean" in err, err
+    assert f"make run: {bad} has the errors above; fix each key named" in err, err
+    assert "Place a simulated call" not in out and "listening on" not in out
+    for p in (port, sim_port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", p)) != 0, f"something listens on {p}"

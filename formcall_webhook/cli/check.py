@@ -100,6 +100,8 @@ def _secret_refs(cfg: config_module.Config) -> list[tuple[str, str | None]]:
         reporting = route.outcome_reporting
         if reporting is not None:
             refs.append((f"{key}.outcome.secret", reporting.secret))
+            if reporting.url is not None and reporting.url.startswith(("env:", "file:", "secret:")):
+                refs.append((f"{key}.outcome.url", reporting.url))
             if reporting.hubspot is not None:
                 refs.append((f"{key}.outcome.hubspot.token", reporting.hubspot.token))
     return refs

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import urllib3
 
@@ -72,6 +73,12 @@ def retry_after(value: str | None, now: float) -> int | None:
     return max(0, min(seconds, MAX_RETRY_AFTER))
 
 
+def target(url: str, resolve: Callable[[str], str]) -> str:
+    """The URL to post to: `url` itself, or the value of the secret reference it is (spec 9), resolved now,
+    at send time, so a rotated secret is picked up. Misconfigured when the reference cannot be had."""
+    return resolve(url) if url.startswith(("env:", "file:", "secret:")) else url
+
+
 def deliver(
     pool: urllib3.PoolManager,
     url: str,
@@ -88,6 +95,13 @@ def deliver(
     time, kept the same on every attempt; else this attempt's.
     """
     moment = time.time() if now is None else now
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        # A secret reference holding no URL: ours to fix; never say the value (it may be a password).
+        return PostResult("retry", None, None, "outcome.url is not an http(s) URL")
     head = {"type": payload["type"]} if "type" in payload else {}
     body = encode({**head, "timestamp": event_time(moment if occurred_at is None else occurred_at), **payload})
     try:
