@@ -64,7 +64,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	@$(call pytest_run,--cov --cov-report=term,all)
 
-## make test-fast: the in-process tests (not marked slow), for the edit loop: under a minute, no coverage
+## make test-fast: the in-process tests (not marked slow), for the edit loop: a minute or two, no coverage
 test-fast: $(STAMP)
 	@$(call pytest_run,-m "not slow" -p no:cacheprovider,not slow)
 
