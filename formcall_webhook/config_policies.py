@@ -228,22 +228,26 @@ def parse_conversions(
     return ConversionsPolicy(google, meta)
 
 
+def _id(table: Reader, name: str, pattern: re.Pattern[str], missing: str, what: str) -> str:
+    """A required id of an ads platform: present, a string, and of its documented form."""
+    if name not in table.data:
+        raise table.fail(name, f"missing: {missing}")
+    found = table.string(name).strip()
+    if not pattern.fullmatch(found):
+        raise table.fail(name, f"{found!r} is not {what}")
+    return found
+
+
 def _google_conversions(conversions: Reader) -> GoogleConversions:
     value = conversions.data["google"]
     table = Reader(
         conversions.source, conversions.key("google"), value, _GOOGLE_KEYS,
         example='{ account = "1234567890", conversion_action = "987654321" }',
     )  # fmt: skip
-    if "account" not in value:
-        raise table.fail("account", 'missing: the Google Ads customer id, e.g. "1234567890"')
-    account = table.string("account").strip()
-    if not _GOOGLE_ACCOUNT.fullmatch(account):
-        raise table.fail("account", f"{account!r} is not a Google Ads customer id (10 digits, e.g. 123-456-7890)")
-    if "conversion_action" not in value:
-        raise table.fail("conversion_action", 'missing: the conversion action id, e.g. "987654321"')
-    action = table.string("conversion_action").strip()
-    if not _DIGITS_ID.fullmatch(action):
-        raise table.fail("conversion_action", f"{action!r} is not a conversion action id (digits)")
+    account = _id(table, "account", _GOOGLE_ACCOUNT, 'the Google Ads customer id, e.g. "1234567890"',
+                  "a Google Ads customer id (10 digits, e.g. 123-456-7890)")  # fmt: skip
+    action = _id(table, "conversion_action", _DIGITS_ID, 'the conversion action id, e.g. "987654321"',
+                 "a conversion action id (digits)")  # fmt: skip
     amount = table.get("value", (int, float))
     if amount is not None and amount < 0:
         raise table.fail("value", f"must be zero or more, not {amount!r}")
@@ -262,11 +266,7 @@ def _meta_conversions(conversions: Reader, check: CheckSecret) -> MetaConversion
         conversions.source, conversions.key("meta"), value, _META_KEYS,
         example='{ pixel_id = "123456789012345", token = "env:META_CAPI_TOKEN" }',
     )  # fmt: skip
-    if "pixel_id" not in value:
-        raise table.fail("pixel_id", 'missing: the pixel (dataset) id, e.g. "123456789012345"')
-    pixel = table.string("pixel_id").strip()
-    if not _DIGITS_ID.fullmatch(pixel):
-        raise table.fail("pixel_id", f"{pixel!r} is not a pixel id (digits)")
+    pixel = _id(table, "pixel_id", _DIGITS_ID, 'the pixel (dataset) id, e.g. "123456789012345"', "a pixel id (digits)")
     if "token" not in value:
         raise table.fail("token", "missing: the Conversions API access token, as a secret reference")
     token = check(table.key("token"), value["token"])
