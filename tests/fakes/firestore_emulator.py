@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.loopback import shut
+
 PROJECT = "demo-formcall"  # a demo- project needs no credentials
 _ENV = "FIRESTORE_EMULATOR_HOST"
 _START_SECONDS = 90  # Java on two busy cores
@@ -285,10 +287,7 @@ class H2Proxy:
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+            shut(source, sink)
 
     def _seen(self, number: int, kind: int, stream: int) -> bool:
         """Counts a new RPC (a HEADERS frame opening a client stream); whether it is one to harm."""
@@ -324,7 +323,4 @@ class H2Proxy:
         self.server.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        shut(*sockets)

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["Loopback", "LoopbackHTTP", "LoopbackTCP", "QuietHandler", "refusing_port", "reset_connection"]
+__all__ = ["Loopback", "LoopbackHTTP", "LoopbackTCP", "QuietHandler", "refusing_port", "reset_connection", "shut"]
 
 HOST = "127.0.0.1"
 # Generous: only reached when a handler is stuck, never on a passing run.
@@ -34,6 +34,14 @@ def refusing_port() -> Iterator[int]:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         yield port
+
+
+def shut(*socks: socket.socket) -> None:
+    """Shut each socket down both ways (which wakes a thread blocked on it), then close it."""
+    for sock in socks:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
 
 
 def reset_connection(conn: socket.socket) -> None:
@@ -219,10 +227,7 @@ class LoopbackTCP(Loopback):
     def _close(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
-            # shutdown() wakes the accept() in _serve; close() alone may not.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            shut(sock)  # shutdown() wakes the accept() in _serve; close() alone may not
         with self._lock:
             conns = list(self._conns)
         for conn in conns:

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from tests.fakes.loopback import shut
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -152,10 +154,7 @@ class LossyProxy:
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+            shut(source, sink)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -163,7 +162,4 @@ class LossyProxy:
         self.server.close()
         with self._lock:
             sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        shut(*sockets)
