@@ -12,6 +12,7 @@ from .attempt import Attempted
 from .clients.meta_graph import GraphUnavailable, flat_body
 from .errors import WebhookError
 from .records import Lead, iso
+from .routing import pool_key
 from .runtime import Runtime
 from .senders.base import secret
 from .states import DEFAULT_RETRY
@@ -59,12 +60,16 @@ class UnreadLeads:
             failed = attempter.save(lead, lead.failed(err.error, keep_fields=attempter.keep_fields()))
             return replace(facts, outcome=err.error, lead=failed, reason=err.reason)
         number = mapped.lead
-        popup = str(mapped.payload["popup_uuid"])
+        if route.popups:
+            # Spec 11: the lead's popup by the route's round robin, as the request path picks it.
+            mapped.payload["popup_uuid"] = self.runtime.deliverer.router.pick(route.name, route.popups)
         if route.dedupe_key is not None:
             number_key = keys.dedupe_claim(
                 route.name, route.dedupe_key.render(mapped.context), key=attempter.hash_key()
             )
         else:
+            # As the request path claims it: a weighted route's number on its pool of popups.
+            popup = pool_key(route.popups) if route.popups else str(mapped.payload["popup_uuid"])
             number_key = keys.lead_claim(number.e164, popup, key=attempter.hash_key())
         window = float(max(route.dedupe_window_seconds, policy.max_age))
         scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()

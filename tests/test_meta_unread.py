@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ from tests.fakes.meta_graph import FakeGraph, field_data
 from tests.signing import meta
 
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
+# A weighted route's popups: its round robin's first pick is B (weight 2), never the list's first.
+POPUP_A = "e5c98214-d0f6-11e1-8c30-00000000000a"
+POPUP_B = "e5c98214-d0f6-11e1-8c30-00000000000b"
+WEIGHTED = f'[{{ uuid = "{POPUP_A}", weight = 1 }}, {{ uuid = "{POPUP_B}", weight = 2 }}]'
 TOKEN = "meta-unread-token-4a"
 SIMULATOR_TOKENS = (TOKEN,)
 APP_SECRET = "meta-app-secret-21c0"
@@ -39,7 +44,7 @@ def graph() -> Iterator[FakeGraph]:
         yield fake
 
 
-def make_app(tmp_path: Path, simulator: Simulator, graph: FakeGraph) -> App:
+def make_app(tmp_path: Path, simulator: Simulator, graph: FakeGraph, *, at: float | None = None) -> App:
     path = tmp_path / "formcall.toml"
     path.write_text(
         f"""
@@ -61,6 +66,20 @@ graph_url = "{graph.url}"
 [routes.form]
 popup_uuid = "{POPUP}"
 rate_limit = false
+[routes.wform]
+popup_uuid = {WEIGHTED}
+rate_limit = false
+pace = "1/minute"
+[routes.wmeta]
+popup_uuid = {WEIGHTED}
+rate_limit = false
+pace = "1/minute"
+[routes.wmeta.auth]
+type = "meta"
+secret = "env:META_APP_SECRET"
+verify_token = "env:META_VERIFY_TOKEN"
+page_token = "env:META_PAGE_TOKEN"
+graph_url = "{graph.url}"
 [routes.strict]
 popup_uuid = "{POPUP}"
 rate_limit = false
@@ -82,7 +101,10 @@ graph_url = "{graph.url}"
         "META_VERIFY_TOKEN": "meta-verify-token-1",
         "META_PAGE_TOKEN": PAGE_TOKEN,
     }
-    return App(runtime=Runtime(environ, clock=TestClock(simulator).now))
+    clock = TestClock(simulator)
+    if at is not None:
+        clock.advance_to(at)  # the simulator's clock moves with it
+    return App(runtime=Runtime(environ, clock=clock.now))
 
 
 def post(app: App, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -100,9 +122,9 @@ def delivery(*leadgen_ids: str) -> bytes:
     return json.dumps({"object": "page", "entry": [entry]}).encode()
 
 
-def deliver(app: App, leadgen_id: str) -> dict[str, Any]:
+def deliver(app: App, leadgen_id: str, path: str = "/meta") -> dict[str, Any]:
     body = delivery(leadgen_id)
-    status, answer = post(app, "/meta", body, meta(APP_SECRET, body))
+    status, answer = post(app, path, body, meta(APP_SECRET, body))
     assert status == 200, answer
     (lead,) = answer["leads"]
     return dict(lead)
@@ -216,6 +238,57 @@ def test_a_number_already_a_lead_makes_the_read_lead_its_duplicate(
     assert len(simulator.placed()) == 1
     replay = deliver(app, leadgen_id)
     assert (replay["duplicate"], replay["lead_id"], replay["uuid"]) == (True, first["lead_id"], first["uuid"])
+
+
+def test_a_weighted_routes_meta_lead_is_the_same_lead_as_its_form_lead(
+    tmp_path: Path, simulator: Simulator, graph: FakeGraph
+) -> None:
+    """A weighted route's leads are claimed on its pool of popups (spec 2, 11), read or not: the Meta lead
+    read on the sweep is the duplicate of the form lead that came first, whatever popup either went to."""
+    app = make_app(tmp_path, simulator, graph)
+    leadgen_id, number = new_lead(graph)
+    graph.down = True
+    kept = deliver(app, leadgen_id, "/wmeta")
+    status, first = post(app, "/wform", json.dumps({"phone": number}).encode(), {})
+    assert status == 200 and first["uuid"], first
+    graph.down = False
+    lead = record(app, kept["lead_id"])
+    assert lead.due_at is not None
+    sweep_at(app, lead.due_at)
+    assert app.store.get_lead(kept["lead_id"]) is None
+    assert len(simulator.placed()) == 1  # rung once
+    replay = deliver(app, leadgen_id, "/wmeta")
+    assert (replay["duplicate"], replay["lead_id"], replay["uuid"]) == (True, first["lead_id"], first["uuid"])
+
+
+def test_a_weighted_routes_meta_lead_is_routed_and_paced_as_its_form_leads(
+    tmp_path: Path, simulator: Simulator, graph: FakeGraph
+) -> None:
+    """Read on the sweep, a weighted route's Meta lead goes to the popup its round robin picks (as the
+    request path's leads do) and counts against that popup's pace, the one the form leads count on."""
+    start = float((int(time.time()) // 60 + 2) * 60)  # a whole minute ahead: all below happens within one
+    app = make_app(tmp_path, simulator, graph, at=start)
+    leadgen_id, number = new_lead(graph)
+    graph.down = True
+    kept = deliver(app, leadgen_id, "/wmeta")
+    graph.down = False
+    lead = record(app, kept["lead_id"])
+    assert lead.due_at is not None and lead.due_at < start + 61
+    clock_of(app).advance_to(lead.due_at + 0.01)
+    minute = start + 60
+    # A form lead of a route with the same popups takes B's one call of this minute.
+    status, form = post(app, "/wform", json.dumps({"phone": "+56962439901"}).encode(), {})
+    assert status == 200 and form["uuid"], form
+    assert [c["payload"]["popup_uuid"] for c in simulator.placed()] == [POPUP_B]
+    Sweeper(app.runtime).run()
+    paced = record(app, kept["lead_id"])
+    assert (paced.state, paced.popup_uuid, paced.due_at) == ("scheduled", POPUP_B, minute + 60)
+    assert len(simulator.placed()) == 1  # nothing on A meanwhile
+    sweep_at(app, minute + 60)
+    calls = simulator.placed()
+    assert [c["payload"]["popup_uuid"] for c in calls] == [POPUP_B, POPUP_B]
+    assert calls[1]["payload"]["phonenumber"] == number[4:]
+    assert record(app, kept["lead_id"]).uuid == calls[1]["uuid"]
 
 
 def test_retry_false_answers_a_5xx_for_any_lead_not_kept_and_logs_each_lead(
