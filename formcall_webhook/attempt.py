@@ -51,6 +51,13 @@ def check_fingerprint(store: Backend, key: bytes) -> None:
         )
 
 
+def recall_since(lead: Lead) -> float | None:
+    """When the lead's recall under way was asked of FormCall (spec 11), its answer not yet had or lost;
+    None when no recall is marked."""
+    since = lead.work.extra.get("since") if lead.work is not None else None
+    return float(since) if isinstance(since, int | float) and not isinstance(since, bool) else None
+
+
 @dataclass(frozen=True)
 class Asked:
     """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
@@ -293,19 +300,25 @@ class Attempter:
             rows.extend(rows_of(listing))
         holders: list[Holder] = []
         rivals: list[LostAttempt] = []
+        own: set[str] = set()
         # A lead holding a uuid from this window was received at most its max_age (or a day) before.
         ages = [r.retry.max_age for r in self.config.routes.values() if r.retry is not None]
         horizon = lost.start - max([DEFAULT_RETRY.max_age, *ages]) - 86400
         for record in self.store.scan_leads(since=horizon):
             other = Lead.from_json(record)
-            if other.lead_id == lost.lead_id or (other.popup_uuid or "").lower() != lost.popup_uuid.lower():
+            if other.lead_id == lost.lead_id:
+                # A recall's lost answer: the lead's earlier calls are not this one.
+                own = {str(call.get("uuid") or "").lower() for call in other.calls}
+                continue
+            if (other.popup_uuid or "").lower() != lost.popup_uuid.lower():
                 continue
             if other.uuid:
                 holders.append(Holder(other.lead_id, other.uuid.lower(), other.uuid_certain))
-            elif other.attempt.since is not None:
-                since = other.attempt.since
+            # Another lost answer in flight or not settled yet: a first attempt's, or a recall's (spec 11).
+            since = other.attempt.since if other.attempt.since is not None else recall_since(other)
+            if since is not None:
                 rivals.append(LostAttempt(other.lead_id, lost.popup_uuid, since, since + self.config.timeout_seconds))
-        found = settle(lost, rows, holders, rivals)
+        found = settle(lost, [row for row in rows if row.uuid not in own], holders, rivals)
         if found.uuid is None or found.certain:
             return found
         # Told apart from nothing: wait for the rivals whose answers may still come (with their uuids).

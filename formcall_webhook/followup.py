@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 
 from . import outcomes, records
-from .attempt import Attempted, Attempter
+from .attempt import Attempted, Attempter, recall_since
 from .clients import hubspot as hubspot_client
 from .clients import outgoing
 from .clients.formcall import FormCallUncertain, ListUnavailable, list_days
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient, HubSpotResult
 from .records import CallWork, Lead
-from .states import DEFAULT_RETRY, OutcomePolicy
+from .settle import LostAttempt
+from .states import DEFAULT_RETRY, OutcomePolicy, RetryPolicy
 
 if TYPE_CHECKING:  # loaded only by routes with conversions
     from .conversion_work import ConversionWork
@@ -284,14 +285,20 @@ class FollowUp:
         stop = None
         if route is None or route.recall is None or outcome is None or lead.payload is None:
             stop = "the route no longer recalls"
-        elif work.extra.get("since") is not None:
-            stop = "the last recall's answer was lost"
-        elif lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
-            stop = "opted out"
-        elif now >= first + retry.max_age:
-            stop = "max_age passed"
-        elif len(lead.calls) >= route.recall.max_calls:
-            stop = "max_calls reached"
+        else:
+            if recall_since(lead) is not None:
+                # Spec 8: the last recall's answer was lost (or its worker died): its call, from FormCall's
+                # list, before any other. Found, or to look again later: done for now; none: recall now.
+                settled, saved = self._settle_recall(lead, outcome, retry, first, notes, now)
+                if settled or saved is None:
+                    return saved
+                lead, work = saved, saved.work or work
+            if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
+                stop = "opted out"
+            elif now >= first + retry.max_age:
+                stop = "max_age passed"
+            elif len(lead.calls) >= route.recall.max_calls:
+                stop = "max_calls reached"
         if stop is not None:
             notes.outcome, notes.reason = "recall_stopped", stop
             return self._save(lead, lead.outcome_done(work.but(extra={}), self.config.leads.keep_fields))
@@ -320,7 +327,8 @@ class FollowUp:
                                                       work_after=outcome.after))  # fmt: skip
         err = asked.error
         if isinstance(err, FormCallUncertain) or err is None:
-            # It may have rung: never asked again (the mark stays; the next turn ends the recalls).
+            # It may have rung: never asked again before FormCall's list says (the mark stays; the next turn
+            # settles it).
             notes.outcome, notes.reason = "recall_uncertain", err.reason if err is not None else "no uuid"
             return self._save(marked, marked.outcome_step(marked.work or work, now + self.parts.settle_after))
         notes.outcome, notes.reason = "recall_scheduled", err.reason or err.error
@@ -330,6 +338,48 @@ class FollowUp:
             notes.outcome = "recall_stopped"
             return self._save(marked, marked.outcome_done(work.but(extra={}), self.config.leads.keep_fields))
         return self._save(marked, marked.outcome_step(work, due))
+
+    def _settle_recall(
+        self, lead: Lead, outcome: OutcomePolicy, retry: RetryPolicy, first: float, notes: _Notes, now: float
+    ) -> tuple[bool, Lead | None]:
+        """A recall whose answer was lost, settled as any lost answer (spec 8): (True, the lead as saved) when
+        its call was found (the lead's next call) or the list must be read again later; (False, the lead
+        as saved without the mark) when no call was placed and the recall is to be made again."""
+        since = recall_since(lead)
+        assert since is not None
+        work = lead.work or CallWork()
+        if now - since < self.parts.settle_after:
+            notes.outcome, notes.reason = "recall_scheduled", "the last recall not settled yet"
+            return True, self._save(lead, lead.outcome_step(work, since + self.parts.settle_after))
+        assert lead.payload is not None
+        popup = str(lead.popup_uuid or lead.payload.get("popup_uuid"))
+        digits = "".join(str(lead.payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
+        try:
+            found = self.parts.settle_lost(
+                LostAttempt(lead.lead_id, popup, since, since + self.config.timeout_seconds, digits)
+            )
+        except ListUnavailable as err:
+            due = retry.next_attempt(len(lead.calls), "formcall_unavailable", now)
+            if due >= first + retry.max_age:
+                notes.outcome, notes.reason = "recall_stopped", f"the last recall never confirmed ({err})"
+                return True, self._save(lead, lead.outcome_done(work.but(extra={}), self.config.leads.keep_fields))
+            notes.outcome, notes.reason = "recall_scheduled", f"the last recall unconfirmed ({err})"
+            return True, self._save(lead, lead.outcome_step(work, due))
+        if found.wait_until is not None:
+            notes.outcome, notes.reason = "recall_scheduled", "another attempt on the popup not settled yet"
+            return True, self._save(lead, lead.outcome_step(work, found.wait_until))
+        if found.uuid is None:
+            notes.reason = "the last recall placed no call; calling"
+            unmarked = work.but(extra={k: v for k, v in work.extra.items() if k != "since"})
+            return False, self._save(lead, lead.outcome_step(unmarked, now))
+        notes.outcome = "recalled"
+        notes.reason = f"call {len(lead.calls) + 1}, its answer lost: found in FormCall's list"
+        notes.extra["uuid"] = found.uuid
+        recalled = lead.recalled(found.uuid, popup, now=since, work_after=outcome.after)
+        if not found.certain:
+            notes.extra["uuid_certain"] = False
+            recalled = recalled.uncertain()
+        return True, self._save(lead, recalled)
 
     def _convert(
         self,

@@ -226,6 +226,132 @@ def test_retry_false_lost_answer_found_on_documented_rows(
     assert len(simulator.calls()) == 1
 
 
+# -- a recall whose answer is lost (spec 8 and 11) --
+
+RECALL = 'outcome = { after = "1m", give_up = "1h" }\nrecall = { schedule = ["10m"], max_calls = 3 }'
+
+
+def drain(app: App, clock: TestClock, passes: int = 40) -> None:
+    """Sweep, the test's clock moved on to each next due time, until nothing is due."""
+    sweeper = Sweeper(app.runtime)
+    for _ in range(passes):
+        dues = [r["due_at"] for r in app.store.scan_leads() if r.get("due_at") is not None]
+        if not dues:
+            return
+        clock.advance(max(min(dues) - clock.now(), 0) + 0.05)
+        sweeper.run()
+    raise AssertionError("leads still due after every pass")
+
+
+def recall_due(app: App, clock: TestClock, lead_id: str) -> dict[str, Any]:
+    """Sweep the first call's outcome work until its recall is the next thing due; the record then."""
+    sweeper = Sweeper(app.runtime)
+    for _ in range(10):
+        kept = record(app, lead_id)
+        if (kept.get("outcome") or {}).get("recall"):
+            return kept
+        clock.advance(kept["due_at"] - clock.now() + 0.05)
+        sweeper.run()
+    raise AssertionError("no recall scheduled")
+
+
+def test_a_recall_whose_answer_is_lost_is_settled_as_its_call(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    """The recall's call was placed and its answer lost: found in the list, it is the lead's second call
+    (its outcome followed, the recalls going on from it), and the lead is not rung again for it."""
+    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
+    simulator.queue_fates(POPUP, "not_answered", "not_answered", "connected")
+    body = post(app, "+56 9 6300 0021")
+    assert body["uuid"]
+    recall_due(app, clock, body["lead_id"])
+    simulator.inject({"kind": "placed_then_reset"})
+    drain(app, clock)
+    placed = simulator.placed()
+    assert len(simulator.calls()) == 3 and len(placed) == 3  # first, the lost recall, one more recall
+    kept = record(app, body["lead_id"])
+    assert [c["uuid"] for c in kept["calls"]] == [c["uuid"] for c in placed]
+    assert [c["connected"] for c in kept["calls"]] == [False, False, True]
+    assert (kept["state"], kept["uuid"], kept["due_at"]) == ("placed", placed[2]["uuid"], None)
+    assert "uuid_certain" not in kept
+
+
+def test_a_recall_whose_answer_is_lost_and_placed_nothing_is_made_again(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    """The recall's request reached FormCall, which placed nothing: once the list is complete for its
+    window and holds no call, the recall is made again, once."""
+    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
+    simulator.queue_fates(POPUP, "not_answered", "connected")
+    body = post(app, "+56 9 6300 0022")
+    assert body["uuid"]
+    recall_due(app, clock, body["lead_id"])
+    simulator.inject({"kind": "reset"})
+    drain(app, clock)
+    placed = simulator.placed()
+    assert len(simulator.calls()) == 3 and len(placed) == 2  # the recall asked twice, placed once
+    kept = record(app, body["lead_id"])
+    assert [c["uuid"] for c in kept["calls"]] == [c["uuid"] for c in placed]
+    assert [c["connected"] for c in kept["calls"]] == [False, True]
+
+
+def test_a_recall_whose_answer_is_lost_waits_for_a_list_that_is_down(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
+    simulator.queue_fates(POPUP, "not_answered", "connected")
+    body = post(app, "+56 9 6300 0023")
+    due = recall_due(app, clock, body["lead_id"])["due_at"]
+    simulator.inject({"kind": "placed_then_reset"})
+    clock.advance(due - clock.now() + 0.05)
+    Sweeper(app.runtime).run()
+    assert len(simulator.placed()) == 2
+    simulator.set_list_down("http500_html")
+    for _ in range(3):  # the list down: the mark stays, nothing asked, nothing stopped
+        due = record(app, body["lead_id"])["due_at"]
+        assert due is not None, "the recalls stopped"
+        clock.advance(due - clock.now() + 0.05)
+        Sweeper(app.runtime).run()
+    waiting = record(app, body["lead_id"])
+    assert waiting["outcome"]["since"] is not None and waiting["due_at"] is not None
+    assert len(simulator.calls()) == 2 and len(waiting["calls"]) == 1
+    simulator.set_list_up()
+    drain(app, clock)
+    kept = record(app, body["lead_id"])
+    assert len(simulator.calls()) == 2
+    assert [c["connected"] for c in kept["calls"]] == [False, True]
+
+
+def test_a_lost_recall_and_a_lost_answer_in_its_window_ring_no_one_twice(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    """A new lead's answer lost (nothing placed) and, a moment later on the same popup, a recall's answer
+    lost (its call placed); the list is down when the recall would settle, so the new lead settles first.
+    The recall not yet settled is in the new lead's window: the row is shared, uuid_certain false, and the
+    recalled lead is not rung a second time for it."""
+    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
+    simulator.queue_fates(POPUP, "not_answered", "not_answered")
+    recalled = post(app, "+56 9 6300 0024")
+    due = recall_due(app, clock, recalled["lead_id"])["due_at"]
+    clock.advance(due - clock.now() - 0.3)
+    simulator.inject({"kind": "reset"}, {"kind": "placed_then_reset"})
+    new = post(app, "+56 9 6300 0025")
+    assert new["scheduled"] is True
+    clock.advance(0.35)
+    Sweeper(app.runtime).run()  # the recall: placed, its answer lost
+    simulator.set_list_down("http500_html")
+    clock.advance(record(app, recalled["lead_id"])["due_at"] - clock.now() + 0.05)
+    Sweeper(app.runtime).run()
+    assert record(app, recalled["lead_id"])["due_at"] > record(app, new["lead_id"])["due_at"]
+    simulator.set_list_up()
+    drain(app, clock)
+    rung = [c["payload"]["phonenumber"] for c in simulator.placed()]
+    assert rung == ["63000024", "63000024"]  # the first call and the recall, once each
+    kept = [record(app, body["lead_id"]) for body in (recalled, new)]
+    (recall_call,) = simulator.placed()[1:]
+    assert [(r["uuid"], r["uuid_certain"]) for r in kept] == [(recall_call["uuid"], False)] * 2
+
+
 # -- the rule itself, on rows as documented --
 
 
