@@ -431,12 +431,7 @@ def _route(
     redirect_success = attempt(lambda: _redirect(redirect, "success"), None)
     redirect_failure = attempt(lambda: _redirect(redirect, "failure"), None)
     honeypot = attempt(lambda: (r.get("honeypot", str) or "").strip() or None, None)
-    conversions = attempt(lambda: _conversions(source, r.key("conversions"), r.data.get("conversions")), None)
-    recall = attempt(lambda: _recall(source, r.key("recall"), r.data.get("recall")), None)
-    outcome = attempt(lambda: _outcome(source, r.key("outcome"), r.data.get("outcome")), None)
-    if outcome is None and (recall is not None or conversions is not None):
-        # Spec 11 and 12: a recall and a conversion wait on the call's outcome, so they turn the lookups on.
-        outcome = OutcomePolicy()
+    outcome, conversions, recall = _follow_up(source, r)
     return Route(
         name=name,
         popup_uuid=popup,
@@ -759,28 +754,19 @@ def _retry(source: str, key: str, value: Any) -> RetryPolicy | None:
     return parse_retry(source, key, value)
 
 
-def _outcome(source: str, key: str, value: Any) -> OutcomePolicy | None:
-    if value is None or value is False:
-        return None
-    from .config_policies import parse_outcome
+def _follow_up(source: str, r: Reader) -> tuple[OutcomePolicy | None, ConversionsPolicy | None, RecallPolicy | None]:
+    """The route's `outcome`, `conversions` and `recall` (spec 9, 12, 11); None for each one absent or false.
+    A recall and a conversion wait on the call's outcome, so they turn the lookups on."""
+    if all(r.data.get(k) is None or r.data.get(k) is False for k in ("outcome", "conversions", "recall")):
+        return None, None, None
+    from .config_policies import parse_conversions, parse_outcome, parse_recall
 
-    return parse_outcome(source, key, value)
-
-
-def _conversions(source: str, key: str, value: Any) -> ConversionsPolicy | None:
-    if value is None or value is False:
-        return None
-    from .config_policies import parse_conversions
-
-    return parse_conversions(source, key, value)
-
-
-def _recall(source: str, key: str, value: Any) -> RecallPolicy | None:
-    if value is None or value is False:
-        return None
-    from .config_policies import parse_recall
-
-    return parse_recall(source, key, value)
+    conversions = attempt(lambda: parse_conversions(source, r.key("conversions"), r.data.get("conversions")), None)
+    recall = attempt(lambda: parse_recall(source, r.key("recall"), r.data.get("recall")), None)
+    outcome = attempt(lambda: parse_outcome(source, r.key("outcome"), r.data.get("outcome")), None)
+    if outcome is None and (recall is not None or conversions is not None):
+        outcome = OutcomePolicy()
+    return outcome, conversions, recall
 
 
 def _leads(source: str, value: Any) -> LeadsPolicy:
