@@ -352,6 +352,28 @@ def test_a_lost_recall_and_a_lost_answer_in_its_window_ring_no_one_twice(
     assert [(r["uuid"], r["uuid_certain"]) for r in kept] == [(recall_call["uuid"], False)] * 2
 
 
+def test_a_lost_recall_is_never_one_of_the_leads_earlier_calls(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    """A row already one of the lead's calls is not its lost recall's call, even where its call_at falls in
+    the recall's window (the platform's rows keep a call's time as it likes: only the uuid is sure)."""
+    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
+    simulator.queue_fates(POPUP, "not_answered", "connected")
+    body = post(app, "+56 9 6300 0026")
+    (first,) = simulator.placed()
+    lead = records.Lead.from_json(record(app, body["lead_id"]))
+    # A recall marked half a second before the first call's listed time, whose request placed nothing.
+    assert lead.placed_at is not None
+    since = lead.placed_at - 0.5
+    marked = lead.outcome_step(records.CallWork(due=True, extra={"recall": True, "since": since}), clock.now())
+    assert app.store.save_lead(marked.to_json(), lead.version)
+    drain(app, clock)
+    placed = simulator.placed()
+    assert len(placed) == 2 and placed[0]["uuid"] == first["uuid"]
+    kept = record(app, body["lead_id"])
+    assert [c["uuid"] for c in kept["calls"]] == [c["uuid"] for c in placed]
+
+
 # -- the rule itself, on rows as documented --
 
 
