@@ -774,7 +774,7 @@ class _Handler(BaseHTTPRequestHandler):
         kind = fault.kind if fault else None
         self._note = f"#{call.seq}"
 
-        if fault is None or kind in ("slow", "placed_then_reset"):
+        if fault is None or kind in ("slow", "placed_then_reset", "malformed_json"):
             if fault is not None and kind == "slow":
                 self.state.sleep(fault.seconds)
             verdict = self.state.judge(payload)
@@ -785,6 +785,12 @@ class _Handler(BaseHTTPRequestHandler):
             if kind == "placed_then_reset":
                 self._note += " then reset"
                 self._reset()
+            elif kind == "malformed_json":
+                # The answer FormCall gave (the call is what the popup made of it), cut in its middle:
+                # a proxy or a dropped packet, on an answer that is complete as far as HTTP can tell.
+                data = json.dumps(verdict.response).encode()
+                self._note += " then cut short"
+                self._send(200, data[: len(data) // 2], "application/json")
             else:
                 self._send_json(200, verdict.response)
             if kind:
@@ -831,8 +837,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_html(500, _HTML_500)
             elif kind == "html_200":
                 self._send_html(200, _HTML_PORTAL)
-            elif kind == "malformed_json":
-                self._send(200, b'{"success": true, "uuid": "80b5fc503f24', "application/json")
 
     # ---- GET /calls/list ---------------------------------------------------------------------
 

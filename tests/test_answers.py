@@ -8,7 +8,7 @@ import pytest
 
 from formcall_webhook import errors
 from formcall_webhook.answers import failure, success
-from formcall_webhook.clients.formcall import Placed, parse_answer
+from formcall_webhook.clients.formcall import FormCallUncertain, Placed, parse_answer
 
 
 def test_placed_and_pending() -> None:
@@ -73,6 +73,24 @@ def test_anything_undocumented_is_unavailable(raw: bytes) -> None:
     assert response.status == 503
     assert response.headers["Retry-After"].isdigit()
     assert json.loads(response.body)["error"] == "formcall_unavailable"
+
+
+@pytest.mark.parametrize(
+    ("raw", "lost"),
+    [
+        (b'{"success": true, "uuid": "80b5fc503f', True),  # placed; the uuid went with the rest
+        (b' {"success":true', True),
+        (b'{"success": false, "error_co', False),  # FormCall said it failed: nothing placed
+        (b"<html><body>502 Bad Gateway</body></html>", False),
+        (b'{"success": tru', False),  # not even FormCall's word: an undocumented answer
+    ],
+)
+def test_a_cut_success_is_a_lost_answer_and_anything_else_undocumented_is_not(raw: bytes, lost: bool) -> None:
+    """Spec 8 settles a lost answer from the list; an answer cut after `"success": true` is one (the call
+    exists), while an error page or a cut failure is an answer: formcall_unavailable, retried as such."""
+    with pytest.raises(errors.FormCallUnavailable) as caught:
+        parse_answer(200, raw)
+    assert isinstance(caught.value, FormCallUncertain) is lost
 
 
 def test_success_answer_shape() -> None:

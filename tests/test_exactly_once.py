@@ -67,7 +67,9 @@ def test_list_url_beside_the_api() -> None:
     assert list_url_for("https://proxy.example/formcall") == "https://proxy.example/calls/list"
 
 
-@pytest.mark.parametrize("fault", [{"kind": "slow", "seconds": TIMEOUT + 0.3}, {"kind": "placed_then_reset"}])
+@pytest.mark.parametrize(
+    "fault", [{"kind": "slow", "seconds": TIMEOUT + 0.3}, {"kind": "placed_then_reset"}, {"kind": "malformed_json"}]
+)
 def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Simulator, fault: dict[str, Any]) -> None:
     simulator.inject(fault)
     status, body, _ = post(app, "+56 9 6100 0001")
@@ -93,11 +95,10 @@ def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Si
     assert len(simulator.calls()) == 1
 
 
-@pytest.mark.parametrize("fault", [{"kind": "reset"}, {"kind": "http500_html"}, {"kind": "malformed_json"}])
 def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
-    app: App, simulator: Simulator, fault: dict[str, Any]
+    app: App, simulator: Simulator
 ) -> None:
-    simulator.inject(fault)
+    simulator.inject({"kind": "reset"})
     assert post(app, "+56 9 6100 0002")[0] == 503
     settled(simulator)
     clock_of(app).advance(SETTLE + 0.1)
@@ -107,6 +108,36 @@ def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
     assert len(simulator.placed()) == 1
     assert body["uuid"] == simulator.placed()[0]["uuid"]
     # One lead: the failed record of the lost attempt went once its call proved never placed.
+    assert [r["state"] for r in app.store.scan_leads()] == ["placed"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http500_html"},
+        {"kind": "html_200"},
+        {"kind": "reset_mid_answer"},
+        {"kind": "drip", "seconds": 4 * TIMEOUT},
+    ],
+    ids=lambda f: f["kind"],
+)
+def test_an_answer_is_not_a_lost_one_and_the_retry_is_called_at_once(
+    app: App, simulator: Simulator, fault: dict[str, Any]
+) -> None:
+    """An error page, or FormCall's own answer saying the call failed before it broke off, is an answer
+    (spec 4, formcall_unavailable), not a lost one (spec 8): nothing is kept nor looked up, and the
+    sender's retry is called at once, without waiting for FormCall's list."""
+    simulator.inject(fault)
+    status, body, _ = post(app, "+56 9 6100 0004")
+    assert (status, body["error"]) == (503, "formcall_unavailable")
+    settled(simulator)
+    assert simulator.placed() == []
+    assert list(app.store.scan_leads()) == []
+    status, body, _ = post(app, "+56 9 6100 0004")
+    assert status == 200, body
+    assert "duplicate" not in body
+    [call] = simulator.placed()
+    assert body["uuid"] == call["uuid"]
     assert [r["state"] for r in app.store.scan_leads()] == ["placed"]
 
 

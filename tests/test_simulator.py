@@ -641,7 +641,10 @@ def test_fault_malformed_json(sim: Simulator) -> None:
     assert answer.headers["Content-Type"] == "application/json"
     with pytest.raises(requests.JSONDecodeError):
         answer.json()
-    assert sim.placed() == []
+    # The answer FormCall gave, cut in its middle: the call itself was placed, its uuid lost with the rest.
+    (call,) = sim.placed()
+    whole = json.dumps({"success": True, "uuid": call["uuid"]}).encode()
+    assert answer.content == whole[: len(whole) // 2]
 
 
 @pytest.mark.parametrize("code", [1, 2, 3, 4, 5, 6, 7, 8])

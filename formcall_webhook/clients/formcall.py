@@ -26,6 +26,8 @@ _LIST_TIMEOUT = 5.0
 # A day's listing of a busy popup runs to megabytes (about 300 bytes a call).
 _MAX_LIST_BYTES = 16 * 1024 * 1024
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+# The start of FormCall's documented answer, as far as a body cut short still shows it.
+_SAYS_SUCCESS = re.compile(rb'^\s*\{\s*"success"\s*:\s*(true|false)\b')
 
 _ERRORS: dict[int, tuple[type[WebhookError], str]] = {
     1: (FormCallRejected, "FormCall refused the phone number."),
@@ -80,6 +82,12 @@ class FormCallClient:
         except TransportError as err:
             if not err.sent:
                 raise FormCallUnavailable("FormCall could not be reached.", reason=err.cause) from err
+            if said_success(err.partial) is False:
+                # The answer broke off after FormCall had said the call failed: nothing was placed.
+                raise FormCallUnavailable(
+                    "FormCall's answer broke off after it said the call failed; try again later.",
+                    reason=f"{err.cause} after FormCall answered success: false",
+                ) from err
             # The request went out: FormCall may have queued the call before the answer was lost.
             raise FormCallUncertain(
                 "FormCall did not answer in time." if err.timed_out else "FormCall's answer was lost.",
@@ -140,9 +148,16 @@ def parse_answer(status: int, raw: bytes) -> Placed:
     except (ValueError, RecursionError):
         answer = None
     if not isinstance(answer, dict) or not isinstance(answer.get("success"), bool):
-        # An error page or a broken body after the request went out: FormCall (or a proxy in front of
-        # it) may have queued the call, so it is settled from /calls/list like a lost answer.
-        raise FormCallUncertain(
+        if said_success(raw):
+            # FormCall's success answer, cut short: the call was placed and its uuid lost with the rest,
+            # so it is settled from /calls/list like a lost answer (spec 8), never asked again blind.
+            raise FormCallUncertain(
+                "FormCall's answer was cut short; its call is looked up before any new attempt.",
+                reason=f"success answer cut short: HTTP {status}, {len(raw)} bytes",
+            )
+        # An error page or another body that is not the documented JSON: an answer, not a lost one
+        # (spec 4: formcall_unavailable; spec 8 settles only a timeout or a reset from the list).
+        raise FormCallUnavailable(
             "FormCall answered something unexpected; try again later.",
             reason=f"undocumented answer: HTTP {status}, {len(raw)} bytes",
         )
@@ -163,6 +178,13 @@ def parse_answer(status: int, raw: bytes) -> Placed:
         )
     error_class, message = _ERRORS[code]
     raise error_class(message, formcall_error_code=code, reason=f"FormCall error {code}")
+
+
+def said_success(body: bytes) -> bool | None:
+    """What the start of a body that may be cut short says of `success`: True, False, or None when it
+    does not begin as FormCall's documented answer does."""
+    match = _SAYS_SUCCESS.match(body)
+    return None if match is None else match.group(1) == b"true"
 
 
 def _error_code(value: Any) -> int | None:

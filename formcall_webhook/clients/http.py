@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import certifi
 import urllib3
@@ -45,14 +44,18 @@ class Answer:
 
 class TransportError(Exception):
     """No answer: refused, timed out, reset, TLS. `sent` is False only when the server cannot have acted;
-    `cause` names the exception (for logs), `timed_out` says whether the deadline passed."""
+    `cause` names the exception (for logs), `timed_out` says whether the deadline passed, and `partial`
+    holds the part of the answer's body that arrived before it broke off (b"" when none did)."""
 
-    def __init__(self, reason: str, *, sent: bool = True, timed_out: bool = False, cause: str = "") -> None:
+    def __init__(
+        self, reason: str, *, sent: bool = True, timed_out: bool = False, cause: str = "", partial: bytes = b""
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
         self.timed_out = timed_out
         self.cause = cause or reason
+        self.partial = partial
 
 
 def send(
@@ -67,6 +70,7 @@ def send(
 ) -> Answer:
     """One request, never retried nor redirected, answered within `timeout` seconds in all."""
     deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
     try:
         response = pool.request(
             method,
@@ -79,7 +83,7 @@ def send(
             redirect=False,
         )
         try:
-            raw, truncated = read_until(response, deadline, max_bytes)
+            raw, truncated = read_until(response, deadline, max_bytes, chunks)
         except BaseException:
             response.close()
             raise
@@ -92,14 +96,18 @@ def send(
         what = "timed out" if timed_out else "failed"
         cause = type(err).__name__
         sent = not isinstance(err, _NEVER_SENT)
-        raise TransportError(f"{what}: {cause}", sent=sent, timed_out=timed_out, cause=cause) from err
+        partial = b"".join(chunks)[:max_bytes]
+        raise TransportError(f"{what}: {cause}", sent=sent, timed_out=timed_out, cause=cause, partial=partial) from err
     answer_headers = {name.lower(): value for name, value in response.headers.items()}
     return Answer(response.status, answer_headers, raw, truncated)
 
 
-def read_until(raw: urllib3.BaseHTTPResponse, deadline: float, max_bytes: int) -> tuple[bytes, bool]:
-    """The body, read in pieces so a server that drips bytes cannot hold us past the deadline."""
-    chunks: list[bytes] = []
+def read_until(
+    raw: urllib3.BaseHTTPResponse, deadline: float, max_bytes: int, chunks: list[bytes] | None = None
+) -> tuple[bytes, bool]:
+    """The body, read in pieces so a server that drips bytes cannot hold us past the deadline. The
+    pieces gather in `chunks` when given, so a caller still has them when the read breaks off."""
+    chunks = [] if chunks is None else chunks
     size = 0
     while True:
         remaining = deadline - time.monotonic()
@@ -115,7 +123,8 @@ def read_until(raw: urllib3.BaseHTTPResponse, deadline: float, max_bytes: int) -
             return b"".join(chunks)[:max_bytes], True
 
 
-def _set_read_timeout(raw: Any, seconds: float) -> None:
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+def _set_read_timeout(raw: urllib3.BaseHTTPResponse, seconds: float) -> None:
+    # The response's connection (public in urllib3 2) holds the socket each read waits on.
+    sock = getattr(raw.connection, "sock", None)
     if sock is not None:
         sock.settimeout(max(seconds, 0.001))
