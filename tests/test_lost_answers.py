@@ -255,21 +255,30 @@ def recall_due(app: App, clock: TestClock, lead_id: str) -> dict[str, Any]:
     raise AssertionError("no recall scheduled")
 
 
+def lost_recall(
+    tmp_path: Path, simulator: Simulator, clock: TestClock, phone: str, fault: str, *fates: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A lead placed, its recall due and then lost to `fault`, everything drained: its record and the
+    calls FormCall placed."""
+    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
+    simulator.queue_fates(POPUP, *fates)
+    body = post(app, phone)
+    assert body["uuid"]
+    recall_due(app, clock, body["lead_id"])
+    simulator.inject({"kind": fault})
+    drain(app, clock)
+    return record(app, body["lead_id"]), simulator.placed()
+
+
 def test_a_recall_whose_answer_is_lost_is_settled_as_its_call(
     tmp_path: Path, simulator: Simulator, clock: TestClock
 ) -> None:
     """The recall's call was placed and its answer lost: found in the list, it is the lead's second call
     (its outcome followed, the recalls going on from it), and the lead is not rung again for it."""
-    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
-    simulator.queue_fates(POPUP, "not_answered", "not_answered", "connected")
-    body = post(app, "+56 9 6300 0021")
-    assert body["uuid"]
-    recall_due(app, clock, body["lead_id"])
-    simulator.inject({"kind": "placed_then_reset"})
-    drain(app, clock)
-    placed = simulator.placed()
+    kept, placed = lost_recall(
+        tmp_path, simulator, clock, "+56 9 6300 0021", "placed_then_reset", "not_answered", "not_answered", "connected"
+    )
     assert len(simulator.calls()) == 3 and len(placed) == 3  # first, the lost recall, one more recall
-    kept = record(app, body["lead_id"])
     assert [c["uuid"] for c in kept["calls"]] == [c["uuid"] for c in placed]
     assert [c["connected"] for c in kept["calls"]] == [False, False, True]
     assert (kept["state"], kept["uuid"], kept["due_at"]) == ("placed", placed[2]["uuid"], None)
@@ -281,16 +290,8 @@ def test_a_recall_whose_answer_is_lost_and_placed_nothing_is_made_again(
 ) -> None:
     """The recall's request reached FormCall, which placed nothing: once the list is complete for its
     window and holds no call, the recall is made again, once."""
-    app = make_app(tmp_path, simulator, clock, route_extra=RECALL)
-    simulator.queue_fates(POPUP, "not_answered", "connected")
-    body = post(app, "+56 9 6300 0022")
-    assert body["uuid"]
-    recall_due(app, clock, body["lead_id"])
-    simulator.inject({"kind": "reset"})
-    drain(app, clock)
-    placed = simulator.placed()
+    kept, placed = lost_recall(tmp_path, simulator, clock, "+56 9 6300 0022", "reset", "not_answered", "connected")
     assert len(simulator.calls()) == 3 and len(placed) == 2  # the recall asked twice, placed once
-    kept = record(app, body["lead_id"])
     assert [c["uuid"] for c in kept["calls"]] == [c["uuid"] for c in placed]
     assert [c["connected"] for c in kept["calls"]] == [False, True]
 

@@ -219,37 +219,18 @@ def test_a_lead_read_without_a_phone_is_refused_for_good(
     assert simulator.calls() == []
 
 
+@pytest.mark.parametrize(("meta", "form"), [("/meta", "/form"), ("/wmeta", "/wform")], ids=["one_popup", "weighted"])
 def test_a_number_already_a_lead_makes_the_read_lead_its_duplicate(
-    tmp_path: Path, simulator: Simulator, graph: FakeGraph
+    tmp_path: Path, simulator: Simulator, graph: FakeGraph, meta: str, form: str
 ) -> None:
+    """The Meta lead read on the sweep is the duplicate of the form lead that came first. A weighted
+    route's leads are claimed on its pool of popups (spec 2, 11), whatever popup either went to."""
     app = make_app(tmp_path, simulator, graph)
     leadgen_id, number = new_lead(graph)
     graph.down = True
-    kept = deliver(app, leadgen_id)
+    kept = deliver(app, leadgen_id, meta)
     # Meanwhile the same person fills in a landing-page form: that is the lead.
-    body = json.dumps({"phone": number}).encode()
-    status, first = post(app, "/form", body, {})
-    assert status == 200 and first["uuid"], first
-    graph.down = False
-    lead = record(app, kept["lead_id"])
-    assert lead.due_at is not None
-    sweep_at(app, lead.due_at)
-    assert app.store.get_lead(kept["lead_id"]) is None
-    assert len(simulator.placed()) == 1
-    replay = deliver(app, leadgen_id)
-    assert (replay["duplicate"], replay["lead_id"], replay["uuid"]) == (True, first["lead_id"], first["uuid"])
-
-
-def test_a_weighted_routes_meta_lead_is_the_same_lead_as_its_form_lead(
-    tmp_path: Path, simulator: Simulator, graph: FakeGraph
-) -> None:
-    """A weighted route's leads are claimed on its pool of popups (spec 2, 11), read or not: the Meta lead
-    read on the sweep is the duplicate of the form lead that came first, whatever popup either went to."""
-    app = make_app(tmp_path, simulator, graph)
-    leadgen_id, number = new_lead(graph)
-    graph.down = True
-    kept = deliver(app, leadgen_id, "/wmeta")
-    status, first = post(app, "/wform", json.dumps({"phone": number}).encode(), {})
+    status, first = post(app, form, json.dumps({"phone": number}).encode(), {})
     assert status == 200 and first["uuid"], first
     graph.down = False
     lead = record(app, kept["lead_id"])
@@ -257,7 +238,7 @@ def test_a_weighted_routes_meta_lead_is_the_same_lead_as_its_form_lead(
     sweep_at(app, lead.due_at)
     assert app.store.get_lead(kept["lead_id"]) is None
     assert len(simulator.placed()) == 1  # rung once
-    replay = deliver(app, leadgen_id, "/wmeta")
+    replay = deliver(app, leadgen_id, meta)
     assert (replay["duplicate"], replay["lead_id"], replay["uuid"]) == (True, first["lead_id"], first["uuid"])
 
 
