@@ -22,7 +22,7 @@ from .errors import MISCONFIGURED, FormCallMisconfigured, Misconfigured, Webhook
 from .logs import RequestLogger
 from .records import FAILED, Lead
 from .secret_store import SecretStore
-from .settle import Holder, LostAttempt, Settled, rows_of, settle
+from .settle import Holder, LostAttempt, Row, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Backend, Pace
 
@@ -56,6 +56,18 @@ def recall_since(lead: Lead) -> float | None:
     None when no recall is marked."""
     since = lead.work.extra.get("since") if lead.work is not None else None
     return float(since) if isinstance(since, int | float) and not isinstance(since, bool) else None
+
+
+class SettleView:
+    """One sweep pass's reads for settling lost answers (spec 8), shared by every lost answer of the pass:
+    FormCall's list of a popup's day and then the popup's leads are read once, at the first lost answer
+    there, and kept up to date as each is settled. Without it each lost answer would read the ledger
+    anew, which a sweep over hundreds of lost answers on Firestore cannot afford."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows: dict[tuple[str, str], list[Row]] = {}
+        self.leads: dict[str, dict[str, Lead]] = {}
 
 
 @dataclass(frozen=True)
@@ -282,35 +294,71 @@ class Attempter:
         slot = self.store.take_slot(Pace(keys.pace(popup), period, route.pace.count, now))
         return slot if slot > now else None
 
-    def settle_lost(self, lost: LostAttempt) -> Settled:
+    def settle_lost(self, lost: LostAttempt, view: SettleView | None = None) -> Settled:
         """The one place a lost answer is settled (spec 8): FormCall's list for the attempt's window, the
         uuids other leads on the popup hold, and the other lost answers there. ListUnavailable when the
-        list cannot be read whole.
+        list cannot be read whole. With a sweep pass's `view`, the list and the leads it has read already
+        serve, and what this lead comes to is noted there for the next lost answer of the pass.
 
         The list is read before the leads: a row listed then belongs to a lead already attempted, so the
         read that follows finds it holding its uuid or still marked in flight. When the lead could only share
         a row while another attempt in the window is younger than settle_after (its answer may still come,
         and with it its uuid), nothing is settled yet: `wait_until` says when to look again."""
+        popup = lost.popup_uuid.lower()
+        if view is None:
+            rows = self._listed(lost, {})
+            return self._settled(lost, rows, self._leads_on(popup, self._horizon(lost.start)))
+        with view.lock:
+            read = len(view.rows)
+            rows = self._listed(lost, view.rows)
+            if popup not in view.leads or len(view.rows) != read:
+                # Read after the list, as above; the oldest lost answer a pass can meet is max_age old.
+                view.leads[popup] = self._leads_on(popup, self._horizon(self.clock() - self._max_age()))
+            leads = view.leads[popup]
+            found = self._settled(lost, rows, leads)
+            mine = leads.get(lost.lead_id)
+            if mine is not None and found.wait_until is None:
+                # What the lead becomes, for the rest of the pass: holding its call, or in flight again now.
+                attempt = replace(mine.attempt, since=None if found.uuid else self.clock())
+                leads[lost.lead_id] = replace(mine, uuid=found.uuid or mine.uuid, uuid_certain=found.certain,
+                                              attempt=attempt)  # fmt: skip
+            return found
+
+    def _listed(self, lost: LostAttempt, cache: dict[tuple[str, str], list[Row]]) -> list[Row]:
+        """The rows FormCall lists on the popup for every date the attempt's window can fall on."""
         token = self.token()
-        rows = []
+        rows: list[Row] = []
         for day in list_days(lost.start, lost.end + 60):
-            listing = self.client.list_calls(token, lost.popup_uuid, day)
-            if not isinstance(listing, list):
-                raise ListUnavailable("/calls/list did not answer a list")
-            rows.extend(rows_of(listing))
+            key = (lost.popup_uuid.lower(), day)
+            if key not in cache:
+                listing = self.client.list_calls(token, lost.popup_uuid, day)
+                if not isinstance(listing, list):
+                    raise ListUnavailable("/calls/list did not answer a list")
+                cache[key] = rows_of(listing)
+            rows.extend(cache[key])
+        return rows
+
+    def _max_age(self) -> float:
+        ages = [r.retry.max_age for r in self.config.routes.values() if r.retry is not None]
+        return max([DEFAULT_RETRY.max_age, *ages])
+
+    def _horizon(self, start: float) -> float:
+        # A lead holding a uuid from this window was received at most its max_age (or a day) before.
+        return start - self._max_age() - 86400
+
+    def _leads_on(self, popup: str, since: float) -> dict[str, Lead]:
+        """The leads on the popup received since `since`, by lead_id."""
+        leads = (Lead.from_json(record) for record in self.store.scan_leads(since=since))
+        return {lead.lead_id: lead for lead in leads if (lead.popup_uuid or "").lower() == popup}
+
+    def _settled(self, lost: LostAttempt, rows: list[Row], leads: Mapping[str, Lead]) -> Settled:
         holders: list[Holder] = []
         rivals: list[LostAttempt] = []
         own: set[str] = set()
-        # A lead holding a uuid from this window was received at most its max_age (or a day) before.
-        ages = [r.retry.max_age for r in self.config.routes.values() if r.retry is not None]
-        horizon = lost.start - max([DEFAULT_RETRY.max_age, *ages]) - 86400
-        for record in self.store.scan_leads(since=horizon):
-            other = Lead.from_json(record)
+        for other in leads.values():
             if other.lead_id == lost.lead_id:
                 # A recall's lost answer: the lead's earlier calls are not this one.
                 own = {str(call.get("uuid") or "").lower() for call in other.calls}
-                continue
-            if (other.popup_uuid or "").lower() != lost.popup_uuid.lower():
                 continue
             if other.uuid:
                 holders.append(Holder(other.lead_id, other.uuid.lower(), other.uuid_certain))
@@ -327,9 +375,10 @@ class Attempter:
 
     # -- the sweeper's attempts --
 
-    def attempt(self, record: Mapping[str, Any]) -> Attempted:
+    def attempt(self, record: Mapping[str, Any], view: SettleView | None = None) -> Attempted:
         """Deliver one due, scheduled lead (the caller holds its lease). Every change is conditional on
-        the version read; `lead` is None in the result when another writer changed it first."""
+        the version read; `lead` is None in the result when another writer changed it first. `view`: the
+        sweep pass's reads for settling a lost answer (SettleView)."""
         lead = Lead.from_json(record)
         policy = self.policy(lead.route) or DEFAULT_RETRY
         now = self.clock()
@@ -341,7 +390,7 @@ class Attempter:
         if policy.expired(lead.age_from, now):
             return self._give_up(lead, lead.last_error or "formcall_unavailable", facts)
         if lead.attempt.since is not None:
-            settled = self._settle_record(lead, lead.attempt.since, policy, now, facts)
+            settled = self._settle_record(lead, lead.attempt.since, policy, now, facts, view)
             if settled.outcome:
                 return settled
             unmarked = self.save(lead, lead.unmarked())
@@ -375,7 +424,9 @@ class Attempter:
             return replace(facts, outcome="lead_failed", reason=reason, lead=self.save(in_flight, after))
         return replace(facts, outcome="scheduled", lead=self.save(in_flight, after))
 
-    def _settle_record(self, lead: Lead, since: float, policy: RetryPolicy, now: float, facts: Attempted) -> Attempted:
+    def _settle_record(
+        self, lead: Lead, since: float, policy: RetryPolicy, now: float, facts: Attempted, view: SettleView | None
+    ) -> Attempted:
         """An attempt whose answer was lost: its call, from FormCall's list, before any new attempt. What
         settling it came to (placed, or waiting); an empty outcome to go on and call."""
         if now - since < self.settle_after:
@@ -385,7 +436,7 @@ class Attempter:
         digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
         lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
         try:
-            found = self.settle_lost(lost)
+            found = self.settle_lost(lost, view)
         except ListUnavailable as err:
             due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
             waiting = self.save(lead, lead.waiting(due))

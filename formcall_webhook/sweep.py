@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import keys, once
-from .attempt import Attempted
+from .attempt import Attempted, SettleView
 from .errors import Misconfigured, WebhookError
 from .failed_report import FailedReports, is_report
 from .followup import FollowUp, Listings
@@ -62,8 +62,10 @@ class Sweeper:
         # Spec 9's `lead.failed` to the outcome webhook, for each lead the sweep gives up.
         self.failed_reports = FailedReports(self.followup)
         self.unread = UnreadLeads(runtime)
-        # This pass's reads of /calls/list, shared by every lead of the pass (spec 9).
+        # This pass's reads of /calls/list, shared by every lead of the pass (spec 9), and those that
+        # settle its lost answers (spec 8).
         self.listings = Listings()
+        self.settling = SettleView()
 
     def run(self, budget_seconds: float = BUDGET_SECONDS, now: float | None = None) -> dict[str, int]:
         """One pass: every lead due at the start of the pass, unless the budget runs out first."""
@@ -74,6 +76,7 @@ class Sweeper:
         now = self.clock() if now is None else now
         counts = Counts()
         self.listings = Listings()
+        self.settling = SettleView()
         seen: set[str] = set()
         deadline = started + budget_seconds
         # Several leads at once, each under its own lease: one slow FormCall answer does not hold the pass.
@@ -153,7 +156,7 @@ class Sweeper:
                     attempted = self.failed_reports.begin(self.unread.read(lead))
                     logged = attempted.lead.to_json() if attempted.lead is not None else fresh
                 elif lead.state is SCHEDULED:
-                    attempted = self.failed_reports.begin(self.runtime.attempter.attempt(fresh))
+                    attempted = self.failed_reports.begin(self.runtime.attempter.attempt(fresh, self.settling))
                 elif lead.state is FAILED and is_report(lead.work):
                     attempted = self.failed_reports.work(lead)
                 elif lead.work is not None and lead.work.due:

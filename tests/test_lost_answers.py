@@ -132,6 +132,36 @@ def test_two_leads_lost_on_one_popup_in_one_second_share_the_rows(
     assert len(simulator.calls()) == 2
 
 
+def test_a_pass_reads_the_list_and_the_ledger_once_for_all_its_lost_answers(
+    tmp_path: Path, simulator: Simulator, clock: TestClock
+) -> None:
+    """Eight leads lost on one popup, settled in one sweep pass: FormCall's list is read once per date the
+    windows can fall on, and the ledger once, not once per lead; each lead still takes a row of its own."""
+    app = make_app(tmp_path, simulator, clock)
+    simulator.inject(*[{"kind": "placed_then_reset"}] * 8)
+    bodies = [post(app, f"+56 9 6300 01{i:02d}") for i in range(8)]
+    assert all(body["scheduled"] is True for body in bodies)
+    clock.advance(61)
+    scans = 0
+    scan_leads = app.store.scan_leads
+
+    def counted(**kwargs: Any) -> Any:
+        nonlocal scans
+        scans += 1
+        return scan_leads(**kwargs)
+
+    app.store.scan_leads = counted  # type: ignore[method-assign]
+    simulator.reset_list_reads()
+    assert Sweeper(app.runtime).run()["placed"] == 8
+    assert scans == 1
+    reads = simulator.list_reads()
+    assert {r["count"] for r in reads} == {1}
+    assert 1 <= len(reads) <= 3  # the platform's dates around the windows
+    placed = {call["uuid"] for call in simulator.placed()}
+    assert len(simulator.calls()) == 8 and len(placed) == 8  # none rung twice
+    assert {record(app, body["lead_id"])["uuid"] for body in bodies} == placed
+
+
 def test_two_leads_lost_and_one_call_placed_ring_no_one_twice(
     tmp_path: Path, simulator: Simulator, clock: TestClock
 ) -> None:
