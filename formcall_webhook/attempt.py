@@ -463,7 +463,10 @@ class Attempter:
         scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
         answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending).dumps()
         for store_key, window in lead.claims:
-            self.store.replace(store_key, scheduled, answer, window)
+            if not self.store.replace(store_key, scheduled, answer, window):
+                # Still the admission's mark, when the request path could not finish: a resend after it
+                # expired would be a second lead.
+                self.store.replace(store_key, once.PENDING + lead.lead_id, answer, window)
         wait = round((saved.placed_at or self.clock()) - lead.received_ts, 1)
         return replace(facts, wait_seconds=wait)
 

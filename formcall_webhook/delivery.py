@@ -328,7 +328,14 @@ class Deliverer:
             if after is not None and after.state == SCHEDULED:
                 # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
                 answer = once.FirstAnswer(lead.lead_id, scheduled=True)
-                self._finish(lead, after, marker, self._holding(windows, policy), answer)
+                try:
+                    self._finish(lead, after, marker, self._holding(windows, policy), answer)
+                except WebhookError as failed:
+                    # The record admitted before FormCall was asked stands, its attempt marked: the sweeper
+                    # settles it from the list and calls it. It is kept, so the sender hears so; a 503 here
+                    # would have its resend kept (and called) a second time.
+                    kept = f"kept as admitted ({failed.reason})"
+                    facts = replace(facts, reason=f"{facts.reason}; {kept}" if facts.reason else kept)
                 self.attempts.check_sweeper()
                 return Delivered(answer, replace(facts, outcome="scheduled"))
             if after is not None and after.attempt.since is not None:

@@ -95,9 +95,7 @@ def test_call_placed_but_answer_lost_is_not_placed_again(app: App, simulator: Si
     assert len(simulator.calls()) == 1
 
 
-def test_answer_lost_and_no_call_placed_is_called_once_on_retry(
-    app: App, simulator: Simulator
-) -> None:
+def test_answer_lost_and_no_call_placed_is_called_once_on_retry(app: App, simulator: Simulator) -> None:
     simulator.inject({"kind": "reset"})
     assert post(app, "+56 9 6100 0002")[0] == 503
     settled(simulator)

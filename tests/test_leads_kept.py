@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from formcall_webhook import records
+from formcall_webhook import keys, records
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.runtime import Runtime
 from formcall_webhook.simulator import Simulator
@@ -267,3 +267,47 @@ def test_the_store_down_at_submission_keeps_nothing_and_calls_no_one(
     assert (status, body["error"]) == (503, "store_unavailable"), body
     assert time.monotonic() - started < 10
     assert simulator.calls() == []
+
+
+def test_a_lost_answer_whose_finish_fails_is_kept_answered_200_and_its_resend_is_the_same_lead(
+    tmp_path: Path, simulator: Simulator, redis_server: Any
+) -> None:
+    """FormCall's answer lost, then every write after it lost too (Redis behind a proxy that drops the
+    requests): the record admitted before FormCall was asked stands, so the sender hears 200 scheduled,
+    not a 503 whose resend would be a second lead. The sweeper settles it from the list and turns the
+    claims still holding the admission's mark into its answer, so a resend is its duplicate."""
+    import redis
+
+    from tests.fakes.redis_server import LossyProxy
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    proxy = LossyProxy(redis_server.port)
+    try:
+        app = make_app(tmp_path, simulator, proxy.url)
+        simulator.inject({"kind": "slow", "seconds": TIMEOUT + 0.3})
+        answers: list[tuple[int, dict[str, Any]]] = []
+        posting = threading.Thread(target=lambda: answers.append(post(app, "+56 9 6200 0099")))
+        posting.start()
+        deadline = time.monotonic() + 30
+        while not simulator.calls():  # admitted; FormCall is holding the request
+            assert time.monotonic() < deadline, "FormCall never asked"
+            time.sleep(0.01)
+        proxy.lose_request(*range(1, 40))  # every write after FormCall's answer, and each read-back
+        posting.join(30)
+        assert proxy.harmed >= 2
+        proxy.lose_request()
+        [(status, body)] = answers
+        assert (status, body.get("scheduled")) == (200, True), body
+        simulator.wait_for_calls(1)
+        clock_of(app).advance(SETTLE + app.runtime.attempter.lease_seconds + 1)
+        # The admission's lease on the lead lives in Redis, on Redis's own clock: run out, as Redis would
+        # make it after lease_seconds.
+        redis.Redis.from_url(redis_server.url).delete(keys.lease(body["lead_id"]))
+        assert sweep(app)["placed"] == 1
+        [call] = simulator.placed()
+        assert lead(app.store, body["lead_id"])["uuid"] == call["uuid"]
+        status, again = post(app, "+56 9 6200 0099")
+        assert (status, again.get("duplicate"), again.get("uuid")) == (200, True, call["uuid"]), again
+        assert len(simulator.calls()) == 1
+    finally:
+        proxy.stop()
