@@ -1,6 +1,6 @@
 """What a process builds once: the config, secrets, store, FormCall client and deliverer (layout.md).
 
-memory://'s self-sweep is not here: sweep.py has it, and main.py starts it.
+memory://'s self-sweep is not here: self_sweep.py has it, and main.py starts it.
 """
 
 from __future__ import annotations

@@ -104,16 +104,32 @@ def test_pure_modules_and_families_keep_to_their_layer() -> None:
     assert problems == []
 
 
-def loaded_at_cold_start(*modules: str) -> list[str]:
-    """Which of `modules` `import main` loads, with memory:// and no secret references."""
-    code = f"import sys, main\nprint(','.join(m for m in {modules!r} if m in sys.modules))\n"
-    env = {"FORMCALL_POPUP_UUID": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "PATH": "/usr/bin:/bin"}
+# The webhook's first request, in the process `import main` loaded: a body without a phone (422), which
+# still starts memory://'s self-sweep; then the self-sweep's thread, which is there at once.
+FIRST_REQUEST = """
+import threading, time, flask
+with flask.Flask("probe").test_request_context("/", method="POST", json={"nombre": "Ana"}):
+    assert main.formcall_webhook(flask.request).status_code == 422
+deadline = time.monotonic() + 30
+while not any(t.name == "formcall-self-sweep" for t in threading.enumerate()):
+    assert time.monotonic() < deadline, "no self-sweep thread"
+    time.sleep(0.01)
+"""
+
+
+def loaded_at_cold_start(*modules: str, then: str = "") -> list[str]:
+    """Which of `modules` `import main` loads (and the code `then` after it), with memory:// and no
+    secret references; the self-sweep waits an hour."""
+    code = f"import sys, main\n{then}\nprint('loaded:' + ','.join(m for m in {modules!r} if m in sys.modules))\n"
+    env = {"FORMCALL_POPUP_UUID": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "PATH": "/usr/bin:/bin",
+           "FORMCALL_SWEEP_SECONDS": "3600"}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=PACKAGE.parent, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    last = done.stdout.strip().splitlines()[-1:]
-    return [m for m in (last[0] if last else "").split(",") if m]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("loaded:")]
+    assert len(lines) == 1, done.stdout
+    return [m for m in lines[0].removeprefix("loaded:").split(",") if m]
 
 
 def test_cold_start_with_memory_imports_no_heavy_client() -> None:
@@ -121,8 +137,19 @@ def test_cold_start_with_memory_imports_no_heavy_client() -> None:
     assert loaded_at_cold_start("google.cloud.firestore", "redis", "google.cloud.secretmanager", "holidays") == []
 
 
+SWEEPER_MODULES = ("formcall_webhook.sweep", "formcall_webhook.followup", "formcall_webhook.outcomes",
+                   "formcall_webhook.clients.hubspot", "holidays", "zoneinfo", "concurrent.futures")  # fmt: skip
+
+
 def test_cold_start_loads_no_sweeper_module() -> None:
     """The request path leaves the sweep, the outcome work, outcomes and holidays to their first use."""
-    late = ("formcall_webhook.sweep", "formcall_webhook.followup", "formcall_webhook.outcomes", "holidays")
-    assert loaded_at_cold_start(*late) == []
+    assert loaded_at_cold_start(*SWEEPER_MODULES) == []
     assert loaded_at_cold_start("formcall_webhook.app") == ["formcall_webhook.app"]  # the probe sees a load
+
+
+def test_the_first_request_loads_no_sweeper_module() -> None:
+    """memory://'s self-sweep starts on the first request, and its thread loads the sweeper after its
+    first wait: never while the first requests of a cold start are answered."""
+    assert loaded_at_cold_start(*SWEEPER_MODULES, then=FIRST_REQUEST) == []
+    loaded = loaded_at_cold_start("formcall_webhook.self_sweep", "flask.testing", then=FIRST_REQUEST)
+    assert loaded == ["formcall_webhook.self_sweep", "flask.testing"]  # the probe sees the request's loads
