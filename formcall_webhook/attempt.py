@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import keys, once
 from .clients.formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
@@ -22,9 +22,11 @@ from .errors import MISCONFIGURED, FormCallMisconfigured, Misconfigured, Webhook
 from .logs import RequestLogger
 from .records import FAILED, Lead
 from .secret_store import SecretStore
-from .settle import Holder, LostAttempt, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Backend, Pace
+
+if TYPE_CHECKING:
+    from .settle import LostAttempt, Settled
 
 # FormCall's errors that send a lead to the route's fallback_popup (spec 11): popup not found, and out of
 # service hours (a popup keeping calls pending answers pending instead).
@@ -284,6 +286,9 @@ class Attempter:
         read that follows finds it holding its uuid or still marked in flight. When the lead could only share
         a row while another attempt in the window is younger than settle_after (its answer may still come,
         and with it its uuid), nothing is settled yet: `wait_until` says when to look again."""
+        # Loaded by the first lost answer: a cold start's requests never need it.
+        from .settle import Holder, LostAttempt, Settled, rows_of, settle
+
         token = self.token()
         rows = []
         for day in list_days(lost.start, lost.end + 60):
@@ -370,6 +375,8 @@ class Attempter:
             return replace(facts, outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
         payload = lead.payload or {}
         digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
+        from .settle import LostAttempt  # a lost answer only
+
         lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
         try:
             found = self.settle_lost(lost)
