@@ -12,6 +12,7 @@ from formcall_webhook.answers import failure
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.config import DEFAULT_BODY_TIMEOUT_SECONDS as BODY_TIMEOUT
 from formcall_webhook.errors import WebhookError
+from formcall_webhook.self_sweep import self_sweep
 from formcall_webhook.senders import raw_url
 
 # One per instance: the config, secret cache, store and FormCall connection pool outlive requests.
@@ -20,31 +21,29 @@ app.warm()
 
 # The process whose memory:// self-sweep runs: a forked worker starts its own (threads do not survive a fork).
 _self_sweep_pid: int | None = None
+_self_sweep_lock = threading.Lock()
 _pid = os.getpid()
 
 
 def _forked() -> None:
-    global _pid
+    global _pid, _self_sweep_lock
     _pid = os.getpid()
+    _self_sweep_lock = threading.Lock()  # another thread may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_forked)
 
 
 def _ensure_self_sweep() -> None:
-    """memory:// keeps leads in this process only, so the process sweeps them itself (spec 8). Started
-    on a thread that imports the sweeper: the first requests of a cold start never wait for its modules."""
+    """memory:// keeps leads in this process only, so the process sweeps itself (spec 8). Its thread
+    imports the sweeper after its first wait: the first requests of a cold start never wait for it."""
     global _self_sweep_pid
     if _self_sweep_pid == _pid:
         return
-    _self_sweep_pid = _pid
-
-    def start() -> None:
-        from formcall_webhook.sweep import self_sweep
-
-        self_sweep(app.runtime)
-
-    threading.Thread(target=start, name="formcall-self-sweep-start", daemon=True).start()
+    with _self_sweep_lock:
+        if _self_sweep_pid != _pid:
+            self_sweep(app.runtime)
+            _self_sweep_pid = _pid
 
 
 @functions_framework.http

@@ -3,6 +3,8 @@
     python bench/profile.py components        # CPU µs of each piece of a submission, and of HTTP clients
     python bench/profile.py worker            # py-spy (GIL holders) on the serving gunicorn worker at c=8
     python bench/profile.py memory            # tracemalloc: what grows between 1,000 and 20,000 submissions
+    python bench/profile.py cold              # cold start: -X importtime of `import main`, then the parts
+                                              # of a start in a fresh interpreter (bench/first_request.py)
 
 Not part of `make bench`, and not in requirements-dev.txt: `worker` needs py-spy
 (`pip install --target /tmp/prof py-spy==0.4.3`, then `--py-spy /tmp/prof/bin/py-spy`; it needs
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,7 @@ import urllib3
 
 from bench.inprocess import ENVIRON, HEADERS, body_reader
 from bench.loadgen import Leads, run_load
-from bench.procs import POPUP, ROOT, TOKEN, ServerProcess, SimulatorProcess
+from bench.procs import BENCH, POPUP, ROOT, TOKEN, ServerProcess, SimulatorProcess, base_env
 from bench.run import function_config
 from formcall_webhook import config as config_module
 from formcall_webhook import guards, keys, mapping, phones
@@ -312,6 +315,100 @@ def memory(first: int, total: int, top: int) -> None:
             sim.stop()
 
 
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
+
+
+def importtime(env: dict[str, str], runs: int, top: int) -> None:
+    """`python -X importtime -c "import functions_framework, flask; import main"`, `runs` times: what
+    main.py adds to hello world's imports (its own, and `App().warm()`'s lazy ones), as the median self
+    and cumulative ms of each module; the modules hello world also loads are left out."""
+    own: dict[str, list[int]] = collections.defaultdict(list)
+    cumulative: dict[str, list[int]] = collections.defaultdict(list)
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", "import functions_framework, flask\nimport main"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        after_framework = False
+        for line in done.stderr.splitlines():
+            if match := _IMPORT_LINE.match(line):
+                if after_framework:
+                    own[match[4]].append(int(match[1]))
+                    cumulative[match[4]].append(int(match[2]))
+                # functions_framework's own line, unindented, closes hello world's imports (Flask's among them).
+                after_framework = after_framework or (match[3] == "" and match[4] == "functions_framework")
+    median = {name: statistics.median(values) / 1000 for name, values in cumulative.items()}
+    median_own = {name: statistics.median(values) / 1000 for name, values in own.items()}
+    by_package: collections.Counter[str] = collections.Counter()
+    for name, ms in median_own.items():
+        top_level = name.split(".")[0]
+        by_package[name if top_level == "formcall_webhook" else top_level] += ms
+    package = sum(ms for name, ms in median_own.items() if name.startswith("formcall_webhook"))
+    print(f"-X importtime, what import main adds to functions_framework + flask, median of {runs} runs (ms):")
+    print(f"  main cumulative {median.get('main', 0):.1f} ({len(median)} modules); "
+          f"formcall_webhook.* self total {package:.1f}")  # fmt: skip
+    print(f"  top {top} by cumulative:")
+    for name, ms in sorted(median.items(), key=lambda item: -item[1])[:top]:
+        print(f"    {ms:7.1f}  (self {median_own[name]:6.1f})  {name}")
+    print(f"  top {top} by self, the package's modules one by one, others by top-level package:")
+    for name, ms in by_package.most_common(top):
+        print(f"    {ms:7.1f}  {name}")
+
+
+def first_requests(env: dict[str, str], runs: int, show: str, hello: bool) -> None:
+    """bench/first_request.py in a fresh interpreter, `runs` times without a profiler (medians of each
+    part), then once with cProfile on the parts named in `show`."""
+    leads = Leads(9_700_000)
+
+    def child(*extra: str) -> dict[str, Any]:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and script
+            [sys.executable, str(BENCH / "first_request.py"), leads.body().decode(), *extra],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"first_request.py {' '.join(extra)} exited {done.returncode}: {done.stderr[-3000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    variants = [("hello", ("--hello",)), ("function", ())] if hello else [("function", ())]
+    samples: dict[str, dict[str, list[float]]] = {name: collections.defaultdict(list) for name, _ in variants}
+    last: dict[str, dict[str, Any]] = {}
+    for _ in range(runs):
+        for name, extra in variants:
+            last[name] = child(*extra)
+            for part, ms in last[name]["times_ms"].items():
+                samples[name][part].append(ms)
+    for name, _ in variants:
+        print(f"{name}: first answer {last[name]['first'][0]} {last[name]['first'][1][:80]!r}")
+        print(f"  parts, median of {runs} fresh interpreters (ms):")
+        for part, values in samples[name].items():
+            print(f"    {part:<42} {statistics.median(values):8.1f}   runs {[round(v) for v in values]}")
+    function = last["function"]
+    print(f"  modules main.py loads besides the package import: {len(function['modules_loaded_by_main'])}")
+    print(f"  modules loaded during the first request ({len(function['modules_loaded_by_first_request'])}, "
+          "the self-sweep's starting thread included):")  # fmt: skip
+    print("    " + " ".join(function["modules_loaded_by_first_request"]))
+    for part in show.split(",") if show else []:
+        result = child("--profile", part)
+        print(f"--- cProfile of {part} ({result['times_ms'][part]:.1f} ms under the profiler) ---")
+        print(result["stats"][part])
+
+
+def cold(runs: int, top: int, show: str, hello: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = SimulatorProcess(Path(tmp)).start()
+        try:
+            # bench/run.py's environment for the function: zero-config plus its config file.
+            env = {**base_env(), "FORMCALL_API_URL": sim.api_url, "FORMCALL_SECURITY_TOKEN": TOKEN,
+                   "FORMCALL_POPUP_UUID": POPUP, "FORMCALL_CONFIG": str(function_config(Path(tmp)))}  # fmt: skip
+            print(f"load average {os.getloadavg()[0]:.2f}")
+            importtime(env, runs, top)
+            first_requests(env, runs, show, hello)
+            print(f"load average {os.getloadavg()[0]:.2f}")
+        finally:
+            sim.stop()
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -327,8 +424,17 @@ def main(argv: list[str]) -> int:
     mem.add_argument("--first", type=int, default=1_000)
     mem.add_argument("--total", type=int, default=20_000)
     mem.add_argument("--top", type=int, default=12)
+    cold_ = sub.add_parser("cold", help="-X importtime of import main; a cold start's parts, timed and profiled")
+    cold_.add_argument("--runs", type=int, default=5, help="fresh interpreters of each kind (medians)")
+    cold_.add_argument("--top", type=int, default=30)
+    cold_.add_argument(
+        "--profile", default="load,first_request", help="parts to show under cProfile, comma-separated, or ''"
+    )
+    cold_.add_argument("--no-hello", dest="hello", action="store_false", help="skip hello world's parts")
     args = parser.parse_args(argv)
-    if args.command == "components":
+    if args.command == "cold":
+        cold(args.runs, args.top, args.profile, args.hello)
+    elif args.command == "components":
         components(args.iterations)
         clients(max(500, args.iterations // 10))
     elif args.command == "worker":

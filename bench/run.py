@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # the full run, about 6-9 minutes on 2 cores
     .venv/bin/python bench/run.py --quick    # a smoke run, about 1-2 minutes
+    .venv/bin/python bench/run.py --only cold --cold-runs 15    # one measure (or several, comma-separated)
 
 Four measures, each against a baseline measured in the same run and interleaved with it, because
 other processes may be using the machine at the same time (bench/README.md says what each number
@@ -22,6 +23,7 @@ Prints a table and writes every number (each round of each run too) to bench/res
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import json
 import os
@@ -59,6 +61,8 @@ from bench.procs import (
 )
 
 CONCURRENCIES = (1, 8, 32)
+# The measures, in the order they run; `--only` picks some of them.
+PARTS = ("throughput", "inprocess", "cold", "memory", "ledger")
 
 
 @dataclass(frozen=True)
@@ -482,7 +486,7 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             {"measure": measure, "function": function, "baseline": baseline, "ratio": ratio, "goal": goal, "met": met}
         )
 
-    for concurrency, entry in results["throughput"]["by_concurrency"].items():
+    for concurrency, entry in results.get("throughput", {"by_concurrency": {}})["by_concurrency"].items():
         f, b = entry["function"], entry["baseline"]
         ratio = entry["throughput_ratio"]
         goal, met = "—", "—"
@@ -500,7 +504,22 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             fc, bc = f[f"{key}_cpu_ms_per_request"], b[f"{key}_cpu_ms_per_request"]
             row(f"{key} CPU per request c={concurrency} (ms)", _fmt(fc, 2), _fmt(bc, 2), _fmt(fc / bc, 2))
 
-    inproc = results["inprocess"]
+    if "inprocess" in results:
+        inprocess_rows(results["inprocess"], row)
+    if "cold_start" in results:
+        cold_rows(results["cold_start"], row)
+    if "memory" in results:
+        memory_rows(results["memory"], row)
+    ledger = results.get("ledger")
+    if ledger is not None:
+        ledger_rows(ledger, row)
+    return rows
+
+
+Row = Callable[..., None]
+
+
+def inprocess_rows(inproc: dict[str, Any], row: Row) -> None:
     pm, hd = inproc["parse_map"], inproc["handle_dry_run"]
     naive = pm["naive"]
     median_ok = pm["median_us"] <= 150
@@ -527,7 +546,8 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     row("App.handle dry run median (µs)", _fmt(hd["median_us"]), "—", "—")
     row("App.handle dry run p99 (µs)", _fmt(hd["p99_us"]), "—", "—")
 
-    cold = results["cold_start"]
+
+def cold_rows(cold: dict[str, Any], row: Row) -> None:
     env_ratio = cold["env_ratio"]
     row(
         "cold start, env token (ms)",
@@ -551,7 +571,8 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
         f"report: +{cold['secret_extra_ms']:,.0f} ms over env (CPU +{cold['cpu_secret_extra_ms']:,.0f})",
     )
 
-    memory = results["memory"]
+
+def memory_rows(memory: dict[str, Any], row: Row) -> None:
     fm, bm = memory["function"], memory["baseline"]
     row(f"RSS after {fm['first_at']:,} (MiB)", _fmt(fm["rss_first_mib"]), _fmt(bm["rss_first_mib"]), "—")
     row(f"RSS after {fm['last_at']:,} (MiB)", _fmt(fm["rss_last_mib"]), _fmt(bm["rss_last_mib"]), "—")
@@ -572,54 +593,53 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
         "yes" if fm["hwm_mib"] < 120 else "NO",
     )
 
-    ledger = results.get("ledger")
-    if ledger is not None:
-        # (goal, the most round trips that meet it); Firestore's is stated, not a goal: 3 expected.
-        goals: dict[str, tuple[str, float | None]] = {"memory": ("= 0", 0), "redis": ("≤ 2", 2),
-                                                      "firestore": ("report (3 expected)", None)}  # fmt: skip
-        for kind, (goal, most) in goals.items():
-            entry = ledger["round_trips"].get(kind, {})
-            if "per_lead" not in entry:
-                row(f"store round trips per placed lead, {kind}", "skipped", "—", "—", goal, "—")
-                continue
-            writes = entry.get("socket_writes_per_lead")
+
+def ledger_rows(ledger: dict[str, Any], row: Row) -> None:
+    # (goal, the most round trips that meet it); Firestore's is stated, not a goal: 3 expected.
+    goals: dict[str, tuple[str, float | None]] = {"memory": ("= 0", 0), "redis": ("≤ 2", 2),
+                                                  "firestore": ("report (3 expected)", None)}  # fmt: skip
+    for kind, (goal, most) in goals.items():
+        entry = ledger["round_trips"].get(kind, {})
+        if "per_lead" not in entry:
+            row(f"store round trips per placed lead, {kind}", "skipped", "—", "—", goal, "—")
+            continue
+        writes = entry.get("socket_writes_per_lead")
+        row(
+            f"store round trips per placed lead, {kind}",
+            _fmt(entry["per_lead"], 2),
+            f"{writes:.2f} socket writes" if writes is not None else "—",
+            "—",
+            goal,
+            "—" if most is None else ("yes" if entry["per_lead"] <= most else "NO"),
+        )
+    for kind, (goal, most) in goals.items():
+        entry = ledger["round_trips"].get("paced_weighted", {}).get(kind, {})
+        if "per_lead" in entry:
             row(
-                f"store round trips per placed lead, {kind}",
+                f"store round trips per placed lead, {kind}, pace + weighted popup_uuid",
                 _fmt(entry["per_lead"], 2),
-                f"{writes:.2f} socket writes" if writes is not None else "—",
+                "—",
                 "—",
                 goal,
                 "—" if most is None else ("yes" if entry["per_lead"] <= most else "NO"),
             )
-        for kind, (goal, most) in goals.items():
-            entry = ledger["round_trips"].get("paced_weighted", {}).get(kind, {})
-            if "per_lead" in entry:
-                row(
-                    f"store round trips per placed lead, {kind}, pace + weighted popup_uuid",
-                    _fmt(entry["per_lead"], 2),
-                    "—",
-                    "—",
-                    goal,
-                    "—" if most is None else ("yes" if entry["per_lead"] <= most else "NO"),
-                )
-        recalls = ledger.get("recalls")
-        if recalls is not None:
-            row(
-                f"sweep pass over {recalls['due_recalls']:,} due recalls, memory:// (calls/s)",
-                _fmt(recalls["recalls_per_s"]),
-                "—",
-                "—",
-                "report",
-            )
-        sweep = ledger["sweep"]
+    recalls = ledger.get("recalls")
+    if recalls is not None:
         row(
-            f"sweep pass over {sweep['due_leads']:,} due leads, memory:// (leads/s)",
-            _fmt(sweep["sweep_leads_per_s"]),
-            _fmt(sweep["request_path_leads_per_s"]) + " request path",
-            _fmt(sweep["ratio"], 2),
+            f"sweep pass over {recalls['due_recalls']:,} due recalls, memory:// (calls/s)",
+            _fmt(recalls["recalls_per_s"]),
+            "—",
+            "—",
             "report",
         )
-    return rows
+    sweep = ledger["sweep"]
+    row(
+        f"sweep pass over {sweep['due_leads']:,} due leads, memory:// (leads/s)",
+        _fmt(sweep["sweep_leads_per_s"]),
+        _fmt(sweep["request_path_leads_per_s"]) + " request path",
+        _fmt(sweep["ratio"], 2),
+        "report",
+    )
 
 
 def print_table(rows: list[dict[str, str]], machine: dict[str, Any]) -> None:
@@ -671,11 +691,28 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the function against its baselines.")
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer rounds, runs and submissions")
     parser.add_argument(
-        "--out", type=Path, help="JSON output (default bench/results.json; --quick: bench/results-quick.json)"
+        "--out",
+        type=Path,
+        help="JSON output (default bench/results.json; --quick: bench/results-quick.json; --only: "
+        "bench/results-only.json, not committed either)",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        default=list(PARTS),
+        help=f"run only these measures, comma-separated, of {', '.join(PARTS)}",
+    )
+    parser.add_argument("--cold-runs", type=int, help="cold starts of each variant (default: the plan's, 9 or 2)")
     args = parser.parse_args(argv)
+    if unknown := set(args.only) - set(PARTS):
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; the measures are {', '.join(PARTS)}")
     plan = Plan.quick() if args.quick else Plan.full()
-    out = args.out or BENCH / ("results-quick.json" if args.quick else "results.json")
+    if args.cold_runs is not None:
+        plan = dataclasses.replace(plan, cold_runs=args.cold_runs)
+    partial = set(args.only) != set(PARTS)
+    out = args.out or BENCH / (
+        "results-only.json" if partial else "results-quick.json" if args.quick else "results.json"
+    )
     for name in ("THREADS", "WORKERS", "FORMCALL_CONFIG"):
         if name in os.environ:
             print(f"note: {name} is set in this shell; the servers do not inherit it", file=sys.stderr)
@@ -700,16 +737,24 @@ def main(argv: list[str]) -> int:
             "FORMCALL_CONFIG": str(config),
         }
         try:
-            print("1. throughput and latency (function and baseline alternate)", flush=True)
-            results["throughput"] = bench_throughput(plan, sim, leads, env, log_dir)
-            print("2. in-process cost", flush=True)
-            results["inprocess"] = bench_inprocess(plan, leads, config)
-            print("3. cold start (hello, env token, secret: token, interleaved)", flush=True)
-            results["cold_start"] = bench_cold_start(plan, sim, leads, env, log_dir)
-            print(f"4. memory ({plan.memory_total:,} submissions each, function and baseline side by side)", flush=True)
-            results["memory"] = bench_memory(plan, sim, leads, env, log_dir)
-            print("5. the lead ledger: store round trips per placed lead, sweep throughput", flush=True)
-            results["ledger"] = bench_ledger(plan, sim, leads)
+            if "throughput" in args.only:
+                print("1. throughput and latency (function and baseline alternate)", flush=True)
+                results["throughput"] = bench_throughput(plan, sim, leads, env, log_dir)
+            if "inprocess" in args.only:
+                print("2. in-process cost", flush=True)
+                results["inprocess"] = bench_inprocess(plan, leads, config)
+            if "cold" in args.only:
+                print("3. cold start (hello, env token, secret: token, interleaved)", flush=True)
+                results["cold_start"] = bench_cold_start(plan, sim, leads, env, log_dir)
+            if "memory" in args.only:
+                print(
+                    f"4. memory ({plan.memory_total:,} submissions each, function and baseline side by side)",
+                    flush=True,
+                )
+                results["memory"] = bench_memory(plan, sim, leads, env, log_dir)
+            if "ledger" in args.only:
+                print("5. the lead ledger: store round trips per placed lead, sweep throughput", flush=True)
+                results["ledger"] = bench_ledger(plan, sim, leads)
         finally:
             sim.stop()
     machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

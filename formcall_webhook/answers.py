@@ -11,6 +11,8 @@ from .errors import WebhookError
 
 @dataclass
 class Response:
+    """An HTTP answer: status, body and headers."""
+
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)

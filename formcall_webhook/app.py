@@ -19,7 +19,6 @@ from . import attribution, consent, guards, keys, once, phones, records
 from .answers import Response, failure, success
 from .attempt import Attempted
 from .clients.http import make_pool
-from .clients.meta_graph import GraphUnavailable, flat_body
 from .config import Config, Route
 from .delivery import Submission
 from .errors import (
@@ -359,6 +358,8 @@ class App:
         ip: str,
         line: RequestLine,
     ) -> Response:
+        from .clients.meta_graph import GraphUnavailable, flat_body  # Meta routes only
+
         auth = route.auth
         page_token = secret(auth, self.secrets.resolve, auth.page_token)
         try:

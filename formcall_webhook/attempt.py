@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import keys, once
 from .clients.formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
@@ -22,9 +22,11 @@ from .errors import MISCONFIGURED, FormCallMisconfigured, Misconfigured, Webhook
 from .logs import RequestLogger
 from .records import FAILED, Lead
 from .secret_store import SecretStore
-from .settle import Holder, LostAttempt, Row, Settled, rows_of, settle
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Backend, Pace
+
+if TYPE_CHECKING:
+    from .settle import LostAttempt, Row, Settled
 
 # FormCall's errors that send a lead to the route's fallback_popup (spec 11): popup not found, and out of
 # service hours (a popup keeping calls pending answers pending instead).
@@ -326,6 +328,9 @@ class Attempter:
 
     def _listed(self, lost: LostAttempt, cache: dict[tuple[str, str], list[Row]]) -> list[Row]:
         """The rows FormCall lists on the popup for every date the attempt's window can fall on."""
+        # Loaded by the first lost answer: a cold start's requests never need it.
+        from .settle import rows_of
+
         token = self.token()
         rows: list[Row] = []
         for day in list_days(lost.start, lost.end + 60):
@@ -352,6 +357,8 @@ class Attempter:
         return {lead.lead_id: lead for lead in leads if (lead.popup_uuid or "").lower() == popup}
 
     def _settled(self, lost: LostAttempt, rows: list[Row], leads: Mapping[str, Lead]) -> Settled:
+        from .settle import Holder, LostAttempt, Settled, settle
+
         holders: list[Holder] = []
         rivals: list[LostAttempt] = []
         own: set[str] = set()
@@ -434,6 +441,8 @@ class Attempter:
             return replace(facts, outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
         payload = lead.payload or {}
         digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
+        from .settle import LostAttempt  # a lost answer only
+
         lost = LostAttempt(lead.lead_id, str(lead.popup_uuid), since, since + self.config.timeout_seconds, digits)
         try:
             found = self.settle_lost(lost, view)

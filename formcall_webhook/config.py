@@ -73,6 +73,8 @@ _FALSE = {"", "0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class Captcha:
+    """A route's `captcha` table."""
+
     provider: str
     secret: str
     field: str
@@ -89,6 +91,8 @@ class Captcha:
 
 @dataclass(frozen=True)
 class Rate:
+    """`count` per `seconds`."""
+
     count: int
     seconds: int
 
@@ -100,6 +104,8 @@ PUBLIC_RATE_PER_PHONE = Rate(3, 86400)
 
 @dataclass(frozen=True)
 class Route:
+    """One route, as the config file or zero-config gives it."""
+
     name: str
     popup_uuid: Template | None
     phone: Template | None
@@ -140,6 +146,8 @@ class Route:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole config, read once per process."""
+
     source: str
     api_url: str
     # A secret reference (env:, file:, secret:), or None when no token is configured.

@@ -21,7 +21,6 @@ from .config import Config, Route
 from .errors import FormCallUnavailable, OptedOut, RateLimited, WebhookError
 from .records import FAILED, SCHEDULED, Lead, Unread, new_lead_id
 from .routing import Router, pool_key
-from .settle import LostAttempt
 from .states import DEFAULT_RETRY, RetryPolicy
 from .stores import Admission, Backend, Counter, Finish, Pace
 
@@ -279,6 +278,8 @@ class Deliverer:
             )
         stored = self.attempts.load(old_lead) if old_lead else None
         number = sub.number
+        from .settle import LostAttempt  # a lost answer only: a cold start's requests never load it
+
         lost = LostAttempt(
             old_lead or "", str(sub.payload["popup_uuid"]), since, since + self.config.timeout_seconds,
             number.country_code + number.areacode + number.phonenumber,

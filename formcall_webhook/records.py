@@ -217,6 +217,8 @@ class Unread:
 
 @dataclass(frozen=True)
 class Lead:
+    """A lead record (spec 8), as the stores keep it; each move returns a new one."""
+
     lead_id: str
     route: str
     state: LeadState

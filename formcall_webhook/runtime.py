@@ -1,6 +1,6 @@
 """What a process builds once: the config, secrets, store, FormCall client and deliverer (layout.md).
 
-memory://'s self-sweep is not here: sweep.py has it, and main.py starts it.
+memory://'s self-sweep is not here: self_sweep.py has it, and main.py starts it.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from . import config as config_module
 from .attempt import Attempter
 from .clients.formcall import FormCallClient
-from .clients.meta_graph import GraphClient
 from .config import Config
 from .delivery import Deliverer
 from .errors import MISCONFIGURED, ConfigError, Misconfigured
@@ -21,6 +21,9 @@ from .logs import RequestLogger, level_from_env, project_id, setup_library_loggi
 from .secret_store import SecretStore, is_reference
 from .senders import secret_refs
 from .stores import Backend, open_store
+
+if TYPE_CHECKING:
+    from .clients.meta_graph import GraphClient
 
 
 class Runtime:
@@ -86,6 +89,8 @@ class Runtime:
     def graph(self) -> GraphClient:
         """Meta's Graph API (routes with auth.type meta), made on first use: its own pool and timeout."""
         if self._graph is None:
+            from .clients.meta_graph import GraphClient  # routes with auth.type meta only
+
             with self._lock:
                 if self._graph is None:
                     self._graph = GraphClient()

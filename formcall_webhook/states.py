@@ -322,6 +322,8 @@ _HUBSPOT_PROPERTY = re.compile(r"[a-z][a-z0-9_]{0,99}")
 
 @dataclass(frozen=True)
 class HubSpotOutcome:
+    """Where a route writes the call status on its HubSpot contact (spec 9)."""
+
     token: str
     property: str = "formcall_call_status"
     api_url: str = HUBSPOT_API_URL

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import keys, once
 from .attempt import Attempted, SettleView
-from .errors import Misconfigured, WebhookError
+from .errors import WebhookError
 from .failed_report import FailedReports, is_report
 from .followup import FollowUp, Listings
 from .logs import severity_for
@@ -197,47 +197,3 @@ class Sweeper:
 
 def counts_json(counts: dict[str, int]) -> bytes:
     return json.dumps(counts, separators=(",", ":")).encode()
-
-
-# ------------------------------------------------------------------- memory://'s and sqlite://'s self-sweep
-
-
-class SelfSweep:
-    """memory:// and sqlite:// (spec 8): no Scheduler calls a local run's sweeper, so the process sweeps itself,
-    every `seconds`, on a thread of this process. main.py starts one per process (after a fork, the
-    parent's thread is not there); nothing else does, so no test meets one it did not ask for."""
-
-    def __init__(self, runtime: Runtime, seconds: float) -> None:
-        self.runtime = runtime
-        self.seconds = seconds
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="formcall-self-sweep", daemon=True)
-
-    def start(self) -> SelfSweep:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        sweeper = None
-        while not self._stop.wait(self.seconds):
-            try:
-                sweeper = sweeper or Sweeper(self.runtime)
-                sweeper.run(budget_seconds=max(1.0, self.seconds * 0.8))
-            except Exception as err:  # never let the thread die: say so and go on
-                self.runtime.logger.write(
-                    "ERROR", "sweep failed", {"outcome": "sweep", "source": "sweep", "reason": type(err).__name__}, {}
-                )
-
-
-def self_sweep(runtime: Runtime) -> SelfSweep | None:
-    """The self-sweep of a memory:// or sqlite:// process, started; None for a shared store or a broken config."""
-    try:
-        config = runtime.config()
-    except Misconfigured:
-        return None
-    if not config.store_url.startswith(("memory://", "sqlite://")):
-        return None
-    return SelfSweep(runtime, config.sweep_seconds).start()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2 import ChainableUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +42,12 @@ def _none_as_empty(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _make_environment() -> SandboxedEnvironment:
+@functools.cache
+def environment() -> SandboxedEnvironment:
+    """The one sandbox every template compiles in, made by the first template with Jinja syntax (a
+    config with none, zero-config's, never loads the sandbox)."""
+    from jinja2.sandbox import SandboxedEnvironment
+
     # ChainableUndefined: `properties.phone.value` on a body without `properties` renders
     # empty instead of raising, which is what a form with an optional field needs.
     # finalize: a JSON null renders empty, not "None".
@@ -47,9 +55,6 @@ def _make_environment() -> SandboxedEnvironment:
     env.filters["fromjson"] = _fromjson
     env.filters["digits"] = _digits
     return env
-
-
-ENVIRONMENT = _make_environment()
 
 
 class Template:
@@ -63,7 +68,7 @@ class Template:
         self._literal: str | None = None
         if "{" in source:
             # Raises jinja2.TemplateSyntaxError, which the config loader turns into a ConfigError.
-            self._compiled = ENVIRONMENT.from_string(source)
+            self._compiled = environment().from_string(source)
         else:
             self._literal = source
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from formcall_webhook.simulator import Simulator
+
 PACKAGE = Path(__file__).resolve().parent.parent / "formcall_webhook"
 NAME = "formcall_webhook"
 # Pure modules: no I/O; they import only errors and each other (plus the standard library).
@@ -104,16 +106,34 @@ def test_pure_modules_and_families_keep_to_their_layer() -> None:
     assert problems == []
 
 
-def loaded_at_cold_start(*modules: str) -> list[str]:
-    """Which of `modules` `import main` loads, with memory:// and no secret references."""
-    code = f"import sys, main\nprint(','.join(m for m in {modules!r} if m in sys.modules))\n"
-    env = {"FORMCALL_POPUP_UUID": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "PATH": "/usr/bin:/bin"}
+# The webhook's first request, in the process `import main` loaded, a submission the simulator places;
+# then memory://'s self-sweep thread, which the first request starts and which is there at once.
+FIRST_REQUEST = """
+import threading, time, flask
+body = {"telefono": "+56 9 6123 4567", "nombre": "Ana"}
+with flask.Flask("probe").test_request_context("/", method="POST", json=body):
+    answer = main.formcall_webhook(flask.request)
+    assert answer.status_code == 200 and b'"uuid"' in answer.get_data(), answer.get_data()
+deadline = time.monotonic() + 30
+while not any(t.name == "formcall-self-sweep" for t in threading.enumerate()):
+    assert time.monotonic() < deadline, "no self-sweep thread"
+    time.sleep(0.01)
+"""
+
+
+def loaded_at_cold_start(*modules: str, then: str = "", environ: dict[str, str] | None = None) -> list[str]:
+    """Which of `modules` `import main` loads (and the code `then` after it), zero-config with memory://
+    and no secret references (and `environ`); the self-sweep waits an hour."""
+    code = f"import sys, main\n{then}\nprint('loaded:' + ','.join(m for m in {modules!r} if m in sys.modules))\n"
+    env = {"FORMCALL_POPUP_UUID": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "PATH": "/usr/bin:/bin",
+           "FORMCALL_SWEEP_SECONDS": "3600", **(environ or {})}  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=PACKAGE.parent, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    last = done.stdout.strip().splitlines()[-1:]
-    return [m for m in (last[0] if last else "").split(",") if m]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("loaded:")]
+    assert len(lines) == 1, done.stdout
+    return [m for m in lines[0].removeprefix("loaded:").split(",") if m]
 
 
 def test_cold_start_with_memory_imports_no_heavy_client() -> None:
@@ -121,8 +141,27 @@ def test_cold_start_with_memory_imports_no_heavy_client() -> None:
     assert loaded_at_cold_start("google.cloud.firestore", "redis", "google.cloud.secretmanager", "holidays") == []
 
 
-def test_cold_start_loads_no_sweeper_module() -> None:
-    """The request path leaves the sweep, the outcome work, outcomes and holidays to their first use."""
-    late = ("formcall_webhook.sweep", "formcall_webhook.followup", "formcall_webhook.outcomes", "holidays")
-    assert loaded_at_cold_start(*late) == []
+# What a cold start (`import main`, then a first submission, placed) leaves to its first use: the sweeper
+# and the outcome work, lost answers, Meta's Graph API, the CLI and reports, the other stores, the sandbox
+# of templates with Jinja syntax, holidays and zone data.
+_LATE_MODULES = ("sweep", "followup", "outcomes", "failed_report", "unread", "conversions", "conversion_work",
+                 "settle", "config_policies", "report", "figures", "cli", "simulator", "clients.hubspot",
+                 "clients.meta_graph", "clients.outgoing", "clients.conversions", "stores.firestore",
+                 "stores.redis", "stores.sqlite")  # fmt: skip
+LATE = (*(f"formcall_webhook.{name}" for name in _LATE_MODULES),
+        "jinja2.sandbox", "holidays", "zoneinfo", "concurrent.futures", "redis", "google.cloud.firestore",
+        "google.cloud.secretmanager")  # fmt: skip
+
+
+def test_cold_start_loads_none_of_what_a_request_does_not_need() -> None:
+    assert loaded_at_cold_start(*LATE) == []
     assert loaded_at_cold_start("formcall_webhook.app") == ["formcall_webhook.app"]  # the probe sees a load
+
+
+def test_the_first_submission_loads_none_of_it(simulator: Simulator) -> None:
+    """Nor does the first submission, placed: memory://'s self-sweep starts on it, and its thread loads the
+    sweeper after its first wait, never while the first requests of a cold start are answered."""
+    environ = {"FORMCALL_API_URL": simulator.api_url, "FORMCALL_SECURITY_TOKEN": "dev-token"}
+    assert loaded_at_cold_start(*LATE, then=FIRST_REQUEST, environ=environ) == []
+    loaded = loaded_at_cold_start("formcall_webhook.self_sweep", "flask.testing", then=FIRST_REQUEST, environ=environ)
+    assert loaded == ["formcall_webhook.self_sweep", "flask.testing"]  # the probe sees the request's loads

@@ -94,6 +94,8 @@ class Admission:
 
 @dataclass(frozen=True)
 class Admitted:
+    """What the admission came to: refused and why, or the claims another lead holds and the pace slot."""
+
     refused: str | None = None  # "rate_limited" or "opted_out"
     retry_after: int = 0
     counter: str = ""  # the key of the counter that went over
