@@ -8,6 +8,7 @@ command deploy.sh --dry-run prints is run for real, and must fail for the accoun
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -88,28 +89,68 @@ def placeholders_filled(words: list[str]) -> list[str]:
     return [re.sub(r"<newest-enabled-version-of-[^>]+>", "7", word) for word in words]
 
 
+def offline_env(config: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": config,
+        "CLOUDSDK_CONFIG": config,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
+        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
+    }
+
+
 def run_offline(words: list[str]) -> tuple[list[str], int, str]:
+    """One command through the `gcloud` launcher itself, as deploy.sh runs it."""
     assert GCLOUD is not None
     with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": config,
-            "CLOUDSDK_CONFIG": config,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-        }
         result = subprocess.run(
             [GCLOUD, *words[1:]],
             capture_output=True,
             text=True,
-            env=env,
+            env=offline_env(config),
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
             timeout=60,
             check=False,
         )
     return words, result.returncode, result.stdout + result.stderr
+
+
+def sdk_lib_and_python() -> tuple[Path, str] | None:
+    """The SDK's lib/ and the Python its launcher picks (CLOUDSDK_PYTHON, else the bundled one), if laid out so."""
+    assert GCLOUD is not None
+    root = Path(os.path.realpath(GCLOUD)).parent.parent
+    if not (root / "lib" / "gcloud.py").is_file() or not (root / "lib" / "googlecloudsdk").is_dir():
+        return None
+    bundled = root / "platform" / "bundledpythonunix" / "bin" / "python3"
+    python = os.environ.get("CLOUDSDK_PYTHON") or (str(bundled) if bundled.is_file() else shutil.which("python3"))
+    return (root / "lib", python) if python else None
+
+
+def run_batch(commands: list[list[str]]) -> list[tuple[list[str], int, str]]:
+    """Many commands through one gcloud process (tests/gcloud_batch.py): its command tree is built once."""
+    found = sdk_lib_and_python()
+    if found is None:
+        return [run_offline(words) for words in commands]
+    lib, python = found
+    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
+        todo, done = Path(config, "commands.json"), Path(config, "results.json")
+        todo.write_text(json.dumps(commands), encoding="utf-8")
+        result = subprocess.run(
+            [python, str(ROOT / "tests" / "gcloud_batch.py"), str(lib), str(todo), str(done)],
+            capture_output=True,
+            text=True,
+            env=offline_env(config),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        results = json.loads(done.read_text(encoding="utf-8"))
+    assert [r["words"] for r in results] == commands
+    return [(r["words"], r["code"], r["output"]) for r in results]
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +197,11 @@ def test_the_dry_runs_cover_every_kind_of_command(commands: list[list[str]]) -> 
 
 
 def test_every_command_gets_past_gcloud_argument_parsing(commands: list[list[str]]) -> None:
-    # gcloud starts in about a second: a few at a time keeps this short on two cores.
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run_offline, commands))
+    # Two gcloud processes, one per core, each taking every other command.
+    with ThreadPoolExecutor(2) as pool:
+        halves = list(pool.map(run_batch, [commands[0::2], commands[1::2]]))
+    results = [*halves[0], *halves[1]]
+    assert len(results) == len(commands)
     refused = [
         f"{shlex.join(words)}\n    -> {output.strip().splitlines()[0] if output.strip() else f'exit {code}'}"
         for words, code, output in results
@@ -168,12 +211,19 @@ def test_every_command_gets_past_gcloud_argument_parsing(commands: list[list[str
 
 
 def test_the_check_itself_catches_a_bad_flag() -> None:
-    """The premise: offline, gcloud still refuses unknown flags and incomplete combinations."""
+    """The premise: offline, gcloud still refuses unknown flags and incomplete combinations, both through its
+    launcher and through one batch process, where a good command between two bad ones still gets as far."""
     base = ["gcloud", "functions", "deploy", "x", "--gen2", "--region", "southamerica-west1", "--project", "acme-prod"]
-    with ThreadPoolExecutor(3) as pool:
-        bogus, cpu_alone, valid = pool.map(
-            run_offline, [[*base, "--bogus-flag"], [*base, "--cpu", "1"], [*base, "--memory", "256Mi", "--cpu", "1"]]
-        )
-    assert "unrecognized arguments" in bogus[2]
-    assert "--memory must be specified" in cpu_alone[2]
-    assert NO_ACCOUNT in valid[2]
+    bad, incomplete, valid = [*base, "--bogus-flag"], [*base, "--cpu", "1"], [*base, "--memory", "256Mi", "--cpu", "1"]
+    with ThreadPoolExecutor(4) as pool:
+        batch = pool.submit(run_batch, [bad, valid, incomplete, valid])
+        alone = list(pool.map(run_offline, [bad, incomplete, valid]))
+        batched = batch.result()
+    for (_, bad_code, bogus), (_, cpu_code, cpu_alone), (_, valid_code, ok) in (
+        alone,
+        [batched[0], batched[2], batched[1]],
+    ):
+        assert bad_code != 0 and "unrecognized arguments" in bogus
+        assert cpu_code != 0 and "--memory must be specified" in cpu_alone
+        assert valid_code != 0 and NO_ACCOUNT in ok
+    assert NO_ACCOUNT in batched[3][2] and "unrecognized" not in batched[3][2] and "--memory must" not in batched[3][2]
