@@ -8,25 +8,22 @@ command deploy.sh --dry-run prints is run for real, and must fail for the accoun
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.gcloud_batch import GCLOUD, NO_ACCOUNT, run_batch, run_offline
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "infra" / "deploy.sh"
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
-NO_ACCOUNT = "You do not currently have an active account"
 
-GCLOUD = shutil.which("gcloud")
 if GCLOUD is None and os.environ.get("CI"):
     pytest.fail("gcloud is not installed, and CI must check deploy.sh's commands with it", pytrace=False)
 pytestmark = pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed (Google Cloud SDK)")
@@ -89,70 +86,6 @@ def placeholders_filled(words: list[str]) -> list[str]:
     return [re.sub(r"<newest-enabled-version-of-[^>]+>", "7", word) for word in words]
 
 
-def offline_env(config: str) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": config,
-        "CLOUDSDK_CONFIG": config,
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-    }
-
-
-def run_offline(words: list[str]) -> tuple[list[str], int, str]:
-    """One command through the `gcloud` launcher itself, as deploy.sh runs it."""
-    assert GCLOUD is not None
-    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
-        result = subprocess.run(
-            [GCLOUD, *words[1:]],
-            capture_output=True,
-            text=True,
-            env=offline_env(config),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-    return words, result.returncode, result.stdout + result.stderr
-
-
-def sdk_lib_and_python() -> tuple[Path, str] | None:
-    """The SDK's lib/ and the Python its launcher picks (CLOUDSDK_PYTHON, else the bundled one), if laid out so."""
-    assert GCLOUD is not None
-    root = Path(os.path.realpath(GCLOUD)).parent.parent
-    if not (root / "lib" / "gcloud.py").is_file() or not (root / "lib" / "googlecloudsdk").is_dir():
-        return None
-    bundled = root / "platform" / "bundledpythonunix" / "bin" / "python3"
-    python = os.environ.get("CLOUDSDK_PYTHON") or (str(bundled) if bundled.is_file() else shutil.which("python3"))
-    return (root / "lib", python) if python else None
-
-
-def run_batch(commands: list[list[str]]) -> list[tuple[list[str], int, str]]:
-    """Many commands through one gcloud process (tests/gcloud_batch.py): its command tree is built once."""
-    found = sdk_lib_and_python()
-    if found is None:
-        return [run_offline(words) for words in commands]
-    lib, python = found
-    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
-        todo, done = Path(config, "commands.json"), Path(config, "results.json")
-        todo.write_text(json.dumps(commands), encoding="utf-8")
-        result = subprocess.run(
-            [python, str(ROOT / "tests" / "gcloud_batch.py"), str(lib), str(todo), str(done)],
-            capture_output=True,
-            text=True,
-            env=offline_env(config),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        results = json.loads(done.read_text(encoding="utf-8"))
-    assert [r["words"] for r in results] == commands
-    return [(r["words"], r["code"], r["output"]) for r in results]
-
-
 @pytest.fixture(scope="module")
 def commands() -> list[list[str]]:
     with ThreadPoolExecutor(len(RUNS)) as pool:
@@ -197,11 +130,7 @@ def test_the_dry_runs_cover_every_kind_of_command(commands: list[list[str]]) -> 
 
 
 def test_every_command_gets_past_gcloud_argument_parsing(commands: list[list[str]]) -> None:
-    # Two gcloud processes, one per core, each taking every other command.
-    with ThreadPoolExecutor(2) as pool:
-        halves = list(pool.map(run_batch, [commands[0::2], commands[1::2]]))
-    results = [*halves[0], *halves[1]]
-    assert len(results) == len(commands)
+    results = run_batch(commands, processes=2)
     refused = [
         f"{shlex.join(words)}\n    -> {output.strip().splitlines()[0] if output.strip() else f'exit {code}'}"
         for words, code, output in results
