@@ -43,9 +43,13 @@ test: lint typecheck unit
 
 # pytest's exit 5 is "no test collected": for the whole suite that is a failure, never a silent pass;
 # for a marker selection (test-fast, test-slow, or PYTEST_ARGS="-k ...") it only says the selection is empty.
+# PYTEST_WORKERS: pytest-xdist processes, each given whole test files (module fixtures start once, a file's
+# tests keep their order) and its own Redis and Firestore emulator; the suite waits on processes as much as
+# it computes, so two keep two cores busy. PYTEST_WORKERS=0 runs in this one process.
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 define pytest_run
-	$(BIN)/python -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(1) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests ($(2))" >&2; [ "$(2)" != all ] && rc=0 || rc=1; fi; \
 	exit $$rc
 endef
@@ -64,7 +68,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	@$(call pytest_run,--cov --cov-report=term,all)
 
-## make test-fast: the in-process tests (not marked slow), for the edit loop: a minute or two, no coverage
+## make test-fast: the in-process tests (not marked slow), for the edit loop: under a minute, no coverage
 test-fast: $(STAMP)
 	@$(call pytest_run,-m "not slow" -p no:cacheprovider,not slow)
 

@@ -11,21 +11,19 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.gcloud_batch import GCLOUD, NO_ACCOUNT, run_batch, run_offline
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "infra" / "deploy.sh"
 POPUP = "e5c98214-d0f6-11e1-8c30-001d09ef4a24"
-NO_ACCOUNT = "You do not currently have an active account"
 
-GCLOUD = shutil.which("gcloud")
 if GCLOUD is None and os.environ.get("CI"):
     pytest.fail("gcloud is not installed, and CI must check deploy.sh's commands with it", pytrace=False)
 pytestmark = pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed (Google Cloud SDK)")
@@ -88,30 +86,6 @@ def placeholders_filled(words: list[str]) -> list[str]:
     return [re.sub(r"<newest-enabled-version-of-[^>]+>", "7", word) for word in words]
 
 
-def run_offline(words: list[str]) -> tuple[list[str], int, str]:
-    assert GCLOUD is not None
-    with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": config,
-            "CLOUDSDK_CONFIG": config,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-        }
-        result = subprocess.run(
-            [GCLOUD, *words[1:]],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
-    return words, result.returncode, result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
 def commands() -> list[list[str]]:
     with ThreadPoolExecutor(len(RUNS)) as pool:
@@ -156,9 +130,7 @@ def test_the_dry_runs_cover_every_kind_of_command(commands: list[list[str]]) -> 
 
 
 def test_every_command_gets_past_gcloud_argument_parsing(commands: list[list[str]]) -> None:
-    # gcloud starts in about a second: a few at a time keeps this short on two cores.
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(run_offline, commands))
+    results = run_batch(commands, processes=2)
     refused = [
         f"{shlex.join(words)}\n    -> {output.strip().splitlines()[0] if output.strip() else f'exit {code}'}"
         for words, code, output in results
@@ -168,12 +140,19 @@ def test_every_command_gets_past_gcloud_argument_parsing(commands: list[list[str
 
 
 def test_the_check_itself_catches_a_bad_flag() -> None:
-    """The premise: offline, gcloud still refuses unknown flags and incomplete combinations."""
+    """The premise: offline, gcloud still refuses unknown flags and incomplete combinations, both through its
+    launcher and through one batch process, where a good command between two bad ones still gets as far."""
     base = ["gcloud", "functions", "deploy", "x", "--gen2", "--region", "southamerica-west1", "--project", "acme-prod"]
-    with ThreadPoolExecutor(3) as pool:
-        bogus, cpu_alone, valid = pool.map(
-            run_offline, [[*base, "--bogus-flag"], [*base, "--cpu", "1"], [*base, "--memory", "256Mi", "--cpu", "1"]]
-        )
-    assert "unrecognized arguments" in bogus[2]
-    assert "--memory must be specified" in cpu_alone[2]
-    assert NO_ACCOUNT in valid[2]
+    bad, incomplete, valid = [*base, "--bogus-flag"], [*base, "--cpu", "1"], [*base, "--memory", "256Mi", "--cpu", "1"]
+    with ThreadPoolExecutor(4) as pool:
+        batch = pool.submit(run_batch, [bad, valid, incomplete, valid])
+        alone = list(pool.map(run_offline, [bad, incomplete, valid]))
+        batched = batch.result()
+    for (_, bad_code, bogus), (_, cpu_code, cpu_alone), (_, valid_code, ok) in (
+        alone,
+        [batched[0], batched[2], batched[1]],
+    ):
+        assert bad_code != 0 and "unrecognized arguments" in bogus
+        assert cpu_code != 0 and "--memory must be specified" in cpu_alone
+        assert valid_code != 0 and NO_ACCOUNT in ok
+    assert NO_ACCOUNT in batched[3][2] and "unrecognized" not in batched[3][2] and "--memory must" not in batched[3][2]

@@ -501,11 +501,14 @@ def _steps(call: Callable[[], Any]) -> int:
             return local
         return None
 
+    # Coverage's tracer, when the suite runs under --cov, goes back in place after: sys.settrace(None) would
+    # leave every later test of this process unmeasured.
+    previous = sys.gettrace()
     sys.settrace(tracer)
     try:
         call()
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     return count
 
 

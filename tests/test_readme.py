@@ -27,6 +27,8 @@ from typing import Any
 
 import pytest
 
+from tests.gcloud_batch import GCLOUD, NO_ACCOUNT, run_batch
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 README_ES = ROOT / "README.es.md"
@@ -178,8 +180,6 @@ GUIDES = sorted(
 )
 DEPLOY_BLOCK = re.compile(r"(?:<!-- deploy(?:: (?P<base>\S+))? -->\n)?```sh\n(?P<sh>.*?)```", re.DOTALL)
 TOML_BLOCK = re.compile(r"```toml\n(.*?)```", re.DOTALL)
-GCLOUD = shutil.which("gcloud")
-NO_ACCOUNT = "You do not currently have an active account"
 
 
 @dataclass
@@ -346,25 +346,25 @@ def gcloud_lines() -> list[tuple[str, list[str]]]:
     return found
 
 
+GCLOUD_LINES = gcloud_lines()
+
+
+@pytest.fixture(scope="module")
+def gcloud_answers() -> dict[str, tuple[int, str]]:
+    """Every guide's gcloud line through the real gcloud's parser, in one gcloud process (tests/gcloud_batch.py)
+    with an empty configuration, as one shell would run them in turn."""
+    unique = list({shlex.join(words): words for _, words in GCLOUD_LINES}.values())
+    return {shlex.join(words): (code, output) for words, code, output in run_batch(unique)}
+
+
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed (Google Cloud SDK)")
-@pytest.mark.parametrize(
-    ("guide", "words"), gcloud_lines(), ids=lambda v: " ".join(v)[:70] if isinstance(v, list) else v
-)
-def test_each_guides_gcloud_command_parses(guide: str, words: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(("guide", "words"), GCLOUD_LINES, ids=lambda v: " ".join(v)[:70] if isinstance(v, list) else v)
+def test_each_guides_gcloud_command_parses(
+    guide: str, words: list[str], gcloud_answers: dict[str, tuple[int, str]]
+) -> None:
     """Through the real gcloud with an empty configuration: it may only stop for the missing account."""
-    assert GCLOUD is not None
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "CLOUDSDK_CONFIG": str(tmp_path),
-        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
-        "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "1",
-    }
-    result = subprocess.run(
-        [GCLOUD, *words[1:]], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60, check=False
-    )
-    assert result.returncode == 0 or NO_ACCOUNT in result.stderr, (guide, result.stderr[-2000:])
+    code, output = gcloud_answers[shlex.join(words)]
+    assert code == 0 or NO_ACCOUNT in output, (guide, output[-2000:])
 
 
 def test_the_example_configs_own_deploy_line_is_accepted(sandbox: Path) -> None:
