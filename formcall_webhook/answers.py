@@ -9,7 +9,7 @@ from typing import Any
 from .errors import WebhookError
 
 
-@dataclass
+@dataclass(eq=False)
 class Response:
     """An HTTP answer: status, body and headers."""
 

@@ -46,7 +46,9 @@ from .submission import MASKED_TOKEN, map_submission, parse_submission
 UNKNOWN_ROUTE = "(unknown)"  # the request line's route for a path that names no route
 
 
-@dataclass(frozen=True)
+# Never compared, hashed or printed (a repr would hold the headers), so no generated __eq__, __hash__ or
+# __repr__, which cost the cold start an exec each (Python 3.11).
+@dataclass(frozen=True, eq=False, repr=False)
 class Request:
     """What the pipeline needs of an HTTP request; the body is read through `read_body(limit[, timeout])`."""
 
@@ -61,7 +63,7 @@ class Request:
     url: str = ""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class RequestLine:
     """What the request's log line will say; filled in as the pipeline goes."""
 

@@ -72,7 +72,9 @@ class SettleView:
         self.leads: dict[str, dict[str, Lead]] = {}
 
 
-@dataclass(frozen=True)
+# What an attempt came to is read field by field, never compared or printed: no generated __eq__, __hash__
+# or __repr__, which cost the webhook's cold start an exec each (Python 3.11).
+@dataclass(frozen=True, eq=False, repr=False)
 class Asked:
     """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
 
@@ -81,7 +83,7 @@ class Asked:
     ms: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Attempted:
     """What one turn of a lead came to (an attempt, a lost answer settled, a wait, a refusal): the word its
     log line says and the facts beside it. `lead` is the lead as saved (None: another writer changed it

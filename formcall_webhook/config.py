@@ -28,12 +28,13 @@ from .secret_store import DEFAULT_TTL_SECONDS
 from .senders import AUTH_TYPES as AUTH_TYPES
 from .senders import REGISTRY as AUTH_SCHEMES
 from .senders import Auth as Auth
-from .states import DEFAULT_RETRY, LeadsPolicy, OutcomePolicy, RecallPolicy, RetryPolicy
+from .states import DEFAULT_RETRY, LeadsPolicy, RetryPolicy
 from .stores import SCHEMES as STORE_SCHEMES
 from .templates import Template
 
-if TYPE_CHECKING:  # conversions.py is loaded only by a config with `conversions`
+if TYPE_CHECKING:  # conversions.py and outcomes.py are loaded only by a config with these tables
     from .conversions import ConversionsPolicy
+    from .outcomes import OutcomePolicy, RecallPolicy
 
 DEFAULT_API_URL = "https://clickandtalk.medularis.com/calls/manage/api"
 DEFAULT_TIMEOUT_SECONDS = 8.0
@@ -768,6 +769,7 @@ def _follow_up(source: str, r: Reader) -> tuple[OutcomePolicy | None, Conversion
     if all(r.data.get(k) is None or r.data.get(k) is False for k in ("outcome", "conversions", "recall")):
         return None, None, None
     from .config_policies import parse_conversions, parse_outcome, parse_recall
+    from .outcomes import OutcomePolicy
 
     conversions = attempt(lambda: parse_conversions(source, r.key("conversions"), r.data.get("conversions")), None)
     recall = attempt(lambda: parse_recall(source, r.key("recall"), r.data.get("recall")), None)

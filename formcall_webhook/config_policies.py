@@ -10,21 +10,16 @@ from typing import Any
 
 from .config_reader import Reader, attempt, secret_ref
 from .conversions import GOOGLE_API_URL, META_API_URL, ConversionsPolicy, GoogleConversions, MetaConversions
+from .outcomes import HUBSPOT_API_URL, OUTCOME_AFTER, OUTCOME_GIVE_UP, HubSpotOutcome, OutcomePolicy, RecallPolicy
 from .secret_store import is_reference
 from .states import (
     DEFAULT_MAX_AGE,
     DEFAULT_RETRY,
     DEFAULT_SCHEDULE,
     DEFAULT_TIMEZONE,
-    HUBSPOT_API_URL,
     KEEP_FIELDS,
-    OUTCOME_AFTER,
-    OUTCOME_GIVE_UP,
     RETRY_WORDS,
-    HubSpotOutcome,
     LeadsPolicy,
-    OutcomePolicy,
-    RecallPolicy,
     RetryPolicy,
     ServiceHours,
     parse_service_hours,

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from .attempt import Attempted
 from .clients import outgoing
 from .errors import WebhookError
+from .outcomes import OutcomePolicy
 from .records import FAILED, CallWork, Lead, iso
-from .states import OutcomePolicy
 
 if TYPE_CHECKING:
     from .followup import FollowUp

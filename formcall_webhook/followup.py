@@ -23,9 +23,10 @@ from .clients import outgoing
 from .clients.formcall import FormCallUncertain, ListUnavailable, list_days
 from .clients.http import make_pool
 from .clients.hubspot import HubSpotClient, HubSpotResult
+from .outcomes import OutcomePolicy
 from .records import CallWork, Lead
 from .settle import LostAttempt
-from .states import DEFAULT_RETRY, OutcomePolicy, RetryPolicy
+from .states import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:  # loaded only by routes with conversions
     from .conversion_work import ConversionWork

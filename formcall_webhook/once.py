@@ -35,7 +35,7 @@ def parse_uncertain(value: str) -> tuple[float, str]:
         return 0.0, lead_id
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class FirstAnswer:
     """What the first submission got; every duplicate is answered with it."""
 

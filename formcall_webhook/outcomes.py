@@ -34,6 +34,51 @@ PAYLOAD_KEYS = (
 )
 
 
+# ------------------------------------------------------------------------------------ outcome and recall
+# The policies a route's `outcome` and `recall` tables become (config_policies.py reads them); here rather
+# than in states.py so that the webhook's cold start, which needs neither, never builds their classes.
+
+OUTCOME_AFTER = 600
+OUTCOME_GIVE_UP = 10800
+HUBSPOT_API_URL = "https://api.hubapi.com"
+
+
+@dataclass(frozen=True)
+class HubSpotOutcome:
+    """Where a route writes the call status on its HubSpot contact (spec 9)."""
+
+    token: str
+    property: str = "formcall_call_status"
+    api_url: str = HUBSPOT_API_URL
+
+
+@dataclass(frozen=True)
+class OutcomePolicy:
+    """Spec 9: when to look up a placed call's result, and where to report it."""
+
+    after: int = OUTCOME_AFTER
+    give_up: int = OUTCOME_GIVE_UP
+    url: str | None = None
+    secret: str | None = None
+    hubspot: HubSpotOutcome | None = None
+
+
+@dataclass(frozen=True)
+class RecallPolicy:
+    """Spec 11: call a lead again after a call that settled not connected: the waits (the last repeats)
+    and the most calls a lead gets, the first one included."""
+
+    schedule: tuple[int, ...] = (600, 7200, 86400)
+    max_calls: int = 3
+
+    def wait(self, calls: int) -> int:
+        """The wait after the lead's `calls`-th call (1-based)."""
+        return self.schedule[min(max(calls, 1), len(self.schedule)) - 1]
+
+
+# ------------------------------------------------------------------------------------------ /calls/list
+
+
 @dataclass(frozen=True)
 class CallResult:
     """One call as /calls/list shows it, with call_at in ISO 8601 (offset kept)."""

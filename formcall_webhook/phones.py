@@ -23,7 +23,8 @@ _NON_DIGITS = re.compile(r"\D+")
 _MAX_TYPED = 64
 
 
-@dataclass(frozen=True)
+# No generated __repr__: it would print the whole number, which is never logged.
+@dataclass(frozen=True, repr=False)
 class Number:
     """A normalized number and its FormCall split."""
 

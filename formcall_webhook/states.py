@@ -1,6 +1,7 @@
-"""Lead states, retry backoff, service hours and the outcome and leads policies (spec 8, 9, 10); pure.
+"""Lead states, retry backoff, service hours and the leads policy (spec 8, 10); pure.
 
-config.py reads the `retry`, `outcome` and `[leads]` tables into the policies defined here."""
+config.py reads the `retry` and `[leads]` tables into the policies defined here; the outcome and recall
+policies (spec 9, 11) are in outcomes.py, which the webhook's cold start never loads."""
 
 from __future__ import annotations
 
@@ -311,47 +312,6 @@ def _first_instant(day: date, start: int, end: int, zone: ZoneInfo) -> float | N
 
 
 DEFAULT_RETRY = RetryPolicy()
-
-# ----------------------------------------------------------------------------------------------- outcome
-
-OUTCOME_AFTER = 600
-OUTCOME_GIVE_UP = 10800
-HUBSPOT_API_URL = "https://api.hubapi.com"
-_HUBSPOT_PROPERTY = re.compile(r"[a-z][a-z0-9_]{0,99}")
-
-
-@dataclass(frozen=True)
-class HubSpotOutcome:
-    """Where a route writes the call status on its HubSpot contact (spec 9)."""
-
-    token: str
-    property: str = "formcall_call_status"
-    api_url: str = HUBSPOT_API_URL
-
-
-@dataclass(frozen=True)
-class OutcomePolicy:
-    """Spec 9: when to look up a placed call's result, and where to report it."""
-
-    after: int = OUTCOME_AFTER
-    give_up: int = OUTCOME_GIVE_UP
-    url: str | None = None
-    secret: str | None = None
-    hubspot: HubSpotOutcome | None = None
-
-
-@dataclass(frozen=True)
-class RecallPolicy:
-    """Spec 11: call a lead again after a call that settled not connected: the waits (the last repeats)
-    and the most calls a lead gets, the first one included."""
-
-    schedule: tuple[int, ...] = (600, 7200, 86400)
-    max_calls: int = 3
-
-    def wait(self, calls: int) -> int:
-        """The wait after the lead's `calls`-th call (1-based)."""
-        return self.schedule[min(max(calls, 1), len(self.schedule)) - 1]
-
 
 # ------------------------------------------------------------------------------------------------- leads
 

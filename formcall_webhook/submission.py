@@ -17,7 +17,8 @@ from .templates import TemplateFailed
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 
 
-@dataclass(frozen=True)
+# Never compared or printed (a repr would hold the payload): no generated __eq__, __hash__ or __repr__.
+@dataclass(frozen=True, eq=False, repr=False)
 class Mapped:
     """A submission mapped for FormCall: the template context, the lead and the payload."""
 

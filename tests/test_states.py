@@ -19,6 +19,7 @@ from formcall_webhook import errors, states
 from formcall_webhook.answers import failure
 from formcall_webhook.config_policies import parse_leads, parse_outcome, parse_retry
 from formcall_webhook.config_reader import check_secret_reference
+from formcall_webhook.outcomes import HubSpotOutcome, OutcomePolicy
 from formcall_webhook.states import (
     DEFAULT_RETRY,
     FAILED,
@@ -26,9 +27,7 @@ from formcall_webhook.states import (
     PLACED,
     SCHEDULED,
     STATES,
-    HubSpotOutcome,
     LeadsPolicy,
-    OutcomePolicy,
     RetryPolicy,
     can_move,
     parse_duration,

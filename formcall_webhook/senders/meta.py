@@ -77,7 +77,7 @@ def handshake(auth: Auth, query_string: bytes, resolve: Resolve) -> str:
     return challenge
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Leadgen:
     """One lead a delivery names: its id, and what the change said about it (ad, form, page, time)."""
 

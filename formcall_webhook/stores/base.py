@@ -30,7 +30,9 @@ def unavailable(err: BaseException) -> StoreUnavailable:
     )
 
 
-@dataclass(frozen=True)
+# The messages to a store are never compared, hashed or printed: without a generated __eq__, __hash__ and
+# __repr__, which cost the webhook's cold start an exec each (Python 3.11).
+@dataclass(frozen=True, eq=False, repr=False)
 class Counter:
     """One rate-limit count: `key` counted in a fixed window of `window` seconds, at most `limit`."""
 
@@ -39,7 +41,7 @@ class Counter:
     limit: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Pace:
     """Spec 11: one call on a popup paced at `limit` calls per `period` seconds, counted in slotted counters
     (`key:<slot index>`, one per period): the first slot from `now`'s with room is taken. A slot's counter
@@ -70,7 +72,7 @@ class Pace:
 PACE_HORIZON = 100_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Admission:
     """What a lead asks the store for, in one atomic step (spec 8: one round trip before FormCall).
 
@@ -92,7 +94,7 @@ class Admission:
     deferred: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Admitted:
     """What the admission came to: refused and why, or the claims another lead holds and the pace slot."""
 
@@ -110,7 +112,7 @@ class Admitted:
         return self.refused is None and not self.held
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False, repr=False)
 class Finish:
     """The step after FormCall answered (spec 8: one write): the record, the claims and the lease.
 
