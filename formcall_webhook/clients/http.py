@@ -155,38 +155,39 @@ def send(
     conn = pool.take(key)
     if conn is None:
         conn = _connect(pool, key, deadline, min(_CONNECT_TIMEOUT, timeout))
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:  # the connect took all of it: nothing was sent
+        conn.close()
+        raise TransportError("timed out: TimeoutError", sent=False, timed_out=True, cause="TimeoutError")
+    out = dict(headers)
+    if not any(name.lower() == "user-agent" for name in out):
+        out["User-Agent"] = _USER_AGENT
     chunks: list[bytes] = []
+    response: http.client.HTTPResponse | None = None
     try:
         _set_deadline(conn, deadline)
-        out = dict(headers)
-        if not any(name.lower() == "user-agent" for name in out):
-            out["User-Agent"] = _USER_AGENT
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("the timeout passed before the request was sent")
         if conn.sock is not None:
             conn.sock.settimeout(remaining)
         conn.request(method, target, body=body, headers=out)
         response = conn.getresponse()
         raw, truncated = read_until(response, deadline, max_bytes, chunks)
-        if not truncated:
-            if response.length:
-                # The server closed before the Content-Length it announced: the answer was cut short.
-                raise http.client.IncompleteRead(raw, response.length)
-            response.close()  # read to its end (read1 leaves a Content-Length answer open at 0 left)
+        if not truncated and response.length:
+            # The server closed before the Content-Length it announced: the answer was cut short.
+            raise http.client.IncompleteRead(raw, response.length)
     except (http.client.HTTPException, OSError) as err:
-        conn.close()
+        _discard(conn, response)
         timed_out = isinstance(err, TimeoutError)
         what = "timed out" if timed_out else "failed"
         cause = type(err).__name__
         partial = b"".join(chunks)[:max_bytes]
         raise TransportError(f"{what}: {cause}", sent=True, timed_out=timed_out, cause=cause, partial=partial) from err
     except BaseException:
-        conn.close()
+        _discard(conn, response)
         raise
-    if truncated or not response.isclosed() or response.will_close or conn.sock is None:
-        conn.close()  # the rest is unread, or the server closes it: the connection cannot be reused
+    if truncated or response.will_close or conn.sock is None:
+        _discard(conn, response)  # the rest is unread, or the server closes it: the connection cannot be reused
     else:
+        response.close()  # read to its end (read1 leaves a Content-Length answer open at 0 left)
         pool.give(key, conn)
     answer_headers: dict[str, str] = {}
     for name, value in response.headers.items():
@@ -233,6 +234,13 @@ def _connect(pool: Pool, key: _Key, deadline: float, connect_timeout: float) -> 
         raise TransportError(f"{what}: {cause}", sent=False, timed_out=timed_out, cause=cause) from err
     _set_deadline(conn, deadline)
     return conn
+
+
+def _discard(conn: http.client.HTTPConnection, response: http.client.HTTPResponse | None) -> None:
+    """Close the connection and the answer's hold on its socket, now rather than when it is collected."""
+    conn.close()
+    if response is not None:
+        response.close()
 
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:
