@@ -12,13 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import urllib3
 from werkzeug.exceptions import ClientDisconnected
 
 from . import attribution, consent, guards, keys, once, phones, records
 from .answers import Response, failure, success
 from .attempt import Attempted
-from .clients.http import make_pool
+from .clients.http import Pool, make_pool
 from .config import Config, Route
 from .delivery import Submission
 from .errors import (
@@ -98,7 +97,7 @@ class App:
         self.environ = self.runtime.environ
         self.secrets = self.runtime.secrets
         self.logger = self.runtime.logger
-        self._captcha_pool: urllib3.PoolManager | None = None
+        self._captcha_pool: Pool | None = None
 
     def config(self) -> Config:
         return self.runtime.config()
@@ -397,7 +396,7 @@ class App:
                 reason=f"rate limit per_ip {rate.count}/{rate.seconds}s exceeded (failed authentications)",
             )
 
-    def _captcha(self) -> urllib3.PoolManager:
+    def _captcha(self) -> Pool:
         if self._captcha_pool is None:
             self._captcha_pool = make_pool(maxsize=8)
         return self._captcha_pool

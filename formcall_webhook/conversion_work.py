@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 import phonenumbers
-import urllib3
 
 from . import consent, conversions, records
 from .clients import conversions as client
+from .clients.http import Pool
 from .errors import Misconfigured
 
 NO_CONSENT = "skipped: no ads consent"
@@ -42,7 +42,7 @@ class Step:
 class ConversionWork:
     """One per process, beside the outcome work: the Google token is fetched once and refreshed."""
 
-    def __init__(self, resolve: Callable[[str], str], pool: urllib3.PoolManager) -> None:
+    def __init__(self, resolve: Callable[[str], str], pool: Pool) -> None:
         self.resolve = resolve  # a secret reference's value
         self.pool = pool
         self.google_token = client.GoogleToken(conversions.GOOGLE_SCOPE)

@@ -14,14 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import urllib3
-
 from . import outcomes, records
 from .attempt import Attempted, Attempter, recall_since
 from .clients import hubspot as hubspot_client
 from .clients import outgoing
 from .clients.formcall import FormCallUncertain, ListUnavailable, list_days
-from .clients.http import make_pool
+from .clients.http import Pool, make_pool
 from .clients.hubspot import HubSpotClient, HubSpotResult
 from .outcomes import OutcomePolicy
 from .records import CallWork, Lead
@@ -78,12 +76,12 @@ class FollowUp:
         self.secrets = parts.secrets
         self.token = parts.token
         self.clock = parts.clock
-        self._pool: urllib3.PoolManager | None = None
+        self._pool: Pool | None = None
         self._unknown_logged: set[str] = set()
         self._conversions: ConversionWork | None = None
 
     @property
-    def pool(self) -> urllib3.PoolManager:
+    def pool(self) -> Pool:
         if self._pool is None:
             self._pool = make_pool(self.config.ca_bundle, maxsize=8)
         return self._pool

@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import urllib3
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
+from .clients.http import Pool, TransportError, send
 from .config import Captcha, Route
 from .errors import CaptchaFailed
 
@@ -71,7 +71,7 @@ def verify_captcha(
     body: Mapping[str, Any],
     remote_ip: str,
     resolve: Callable[[str], str],
-    pool: urllib3.PoolManager,
+    pool: Pool,
 ) -> None:
     """Siteverify server-side; CaptchaFailed (403) unless the provider says yes, the score is on the
     right side of the route's limit, and the action and hostname match when the route names them."""
@@ -88,11 +88,16 @@ def verify_captcha(
     if captcha.sitekey and captcha.provider == "hcaptcha":
         form["sitekey"] = captcha.sitekey
     try:
-        response = pool.request(
-            "POST", captcha.verify_url, fields=form, encode_multipart=False, timeout=CAPTCHA_TIMEOUT_SECONDS
+        answer = send(
+            pool,
+            "POST",
+            captcha.verify_url,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            body=urlencode(form).encode(),
+            timeout=CAPTCHA_TIMEOUT_SECONDS,
         )
-        verdict = json.loads(response.data)
-    except (urllib3.exceptions.HTTPError, OSError, ValueError, RecursionError) as err:
+        verdict = json.loads(answer.body)
+    except (TransportError, ValueError, RecursionError) as err:
         # Fail closed: an unverifiable captcha lets no call through.
         raise CaptchaFailed(
             "The captcha could not be verified; please try again.",

@@ -8,19 +8,21 @@ import hmac
 import inspect
 import json
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
-import urllib3
 from standardwebhooks.webhooks import Webhook
 
 from formcall_webhook import outcomes
 from formcall_webhook.clients import hubspot, outgoing
-from formcall_webhook.clients.http import Answer, TransportError, make_pool, send
+from formcall_webhook.clients.http import Answer, Pool, TransportError, make_pool, send
 from formcall_webhook.clients.hubspot import HubSpotClient
 from formcall_webhook.clients.outgoing import PostResult, deliver
 from formcall_webhook.signing import sign
@@ -47,7 +49,7 @@ MSG_ID = "outcome_ld_01JDXYZ"
 
 
 @pytest.fixture(scope="module")
-def pool() -> urllib3.PoolManager:
+def pool() -> Pool:
     return make_pool(maxsize=4)
 
 
@@ -68,7 +70,7 @@ def crm() -> Iterator[FakeHubSpot]:
 # ---- the transport ---------------------------------------------------------------------------
 
 
-def test_send_caps_the_body(pool: urllib3.PoolManager) -> None:
+def test_send_caps_the_body(pool: Pool) -> None:
     big = b"x" * 300_000
     head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(big)}\r\nX-Thing: Yes\r\n\r\n".encode()
     with LoopbackTCP(lambda conn: conn.sendall(head + big)) as server:
@@ -79,7 +81,7 @@ def test_send_caps_the_body(pool: urllib3.PoolManager) -> None:
         assert (len(small.body), small.truncated) == (len(big), False)
 
 
-def test_send_times_out_on_a_server_that_drips(pool: urllib3.PoolManager) -> None:
+def test_send_times_out_on_a_server_that_drips(pool: Pool) -> None:
     def drip(conn: socket.socket) -> None:
         # A byte every 0.3 s: each read is quick, the whole answer would take 30 s.
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
@@ -97,7 +99,7 @@ def test_send_times_out_on_a_server_that_drips(pool: urllib3.PoolManager) -> Non
         assert caught.value.sent
 
 
-def test_send_refused_was_never_sent(pool: urllib3.PoolManager) -> None:
+def test_send_refused_was_never_sent(pool: Pool) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -106,11 +108,259 @@ def test_send_refused_was_never_sent(pool: urllib3.PoolManager) -> None:
     assert not caught.value.sent
 
 
-def test_the_pool_verifies_tls() -> None:
-    kw = make_pool().connection_pool_kw
-    assert kw["cert_reqs"] == "CERT_REQUIRED"
-    assert kw["ca_certs"]
-    assert make_pool("/etc/ssl/custom.pem").connection_pool_kw["ca_certs"] == "/etc/ssl/custom.pem"
+def test_send_times_out_on_a_head_that_drips(pool: Pool) -> None:
+    def drip(conn: socket.socket) -> None:
+        # A header line every 0.3 s: each read is quick, the head would never end.
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(90):
+            conn.sendall(b"X-Drip: y\r\n")
+            if server.stopping.wait(0.3):
+                return
+
+    with LoopbackTCP(drip) as server:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match="timed out") as caught:
+            send(pool, "GET", server.url, headers={}, body=None, timeout=0.6)
+        # The deadline covers the head too: 27 s of dripping is cut at the timeout (plus a busy machine).
+        assert time.monotonic() - started < 10
+        assert caught.value.sent
+
+
+def test_a_body_cut_short_is_a_failure_with_its_partial_bytes(pool: Pool) -> None:
+    # The server closes (FIN, not a reset) after 10 of the 100 bytes it announced.
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"0123456789"
+    with LoopbackTCP(lambda conn: conn.sendall(cut)) as server, pytest.raises(TransportError) as caught:
+        send(pool, "GET", server.url, headers={}, body=None, timeout=30)
+    assert (caught.value.sent, caught.value.timed_out, caught.value.cause) == (True, False, "IncompleteRead")
+    assert caught.value.partial == b"0123456789"
+
+
+def test_a_url_it_cannot_send_to_was_never_sent(pool: Pool) -> None:
+    for url in ("ftp://127.0.0.1/", "http:///nohost", "http://127.0.0.1:notaport/"):
+        with pytest.raises(TransportError) as caught:
+            send(pool, "GET", url, headers={}, body=None, timeout=1)
+        assert not caught.value.sent
+
+
+# ---- the pool: kept-alive connections ----------------------------------------------------------
+
+
+class KeepAliveServer(LoopbackTCP):
+    """Raw HTTP/1.1 that answers every request of a connection on it until the client closes it: the
+    body echoes the request's path. It counts connections; `/chunked` answers in chunks, `/big` with
+    10,000 bytes, `/close` with Connection: close, `/hang` never (until released), `/bye` answers and
+    then closes the connection without saying so."""
+
+    def __init__(self) -> None:
+        super().__init__(self.serve, read_request=False)
+        self.connections = 0
+        self.release = threading.Event()
+        self.closed_unsaid = threading.Event()
+        self._count = threading.Lock()
+
+    def serve(self, conn: socket.socket) -> None:
+        with self._count:
+            self.connections += 1
+        buffered = b""
+        while True:
+            while b"\r\n\r\n" not in buffered:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffered += data
+            head, _, buffered = buffered.partition(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            path = lines[0].split(" ")[1]
+            length = next(
+                (int(v) for k, _, v in (x.partition(": ") for x in lines[1:]) if k.lower() == "content-length"), 0
+            )
+            while len(buffered) < length:
+                buffered += conn.recv(65536)
+            buffered = buffered[length:]
+            body = path.encode()
+            if path == "/hang":
+                self.release.wait(30)
+                return
+            if path == "/chunked":
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n/chu\r\n4\r\nnked\r\n0\r\n\r\n"
+                )
+                continue
+            if path == "/big":
+                body = b"b" * 10_000
+            extra = b"Connection: close\r\n" if path == "/close" else b""
+            conn.sendall(b"HTTP/1.1 200 OK\r\n" + extra + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            if path in ("/close", "/bye"):
+                conn.shutdown(socket.SHUT_RDWR)
+                self.closed_unsaid.set()
+                return
+
+
+@pytest.fixture
+def keepalive() -> Iterator[KeepAliveServer]:
+    server = KeepAliveServer().start()
+    yield server
+    server.release.set()
+    server.stop()
+
+
+def test_a_kept_alive_connection_is_reused(keepalive: KeepAliveServer) -> None:
+    pool = make_pool(maxsize=4)
+    key = ("http", "127.0.0.1", keepalive.port)
+    for path in ("/a", "/chunked", "/b"):
+        answer = send(pool, "POST", keepalive.base_url + path, headers={}, body=b'{"x": 1}', timeout=30)
+        assert (answer.status, answer.body, answer.truncated) == (200, path.encode(), False)
+        assert pool.idle(key) == 1
+    assert keepalive.connections == 1
+
+
+def test_no_reuse_after_a_truncated_answer(keepalive: KeepAliveServer) -> None:
+    pool = make_pool(maxsize=4)
+    big = send(pool, "GET", keepalive.base_url + "/big", headers={}, body=None, timeout=30, max_bytes=100)
+    assert (big.body, big.truncated) == (b"b" * 100, True)
+    assert pool.idle(("http", "127.0.0.1", keepalive.port)) == 0
+    assert send(pool, "GET", keepalive.base_url + "/a", headers={}, body=None, timeout=30).body == b"/a"
+    assert keepalive.connections == 2
+
+
+def test_no_reuse_after_a_failed_answer(keepalive: KeepAliveServer) -> None:
+    pool = make_pool(maxsize=4)
+    assert send(pool, "GET", keepalive.base_url + "/a", headers={}, body=None, timeout=30).body == b"/a"
+    with pytest.raises(TransportError) as caught:
+        send(pool, "GET", keepalive.base_url + "/hang", headers={}, body=None, timeout=0.3)
+    assert caught.value.timed_out and caught.value.sent
+    assert pool.idle(("http", "127.0.0.1", keepalive.port)) == 0
+    assert send(pool, "GET", keepalive.base_url + "/b", headers={}, body=None, timeout=30).body == b"/b"
+    assert keepalive.connections == 2
+
+
+def test_a_connection_the_server_closes_is_not_reused(keepalive: KeepAliveServer) -> None:
+    pool = make_pool(maxsize=4)
+    assert send(pool, "GET", keepalive.base_url + "/close", headers={}, body=None, timeout=30).body == b"/close"
+    assert pool.idle(("http", "127.0.0.1", keepalive.port)) == 0  # it said Connection: close
+    keepalive.closed_unsaid.clear()
+    assert send(pool, "GET", keepalive.base_url + "/bye", headers={}, body=None, timeout=30).body == b"/bye"
+    assert keepalive.closed_unsaid.wait(30)
+    # Kept, then closed by the server while idle: the next request sees it closed and opens another.
+    assert send(pool, "GET", keepalive.base_url + "/c", headers={}, body=None, timeout=30).body == b"/c"
+    assert keepalive.connections == 3
+
+
+def test_the_pool_is_shared_by_threads(keepalive: KeepAliveServer) -> None:
+    pool = make_pool(maxsize=4)
+    failures: list[str] = []
+
+    def client(n: int) -> None:
+        for i in range(25):
+            path = f"/t{n}-{i}"
+            try:
+                body = send(pool, "GET", keepalive.base_url + path, headers={}, body=None, timeout=30).body
+            except TransportError as err:
+                failures.append(f"{path}: {err.reason}")
+                continue
+            if body != path.encode():
+                failures.append(f"{path} answered {body!r}")  # another thread's answer
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert pool.idle(("http", "127.0.0.1", keepalive.port)) <= 4
+    assert keepalive.connections <= 8 * 25 // 2  # connections were reused, not one per request
+
+
+# ---- TLS ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A CA of the test's own and a certificate it signed for 127.0.0.1 only: (ca.pem, cert.pem, key.pem)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+        .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(2).not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("tls")
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+@pytest.fixture
+def tls_server(tls_files: tuple[Path, Path, Path]) -> Iterator[LoopbackTCP]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files[1], tls_files[2])
+
+    def serve(conn: socket.socket) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:  # a refused handshake raises: the end
+            request = b""
+            while b"\r\n\r\n" not in request:
+                data = tls.recv(65536)
+                if not data:
+                    return
+                request += data
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecret")
+
+    server = LoopbackTCP(serve, read_request=False).start()
+    yield server
+    server.stop()
+
+
+def test_tls_is_verified_against_the_ca_bundle(tls_files: tuple[Path, Path, Path], tls_server: LoopbackTCP) -> None:
+    url = f"https://127.0.0.1:{tls_server.port}/"
+    answer = send(make_pool(str(tls_files[0])), "GET", url, headers={}, body=None, timeout=30)
+    assert (answer.status, answer.body) == (200, b"secret")
+    context = make_pool(str(tls_files[0])).tls_context()
+    assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True)
+
+
+def test_tls_refuses_a_certificate_certifi_does_not_trust(tls_server: LoopbackTCP) -> None:
+    with pytest.raises(TransportError) as caught:
+        send(make_pool(), "GET", f"https://127.0.0.1:{tls_server.port}/", headers={}, body=None, timeout=30)
+    # Refused in the handshake, before a byte of the request: the server cannot have acted.
+    assert (caught.value.sent, caught.value.cause) == (False, "SSLCertVerificationError")
+
+
+def test_tls_checks_the_hostname(tls_files: tuple[Path, Path, Path], tls_server: LoopbackTCP) -> None:
+    # The certificate names 127.0.0.1 only; "localhost" reaches the same server but is not its name.
+    with pytest.raises(TransportError) as caught:
+        send(
+            make_pool(str(tls_files[0])), "GET", f"https://localhost:{tls_server.port}/", headers={}, body=None,
+            timeout=30,
+        )  # fmt: skip
+    assert (caught.value.sent, caught.value.cause) == (False, "SSLCertVerificationError")
 
 
 # ---- Standard Webhooks signing ---------------------------------------------------------------
@@ -158,7 +408,7 @@ def test_a_bad_secret_cannot_sign(secret: str) -> None:
 # ---- delivering outcomes -----------------------------------------------------------------------
 
 
-def test_three_500s_then_delivered(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+def test_three_500s_then_delivered(pool: Pool, receiver: FakeReceiver) -> None:
     receiver.script = [500, 500, 500, 200]
     kinds = [deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3) for _ in range(4)]
     assert kinds[:3] == [PostResult("retry", 500, None, "HTTP 500")] * 3
@@ -172,7 +422,7 @@ def test_three_500s_then_delivered(pool: urllib3.PoolManager, receiver: FakeRece
     assert accepted.headers["content-type"] == "application/json"
 
 
-def test_the_body_says_when_the_event_happened(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+def test_the_body_says_when_the_event_happened(pool: Pool, receiver: FakeReceiver) -> None:
     """Standard Webhooks' payload: `type`, then `timestamp`, the event's time, the same on every attempt."""
     receiver.script = [500, 200]
     for _ in range(2):
@@ -196,7 +446,7 @@ def test_the_outcome_webhook_waits_15_seconds() -> None:
     assert inspect.signature(deliver).parameters["timeout"].default == outgoing.TIMEOUT
 
 
-def test_410_is_final(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+def test_410_is_final(pool: Pool, receiver: FakeReceiver) -> None:
     receiver.script = [410]
     result = deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3)
     assert (result.kind, result.status) == ("final", 410)
@@ -216,9 +466,7 @@ def test_410_is_final(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None
         ([204], "delivered", None),
     ],
 )
-def test_status_decides(
-    pool: urllib3.PoolManager, receiver: FakeReceiver, script: list[Any], kind: str, wait: int | None
-) -> None:
+def test_status_decides(pool: Pool, receiver: FakeReceiver, script: list[Any], kind: str, wait: int | None) -> None:
     receiver.script = script
     result = deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3)
     assert (result.kind, result.retry_after) == (kind, wait)
@@ -234,27 +482,25 @@ def test_retry_after_as_an_http_date() -> None:
     assert outgoing.retry_after(None, now) is None
 
 
-def test_a_wrong_secret_is_refused_by_the_receiver(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+def test_a_wrong_secret_is_refused_by_the_receiver(pool: Pool, receiver: FakeReceiver) -> None:
     other = "whsec_" + base64.b64encode(b"another-key-another-key-another!").decode()
     result = deliver(pool, receiver.url, other, MSG_ID, PAYLOAD, timeout=3)
     assert (result.kind, result.status) == ("final", 401)
     assert not receiver.attempts[0].verified
 
 
-def test_a_stale_timestamp_is_refused_by_the_receiver(pool: urllib3.PoolManager, receiver: FakeReceiver) -> None:
+def test_a_stale_timestamp_is_refused_by_the_receiver(pool: Pool, receiver: FakeReceiver) -> None:
     result = deliver(pool, receiver.url, SECRET, MSG_ID, PAYLOAD, timeout=3, now=time.time() - 600)
     assert result.status == 401
 
 
-def test_no_receiver_is_retried(pool: urllib3.PoolManager) -> None:
+def test_no_receiver_is_retried(pool: Pool) -> None:
     result = deliver(pool, "http://127.0.0.1:9/outcomes", SECRET, MSG_ID, PAYLOAD, timeout=1)
     assert (result.kind, result.status) == ("retry", None)
     assert result.reason.startswith("no answer")
 
 
-def test_a_secret_that_cannot_sign_is_retried_and_nothing_is_sent(
-    pool: urllib3.PoolManager, receiver: FakeReceiver
-) -> None:
+def test_a_secret_that_cannot_sign_is_retried_and_nothing_is_sent(pool: Pool, receiver: FakeReceiver) -> None:
     result = deliver(pool, receiver.url, "whsec_***", MSG_ID, PAYLOAD, timeout=3)
     assert result.kind == "retry"
     assert "outcome.secret" in result.reason
@@ -375,7 +621,7 @@ def test_parsers() -> None:
 NUMBER = "+56961234567"
 
 
-def client(crm: FakeHubSpot, pool: urllib3.PoolManager, token: str = HUBSPOT_TOKEN) -> HubSpotClient:
+def client(crm: FakeHubSpot, pool: Pool, token: str = HUBSPOT_TOKEN) -> HubSpotClient:
     return HubSpotClient(pool, token, api_url=crm.url, timeout=2)
 
 
@@ -394,7 +640,7 @@ def write(c: HubSpotClient, **changes: Any) -> hubspot.HubSpotResult:
     return c.write_outcome(**args)
 
 
-def test_the_fake_refuses_the_retired_versions(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_the_fake_refuses_the_retired_versions(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     auth = {"Authorization": f"Bearer {HUBSPOT_TOKEN}", "Content-Type": "application/json"}
     patch = json.dumps({"properties": {"formcall_call_status": "x"}}).encode()
@@ -412,14 +658,14 @@ def test_the_fake_refuses_the_retired_versions(crm: FakeHubSpot, pool: urllib3.P
     )
 
 
-def test_only_date_based_paths_are_used(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_only_date_based_paths_are_used(crm: FakeHubSpot, pool: Pool) -> None:
     crm.add_contact("ana@acme.cl", phone=NUMBER)
     assert write(client(crm, pool), email="ana@acme.cl", trusted=False).kind == "delivered"
     assert write(client(crm, pool), email="ana@acme.cl").kind == "delivered"
     assert crm.calls and all(c.path.startswith("/crm/objects/2026-09/") for c in crm.calls)
 
 
-def test_found_by_id_on_a_hubspot_route(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_found_by_id_on_a_hubspot_route(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), contact_id=cid, email="ana@acme.cl")
     assert result.kind == "delivered"
@@ -437,7 +683,7 @@ def test_found_by_id_on_a_hubspot_route(crm: FakeHubSpot, pool: urllib3.PoolMana
     assert all(c.headers["authorization"] == f"Bearer {HUBSPOT_TOKEN}" for c in crm.calls)
 
 
-def test_found_by_email_on_a_hubspot_route_with_one_patch(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_found_by_email_on_a_hubspot_route_with_one_patch(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), email=" Ana@Acme.CL ")
     assert (result.kind, result.contact_id) == ("delivered", cid)
@@ -450,9 +696,7 @@ def test_found_by_email_on_a_hubspot_route_with_one_patch(crm: FakeHubSpot, pool
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_elsewhere_the_contact_is_written_only_when_its_number_is_the_leads(
-    crm: FakeHubSpot, pool: urllib3.PoolManager
-) -> None:
+def test_elsewhere_the_contact_is_written_only_when_its_number_is_the_leads(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl", mobilephone="+56 9 6123 4567")
     result = write(client(crm, pool), email="ana@acme.cl", trusted=False)
     assert (result.kind, result.contact_id) == ("delivered", cid)
@@ -464,7 +708,7 @@ def test_elsewhere_the_contact_is_written_only_when_its_number_is_the_leads(
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_a_strangers_email_does_not_write_on_the_contact(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_strangers_email_does_not_write_on_the_contact(crm: FakeHubSpot, pool: Pool) -> None:
     """Issue 18.1: a stranger's form gave a real contact's email with the stranger's own number."""
     cid = crm.add_contact("ana@acme.cl", phone="+56 9 6123 4567")
     result = write(client(crm, pool), email="ana@acme.cl", phone="+56962000001", trusted=False)
@@ -474,7 +718,7 @@ def test_a_strangers_email_does_not_write_on_the_contact(crm: FakeHubSpot, pool:
     assert "ana@" not in result.reason
 
 
-def test_elsewhere_a_submitted_id_is_ignored(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_elsewhere_a_submitted_id_is_ignored(crm: FakeHubSpot, pool: Pool) -> None:
     """Issue 18.1: posting "vid": "4242" on a public route set the property on contact 4242."""
     victim = crm.add_contact("victim@acme.cl", phone="+56 2 2123 4567")
     result = write(client(crm, pool), contact_id=victim, email=None, trusted=False)
@@ -483,7 +727,7 @@ def test_elsewhere_a_submitted_id_is_ignored(crm: FakeHubSpot, pool: urllib3.Poo
     assert crm.calls == [] and crm.notes == {}
 
 
-def test_a_checked_contact_is_not_read_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_checked_contact_is_not_read_again(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl", phone=NUMBER)
     c = client(crm, pool)
     crm.fail_next(1, 500, path="/notes")
@@ -496,7 +740,7 @@ def test_a_checked_contact_is_not_read_again(crm: FakeHubSpot, pool: urllib3.Poo
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_a_stale_id_falls_back_to_the_email(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_stale_id_falls_back_to_the_email(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), contact_id="999", email="ana@acme.cl")
     assert (result.kind, result.contact_id) == ("delivered", cid)
@@ -513,7 +757,7 @@ def test_a_stale_id_falls_back_to_the_email(crm: FakeHubSpot, pool: urllib3.Pool
     ],
 )
 def test_contact_not_found(
-    crm: FakeHubSpot, pool: urllib3.PoolManager, contact_id: str | None, email: str | None, trusted: bool
+    crm: FakeHubSpot, pool: Pool, contact_id: str | None, email: str | None, trusted: bool
 ) -> None:
     crm.add_contact("ana@acme.cl", phone=NUMBER)
     result = write(client(crm, pool), contact_id=contact_id, email=email, trusted=trusted)
@@ -522,7 +766,7 @@ def test_contact_not_found(
     assert crm.notes == {}
 
 
-def test_429_then_200(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_429_then_200(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     c = client(crm, pool)
     crm.fail_next(1, 429, {"Retry-After": "2"})
@@ -534,14 +778,14 @@ def test_429_then_200(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_429_without_retry_after_waits_ten_seconds(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_429_without_retry_after_waits_ten_seconds(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     crm.fail_next(1, 429)
     assert write(client(crm, pool), contact_id=cid).retry_after == 10
 
 
 @pytest.mark.parametrize("zone", ["America/Santiago", "Asia/Kolkata"])
-def test_a_daily_429_holds_until_the_accounts_midnight(crm: FakeHubSpot, pool: urllib3.PoolManager, zone: str) -> None:
+def test_a_daily_429_holds_until_the_accounts_midnight(crm: FakeHubSpot, pool: Pool, zone: str) -> None:
     cid = crm.add_contact("ana@acme.cl")
     crm.time_zone = zone
     crm.fail_next(1, 429, {"Retry-After": "1"}, policy="DAILY")
@@ -554,7 +798,7 @@ def test_a_daily_429_holds_until_the_accounts_midnight(crm: FakeHubSpot, pool: u
     assert "formcall_call_status" not in crm.contacts[cid].properties
 
 
-def test_a_daily_429_without_the_accounts_zone_holds_a_day(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_daily_429_without_the_accounts_zone_holds_a_day(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     crm.fail_next(2, 429, policy="DAILY")  # the details are refused too
     now = 1_764_590_400.0
@@ -562,7 +806,7 @@ def test_a_daily_429_without_the_accounts_zone_holds_a_day(crm: FakeHubSpot, poo
     assert result.kind == "hold" and result.hold_until == now + 86_400
 
 
-def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     c = client(crm, pool)
     crm.fail_next(1, 500, path="/associations/")
@@ -582,7 +826,7 @@ def test_a_retry_resumes_where_it_stopped(crm: FakeHubSpot, pool: urllib3.PoolMa
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_note_done_without_its_id_is_made_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_note_done_without_its_id_is_made_again(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), contact_id=cid, done={"contact", "property", "note"}, note_id=None)
     assert result.kind == "delivered"
@@ -590,14 +834,14 @@ def test_note_done_without_its_id_is_made_again(crm: FakeHubSpot, pool: urllib3.
     assert len(crm.notes_of(cid)) == 1
 
 
-def test_property_done_without_a_contact_id_is_written_again(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_property_done_without_a_contact_id_is_written_again(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl", phone=NUMBER)
     result = write(client(crm, pool), email="ana@acme.cl", done={"property"}, trusted=False)
     assert (result.kind, result.contact_id) == ("delivered", cid)
     assert [x.method for x in crm.calls] == ["GET", "PATCH", "POST", "PUT"]
 
 
-def test_a_lost_note_answer_never_shows_two_notes(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_lost_note_answer_never_shows_two_notes(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     c = client(crm, pool)
     # The create reaches HubSpot, which makes the note, but its answer is lost.
@@ -612,7 +856,7 @@ def test_a_lost_note_answer_never_shows_two_notes(crm: FakeHubSpot, pool: urllib
     assert len(crm.notes_of(cid)) == 1  # ...but only one is on the contact's timeline
 
 
-def test_token_refused_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_token_refused_is_final(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool, token="pat-revoked"), contact_id=cid)
     assert (result.kind, result.retry_after) == ("final", None)
@@ -621,7 +865,7 @@ def test_token_refused_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> 
     assert "formcall_call_status" not in crm.contacts[cid].properties
 
 
-def test_token_without_write_scope_is_final(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_token_without_write_scope_is_final(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl", phone=NUMBER)
     result = write(client(crm, pool, token="pat-readonly"), email="ana@acme.cl", trusted=False)
     assert result.kind == "final"
@@ -629,7 +873,7 @@ def test_token_without_write_scope_is_final(crm: FakeHubSpot, pool: urllib3.Pool
     assert "crm.objects.contacts.write" in result.reason
 
 
-def test_a_missing_property_is_final_and_says_so(crm: FakeHubSpot, pool: urllib3.PoolManager) -> None:
+def test_a_missing_property_is_final_and_says_so(crm: FakeHubSpot, pool: Pool) -> None:
     cid = crm.add_contact("ana@acme.cl")
     result = write(client(crm, pool), contact_id=cid, property="formcall_estado")
     assert result.kind == "final"
@@ -637,7 +881,7 @@ def test_a_missing_property_is_final_and_says_so(crm: FakeHubSpot, pool: urllib3
     assert crm.notes == {}
 
 
-def test_hubspot_down_is_retried(pool: urllib3.PoolManager) -> None:
+def test_hubspot_down_is_retried(pool: Pool) -> None:
     result = write(HubSpotClient(pool, HUBSPOT_TOKEN, api_url="http://127.0.0.1:9", timeout=1), contact_id="101")
     assert (result.kind, result.done) == ("retry", frozenset({"contact"}))
     assert result.reason.startswith("no answer from HubSpot")

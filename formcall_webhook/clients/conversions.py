@@ -16,9 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import urllib3
-
-from .http import TransportError, send
+from .http import Pool, TransportError, send
 from .outgoing import USER_AGENT, judge
 
 TIMEOUT = 15.0
@@ -35,7 +33,7 @@ class SendResult:
 
 
 def post_event(
-    pool: urllib3.PoolManager,
+    pool: Pool,
     url: str,
     body: Mapping[str, Any],
     bearer: str,
@@ -89,17 +87,58 @@ class GoogleToken:
         self._credentials: Any = None
         self._lock = threading.Lock()
 
-    def get(self, pool: urllib3.PoolManager) -> str:
+    def get(self, pool: Pool) -> str:
         import google.auth  # only a route sending to Google loads it
         import google.auth.exceptions
-        from google.auth.transport.urllib3 import Request
 
         with self._lock:
             try:
                 if self._credentials is None:
                     self._credentials, _project = google.auth.default(scopes=[self.scope])
                 if not self._credentials.valid:
-                    self._credentials.refresh(Request(pool))  # type: ignore[no-untyped-call]
+                    self._credentials.refresh(_GoogleRequest(pool))
             except google.auth.exceptions.GoogleAuthError as err:
                 raise CredentialsUnavailable(f"{type(err).__name__}: {str(err)[:_REASON_MAX]}") from err
             return str(self._credentials.token)
+
+
+# google-auth's wait for its token endpoint (or the metadata server) when it names none.
+_GOOGLE_AUTH_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class _GoogleResponse:
+    """google.auth.transport.Response's three properties."""
+
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
+
+
+class _GoogleRequest:
+    """google.auth.transport.Request on the shared transport, so a token refresh uses the same pool and
+    TLS (the route's CA bundle) and loads no HTTP library of its own."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        **_kwargs: Any,
+    ) -> _GoogleResponse:
+        import google.auth.exceptions
+
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        try:
+            answer = send(
+                self.pool, method, url, headers=dict(headers or {}), body=data,
+                timeout=_GOOGLE_AUTH_TIMEOUT if timeout is None else float(timeout),
+            )  # fmt: skip
+        except TransportError as err:
+            raise google.auth.exceptions.TransportError(err.reason) from err  # type: ignore[no-untyped-call]
+        return _GoogleResponse(answer.status, answer.headers, answer.body)

@@ -61,8 +61,8 @@ class Placed:
 class FormCallClient:
     """One instance per process: a connection pool, TLS verified against the CA bundle if given.
 
-    urllib3 directly rather than requests: the same pool and TLS, a millisecond less CPU per call
-    and a tenth of a second less at cold start, both of which a lead waits for."""
+    The standard library's http.client (clients/http.py) rather than requests or urllib3: the same pool
+    and TLS, less CPU per call and no HTTP library to import at cold start, both of which a lead waits for."""
 
     def __init__(self, api_url: str, timeout: float, ca_bundle: str | None = None) -> None:
         self.api_url = api_url

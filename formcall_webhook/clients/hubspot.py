@@ -37,9 +37,8 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-import urllib3
 
-from .http import Answer, TransportError, send
+from .http import Answer, Pool, TransportError, send
 from .outgoing import retry_after
 
 API_URL = "https://api.hubapi.com"
@@ -299,7 +298,7 @@ def _marked(mark: Callable[[str, HubSpotResult], bool] | None, step: str, state:
 class HubSpotClient:
     """Writes outcomes with a private-app or service-key token (Bearer)."""
 
-    def __init__(self, pool: urllib3.PoolManager, token: str, api_url: str = API_URL, timeout: float = 10) -> None:
+    def __init__(self, pool: Pool, token: str, api_url: str = API_URL, timeout: float = 10) -> None:
         self.pool = pool
         self.token = token
         self.api_url = api_url.rstrip("/")

@@ -19,9 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3
-
-from .http import Answer, TransportError, make_pool, send
+from .http import Answer, Pool, TransportError, make_pool, send
 
 GRAPH_URL = "https://graph.facebook.com"
 # One lead read, whatever FormCall's timeout: a delivery may name several leads, and Meta waits for all.
@@ -98,12 +96,12 @@ def flat_body(lead: Mapping[str, Any], change: Mapping[str, str], leadgen_id: st
 class GraphClient:
     """Lead reads over one pooled connection set (clients/http.py), each within its own timeout."""
 
-    def __init__(self, pool: urllib3.PoolManager | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
+    def __init__(self, pool: Pool | None = None, timeout: float = TIMEOUT_SECONDS) -> None:
         self._pool = pool
         self.timeout = timeout
 
     @property
-    def pool(self) -> urllib3.PoolManager:
+    def pool(self) -> Pool:
         if self._pool is None:
             self._pool = make_pool(maxsize=8)
         return self._pool

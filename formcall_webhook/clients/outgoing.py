@@ -15,10 +15,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import urllib3
-
 from ..signing import sign
-from .http import TransportError, send
+from .http import Pool, TransportError, send
 
 # A receiver asking for more than a day is out of step with the outcome's give_up anyway.
 MAX_RETRY_AFTER = 24 * 3600
@@ -80,7 +78,7 @@ def target(url: str, resolve: Callable[[str], str]) -> str:
 
 
 def deliver(
-    pool: urllib3.PoolManager,
+    pool: Pool,
     url: str,
     secret: str,
     msg_id: str,
