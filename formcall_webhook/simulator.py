@@ -1344,7 +1344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def stop_on_term(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop_on_term)
+    # Ctrl-C stops it even when started in the background by a shell, which leaves SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop_on_term)
     rows = "rich rows (with the customer's number)" if args.rich_rows else "documented rows"
     print(
         f"FormCall simulator listening on {sim.api_url} ({len(tokens)} token(s) accepted, {rows}; Ctrl-C stops)",
