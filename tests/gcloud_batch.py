@@ -49,17 +49,22 @@ def run_offline(words: list[str]) -> Result:
     """One command through the `gcloud` launcher itself, as a shell runs it."""
     assert GCLOUD is not None
     with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
-        result = subprocess.run(
-            [GCLOUD, *words[1:]],
-            capture_output=True,
-            text=True,
-            env=offline_env(config),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            timeout=60,
-            check=False,
-        )
+        result = _offline_run([GCLOUD, *words[1:]], config, timeout=60)
     return words, result.returncode, result.stdout + result.stderr
+
+
+def _offline_run(argv: list[str], config: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """A process run as the offline checks run gcloud: an empty config folder, no input, from the repo."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        env=offline_env(config),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def sdk_lib_and_python() -> tuple[Path, str] | None:
@@ -90,16 +95,7 @@ def run_batch(commands: list[list[str]], processes: int = 1) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="gcloud-config-") as config:
         todo, done = Path(config, "commands.json"), Path(config, "results.json")
         todo.write_text(json.dumps(commands), encoding="utf-8")
-        result = subprocess.run(
-            [python, __file__, str(lib), str(todo), str(done)],
-            capture_output=True,
-            text=True,
-            env=offline_env(config),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            timeout=300,
-            check=False,
-        )
+        result = _offline_run([python, __file__, str(lib), str(todo), str(done)], config, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
         answers = json.loads(done.read_text(encoding="utf-8"))
     assert [answer["words"] for answer in answers] == commands
