@@ -352,6 +352,25 @@ def write_config(workdir: Path) -> Path:
     return config
 
 
+def stop_run(
+    sweepers: list[SweeperProcess],
+    instances: list[FunctionProcess],
+    sim: Simulator,
+    redis: RedisServer | None,
+    firestore: FirestoreEmulator | None,
+) -> None:
+    """End what one run started: its sweepers, function processes and simulator, and the Redis server or
+    Firestore emulator it started itself (given here only then)."""
+    for sweeper in sweepers:
+        sweeper.stop()
+    stop_all(instances)
+    sim.stop()
+    if redis is not None:
+        redis.stop()
+    if firestore is not None:
+        firestore.stop()
+
+
 def run(
     leads: int,
     *,
@@ -498,14 +517,7 @@ def run(
         if leaked or any("Traceback" in text for text in logs):
             counts.problems.append(f"logs leak {len(leaked)} values or hold a traceback")
     finally:
-        for sweeper in sweepers:
-            sweeper.stop()
-        stop_all(instances)
-        sim.stop()
-        if own_redis and redis is not None:
-            redis.stop()
-        if own_firestore and firestore is not None:
-            firestore.stop()
+        stop_run(sweepers, instances, sim, redis if own_redis else None, firestore if own_firestore else None)
     counts.seconds = time.monotonic() - began
     counts.stretches = weather.stretches
     return counts
@@ -911,14 +923,7 @@ def run_recall(
             counts.problems.append(f"FormCall requests still unhandled after {drain_seconds:.0f} s")
         _check_recalls(counts, sim, answers, list(store_view.scan_leads()))
     finally:
-        for sweeper in sweepers:
-            sweeper.stop()
-        stop_all(instances)
-        sim.stop()
-        if own_redis and redis is not None:
-            redis.stop()
-        if own_firestore and firestore is not None:
-            firestore.stop()
+        stop_run(sweepers, instances, sim, redis if own_redis else None, firestore if own_firestore else None)
     counts.seconds = time.monotonic() - began
     return counts
 
