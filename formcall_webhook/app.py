@@ -9,8 +9,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from werkzeug.exceptions import ClientDisconnected
 
@@ -45,10 +44,7 @@ from .submission import MASKED_TOKEN, map_submission, parse_submission
 UNKNOWN_ROUTE = "(unknown)"  # the request line's route for a path that names no route
 
 
-# Never compared, hashed or printed (a repr would hold the headers), so no generated __eq__, __hash__ or
-# __repr__, which cost the cold start an exec each (Python 3.11).
-@dataclass(frozen=True, eq=False, repr=False)
-class Request:
+class Request(NamedTuple):
     """What the pipeline needs of an HTTP request; the body is read through `read_body(limit[, timeout])`."""
 
     method: str
@@ -61,25 +57,29 @@ class Request:
     # The full URL as received (HubSpot signs it when auth.public_url is not set).
     url: str = ""
 
+    def __repr__(self) -> str:  # the object's own: a tuple's repr would print the headers
+        return object.__repr__(self)
 
-@dataclass(eq=False, repr=False)
+
 class RequestLine:
-    """What the request's log line will say; filled in as the pipeline goes."""
+    """What the request's log line will say; filled in as the pipeline goes (a plain class: it is the one
+    mutable record of the request path, and a dataclass would cost the cold start more than it gives)."""
 
-    route: str = ""
-    result: str = ""  # the log line's `outcome` word
-    phone: str | None = None
-    popup_uuid: str | None = None
-    formcall_error_code: int | None = None
-    reason: str | None = None
-    adicional_keys: list[str] = field(default_factory=list)
-    route_config: Route | None = None
-    # What delivering the lead came to (the lead's id, FormCall's timing, ...): set once, by the Deliverer.
-    delivered: Attempted = field(default_factory=lambda: Attempted(""))
-    # A Meta delivery's leads, each logged on its own line: (its line, its own answer, when it started).
-    leads: list[tuple[RequestLine, Response, float]] = field(default_factory=list)
-    # Every lead of the delivery answered: their lines say it all, no line for the request itself.
-    per_lead: bool = False
+    def __init__(self, route: str = "", route_config: Route | None = None) -> None:
+        self.route = route
+        self.result = ""  # the log line's `outcome` word
+        self.phone: str | None = None
+        self.popup_uuid: str | None = None
+        self.formcall_error_code: int | None = None
+        self.reason: str | None = None
+        self.adicional_keys: list[str] = []
+        self.route_config = route_config
+        # What delivering the lead came to (the lead's id, FormCall's timing, ...): set once, by the Deliverer.
+        self.delivered = Attempted("")
+        # A Meta delivery's leads, each logged on its own line: (its line, its own answer, when it started).
+        self.leads: list[tuple[RequestLine, Response, float]] = []
+        # Every lead of the delivery answered: their lines say it all, no line for the request itself.
+        self.per_lead = False
 
 
 def route_name(path: str) -> str:
@@ -137,12 +137,13 @@ class App:
     def _dress(self, request: Request, route: Route, response: Response, line: RequestLine) -> Response:
         """CORS headers on every answer of a route; a 303 for browsers' plain form posts."""
         preflight = request.method.upper() == "OPTIONS"
-        response.headers.update(guards.cors_headers(route, request.headers.get("origin"), preflight))
-        wait = response.headers.get("Retry-After", "")
+        headers = {**response.headers, **guards.cors_headers(route, request.headers.get("origin"), preflight)}
+        wait = headers.get("Retry-After", "")
         if route.auth.type == "hubspot" and response.status == 429 and wait.isdigit():
             # HubSpot's workflows retry a 429 after its Retry-After "recorded in milliseconds"
             # (knowledge.hubspot.com, "How to trigger webhooks in HubSpot contact-based workflows").
-            response.headers["Retry-After"] = str(int(wait) * 1000)
+            headers["Retry-After"] = str(int(wait) * 1000)
+        response = response._replace(headers=headers)
         if preflight or not guards.prefers_html(request.headers.get("accept")):
             return response
         ok = response.status < 300
@@ -389,11 +390,11 @@ class App:
             return
         ip_key = guards.rate_key(ip)
         count, seconds_left = self.store.hit(keys.rate_ip(route.name, ip_key), rate.seconds)
-        if count > rate.count:
+        if count > rate.limit:
             raise RateLimited(
                 "Too many submissions; try again later.",
                 retry_after=seconds_left,
-                reason=f"rate limit per_ip {rate.count}/{rate.seconds}s exceeded (failed authentications)",
+                reason=f"rate limit per_ip {rate.limit}/{rate.seconds}s exceeded (failed authentications)",
             )
 
     def _captcha(self) -> Pool:

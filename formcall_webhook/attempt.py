@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import keys, once
 from .clients.formcall import INVALID_TOKEN, FormCallClient, FormCallUncertain, ListUnavailable, Placed, list_days
@@ -72,10 +73,7 @@ class SettleView:
         self.leads: dict[str, dict[str, Lead]] = {}
 
 
-# What an attempt came to is read field by field, never compared or printed: no generated __eq__, __hash__
-# or __repr__, which cost the webhook's cold start an exec each (Python 3.11).
-@dataclass(frozen=True, eq=False, repr=False)
-class Asked:
+class Asked(NamedTuple):
     """One FormCall request (with its retry after a rotated token): the call, or the error it ended in."""
 
     placed: Placed | None
@@ -83,8 +81,7 @@ class Asked:
     ms: float
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Attempted:
+class Attempted(NamedTuple):
     """What one turn of a lead came to (an attempt, a lost answer settled, a wait, a refusal): the word its
     log line says and the facts beside it. `lead` is the lead as saved (None: another writer changed it
     first, or nothing was kept)."""
@@ -98,7 +95,7 @@ class Attempted:
     formcall_error_code: int | None = None
     wait_seconds: float | None = None
     reason: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = MappingProxyType({})
 
 
 class Attempter:
@@ -295,7 +292,7 @@ class Attempter:
         if lead.pace_slot is not None and lead.pace_slot <= now < lead.pace_slot + period:
             return None
         popup = popup or str(lead.popup_uuid or "")
-        slot = self.store.take_slot(Pace(keys.pace(popup), period, route.pace.count, now))
+        slot = self.store.take_slot(Pace(keys.pace(popup), period, route.pace.limit, now))
         return slot if slot > now else None
 
     def settle_lost(self, lost: LostAttempt, view: SettleView | None = None) -> Settled:
@@ -323,7 +320,7 @@ class Attempter:
             mine = leads.get(lost.lead_id)
             if mine is not None and found.wait_until is None:
                 # What the lead becomes, for the rest of the pass: holding its call, or in flight again now.
-                attempt = replace(mine.attempt, since=None if found.uuid else self.clock())
+                attempt = mine.attempt._replace(since=None if found.uuid else self.clock())
                 leads[lost.lead_id] = replace(mine, uuid=found.uuid or mine.uuid, uuid_certain=found.certain,
                                               attempt=attempt)  # fmt: skip
             return found
@@ -395,7 +392,7 @@ class Attempter:
         if lead.phone_hash and self.store.is_opted_out(lead.phone_hash):
             # Failed as it stands: the record keeps what it held (as it always did), for `leads export`.
             opted_out = lead.failed("opted_out", keep_fields="keep")
-            return replace(facts, outcome="opted_out", lead=self.save(lead, opted_out))
+            return facts._replace(outcome="opted_out", lead=self.save(lead, opted_out))
         if policy.expired(lead.age_from, now):
             return self._give_up(lead, lead.last_error or "formcall_unavailable", facts)
         if lead.attempt.since is not None:
@@ -408,30 +405,30 @@ class Attempter:
             lead, facts = unmarked, settled
         if not policy.in_service(now):
             waiting = self.save(lead, lead.waiting(policy.next_opening(now)))
-            return replace(facts, outcome="scheduled", lead=waiting, reason="outside service hours")
+            return facts._replace(outcome="scheduled", lead=waiting, reason="outside service hours")
         if lead.payload is None:
-            return self._give_up(lead, "misconfigured", replace(facts, reason="the record no longer holds the number"))
+            return self._give_up(lead, "misconfigured", facts._replace(reason="the record no longer holds the number"))
         slot = self.pace_slot(lead, now)
         if slot is not None:
             waiting = self.save(lead, lead.paced(slot))
-            return replace(facts, outcome="scheduled", lead=waiting, reason="over the popup's pace")
+            return facts._replace(outcome="scheduled", lead=waiting, reason="over the popup's pace")
         started = self.clock()
         in_flight = self.save(lead, lead.in_flight(started, started + self.lease_seconds))
         if in_flight is None:
             return facts
         asked, after = self.attempt_once(in_flight, lead.payload, policy, started, first=False)
         assert after is not None
-        facts = replace(facts, attempts=in_flight.attempts, formcall_ms=asked.ms)
+        facts = facts._replace(attempts=in_flight.attempts, formcall_ms=asked.ms)
         if asked.placed is not None:
             return self._sweep_placed(in_flight, after, asked.placed, facts)
         err = asked.error
         assert err is not None
         code = None if isinstance(err, FormCallUncertain) else err.formcall_error_code
-        facts = replace(facts, formcall_error_code=code, reason=err.reason)
+        facts = facts._replace(formcall_error_code=code, reason=err.reason)
         if after.state == FAILED:
             reason = err.reason or f"given up after {after.attempts} attempts: {err.error}"
-            return replace(facts, outcome="lead_failed", reason=reason, lead=self.save(in_flight, after))
-        return replace(facts, outcome="scheduled", lead=self.save(in_flight, after))
+            return facts._replace(outcome="lead_failed", reason=reason, lead=self.save(in_flight, after))
+        return facts._replace(outcome="scheduled", lead=self.save(in_flight, after))
 
     def _settle_record(
         self, lead: Lead, since: float, policy: RetryPolicy, now: float, facts: Attempted, view: SettleView | None
@@ -440,7 +437,7 @@ class Attempter:
         settling it came to (placed, or waiting); an empty outcome to go on and call."""
         if now - since < self.settle_after:
             waiting = self.save(lead, lead.waiting(since + self.settle_after))
-            return replace(facts, outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
+            return facts._replace(outcome="scheduled", lead=waiting, reason="previous attempt not settled yet")
         payload = lead.payload or {}
         digits = "".join(str(payload.get(k) or "") for k in ("country_code", "areacode", "phonenumber"))
         from .settle import LostAttempt  # a lost answer only
@@ -451,25 +448,25 @@ class Attempter:
         except ListUnavailable as err:
             due = policy.next_attempt(lead.attempts or 1, "formcall_unavailable", now)
             waiting = self.save(lead, lead.waiting(due))
-            return replace(facts, outcome="scheduled", lead=waiting, reason=f"previous attempt unconfirmed ({err})")
+            return facts._replace(outcome="scheduled", lead=waiting, reason=f"previous attempt unconfirmed ({err})")
         if found.wait_until is not None:
             waiting = self.save(lead, lead.waiting(found.wait_until))
-            return replace(
-                facts, outcome="scheduled", lead=waiting, reason="another attempt on the popup not settled yet"
+            return facts._replace(
+                outcome="scheduled", lead=waiting, reason="another attempt on the popup not settled yet"
             )
         if found.uuid is None:
-            return replace(facts, reason="previous attempt placed no call; calling")
-        facts = replace(facts, reason="previous attempt's call found in FormCall's list")
+            return facts._replace(reason="previous attempt placed no call; calling")
+        facts = facts._replace(reason="previous attempt's call found in FormCall's list")
         if not found.certain:
-            facts = replace(facts, extra={"uuid_certain": False})
+            facts = facts._replace(extra={"uuid_certain": False})
         placed = Placed(found.uuid)
         return self._sweep_placed(lead, self.placed(lead, placed, found.certain), placed, facts)
 
     def _sweep_placed(self, lead: Lead, after: Lead, placed: Placed, facts: Attempted) -> Attempted:
         saved = self.save(lead, after)
-        facts = replace(facts, outcome=str(after.state), lead=saved, uuid=placed.uuid)
+        facts = facts._replace(outcome=str(after.state), lead=saved, uuid=placed.uuid)
         if saved is None:
-            return replace(facts, outcome="")
+            return facts._replace(outcome="")
         # Duplicates from now on carry the uuid too.
         scheduled = once.FirstAnswer(lead.lead_id, scheduled=True).dumps()
         answer = once.FirstAnswer(lead.lead_id, placed.uuid, pending=placed.pending).dumps()
@@ -479,12 +476,12 @@ class Attempter:
                 # expired would be a second lead.
                 self.store.replace(store_key, once.PENDING + lead.lead_id, answer, window)
         wait = round((saved.placed_at or self.clock()) - lead.received_ts, 1)
-        return replace(facts, wait_seconds=wait)
+        return facts._replace(wait_seconds=wait)
 
     def _give_up(self, lead: Lead, word: str, facts: Attempted) -> Attempted:
         reason = facts.reason or f"given up after {lead.attempts} attempts: {word}"
         saved = self.save(lead, lead.failed(word, keep_fields=self.keep_fields()))
-        return replace(facts, outcome="lead_failed", reason=reason, lead=saved)
+        return facts._replace(outcome="lead_failed", reason=reason, lead=saved)
 
     def load(self, lead_id: str) -> Lead | None:
         record = self.store.get_lead(lead_id)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -26,6 +25,7 @@ from .errors import ConfigError, ConfigErrors
 from .phones import DEFAULT_NUMBER_TYPES, FORBIDDEN_NUMBER_TYPES, NUMBER_TYPE_NAMES
 from .secret_store import DEFAULT_TTL_SECONDS
 from .senders import AUTH_TYPES as AUTH_TYPES
+from .senders import DEFAULT_TOKEN_HEADER, GRAPH_URL, GRAPH_VERSION
 from .senders import REGISTRY as AUTH_SCHEMES
 from .senders import Auth as Auth
 from .states import DEFAULT_RETRY, LeadsPolicy, RetryPolicy
@@ -72,8 +72,10 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
 
-@dataclass(frozen=True)
-class Captcha:
+# The config's records are NamedTuples: immutable and typed, as style.md's frozen dataclasses are, but built
+# with one eval at import where a frozen dataclass compiles five or six methods. Every cold start paid that
+# for each class it imported: about 18 ms of the package's 27 ms (bench/README.md, cold start).
+class Captcha(NamedTuple):
     """A route's `captcha` table."""
 
     provider: str
@@ -90,11 +92,10 @@ class Captcha:
     sitekey: str | None = None
 
 
-@dataclass(frozen=True)
-class Rate:
-    """`count` per `seconds`."""
+class Rate(NamedTuple):
+    """`limit` per `seconds`."""
 
-    count: int
+    limit: int
     seconds: int
 
 
@@ -103,8 +104,7 @@ PUBLIC_RATE_PER_IP = Rate(30, 3600)
 PUBLIC_RATE_PER_PHONE = Rate(3, 86400)
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """One route, as the config file or zero-config gives it."""
 
     name: str
@@ -145,8 +145,7 @@ class Route:
     recall: RecallPolicy | None = None
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The whole config, read once per process."""
 
     source: str
@@ -157,8 +156,8 @@ class Config:
     ca_bundle: str | None
     secret_ttl_seconds: float
     store_url: str
-    routes: Mapping[str, Route] = field(default_factory=dict)
-    leads: LeadsPolicy = field(default_factory=LeadsPolicy)
+    routes: Mapping[str, Route] = MappingProxyType({})
+    leads: LeadsPolicy = LeadsPolicy()
     # memory:// only: how often the function process sweeps its own leads (spec 8).
     sweep_seconds: float = 15.0
     # How many proxies append to X-Forwarded-For after the client (FORMCALL_TRUSTED_PROXY_HOPS).
@@ -270,7 +269,7 @@ def _build(source: str, data: Mapping[str, Any], env: Mapping[str, str]) -> Conf
     leads = attempt(lambda: _leads(source, top.data.get("leads")), LeadsPolicy())
     if leads.hash_key is None and env.get(HASH_KEY_ENV, "").strip():
         # Spec 10: zero-config deploys get their key from deploy.sh, which creates it in Secret Manager.
-        leads = dataclasses.replace(leads, hash_key="env:" + HASH_KEY_ENV)
+        leads = leads._replace(hash_key="env:" + HASH_KEY_ENV)
     sweep_seconds = attempt(lambda: _sweep_seconds(env), 15.0)
     hops = attempt(lambda: _proxy_hops(env), DEFAULT_TRUSTED_PROXY_HOPS)
     return Config(
@@ -689,15 +688,15 @@ def _auth(source: str, route: Reader) -> Auth:
     public_url = a.get("public_url", str)
     if public_url is not None and not public_url.startswith(("https://", "http://")):
         raise a.fail("public_url", "must be the full URL of the route as entered in HubSpot")
-    header = a.get("header", str, Auth.header).strip()
+    header = a.get("header", str, DEFAULT_TOKEN_HEADER).strip()
     if not header:
         raise a.fail("header", "must not be empty")
-    graph_url = a.get("graph_url", str, Auth.graph_url).rstrip("/")
+    graph_url = a.get("graph_url", str, GRAPH_URL).rstrip("/")
     if not graph_url.startswith(("https://", "http://")):
-        raise a.fail("graph_url", f"must be a URL such as {Auth.graph_url}")
-    graph_version = a.get("graph_version", str, Auth.graph_version)
+        raise a.fail("graph_url", f"must be a URL such as {GRAPH_URL}")
+    graph_version = a.get("graph_version", str, GRAPH_VERSION)
     if not _GRAPH_VERSION.match(graph_version):
-        raise a.fail("graph_version", f"must be a Graph API version such as {Auth.graph_version}")
+        raise a.fail("graph_version", f"must be a Graph API version such as {GRAPH_VERSION}")
     return Auth(kind, refs["secret"], header, username, refs["password"], public_url,
                 a.get("query_token", bool, True), refs["verify_token"], refs["page_token"], graph_url,
                 graph_version)  # fmt: skip

@@ -170,6 +170,7 @@ def _hubspot_outcome(outcome: Reader, check: CheckSecret) -> HubSpotOutcome:
 
 
 _LEADS_KEYS = frozenset({"keep_days", "keep_fields", "hash_key"})
+_LEADS = LeadsPolicy()  # the defaults
 
 
 def parse_leads(source: str, value: Any, check_secret: CheckSecret | None = None) -> LeadsPolicy:
@@ -178,21 +179,21 @@ def parse_leads(source: str, value: Any, check_secret: CheckSecret | None = None
         return LeadsPolicy()
     check = check_secret or (lambda full_key, ref: secret_ref(source, full_key, ref))
     table = Reader(source, "leads", value, _LEADS_KEYS, example="[leads] with keep_days = 30")
-    keep_days = attempt(lambda: _keep_days(table), LeadsPolicy.keep_days)
-    keep_fields = attempt(lambda: _keep_fields(table), LeadsPolicy.keep_fields)
+    keep_days = attempt(lambda: _keep_days(table), _LEADS.keep_days)
+    keep_fields = attempt(lambda: _keep_fields(table), _LEADS.keep_fields)
     hash_key = attempt(lambda: check(table.key("hash_key"), value["hash_key"]), None) if "hash_key" in value else None
     return LeadsPolicy(keep_days, keep_fields, hash_key)
 
 
 def _keep_days(table: Reader) -> int:
-    keep_days = table.data.get("keep_days", LeadsPolicy.keep_days)
+    keep_days = table.data.get("keep_days", _LEADS.keep_days)
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days <= 0:
         raise table.fail("keep_days", f"must be a whole number of days above 0, not {keep_days!r}")
     return keep_days
 
 
 def _keep_fields(table: Reader) -> str:
-    keep_fields = table.string("keep_fields") if "keep_fields" in table.data else LeadsPolicy.keep_fields
+    keep_fields = table.string("keep_fields") if "keep_fields" in table.data else _LEADS.keep_fields
     if keep_fields not in KEEP_FIELDS:
         raise table.fail("keep_fields", f'must be "until_done" or "keep", not {keep_fields!r}')
     return keep_fields

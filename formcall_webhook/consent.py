@@ -6,8 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError, ConsentMissing
@@ -18,8 +17,7 @@ _KEYS = frozenset({"field", "required", "text", "ads_field"})
 _EXAMPLE = '{ field = "acepto", required = true, text = "v2026-12" }'
 
 
-@dataclass(frozen=True)
-class ConsentRule:
+class ConsentRule(NamedTuple):
     """A route's consent field; `text` names the wording the person agreed to (a version, a URL);
     `ads_field` the separate consent to ads measurement (spec 12)."""
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import keys, once, phones
 from .attempt import Attempted, Attempter
@@ -27,10 +26,7 @@ from .stores import Admission, Backend, Counter, Finish, Pace
 _POLL_SECONDS = 0.05
 
 
-# Never compared, hashed or printed (a repr would hold the lead's payload), so no generated __eq__, __hash__
-# or __repr__, which cost the cold start an exec each (Python 3.11).
-@dataclass(frozen=True, eq=False, repr=False)
-class Submission:
+class Submission(NamedTuple):
     """A lead that passed the guards and whose number is valid: what delivery needs of the request."""
 
     route: Route
@@ -48,9 +44,11 @@ class Submission:
     # The click ids of a lead who consented to ads measurement (spec 12), kept until its conversions are done.
     clicks: Mapping[str, str] | None = None
 
+    def __repr__(self) -> str:  # the object's own: a tuple's repr would print the lead's payload
+        return object.__repr__(self)
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Delivered:
+
+class Delivered(NamedTuple):
     """The request path's result: the first answer (None when the lead is refused or not kept), what the
     request's log line says, and the error the sender is answered with when there is one."""
 
@@ -90,11 +88,11 @@ class Deliverer:
         counters = []
         if sub.ip_key is not None and route.rate_per_ip is not None:
             rate = route.rate_per_ip
-            counters.append(Counter(keys.rate_ip(route.name, sub.ip_key), rate.seconds, rate.count))
+            counters.append(Counter(keys.rate_ip(route.name, sub.ip_key), rate.seconds, rate.limit))
         if route.rate_per_phone is not None:
             rate = route.rate_per_phone
             counters.append(
-                Counter(keys.rate_phone(number.e164, key=self.attempts.hash_key()), rate.seconds, rate.count)
+                Counter(keys.rate_phone(number.e164, key=self.attempts.hash_key()), rate.seconds, rate.limit)
             )
         lead_id = new_lead_id()
         # Spec 8: no attempt outside service_hours, the first one included; such a lead is kept for the
@@ -122,7 +120,7 @@ class Deliverer:
         pace = deferred = None
         if route.pace is not None and not closed:
             popup = str(sub.payload["popup_uuid"])
-            pace = Pace(keys.pace(popup), route.pace.seconds, route.pace.count, now)
+            pace = Pace(keys.pace(popup), route.pace.seconds, route.pace.limit, now)
             deferred = Lead.admitted(**fields)
         if policy is not None and closed:
             # Kept due at the opening from the first write: a process that dies now leaves it due.
@@ -327,7 +325,7 @@ class Deliverer:
         facts = Attempted("", lead.lead_id, after, attempts=1, formcall_ms=asked.ms, reason=note)
         err = asked.error
         if err is not None:
-            facts = replace(facts, outcome=err.error, formcall_error_code=err.formcall_error_code, reason=err.reason)
+            facts = facts._replace(outcome=err.error, formcall_error_code=err.formcall_error_code, reason=err.reason)
             if after is not None and after.state == SCHEDULED:
                 # The sweeper attempts it later (a lost answer: settled from FormCall's list first).
                 answer = once.FirstAnswer(lead.lead_id, scheduled=True)
@@ -338,9 +336,9 @@ class Deliverer:
                     # settles it from the list and calls it. It is kept, so the sender hears so; a 503 here
                     # would have its resend kept (and called) a second time.
                     kept = f"kept as admitted ({failed.reason})"
-                    facts = replace(facts, reason=f"{facts.reason}; {kept}" if facts.reason else kept)
+                    facts = facts._replace(reason=f"{facts.reason}; {kept}" if facts.reason else kept)
                 self.attempts.check_sweeper()
-                return Delivered(answer, replace(facts, outcome="scheduled"))
+                return Delivered(answer, facts._replace(outcome="scheduled"))
             if after is not None and after.attempt.since is not None:
                 # retry = false and the answer was lost: the sender's retry settles it (the claims say so).
                 self.store.finish(Finish(lead.lead_id, after.to_json(), lead.version, [], marker, None,
@@ -352,7 +350,7 @@ class Deliverer:
             # Refused for good (FormCall errors 1, 5, 6): kept as failed, so it can be seen. A 5xx keeps
             # nothing: the sender retries, and its retry is a new lead.
             self._finish(lead, after, marker, windows, None)
-            return Delivered(None, facts if after is not None else replace(facts, lead_id=None), err)
+            return Delivered(None, facts if after is not None else facts._replace(lead_id=None), err)
         assert asked.placed is not None
         assert after is not None
         answer = once.FirstAnswer(lead.lead_id, asked.placed.uuid, pending=asked.placed.pending)
@@ -360,9 +358,9 @@ class Deliverer:
             self._finish(lead, after, marker, windows, answer)
         except WebhookError as failed:
             # The call exists: answer it as placed. The record's attempt mark lets the sweeper settle it.
-            facts = replace(facts, reason=failed.reason)
+            facts = facts._replace(reason=failed.reason)
         wait = round(after.placed_at - lead.received_ts, 1) if after.placed_at is not None else None
-        return Delivered(answer, replace(facts, outcome=str(after.state), uuid=asked.placed.uuid, wait_seconds=wait))
+        return Delivered(answer, facts._replace(outcome=str(after.state), uuid=asked.placed.uuid, wait_seconds=wait))
 
     def _finish(
         self,

@@ -9,7 +9,6 @@ the delivery stands. The lead stays failed while the report is due; `leads retry
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .attempt import Attempted
@@ -70,8 +69,8 @@ class FailedReports:
         except WebhookError as err:
             # A secret not to be had (the URL's, the signing one): the report stays due for the next pass,
             # and this line stays the lead's `lead_failed`.
-            return replace(attempted, lead=marked, extra={**attempted.extra, "report": REPORT, "webhook": err.error})
-        return replace(attempted, lead=done.lead or marked, extra={**attempted.extra, **done.extra})
+            return attempted._replace(lead=marked, extra={**attempted.extra, "report": REPORT, "webhook": err.error})
+        return attempted._replace(lead=done.lead or marked, extra={**attempted.extra, **done.extra})
 
     def work(self, lead: Lead) -> Attempted:
         """One try of the report: `outcome_delivered`, `outcome_failed` (refused for good, or give_up passed),

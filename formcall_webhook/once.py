@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PENDING = "pending:"
 UNCERTAIN = "uncertain:"
@@ -35,8 +35,7 @@ def parse_uncertain(value: str) -> tuple[float, str]:
         return 0.0, lead_id
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class FirstAnswer:
+class FirstAnswer(NamedTuple):
     """What the first submission got; every duplicate is answered with it."""
 
     lead_id: str | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType
@@ -23,9 +23,7 @@ _NON_DIGITS = re.compile(r"\D+")
 _MAX_TYPED = 64
 
 
-# No generated __repr__: it would print the whole number, which is never logged.
-@dataclass(frozen=True, repr=False)
-class Number:
+class Number(NamedTuple):
     """A normalized number and its FormCall split."""
 
     e164: str
@@ -38,6 +36,9 @@ class Number:
     @property
     def masked(self) -> str:
         return mask(self.e164, self.country_code)
+
+    def __repr__(self) -> str:  # the object's own: a tuple's repr would print the whole number, never logged
+        return object.__repr__(self)
 
 
 def mask(e164: str, country_code: str | None = None) -> str:

@@ -17,7 +17,8 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .attribution import FIELDS as ATTRIBUTION_FIELDS
 from .states import FAILED, PENDING, PLACED, SCHEDULED, LeadState, can_move
@@ -57,9 +58,10 @@ def iso(ts: float | None) -> str | None:
 
 # ------------------------------------------------------------------------------------------- the parts
 
+# The parts are NamedTuples, cheap to build at import (see config.py); the lead itself is a frozen dataclass.
 
-@dataclass(frozen=True)
-class Consent:
+
+class Consent(NamedTuple):
     """Spec 10: the consent given with the lead (JSON field `consent`)."""
 
     given: bool
@@ -67,7 +69,7 @@ class Consent:
     text: str | None = None
     at: str | None = None
     origin: str | None = None
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    extra: Mapping[str, Any] = MappingProxyType({})
 
     @staticmethod
     def from_json(data: Any) -> Consent | None:
@@ -88,8 +90,7 @@ class Consent:
                 **self.extra}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class CallWork:
+class CallWork(NamedTuple):
     """A placed call's outcome work (spec 9; JSON field `outcome`): its lookups and where each report stands.
 
     Only the fields the work has reached are written, so records keep the shape they always had.
@@ -115,11 +116,7 @@ class CallWork:
     hubspot_hold_until: float | None = None
     # When the outcome was settled: the webhook body's `timestamp`, the same on every retry.
     reported_at: float | None = None
-    extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-    _KNOWN = frozenset({"due", "lookups", *CALL_RESULT_FIELDS, "last", "settled", "gave_up_lookup", "webhook",
-                        "webhook_attempts", "hubspot", "hubspot_attempts", "hubspot_progress", "hubspot_hold_until",
-                        "reported_at"})  # fmt: skip
+    extra: Mapping[str, Any] = MappingProxyType({})
 
     @staticmethod
     def from_json(data: Any) -> CallWork | None:
@@ -144,7 +141,7 @@ class CallWork:
             hubspot_progress=data.get("hubspot_progress"),
             hubspot_hold_until=data.get("hubspot_hold_until"),
             reported_at=data.get("reported_at"),
-            extra={k: v for k, v in data.items() if k not in CallWork._KNOWN},
+            extra={k: v for k, v in data.items() if k not in _CALL_WORK_FIELDS},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -171,18 +168,23 @@ class CallWork:
         return {name: getattr(self, name) for name in CALL_RESULT_FIELDS}
 
     def but(self, **changes: Any) -> CallWork:
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
 
-@dataclass(frozen=True)
-class Attempt:
+# The JSON fields CallWork reads; any other is kept as it was, in `extra`.
+_CALL_WORK_FIELDS = frozenset({"due", "lookups", *CALL_RESULT_FIELDS, "last", "settled", "gave_up_lookup", "webhook",
+                               "webhook_attempts", "hubspot", "hubspot_attempts", "hubspot_progress",
+                               "hubspot_hold_until", "reported_at"})  # fmt: skip
+
+
+class Attempt(NamedTuple):
     """The lead's attempts: how many, how the last ended, and when the next is due.
 
     `since` is set while an attempt may have reached FormCall without its answer reaching us (in flight,
     or its answer lost): before any new attempt, FormCall's list is read for its call.
     """
 
-    count: int = 0
+    made: int = 0  # attempts made (JSON: the record's `attempts`)
     since: float | None = None
     last_error: str | None = None
     due_at: float | None = None
@@ -192,15 +194,14 @@ class Attempt:
 # ------------------------------------------------------------------------------------------------ a lead
 
 
-@dataclass(frozen=True)
-class Unread:
+class Unread(NamedTuple):
     """A lead kept before its fields could be read from its source (JSON field `unread`): Meta Lead Ads
     names a lead by id, and the Graph API may be down (spec 5). The sweeper reads it first."""
 
     source: str  # "meta"
     id: str  # the leadgen_id
     # What the delivery said beside the id (ad_id, form_id, created_time...).
-    value: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    value: Mapping[str, str] = MappingProxyType({})
     reads: int = 0  # reads that failed, for the backoff
 
     @staticmethod
@@ -317,7 +318,7 @@ class Lead:
         that attempt is already in flight (marked and leased until then)."""
         attempt = Attempt()
         if in_flight_until is not None:
-            attempt = Attempt(count=1, since=received, due_at=in_flight_until)
+            attempt = Attempt(made=1, since=received, due_at=in_flight_until)
         return Lead(
             lead_id=lead_id,
             route=route,
@@ -343,7 +344,7 @@ class Lead:
     def scheduled(self, *, due_at: float, last_error: str, since: float | None = None) -> Lead:
         """Due again at `due_at` after an attempt that ended in `last_error`; `since` keeps a lost answer's
         mark, to be settled from FormCall's list before the next attempt."""
-        attempt = dataclasses.replace(self.attempt, since=since, last_error=last_error)
+        attempt = self.attempt._replace(since=since, last_error=last_error)
         return self._moved(SCHEDULED, attempt=attempt, due_at=due_at)
 
     def held(self, opening: float) -> Lead:
@@ -351,7 +352,7 @@ class Lead:
         if self.state is not SCHEDULED or self.attempts:
             raise MoveRefused("only a lead not yet attempted is held for the opening")
         return self._moved(SCHEDULED, due_at=opening, held_until=opening,
-                           attempt=dataclasses.replace(self.attempt, last_error="out_of_service_hours"))  # fmt: skip
+                           attempt=self.attempt._replace(last_error="out_of_service_hours"))  # fmt: skip
 
     def retried(self, now: float) -> Lead:
         """`leads retry`: due now, with a fresh max_age from now (the operator's choice to try again)."""
@@ -363,8 +364,8 @@ class Lead:
         """Its source could not give its fields this time either: due again at `due_at`."""
         if self.unread is None:
             raise MoveRefused("only an unread lead is read again")
-        unread = dataclasses.replace(self.unread, reads=self.unread.reads + 1)
-        attempt = dataclasses.replace(self.attempt, last_error=last_error)
+        unread = self.unread._replace(reads=self.unread.reads + 1)
+        attempt = self.attempt._replace(last_error=last_error)
         return self._moved(SCHEDULED, attempt=attempt, due_at=due_at, unread=unread)
 
     def read(
@@ -400,12 +401,12 @@ class Lead:
         """One more attempt, sent now: marked so a lost answer is settled from FormCall's list."""
         if self.state is not SCHEDULED:
             raise MoveRefused(f"a {self.state} lead cannot be attempted")
-        attempt = dataclasses.replace(self.attempt, count=self.attempt.count + 1, since=started)
+        attempt = self.attempt._replace(made=self.attempt.made + 1, since=started)
         return self._moved(SCHEDULED, attempt=attempt, due_at=lease_until)
 
     def unmarked(self) -> Lead:
         """The in-flight mark cleared: the lost answer is settled, no call was placed."""
-        return self._edited(attempt=dataclasses.replace(self.attempt, since=None))
+        return self._edited(attempt=self.attempt._replace(since=None))
 
     def placed(
         self, uuid: str | None, *, pending: bool, now: float, work_after: float | None, keep_fields: str
@@ -413,7 +414,7 @@ class Lead:
         """FormCall placed (or left pending) the call. With `work_after`, due then for its outcome work
         (spec 9); else done, and minimized under keep_fields = "until_done"."""
         state = PENDING if pending else PLACED
-        attempt = dataclasses.replace(self.attempt, since=None, last_error=None)
+        attempt = self.attempt._replace(since=None, last_error=None)
         calls = (*self.calls, new_call(uuid, self.call_popup or self.popup_uuid)) if uuid else self.calls
         first = self.first_call_at if self.first_call_at is not None else now
         if work_after is not None and uuid:
@@ -456,7 +457,7 @@ class Lead:
 
     def failed(self, last_error: str, *, keep_fields: str, since: float | None = None) -> Lead:
         """Given up (or refused for good). `since` keeps a lost answer's mark (retry = false)."""
-        attempt = dataclasses.replace(self.attempt, since=since, last_error=last_error)
+        attempt = self.attempt._replace(since=since, last_error=last_error)
         return self._moved(FAILED, attempt=attempt, due_at=None)._minimized(keep_fields)
 
     def failed_report(self, work: CallWork, due_at: float | None) -> Lead:
@@ -501,9 +502,7 @@ class Lead:
         attempt = changes.pop("attempt", self.attempt)
         if "due_at" in changes:
             due_at = changes.pop("due_at")
-            attempt = dataclasses.replace(
-                attempt, due_at=due_at, next_attempt_at=iso(due_at) if state == SCHEDULED else None
-            )
+            attempt = attempt._replace(due_at=due_at, next_attempt_at=iso(due_at) if state == SCHEDULED else None)
         return dataclasses.replace(self, state=state, attempt=attempt, version=self.version + 1, **changes)
 
     def _minimized(self, keep_fields: str) -> Lead:
@@ -529,7 +528,7 @@ class Lead:
 
     @property
     def attempts(self) -> int:
-        return self.attempt.count
+        return self.attempt.made
 
     @property
     def last_error(self) -> str | None:
@@ -559,7 +558,7 @@ class Lead:
             "state": str(self.state),
             "received_at": self.received_at,
             "received_ts": self.received_ts,
-            "attempts": self.attempt.count,
+            "attempts": self.attempt.made,
             "next_attempt_at": self.attempt.next_attempt_at,
             "due_at": self.attempt.due_at,
             "last_error": self.attempt.last_error,
@@ -618,7 +617,7 @@ class Lead:
             expires_at=float(data.get("expires_at") or received),
             version=int(data.get("version") or 0),
             attempt=Attempt(
-                count=int(data.get("attempts") or 0),
+                made=int(data.get("attempts") or 0),
                 since=float(since) if since is not None else None,
                 last_error=data.get("last_error"),
                 due_at=float(due) if due is not None else None,

@@ -8,10 +8,9 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -85,8 +84,7 @@ _HOURS_EXAMPLE = '"mon-fri 09:00-19:00, sat 10:00-14:00"'
 Window = tuple[int, int]  # [start, end) in seconds of the local day
 
 
-@dataclass(frozen=True)
-class ServiceHours:
+class ServiceHours(NamedTuple):
     """When the call centre answers: per weekday (Monday first), sorted disjoint windows of the local day."""
 
     text: str
@@ -213,8 +211,7 @@ _SEARCH_DAYS = 400
 _TIME_ERRORS = (OverflowError, ValueError, OSError)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """When a kept lead is attempted again (spec 8). Times are epoch seconds."""
 
     on: frozenset[str] = RETRY_WORDS
@@ -223,10 +220,6 @@ class RetryPolicy:
     service_hours: ServiceHours | None = None
     timezone: str = DEFAULT_TIMEZONE
     holidays: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.schedule or min(self.schedule) <= 0:
-            raise ValueError("schedule must hold at least one wait longer than zero")
 
     @property
     def _zone(self) -> ZoneInfo:
@@ -318,8 +311,7 @@ DEFAULT_RETRY = RetryPolicy()
 KEEP_FIELDS = ("until_done", "keep")
 
 
-@dataclass(frozen=True)
-class LeadsPolicy:
+class LeadsPolicy(NamedTuple):
     """The `[leads]` table: how long records live, what they keep, and the opt-out hash key."""
 
     keep_days: int = 30

@@ -5,8 +5,7 @@ Pure: no store, no network, no runtime. The request path (app.py) and `try` (cli
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import mapping, parsing, phones
 from .config import Route, is_uuid
@@ -17,14 +16,15 @@ from .templates import TemplateFailed
 MASKED_TOKEN = "***"  # noqa: S105 - the mask, not a secret
 
 
-# Never compared or printed (a repr would hold the payload): no generated __eq__, __hash__ or __repr__.
-@dataclass(frozen=True, eq=False, repr=False)
-class Mapped:
+class Mapped(NamedTuple):
     """A submission mapped for FormCall: the template context, the lead and the payload."""
 
     context: dict[str, Any]
     lead: phones.Number
     payload: dict[str, Any]
+
+    def __repr__(self) -> str:  # the object's own: a tuple's repr would print the payload
+        return object.__repr__(self)
 
 
 def parse_submission(

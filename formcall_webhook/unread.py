@@ -5,8 +5,6 @@ route's retry schedule, and it fails (lead_failed) after max_age."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from . import consent, keys, once
 from .attempt import Attempted
 from .clients.meta_graph import GraphUnavailable, flat_body
@@ -37,7 +35,7 @@ class UnreadLeads:
         facts = Attempted("", lead.lead_id, attempts=lead.attempts)
         if route is None or route.auth.type != unread.source:
             return self._give_up(
-                lead, "misconfigured", replace(facts, reason=f"route {lead.route} reads no {unread.source} leads")
+                lead, "misconfigured", facts._replace(reason=f"route {lead.route} reads no {unread.source} leads")
             )
         if policy.expired(lead.age_from, now):
             return self._give_up(lead, lead.last_error or GRAPH_UNAVAILABLE, facts)
@@ -48,9 +46,9 @@ class UnreadLeads:
         except GraphUnavailable as err:
             due = policy.next_attempt(unread.reads + 2, GRAPH_UNAVAILABLE, now)
             if due >= lead.age_from + policy.max_age:
-                return self._give_up(lead, GRAPH_UNAVAILABLE, replace(facts, reason=err.reason))
+                return self._give_up(lead, GRAPH_UNAVAILABLE, facts._replace(reason=err.reason))
             waiting = attempter.save(lead, lead.unread_again(due, GRAPH_UNAVAILABLE))
-            return replace(facts, outcome="scheduled", lead=waiting, reason=err.reason)
+            return facts._replace(outcome="scheduled", lead=waiting, reason=err.reason)
         body = flat_body(data, unread.value, unread.id)
         try:
             mapped = map_submission(route, body, {}, {})
@@ -58,7 +56,7 @@ class UnreadLeads:
         except WebhookError as err:
             # Refused as the request path would have refused it (no phone, no consent...): for good.
             failed = attempter.save(lead, lead.failed(err.error, keep_fields=attempter.keep_fields()))
-            return replace(facts, outcome=err.error, lead=failed, reason=err.reason)
+            return facts._replace(outcome=err.error, lead=failed, reason=err.reason)
         number = mapped.lead
         if route.popups:
             # Spec 11: the lead's popup by the route's round robin, as the request path picks it.
@@ -78,13 +76,13 @@ class UnreadLeads:
             if held.startswith((once.PENDING, once.UNCERTAIN)):
                 # Another submission of this number is being called now: its answer decides, shortly.
                 waiting = attempter.save(lead, lead.waiting(now + config.timeout_seconds + 5))
-                return replace(facts, outcome="scheduled", lead=waiting, reason="the same number is being called now")
+                return facts._replace(outcome="scheduled", lead=waiting, reason="the same number is being called now")
             # The same person, already a lead (another form, another delivery): this id answers as that one.
             first = once.FirstAnswer.loads(held)
             for key, key_window in lead.claims:
                 self.runtime.store.replace(key, scheduled, held, key_window)
             self.runtime.store.delete_lead(lead.lead_id)
-            return replace(facts, outcome="duplicate", lead_id=first.lead_id, uuid=first.uuid,
+            return facts._replace(outcome="duplicate", lead_id=first.lead_id, uuid=first.uuid,
                            reason=f"the number is already lead {first.lead_id}")  # fmt: skip
         read = lead.read(
             payload={k: v for k, v in mapped.payload.items() if k != "security_token"},
@@ -98,10 +96,10 @@ class UnreadLeads:
             self.runtime.store.release(number_key, scheduled)
             return facts
         attempted = attempter.attempt(saved.to_json())
-        return replace(attempted, reason=attempted.reason or f"read from its source after {unread.reads + 1} tries")
+        return attempted._replace(reason=attempted.reason or f"read from its source after {unread.reads + 1} tries")
 
     def _give_up(self, lead: Lead, word: str, facts: Attempted) -> Attempted:
         attempter = self.runtime.attempter
         saved = attempter.save(lead, lead.failed(word, keep_fields=attempter.keep_fields()))
         reason = facts.reason or f"given up unread after {lead.unread.reads + 1 if lead.unread else 1} reads: {word}"
-        return replace(facts, outcome="lead_failed", reason=reason, lead=saved)
+        return facts._replace(outcome="lead_failed", reason=reason, lead=saved)

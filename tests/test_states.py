@@ -19,6 +19,7 @@ from formcall_webhook import errors, states
 from formcall_webhook.answers import failure
 from formcall_webhook.config_policies import parse_leads, parse_outcome, parse_retry
 from formcall_webhook.config_reader import check_secret_reference
+from formcall_webhook.errors import ConfigError
 from formcall_webhook.outcomes import HubSpotOutcome, OutcomePolicy
 from formcall_webhook.states import (
     DEFAULT_RETRY,
@@ -433,9 +434,10 @@ def test_full_retry_table() -> None:
     assert len({full, policy(service_hours="sat 10:00-14:00")}) == 2
 
 
-def test_policy_refuses_an_empty_schedule() -> None:
-    with pytest.raises(ValueError, match="schedule"):
-        RetryPolicy(schedule=())
+@pytest.mark.parametrize(("schedule", "says"), [([], "is empty"), (["1m", "0s"], "must be longer than zero")])
+def test_policy_refuses_a_schedule_without_a_wait_longer_than_zero(schedule: list[str], says: str) -> None:
+    with pytest.raises(ConfigError, match=f"routes.default.retry.schedule: .*{says}"):
+        policy(schedule=schedule)
 
 
 # ----------------------------------------------------------------------------------------------- outcome

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urljoin
 
 from ..errors import (
@@ -50,8 +49,7 @@ class ListUnavailable(Exception):
     """/calls/list could not be read this time; it may tell later."""
 
 
-@dataclass(frozen=True)
-class Placed:
+class Placed(NamedTuple):
     """FormCall accepted the call: placed (uuid) or left pending."""
 
     uuid: str | None

@@ -15,7 +15,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 # Answers we act on are small JSON documents; anything larger is an error page or a mistake.
@@ -103,12 +104,11 @@ def make_pool(ca_bundle: str | None = None, maxsize: int = 32) -> Pool:
     return Pool(ca_bundle, maxsize)
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """An HTTP answer: status, headers with lower-case names, and the body (cut at the cap)."""
 
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = MappingProxyType({})
     body: bytes = b""
     truncated: bool = False
 

@@ -8,11 +8,24 @@ import time
 from collections.abc import Mapping
 
 from . import basic, hubspot, meta, none, standard_webhooks, tally, token, typeform, webflow
-from .base import DEFAULT_TOKEN_HEADER, REGISTRY, Auth, Incoming, Resolve, VouchedDelivery, denied
+from .base import (
+    DEFAULT_TOKEN_HEADER,
+    GRAPH_URL,
+    GRAPH_VERSION,
+    REGISTRY,
+    Auth,
+    Incoming,
+    Resolve,
+    VouchedDelivery,
+    denied,
+)
 from .hubspot import raw_url
 
 __all__ = [
     "AUTH_TYPES",
+    "DEFAULT_TOKEN_HEADER",
+    "GRAPH_URL",
+    "GRAPH_VERSION",
     "REGISTRY",
     "SIGNED_TYPES",
     "Auth",

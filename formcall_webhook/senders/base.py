@@ -10,8 +10,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from ..errors import Misconfigured, Unauthorized
 
@@ -22,14 +21,16 @@ WINDOW_SECONDS = 300
 # Typeform and Tally sign no time: a replay is caught for a day, as long as they retry.
 DAY_SECONDS = 86400
 DEFAULT_TOKEN_HEADER = "X-Webhook-Token"  # noqa: S105 - a header name, not a secret
+GRAPH_URL = "https://graph.facebook.com"
+# The newest Graph API version (Meta's changelog, developers.facebook.com/docs/graph-api/changelog).
+GRAPH_VERSION = "v26.0"
 _DENIED = "The request could not be authenticated."
 _MISCONFIGURED = "The function is not configured correctly."
 # ASCII digits, at most 16 of them: str.isdigit() also takes "²" and numbers too big for a float.
 _TIMESTAMP = re.compile(r"^[0-9]{1,16}$")
 
 
-@dataclass(frozen=True)
-class Auth:
+class Auth(NamedTuple):
     """A route's `auth` table (spec section 5)."""
 
     type: str = "none"
@@ -44,23 +45,18 @@ class Auth:
     # and where the Graph API is (tests point graph_url at a loopback fake).
     verify_token: str | None = None
     page_token: str | None = None
-    graph_url: str = "https://graph.facebook.com"
-    # The newest Graph API version (Meta's changelog, developers.facebook.com/docs/graph-api/changelog).
-    graph_version: str = "v26.0"
+    graph_url: str = GRAPH_URL
+    graph_version: str = GRAPH_VERSION
 
 
-@dataclass(frozen=True)
-class VouchedDelivery:
+class VouchedDelivery(NamedTuple):
     """The delivery a signature vouches for: a replay of the same id inside the window is a duplicate."""
 
     id: str
     window_seconds: int
 
 
-# Never compared or printed (a repr would hold the raw body and its signature): no generated __eq__,
-# __hash__ or __repr__, which cost the cold start an exec each (Python 3.11).
-@dataclass(frozen=True, eq=False, repr=False)
-class Incoming:
+class Incoming(NamedTuple):
     """What a scheme may look at: the raw request, before anything is parsed."""
 
     method: str
@@ -69,6 +65,9 @@ class Incoming:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     now: float  # seconds since the epoch
+
+    def __repr__(self) -> str:  # the object's own: a tuple's repr would print the raw body and its signature
+        return object.__repr__(self)
 
 
 class Scheme:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from ..errors import BadRequest, HandshakeRefused
@@ -77,8 +76,7 @@ def handshake(auth: Auth, query_string: bytes, resolve: Resolve) -> str:
     return challenge
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Leadgen:
+class Leadgen(NamedTuple):
     """One lead a delivery names: its id, and what the change said about it (ad, form, page, time)."""
 
     leadgen_id: str

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import StoreUnavailableError
 
@@ -30,10 +30,10 @@ def unavailable(err: BaseException) -> StoreUnavailable:
     )
 
 
-# The messages to a store are never compared, hashed or printed: without a generated __eq__, __hash__ and
-# __repr__, which cost the webhook's cold start an exec each (Python 3.11).
-@dataclass(frozen=True, eq=False, repr=False)
-class Counter:
+# The messages to and from a store are NamedTuples: immutable and typed like frozen dataclasses, and built
+# with one eval instead of a compiled __init__, __setattr__, __delattr__, __eq__, __hash__ and __repr__
+# each, which the webhook's cold start pays for every class it imports (Python 3.11).
+class Counter(NamedTuple):
     """One rate-limit count: `key` counted in a fixed window of `window` seconds, at most `limit`."""
 
     key: str
@@ -41,8 +41,7 @@ class Counter:
     limit: int
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Pace:
+class Pace(NamedTuple):
     """Spec 11: one call on a popup paced at `limit` calls per `period` seconds, counted in slotted counters
     (`key:<slot index>`, one per period): the first slot from `now`'s with room is taken. A slot's counter
     takes at most `limit` writes and is never written again once its period is over, so no counter is a
@@ -72,8 +71,7 @@ class Pace:
 PACE_HORIZON = 100_000
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Admission:
+class Admission(NamedTuple):
     """What a lead asks the store for, in one atomic step (spec 8: one round trip before FormCall).
 
     In order: the opt-out list (refused when the number is on it); the claims (when one is held by
@@ -93,15 +91,17 @@ class Admission:
     pace: Pace | None = None
     deferred: Mapping[str, Any] | None = None
 
+    def __repr__(self) -> str:  # the object's own: a tuple's repr would print the lead's record
+        return object.__repr__(self)
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Admitted:
+
+class Admitted(NamedTuple):
     """What the admission came to: refused and why, or the claims another lead holds and the pace slot."""
 
     refused: str | None = None  # "rate_limited" or "opted_out"
     retry_after: int = 0
     counter: str = ""  # the key of the counter that went over
-    held: Mapping[str, str] = field(default_factory=dict)  # claim key -> the value another holds
+    held: Mapping[str, str] = MappingProxyType({})  # claim key -> the value another holds
     # With a pace: the start of the slot taken (epoch seconds); later than the slot of `pace.now` means
     # the lead waits for it (the deferred record was written).
     slot: float | None = None
@@ -112,8 +112,7 @@ class Admitted:
         return self.refused is None and not self.held
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class Finish:
+class Finish(NamedTuple):
     """The step after FormCall answered (spec 8: one write): the record, the claims and the lease.
 
     `record` replaces the stored one when its version is still `expected_version` (the new record
@@ -130,12 +129,11 @@ class Finish:
     lease: str | None = None
 
 
-@dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     """The last sweep (spec 8, Heartbeat): when it ran (epoch seconds) and its counts."""
 
     at: float
-    counts: Mapping[str, int] = field(default_factory=dict)
+    counts: Mapping[str, int] = MappingProxyType({})
 
     def dumps(self) -> str:
         return json.dumps({"at": self.at, "counts": dict(self.counts)}, separators=(",", ":"), sort_keys=True)
