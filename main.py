@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
 import flask
 import functions_framework
 
+# A pre-fork server's import, as Python's gc docs advise for one: no collection while the package, phonenumbers
+# and the config load (every object they make outlives the process), then gc.freeze() before gunicorn forks
+# the worker, whose collections then leave those objects, and the memory pages they sit on, alone.
+gc.disable()
 from formcall_webhook.answers import failure
 from formcall_webhook.app import App, Request, read_stream
 from formcall_webhook.config import DEFAULT_BODY_TIMEOUT_SECONDS as BODY_TIMEOUT
@@ -17,7 +22,11 @@ from formcall_webhook.senders import raw_url
 
 # One per instance: the config, secret cache, store and FormCall connection pool outlive requests.
 app = App()
-app.warm()
+try:
+    app.warm()
+finally:
+    gc.freeze()
+    gc.enable()
 
 # The process whose memory:// self-sweep runs: a forked worker starts its own (threads do not survive a fork).
 _self_sweep_pid: int | None = None

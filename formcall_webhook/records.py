@@ -216,7 +216,8 @@ class Unread(NamedTuple):
         return {"source": self.source, "id": self.id, "value": dict(self.value), "reads": self.reads}
 
 
-@dataclass(frozen=True)
+# No generated repr: it would print the person's number, name and email wherever a lead is printed.
+@dataclass(frozen=True, repr=False)
 class Lead:
     """A lead record (spec 8), as the stores keep it; each move returns a new one."""
 

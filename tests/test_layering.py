@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from formcall_webhook.simulator import Simulator
 
 PACKAGE = Path(__file__).resolve().parent.parent / "formcall_webhook"
@@ -165,3 +167,21 @@ def test_the_first_submission_loads_none_of_it(simulator: Simulator) -> None:
     assert loaded_at_cold_start(*LATE, then=FIRST_REQUEST, environ=environ) == []
     loaded = loaded_at_cold_start("formcall_webhook.self_sweep", "flask.testing", then=FIRST_REQUEST, environ=environ)
     assert loaded == ["formcall_webhook.self_sweep", "flask.testing"]  # the probe sees the request's loads
+
+
+@pytest.mark.parametrize("config", ["", "[routes.default]\npopup_uuid = 1\n"], ids=["zero-config", "broken-config"])
+def test_import_main_leaves_the_collector_on_and_what_it_built_frozen(config: str, tmp_path: Path) -> None:
+    """main.py loads with the collector off and freezes what it built before gunicorn forks (Python's gc docs,
+    for a pre-fork server); whatever the config says, the collector is on again once main is loaded."""
+    environ = {"FORMCALL_POPUP_UUID": "e5c98214-d0f6-11e1-8c30-001d09ef4a24", "PATH": "/usr/bin:/bin"}
+    if config:
+        (tmp_path / "formcall.toml").write_text(config, encoding="utf-8")
+        environ["FORMCALL_CONFIG"] = str(tmp_path / "formcall.toml")
+    code = "import gc, main\nprint(gc.isenabled(), gc.get_freeze_count(), main.app.runtime is not None)\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PACKAGE.parent, env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    enabled, frozen, loaded = done.stdout.split()
+    assert (enabled, loaded) == ("True", "True")
+    assert int(frozen) > 10_000  # phonenumbers' metadata and the package's classes, at least
