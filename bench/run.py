@@ -62,6 +62,8 @@ from bench.procs import (
 )
 
 CONCURRENCIES = (1, 8, 32)
+# The cold start's floor: hello world that checks a number with phonenumbers, as the function must.
+HELLO_PHONES = BENCH / "hello_phones" / "main.py"
 # The measures, in the order they run; `--only` picks some of them.
 PARTS = ("throughput", "inprocess", "cold", "memory", "ledger")
 
@@ -85,7 +87,7 @@ class Plan:
 
     @staticmethod
     def full() -> Plan:
-        return Plan("full", 7, 2.5, 20_000, 1.5, 20_000, 2_000, 9, 1_000, 20_000, 4_750, 500, 1_000, 3)
+        return Plan("full", 7, 2.5, 20_000, 1.5, 20_000, 2_000, 21, 1_000, 20_000, 4_750, 500, 1_000, 3)
 
     @staticmethod
     def quick() -> Plan:
@@ -287,7 +289,7 @@ def bench_cold_start(
     # Every variant starts from bytecode, as pip leaves every installed library (functions-framework and
     # Flask, for hello world too): a shell with PYTHONDONTWRITEBYTECODE=1, or a tree just edited, would
     # otherwise have each cold start compile the package's source again, and measure that instead.
-    for source in (ROOT / "formcall_webhook", ROOT / "main.py", BENCH / "hello" / "main.py"):
+    for source in (ROOT / "formcall_webhook", ROOT / "main.py", BENCH / "hello" / "main.py", HELLO_PHONES):
         compile_ = compileall.compile_dir if source.is_dir() else compileall.compile_file
         if not compile_(source, quiet=1):
             raise RuntimeError(f"could not compile {source}")
@@ -309,6 +311,11 @@ def bench_cold_start(
                 lambda s, d: True,
             ),
             (
+                "hello_phonenumbers",
+                lambda: ServerProcess("hello-phones", HELLO_PHONES, "hello_phones", {}, log_dir),
+                lambda s, d: b'"valid": true' in d,
+            ),
+            (
                 "function_env_token",
                 lambda: ServerProcess("function-cold", ROOT / "main.py", "formcall_webhook", env, log_dir),
                 placed,
@@ -325,7 +332,7 @@ def bench_cold_start(
         cpu_times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
         for run in range(plan.cold_runs):
             # Rotate the order each run: the first start after a pause finds colder page caches.
-            for name, make, expect in variants[run % 3 :] + variants[: run % 3]:
+            for name, make, expect in variants[run % len(variants) :] + variants[: run % len(variants)]:
                 server = make()
                 try:
                     seconds, cpu = first_answer(server, leads.body(), expect)
@@ -341,6 +348,7 @@ def bench_cold_start(
                 time.sleep(0.2)
     finally:
         secrets.stop()
+    floor_ms = _median(times["hello_phonenumbers"])
     hello = _median(times["hello"])
     env_ms = _median(times["function_env_token"])
     secret_ms = _median(times["function_secret_token"])
@@ -356,6 +364,8 @@ def bench_cold_start(
         "function_env_token_ms": env_ms,
         "function_secret_token_ms": secret_ms,
         "env_ratio": paired(times, "function_env_token"),
+        "hello_phonenumbers_ms": floor_ms,
+        "floor_ratio": paired(times, "hello_phonenumbers"),
         "secret_ratio": paired(times, "function_secret_token"),
         "env_ratio_of_medians": round(env_ms / hello, 3),
         "secret_extra_ms": round(
@@ -571,6 +581,14 @@ def cold_rows(cold: dict[str, Any], row: Row) -> None:
         _fmt(cold["cpu_ms"]["hello"], 0) + " hello",
         _fmt(cold["cpu_env_ratio"], 2),
     )
+    if "floor_ratio" in cold:
+        row(
+            "  floor: hello + phonenumbers (ms)",
+            _fmt(cold["hello_phonenumbers_ms"], 0),
+            _fmt(cold["hello_ms"], 0) + " hello",
+            _fmt(cold["floor_ratio"], 2),
+            "report: what the number check alone costs",
+        )
     row(
         "cold start, secret: token (ms)",
         _fmt(cold["function_secret_token_ms"], 0),
