@@ -770,7 +770,7 @@ def main(argv: list[str]) -> int:
                 print("2. in-process cost", flush=True)
                 results["inprocess"] = bench_inprocess(plan, leads, config)
             if "cold" in args.only:
-                print("3. cold start (hello, env token, secret: token, interleaved)", flush=True)
+                print("3. cold start (hello, hello + phonenumbers, env token, secret: token, interleaved)", flush=True)
                 results["cold_start"] = bench_cold_start(plan, sim, leads, env, log_dir)
             if "memory" in args.only:
                 print(
